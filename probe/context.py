@@ -1,0 +1,339 @@
+"""A device's scan context: the only way collectors reach the network.
+
+Every connection and datagram goes to `ctx.address` (the device, never anything else), takes a
+token from the scan-wide rate limiter, holds one of the device's connection slots, and is bounded
+by the per-operation timeout. Collectors never open sockets themselves, so scope, rate, per-device
+concurrency and timeouts hold by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from probe.model import Device
+from probe.ratelimit import RateLimiter
+
+T = TypeVar("T")
+
+Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """How a scan behaves; the CLI fills it from its flags."""
+
+    timeout: float = 5.0
+    budget: float = 120.0
+    concurrency: int = 64
+    per_device: int = 4
+    rate: float = 500.0
+    intrusive: bool = False
+    tcp_ports: tuple[int, ...] | None = None
+    exclude_ports: tuple[int, ...] = ()
+    syn: bool = False
+    udp: bool = True
+    trust_anchor: str | None = None
+    blocking_threads: int = 8
+
+
+@dataclass
+class Network:
+    """What all devices of one scan share: the rate cap and the pool for blocking libraries."""
+
+    options: ScanOptions
+    rate: RateLimiter = field(init=False)
+    threads: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate = RateLimiter(self.options.rate)
+        self.threads = ThreadPoolExecutor(
+            max_workers=self.options.blocking_threads, thread_name_prefix="iotprobe-blocking"
+        )
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class Datagrams:
+    """What came back to one UDP request."""
+
+    replies: tuple[bytes, ...]
+    refused: bool = False
+    truncated: bool = False
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.replies)
+
+
+class _Collecting(asyncio.DatagramProtocol):
+    def __init__(self, max_datagrams: int, max_bytes: int, source: str | None = None) -> None:
+        self.source = None if source is None else ipaddress.ip_address(source)
+        self.replies: list[bytes] = []
+        self.refused = False
+        self.truncated = False
+        self.total = 0
+        self.max_datagrams = max_datagrams
+        self.max_bytes = max_bytes
+        self.first = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.source is not None and ipaddress.ip_address(addr[0]) != self.source:
+            return
+        if len(self.replies) >= self.max_datagrams or self.total + len(data) > self.max_bytes:
+            self.truncated = True
+            return
+        self.replies.append(data)
+        self.total += len(data)
+        if not self.first.done():
+            self.first.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            self.refused = True
+        if not self.first.done():
+            self.first.set_result(None)
+
+    def reset(self) -> None:
+        """Forget what arrived so far: the next reply starts a new exchange."""
+        self.replies = []
+        self.refused = False
+        self.truncated = False
+        self.total = 0
+        if self.first.done():
+            self.first = asyncio.get_running_loop().create_future()
+
+    def collected(self) -> Datagrams:
+        return Datagrams(tuple(self.replies), self.refused and not self.replies, self.truncated)
+
+
+class UdpConversation:
+    """Successive datagrams between one local port and one port of the device.
+
+    For protocols whose peer binds state to the client's address and port: a DTLS cookie, a
+    CoAP separate response or the blocks of one transfer. Every datagram sent takes a token from
+    the scan's rate limiter; the conversation holds one of the device's slots until it ends.
+    """
+
+    def __init__(self, ctx: DeviceContext, transport: asyncio.DatagramTransport,
+                 protocol: _Collecting) -> None:
+        self._ctx = ctx
+        self._transport = transport
+        self._protocol = protocol
+
+    async def send(self, payload: bytes) -> None:
+        """Send one datagram; what was received before it is dropped."""
+        await self._ctx.network.rate.acquire()
+        self._ctx.datagrams += 1
+        self._protocol.reset()
+        self._transport.sendto(payload)
+
+    async def receive(self, *, wait: float | None = None, linger: float = 0.05) -> Datagrams:
+        """What arrived since the last send or receive: waits up to `wait` (default: the
+        scan's timeout) for a first datagram, then `linger` for more."""
+        protocol = self._protocol
+        if not protocol.first.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(protocol.first),
+                                       self._ctx.timeout if wait is None else wait)
+        if protocol.replies and linger > 0:
+            await asyncio.sleep(linger)
+        got = protocol.collected()
+        protocol.reset()
+        return got
+
+    async def exchange(self, payload: bytes, *, wait: float | None = None,
+                       linger: float = 0.05) -> Datagrams:
+        """Send one datagram and collect what comes back (see `receive`)."""
+        await self.send(payload)
+        return await self.receive(wait=wait, linger=linger)
+
+
+class DeviceContext:
+    """One device during one scan: its address, options, parameters and observation cache."""
+
+    def __init__(
+        self,
+        device: Device,
+        address: str,
+        options: ScanOptions,
+        network: Network,
+        params: Callable[[str], Params],
+        scan_tcp_ports: tuple[int, ...] = (),
+    ) -> None:
+        self.device = device
+        self.address = address
+        self.options = options
+        self.network = network
+        self.params_for = params
+        self.scan_tcp_ports = scan_tcp_ports
+        self._slots = asyncio.Semaphore(options.per_device)
+        self._cache: dict[tuple[Any, ...], asyncio.Task[Any]] = {}
+        self.connections = 0
+        self.datagrams = 0
+
+    @property
+    def timeout(self) -> float:
+        return self.options.timeout
+
+    async def observe(self, collector: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """The collector's result for this device, gathered at most once per argument set.
+
+        `collector(ctx, *args)` runs once; every later call with the same arguments awaits the
+        same task, so concurrent checks share one round trip.
+        """
+        key = (collector, *args)
+        task: asyncio.Task[T] | None = self._cache.get(key)
+        if task is None:
+            task = asyncio.ensure_future(collector(self, *args))
+            self._cache[key] = task
+        return await asyncio.shield(task)
+
+    def cancel_pending(self) -> None:
+        for task in self._cache.values():
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # mark retrieved: errors were reported through the checks
+
+    @contextlib.asynccontextmanager
+    async def connect(
+        self,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+        """A TCP (or TLS) connection to the device, closed on exit.
+
+        Raises ConnectionRefusedError, TimeoutError, ssl.SSLError or OSError as the network
+        answers; callers turn those into observations.
+        """
+        limit = self.timeout if timeout is None else timeout
+        async with self._slots:
+            await self.network.rate.acquire()
+            self.connections += 1
+            handshake = limit if tls is not None else None
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.address,
+                    port,
+                    ssl=tls,
+                    server_hostname=server_hostname if tls is not None else None,
+                    ssl_handshake_timeout=handshake,
+                    limit=256 * 1024,
+                ),
+                limit,
+            )
+            try:
+                yield reader, writer
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), min(limit, 1.0))
+
+    async def read(
+        self, reader: asyncio.StreamReader, max_bytes: int, *, deadline: float | None = None,
+        until: Callable[[bytes], bool] | None = None,
+    ) -> tuple[bytes, bool]:
+        """Read until `max_bytes`, EOF, `until(data)` holds, or the deadline passes.
+
+        Returns the bytes and whether the deadline cut the read short. A peer that drips a byte
+        a second, or sends without end, costs at most the deadline and `max_bytes` of memory.
+        """
+        limit = self.timeout if deadline is None else deadline
+        data = bytearray()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        while len(data) < max_bytes:
+            left = end - loop.time()
+            if left <= 0:
+                return bytes(data), True
+            try:
+                chunk = await asyncio.wait_for(reader.read(max_bytes - len(data)), left)
+            except TimeoutError:
+                return bytes(data), True
+            if not chunk:
+                break
+            data += chunk
+            if until is not None and until(bytes(data)):
+                break
+        return bytes(data), False
+
+    async def exchange_udp(
+        self,
+        port: int,
+        payload: bytes,
+        *,
+        wait: float | None = None,
+        linger: float = 0.05,
+        max_datagrams: int = 16,
+        max_bytes: int = 64 * 1024,
+        any_source_port: bool = False,
+    ) -> Datagrams:
+        """Send one datagram to the device and collect what comes back.
+
+        Waits up to `wait` for a first reply, then `linger` for more; replies beyond
+        `max_datagrams` or `max_bytes` are counted as truncation, not stored (a reply flood
+        cannot grow memory). With `any_source_port`, replies from any port of the device count
+        (a TFTP server answers from a new port); the socket is then unconnected, so an ICMP
+        port-unreachable is not seen and a closed port costs the whole wait.
+        """
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            await self.network.rate.acquire()
+            self.datagrams += 1
+            if any_source_port:
+                wildcard = "::" if ipaddress.ip_address(self.address).version == 6 else "0.0.0.0"
+                transport, proto = await loop.create_datagram_endpoint(
+                    lambda: _Collecting(max_datagrams, max_bytes, self.address),
+                    local_addr=(wildcard, 0),
+                )
+            else:
+                transport, proto = await loop.create_datagram_endpoint(
+                    lambda: _Collecting(max_datagrams, max_bytes),
+                    remote_addr=(self.address, port),
+                )
+            try:
+                transport.sendto(payload, (self.address, port) if any_source_port else None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(proto.first), self.timeout if wait is None else wait
+                    )
+                if proto.replies:
+                    await asyncio.sleep(linger)
+            finally:
+                transport.close()
+        return Datagrams(tuple(proto.replies), proto.refused and not proto.replies,
+                         proto.truncated)
+
+    @contextlib.asynccontextmanager
+    async def udp_conversation(
+        self, port: int, *, max_datagrams: int = 16, max_bytes: int = 64 * 1024,
+    ) -> AsyncIterator[UdpConversation]:
+        """A UDP socket connected to the device's `port`, for several exchanges from one local
+        port; each receive keeps at most `max_datagrams` datagrams and `max_bytes` bytes."""
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Collecting(max_datagrams, max_bytes),
+                remote_addr=(self.address, port),
+            )
+            try:
+                yield UdpConversation(self, transport, protocol)
+            finally:
+                transport.close()
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking library call (sslyze, scapy, paho) off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.network.threads, fn, *args)

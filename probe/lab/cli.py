@@ -1,0 +1,321 @@
+"""`iotprobe lab up | down | status | personas`: run the emulated fleet on loopback.
+
+`up` starts the fleet as a background process (`python -m probe.lab up --foreground ...` in a
+new session) and returns once every listener is bound. The fleet process owns
+<state-dir>/lab.json and the lab CA beside it, holds <state-dir>/lab.lock while it runs, and
+removes both files when it stops; `down` stops it by the pid in lab.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from io import StringIO
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+from ruamel.yaml import YAML
+
+from probe.errors import InputError
+from probe.lab.fleet import DEFAULT_BASE, DeviceSpec, LabBindError, plan_fleet, run_fleet
+from probe.lab.personas import PERSONAS, Persona
+from probe.lab.servers import FORBIDDEN_PORT, ports_of
+from probe.lab.state import (
+    CA_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    default_state_dir,
+    is_lab_process,
+    read_state,
+    remove_owned,
+    remove_state,
+    running_lab,
+    wait_gone,
+    write_atomically,
+    write_state,
+)
+
+log = logging.getLogger(__name__)
+
+READY = "iotprobe lab ready"
+EXIT_NOT_RUNNING, EXIT_INPUT = 1, 2
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _select_personas(names: str | None) -> list[Persona]:
+    if names is None:
+        return list(PERSONAS.values())
+    chosen = []
+    for name in (n.strip() for n in names.split(",")):
+        if name not in PERSONAS:
+            raise InputError(f"unknown persona {name!r}; known: {', '.join(PERSONAS)}",
+                             field="--personas")
+        chosen.append(PERSONAS[name])
+    return chosen
+
+
+def _listeners_text(listeners: Sequence[dict[str, Any]]) -> str:
+    return " ".join(
+        f"{item['transport']}/{item['port']}" + ("+tls" if item.get("tls") else "")
+        for item in listeners
+    ) or "-"
+
+
+def _table(devices: Sequence[dict[str, Any]]) -> str:
+    rows = [("ID", "ADDRESS", "PERSONA", "CLASS", "LISTENERS")]
+    rows += [(d["id"], d["address"], d["persona"], d["class"], _listeners_text(d["listeners"]))
+             for d in devices]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        + "  " + row[4]
+        for row in rows
+    )
+
+
+def inventory_yaml(specs: Sequence[DeviceSpec]) -> str:
+    """The inventory for scanning the lab; expectations stay out of it (they are in lab.json)."""
+    data = {
+        "defaults": {"exclude_ports": [FORBIDDEN_PORT]},
+        "devices": [
+            {"id": s.id, "address": s.address, "class": s.persona.device_class} for s in specs
+        ],
+    }
+    out = StringIO()
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.representer.sort_base_mapping_type_on_output = False
+    yaml.dump(data, out)
+    return "# written by `iotprobe lab up`\n" + out.getvalue()
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def _serve(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
+                 inventory_out: Path | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pid = os.getpid()
+    fleet = await run_fleet(specs)
+    try:
+        write_atomically(state_dir / CA_FILE, fleet.ca_pem.decode())
+        devices = [spec.as_state() for spec in specs]
+        write_state(state_dir, {
+            "pid": pid,
+            "base": base,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "trust_anchor": str(state_dir / CA_FILE),
+            "inventory": str(inventory_out) if inventory_out else None,
+            "devices": devices,
+        })
+        if inventory_out is not None:
+            write_atomically(inventory_out, inventory_yaml(specs))
+        click.echo(_table(devices))
+        click.echo(f"{READY}: {len(specs)} devices, pid {pid}; stop with `iotprobe lab down`")
+        await stop.wait()
+        log.info("lab stopping")
+    finally:
+        await fleet.stop()
+        remove_owned(state_dir, pid)
+
+
+def _run_foreground(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
+                    inventory_out: Path | None) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = (state_dir / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _fail(f"another lab holds {state_dir / LOCK_FILE}")
+    _raise_fd_limit()
+    try:
+        asyncio.run(_serve(specs, base, state_dir, inventory_out))
+    except LabBindError as exc:
+        _fail(f"{exc} (is another lab or service using it? as non-root, ports below 1024 "
+              "need privileges)")
+    finally:
+        lock.close()
+    log.info("lab stopped")
+
+
+def _wait_ready(stdout: IO[bytes]) -> bool:
+    """Read the child's stdout until the ready line, its exit, or START_TIMEOUT."""
+    deadline = time.monotonic() + START_TIMEOUT
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not sel.select(left):
+                continue
+            chunk = os.read(stdout.fileno(), 65536)
+            if not chunk:
+                return False
+            buf += chunk
+            if READY.encode() in buf:
+                return True
+            buf = buf[buf.rfind(b"\n") + 1:]
+    return False
+
+
+def _start_background(specs: Sequence[DeviceSpec], personas: Sequence[Persona], base: str,
+                      state_dir: Path, inventory_out: Path | None) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / LOG_FILE
+    cmd = [
+        sys.executable, "-m", "probe.lab", "up", "--foreground",
+        "--devices", str(len(specs)), "--base", base,
+        "--personas", ",".join(p.name for p in personas), "--state-dir", str(state_dir),
+    ]
+    if inventory_out is not None:
+        cmd += ["--inventory-out", str(inventory_out)]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=log_file, start_new_session=True)
+    assert proc.stdout is not None
+    with proc.stdout:
+        ready = _wait_ready(proc.stdout)
+    if not ready:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            _fail(f"the lab did not come up within {START_TIMEOUT:.0f}s; see {log_path}", 1)
+        errors = [line for line in log_path.read_text(errors="replace").splitlines()
+                  if line.startswith("error:")]
+        _fail(errors[-1].removeprefix("error: ") if errors
+              else f"the lab exited with code {proc.returncode}; see {log_path}",
+              EXIT_INPUT if proc.returncode == EXIT_INPUT else 1)
+    state = read_state(state_dir)
+    assert state is not None and state["pid"] == proc.pid
+    click.echo(_table(state["devices"]))
+    click.echo(f"lab running: {len(specs)} devices, pid {proc.pid}, state {state_dir}")
+    if inventory_out is not None:
+        click.echo(f"inventory: {inventory_out}")
+
+
+def _state_dir_option(fn: Any) -> Any:
+    return click.option(
+        "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Where lab.json lives. Default: $IOTPROBE_STATE_DIR or ~/.local/state/iotprobe.",
+    )(fn)
+
+
+def _resolve_state_dir(state_dir: Path | None) -> Path:
+    return (state_dir or default_state_dir()).expanduser().absolute()
+
+
+def lab_group() -> click.Group:
+    @click.group("lab")
+    def lab() -> None:
+        """Emulated IoT devices with known good and bad configurations, on 127.0.0.0/8."""
+
+    @lab.command("up")
+    @click.option("--devices", type=click.IntRange(min=1), default=None,
+                  help="How many devices. Default: one per persona.")
+    @click.option("--base", default=DEFAULT_BASE, show_default=True,
+                  help="Address of the first device; device i gets base + i.")
+    @click.option("--inventory-out", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Write a YAML inventory of the lab here.")
+    @click.option("--personas", "persona_names", metavar="A,B,...",
+                  help="Personas to cycle through (see `lab personas`). Default: all.")
+    @click.option("--foreground", is_flag=True,
+                  help="Run the fleet in this process until SIGTERM or Ctrl-C.")
+    @_state_dir_option
+    def up(devices: int | None, base: str, inventory_out: Path | None,
+           persona_names: str | None, foreground: bool, state_dir: Path | None) -> None:
+        """Start the lab: device i runs persona i mod len(personas) on address base + i."""
+        directory = _resolve_state_dir(state_dir)
+        try:
+            personas = _select_personas(persona_names)
+            specs = plan_fleet(personas, devices or len(personas), base)
+        except InputError as exc:
+            _fail(str(exc))
+        running = running_lab(directory)
+        if running is not None:
+            _fail(f"a lab is already running (pid {running['pid']}, state in {directory}); "
+                  "stop it with `iotprobe lab down` or choose another --state-dir")
+        inventory = inventory_out.absolute() if inventory_out is not None else None
+        if foreground:
+            _run_foreground(specs, base, directory, inventory)
+        else:
+            _start_background(specs, personas, base, directory, inventory)
+
+    @lab.command("down")
+    @_state_dir_option
+    def down(state_dir: Path | None) -> None:
+        """Stop the lab recorded in the state directory and remove its state."""
+        directory = _resolve_state_dir(state_dir)
+        state = read_state(directory)
+        if state is None:
+            click.echo(f"no lab recorded in {directory}")
+            return
+        pid = state["pid"]
+        if is_lab_process(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not wait_gone(pid, STOP_TIMEOUT):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                if not wait_gone(pid, STOP_TIMEOUT):
+                    _fail(f"lab process {pid} does not exit", 1)
+            click.echo(f"lab stopped (pid {pid})")
+        else:
+            click.echo(f"lab (pid {pid}) was not running; removed its stale state")
+        remove_state(directory)
+
+    @lab.command("status")
+    @_state_dir_option
+    def status(state_dir: Path | None) -> None:
+        """Show the lab's devices; exit 0 if it runs, 1 if not."""
+        directory = _resolve_state_dir(state_dir)
+        state = read_state(directory)
+        if state is None:
+            click.echo(f"no lab recorded in {directory}")
+            sys.exit(EXIT_NOT_RUNNING)
+        running = is_lab_process(state["pid"])
+        click.echo(_table(state["devices"]))
+        click.echo(f"lab {'running' if running else 'NOT running'}: pid {state['pid']}, "
+                   f"{len(state['devices'])} devices, trust anchor {state['trust_anchor']}")
+        if not running:
+            sys.exit(EXIT_NOT_RUNNING)
+
+    @lab.command("personas")
+    def personas() -> None:
+        """List the personas and what the probe must report for each."""
+        for persona in PERSONAS.values():
+            ports = _listeners_text(ports_of(persona.listeners))
+            expect = ", ".join(f"{k}={v}" for k, v in persona.expect.items())
+            click.echo(f"{persona.name} ({persona.device_class}): {persona.description}")
+            click.echo(f"    listens: {ports}")
+            click.echo(f"    expect: {expect}; verdict {persona.expect_verdict}")
+
+    return lab

@@ -1,0 +1,159 @@
+"""Personas: the kinds of emulated device, each with the results a correct probe must report.
+
+A persona declares what it runs (its listeners, on the device's own address) and `expect`, the
+status each check must get under the probe's default, non-intrusive profile. `expect` names the
+checks the persona was built to exercise; `expect_verdict` is the verdict those results imply.
+New personas (MQTT, TLS, CoAP, monitoring) are new `register(...)` calls: the fleet code reads
+only the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from probe.lab.servers import (
+    FtpLogin,
+    HttpPage,
+    Listener,
+    MqttRefuse,
+    RfbBanner,
+    Silent,
+    SnmpAgent,
+    TcpListener,
+    TelnetLogin,
+    TftpDenied,
+    UdpListener,
+)
+from probe.model import Status, Verdict
+
+OPEN_PORTS = "net.open-ports"
+CLEARTEXT_MANAGEMENT = "net.cleartext-management"
+
+
+@dataclass(frozen=True)
+class Persona:
+    name: str
+    description: str
+    device_class: str
+    listeners: tuple[Listener, ...]
+    expect: Mapping[str, str] = field(hash=False)
+    expect_verdict: str
+
+    def __post_init__(self) -> None:
+        statuses = {s.value for s in Status}
+        for check_id, status in self.expect.items():
+            if status not in statuses:
+                raise ValueError(f"persona {self.name}: {check_id}: unknown status {status!r}")
+        if self.expect_verdict not in {v.value for v in Verdict}:
+            raise ValueError(f"persona {self.name}: unknown verdict {self.expect_verdict!r}")
+        seen: set[tuple[str, int]] = set()
+        for listener in self.listeners:
+            key = (listener.transport, listener.port)
+            if key in seen:
+                raise ValueError(f"persona {self.name}: {key[0]}/{key[1]} listed twice")
+            seen.add(key)
+        object.__setattr__(self, "expect", MappingProxyType(dict(self.expect)))
+
+
+_REGISTRY: dict[str, Persona] = {}
+PERSONAS: Mapping[str, Persona] = MappingProxyType(_REGISTRY)
+
+
+def register(persona: Persona) -> Persona:
+    if persona.name in _REGISTRY:
+        raise ValueError(f"persona {persona.name} is already registered")
+    _REGISTRY[persona.name] = persona
+    return persona
+
+
+def _mqtts(port: int = 8883) -> TcpListener:
+    return TcpListener(port, MqttRefuse(), tls=True)
+
+
+register(Persona(
+    name="clean-sensor",
+    description="MQTT over TLS only, refuses unauthenticated clients",
+    device_class="sensor",
+    listeners=(_mqtts(),),
+    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass"},
+    expect_verdict="conformant",
+))
+
+register(Persona(
+    name="telnet-camera",
+    description="Telnet login on 23 beside its HTTPS interface",
+    device_class="camera",
+    listeners=(
+        TcpListener(23, TelnetLogin(banner="\r\nIP Camera\r\n")),
+        TcpListener(443, HttpPage(title="IP Camera"), tls=True),
+    ),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="ftp-gateway",
+    description="FTP on 21 beside its HTTPS console on 8443",
+    device_class="gateway",
+    listeners=(
+        TcpListener(21, FtpLogin(greeting="(gateway) FTP server ready")),
+        TcpListener(8443, HttpPage(title="Gateway console"), tls=True),
+    ),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="snmp-public",
+    description="SNMP v1/v2c agent answering the community 'public'",
+    device_class="sensor",
+    listeners=(
+        UdpListener(161, SnmpAgent(sys_descr="iotprobe lab sensor, firmware 1.0",
+                                   sys_name="snmp-public")),
+        _mqtts(),
+    ),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="tftp-sensor",
+    description="TFTP server on 69/udp (answers every read with File not found)",
+    device_class="sensor",
+    listeners=(UdpListener(69, TftpDenied()), _mqtts()),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="extra-ports",
+    description="ports beyond its class's allow-list: plain HTTP on 8080 and VNC on 5900",
+    device_class="sensor",
+    listeners=(
+        _mqtts(),
+        TcpListener(8080, HttpPage(title="Sensor status")),
+        TcpListener(5900, RfbBanner()),
+    ),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass"},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="hang",
+    description="accepts on 23 and 8883 and never says a word",
+    device_class="sensor",
+    listeners=(TcpListener(23, Silent()), TcpListener(8883, Silent())),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error"},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="dark",
+    description="nothing listens: an unreachable device",
+    device_class="sensor",
+    listeners=(),
+    expect={OPEN_PORTS: "error", CLEARTEXT_MANAGEMENT: "error"},
+    expect_verdict="inconclusive",
+))

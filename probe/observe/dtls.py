@@ -1,0 +1,369 @@
+"""DTLS on CoAPS endpoints: which versions a server accepts and which suite it picks.
+
+No DTLS library and no credentials are needed for that: the probe builds ClientHello messages
+itself, answers a HelloVerifyRequest with its cookie (over the same local port: servers bind the
+cookie to the client's address and port), reads the ServerHello or the alert, and then ends the
+handshake with a fatal `user_canceled` alert so the server drops its state at once (a
+single-client server such as `openssl s_server` would otherwise wait for the rest of the
+handshake). Each hello offers PSK, ECDHE-ECDSA, ECDHE-RSA, DHE-RSA and RSA suites, so a PSK
+server and a certificate server both answer.
+
+Collectors: `handshake(ctx, port, offer)` (one hello; discovery uses the DTLS 1.2 one) and
+`dtls_survey`, which probes every DTLS endpoint discovery found (and the port after each
+cleartext CoAP port, CoAPS's convention) with DTLS 1.2 and DTLS 1.0 hellos, and, when the server
+picked a PSK suite, with a DTLS 1.2 hello without PSK suites to learn whether it serves anything
+else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from probe.context import DeviceContext
+from probe.observe import udp
+from probe.observe.tcp import excluded_ports
+
+DTLS_1_0, DTLS_1_2 = 0xFEFF, 0xFEFD
+VERSIONS = {0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3"}
+CONTENT_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
+HANDSHAKE, ALERT = 22, 21
+CLIENT_HELLO, SERVER_HELLO, HELLO_VERIFY_REQUEST = 1, 2, 3
+HANDSHAKE_TYPES = {1: "client_hello", 2: "server_hello", 3: "hello_verify_request",
+                   11: "certificate", 12: "server_key_exchange", 13: "certificate_request",
+                   14: "server_hello_done"}
+ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
+          22: "record_overflow", 40: "handshake_failure", 42: "bad_certificate",
+          43: "unsupported_certificate", 47: "illegal_parameter", 48: "unknown_ca",
+          49: "access_denied", 50: "decode_error", 51: "decrypt_error", 70: "protocol_version",
+          71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback",
+          90: "user_canceled", 109: "missing_extension", 110: "unsupported_extension",
+          112: "unrecognized_name", 115: "unknown_psk_identity"}
+FATAL, USER_CANCELED = 2, 90
+RECORD_HEADER, HANDSHAKE_HEADER = 13, 12
+
+# The suites offered, by IANA name, in the order offered: CoAP's mandatory suites first
+# (RFC 7252 9.1.3: TLS_PSK_WITH_AES_128_CCM_8 and TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8).
+SUITES: dict[int, str] = {
+    0xC0AE: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8",
+    0xC0A8: "TLS_PSK_WITH_AES_128_CCM_8",
+    0xC0AC: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM",
+    0xC0A4: "TLS_PSK_WITH_AES_128_CCM",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xCCAC: "TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256",
+    0x00A8: "TLS_PSK_WITH_AES_128_GCM_SHA256",
+    0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+    0xC037: "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256",
+    0x00AE: "TLS_PSK_WITH_AES_128_CBC_SHA256",
+    0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0xC035: "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA",
+    0x008C: "TLS_PSK_WITH_AES_128_CBC_SHA",
+    0x008D: "TLS_PSK_WITH_AES_256_CBC_SHA",
+    0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
+    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
+    0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+}
+# DTLS 1.0 has no AEAD and no SHA-256 PRF suites: offer the CBC-SHA ones only.
+DTLS_1_0_SUITES = (0xC009, 0xC00A, 0xC013, 0xC014, 0xC035, 0x008C, 0x008D, 0x0033, 0x002F,
+                   0x0035)
+
+
+def is_psk(suite: int) -> bool:
+    return "_PSK_" in SUITES.get(suite, "")
+
+
+Offer = Literal["dtls1.2", "dtls1.2-certificate", "dtls1.0"]
+OFFERS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "dtls1.2": (DTLS_1_2, tuple(SUITES)),
+    "dtls1.2-certificate": (DTLS_1_2, tuple(s for s in SUITES if not is_psk(s))),
+    "dtls1.0": (DTLS_1_0, DTLS_1_0_SUITES),
+}
+_GROUPS = (0x001D, 0x0017, 0x0018)  # x25519, secp256r1, secp384r1
+_SIGNATURE_ALGORITHMS = (0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0203, 0x0201)
+
+
+def _u16(value: int) -> bytes:
+    return value.to_bytes(2, "big")
+
+
+def vector(body: bytes, size: int) -> bytes:
+    return len(body).to_bytes(size, "big") + body
+
+
+def _extension(kind: int, body: bytes) -> bytes:
+    return _u16(kind) + vector(body, 2)
+
+
+def record(content_type: int, version: int, sequence: int, body: bytes, epoch: int = 0) -> bytes:
+    """One DTLS record (RFC 6347 4.1)."""
+    return (bytes([content_type]) + _u16(version) + _u16(epoch) + sequence.to_bytes(6, "big")
+            + vector(body, 2))
+
+
+def handshake_message(kind: int, message_seq: int, body: bytes) -> bytes:
+    """One unfragmented DTLS handshake message (RFC 6347 4.2.2)."""
+    size = len(body).to_bytes(3, "big")
+    return bytes([kind]) + size + _u16(message_seq) + b"\x00\x00\x00" + size + body
+
+
+def client_hello(version: int, suites: tuple[int, ...], random: bytes, cookie: bytes = b"",
+                 message_seq: int = 0) -> bytes:
+    """A ClientHello record: `version` as the highest version, `suites` in that order."""
+    extensions = (_extension(0x000A, vector(b"".join(map(_u16, _GROUPS)), 2))
+                  + _extension(0x000B, b"\x01\x00")
+                  + _extension(0x000D, vector(b"".join(map(_u16, _SIGNATURE_ALGORITHMS)), 2))
+                  + _extension(0x0017, b"") + _extension(0xFF01, b"\x00"))
+    body = (_u16(version) + random + vector(b"", 1) + vector(cookie, 1)
+            + vector(b"".join(map(_u16, suites)), 2) + vector(b"\x00", 1)
+            + vector(extensions, 2))
+    # The record layer says DTLS 1.0 on a first flight, whatever the hello offers.
+    return record(HANDSHAKE, DTLS_1_0, message_seq,
+                  handshake_message(CLIENT_HELLO, message_seq, body))
+
+
+@dataclass(frozen=True)
+class Record:
+    content_type: int
+    version: int
+    body: bytes
+
+
+def records(datagram: bytes) -> Iterator[Record]:
+    """The complete DTLS records of a datagram; stops at the first one that is not."""
+    offset = 0
+    while offset + RECORD_HEADER <= len(datagram):
+        content_type = datagram[offset]
+        version = int.from_bytes(datagram[offset + 1:offset + 3], "big")
+        length = int.from_bytes(datagram[offset + 11:offset + 13], "big")
+        end = offset + RECORD_HEADER + length
+        if content_type not in CONTENT_TYPES or version not in VERSIONS or end > len(datagram):
+            return
+        yield Record(content_type, version, datagram[offset + RECORD_HEADER:end])
+        offset = end
+
+
+@dataclass(frozen=True)
+class ServerMessage:
+    """What decides a handshake attempt: a handshake message or an alert from the server."""
+
+    record: Record
+    handshake: int | None = None
+    cookie: bytes = b""
+    version: int | None = None
+    suite: int | None = None
+    alert: int | None = None
+    alert_level: int | None = None
+
+
+def _handshake(rec: Record) -> ServerMessage:
+    kind = rec.body[0]
+    body = rec.body[HANDSHAKE_HEADER:]
+    if kind == HELLO_VERIFY_REQUEST and len(body) >= 3:
+        return ServerMessage(rec, kind, cookie=body[3:3 + body[2]],
+                             version=int.from_bytes(body[:2], "big"))
+    if kind == SERVER_HELLO and len(body) >= 35 and len(body) >= 35 + body[34] + 2:
+        at = 35 + body[34]
+        return ServerMessage(rec, kind, version=int.from_bytes(body[:2], "big"),
+                             suite=int.from_bytes(body[at:at + 2], "big"))
+    return ServerMessage(rec, kind)
+
+
+def server_messages(datagrams: tuple[bytes, ...]) -> list[ServerMessage]:
+    """The epoch-0 handshake messages and alerts of a server flight, in order."""
+    found = []
+    for datagram in datagrams:
+        for rec in records(datagram):
+            if rec.content_type == HANDSHAKE and len(rec.body) >= HANDSHAKE_HEADER:
+                found.append(_handshake(rec))
+            elif rec.content_type == ALERT and len(rec.body) == 2:
+                found.append(ServerMessage(rec, alert=rec.body[1], alert_level=rec.body[0]))
+    return found
+
+
+def alert_name(code: int) -> str:
+    return ALERTS.get(code, f"alert {code}")
+
+
+Outcome = Literal["server_hello", "alert", "hello_verify_request", "other", "no_answer",
+                  "not_dtls"]
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """How a server answered one ClientHello (after its HelloVerifyRequest, if it sent one)."""
+
+    port: int
+    offer: str
+    offered_version: int
+    outcome: Outcome
+    replies: tuple[bytes, ...] = ()
+    """Every datagram of the server's first answer, as received."""
+    cookie: bool = False
+    """The server sent a HelloVerifyRequest and the hello was repeated with its cookie."""
+    decided_by: ServerMessage | None = None
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.replies)
+
+    @property
+    def version(self) -> int | None:
+        return self.decided_by.version if self.outcome == "server_hello" and \
+            self.decided_by is not None else None
+
+    @property
+    def suite(self) -> int | None:
+        return self.decided_by.suite if self.decided_by is not None else None
+
+    @property
+    def accepted(self) -> bool:
+        """The server agreed to the offered version."""
+        return self.outcome == "server_hello" and self.version == self.offered_version
+
+    @property
+    def alert(self) -> str | None:
+        message = self.decided_by
+        if message is None or message.alert is None:
+            return None
+        return alert_name(message.alert)
+
+    def summary(self) -> dict[str, object]:
+        """The evidence: what was offered and what came back."""
+        out: dict[str, object] = {"offered": VERSIONS[self.offered_version],
+                                  "outcome": self.outcome, "hello_verify_request": self.cookie}
+        if self.version is not None:
+            out["version"] = VERSIONS.get(self.version, hex(self.version))
+        if self.outcome == "server_hello" and self.suite is not None:
+            out["suite"] = SUITES.get(self.suite, f"0x{self.suite:04X}")
+        if self.alert is not None:
+            out["alert"] = self.alert
+        return out
+
+    def discovery(self) -> tuple[str, dict[str, object]] | None:
+        """How discovery describes the endpoint (None: no DTLS record came back)."""
+        message = self.decided_by
+        if message is None:
+            return None
+        rec = message.record
+        version = VERSIONS[rec.version]
+        evidence: dict[str, object] = {"record": CONTENT_TYPES[rec.content_type],
+                                       "version": version}
+        if message.alert is not None:
+            evidence["alert"] = message.alert
+            what = f"alert {alert_name(message.alert)}"
+        else:
+            what = HANDSHAKE_TYPES.get(message.handshake or 0, f"type {message.handshake}")
+            evidence["handshake"] = what
+            if message.handshake == SERVER_HELLO and message.suite is not None:
+                evidence["suite"] = SUITES.get(message.suite, f"0x{message.suite:04X}")
+                what += f" ({evidence['suite']})"
+        return f"{version} {what} to a {VERSIONS[self.offered_version]} ClientHello", evidence
+
+
+def _decide(port: int, offer: str, version: int, replies: tuple[bytes, ...],
+            flight: tuple[bytes, ...], cookie: bool) -> Handshake:
+    messages = server_messages(flight)
+    for message in messages:
+        if message.alert is not None:
+            return Handshake(port, offer, version, "alert", replies, cookie, message)
+        if message.handshake == SERVER_HELLO and message.suite is not None:
+            return Handshake(port, offer, version, "server_hello", replies, cookie, message)
+    if messages:
+        last = messages[-1]
+        outcome: Outcome = "hello_verify_request" \
+            if last.handshake == HELLO_VERIFY_REQUEST else "other"
+        return Handshake(port, offer, version, outcome, replies, cookie, last)
+    return Handshake(port, offer, version, "not_dtls", replies, cookie)
+
+
+async def handshake(ctx: DeviceContext, port: int, offer: str) -> Handshake:
+    """Collector: the server's answer on `port` to the ClientHello `offer` (see OFFERS)."""
+    version, suites = OFFERS[offer]
+    random = secrets.token_bytes(32)
+    async with ctx.udp_conversation(port) as conversation:
+        first = await conversation.exchange(client_hello(version, suites, random))
+        if not first.answered:
+            return Handshake(port, offer, version, "no_answer")
+        flight, cookie = first.replies, False
+        verify = next((m for m in server_messages(first.replies)
+                       if m.handshake == HELLO_VERIFY_REQUEST), None)
+        if verify is not None:
+            second = await conversation.exchange(
+                client_hello(version, suites, random, verify.cookie, message_seq=1))
+            cookie = True
+            if second.answered:
+                flight = second.replies
+        result = _decide(port, offer, version, first.replies, flight, cookie)
+        if result.outcome == "server_hello":
+            abort = record(ALERT, version, 2 if cookie else 1, bytes([FATAL, USER_CANCELED]))
+            await conversation.send(abort)
+        return result
+
+
+@dataclass(frozen=True)
+class DtlsEndpoint:
+    port: int
+    dtls12: Handshake
+    dtls10: Handshake
+    certificate: Handshake | None = None
+    """The DTLS 1.2 hello without PSK suites, sent when the server chose a PSK suite."""
+
+    @property
+    def answers_dtls12(self) -> bool:
+        """The server takes part in a DTLS 1.2 handshake (a cookie exchange, a ServerHello)."""
+        return self.dtls12.accepted or self.dtls12.outcome == "hello_verify_request"
+
+    @property
+    def psk_only(self) -> bool | None:
+        """Whether the server serves PSK suites only (None: it chose no suite)."""
+        if not self.dtls12.accepted or self.dtls12.suite is None:
+            return None
+        if not is_psk(self.dtls12.suite):
+            return False
+        return self.certificate is not None and not self.certificate.accepted
+
+
+async def _endpoint(ctx: DeviceContext, port: int) -> DtlsEndpoint:
+    # One after the other: a device may serve one handshake at a time.
+    dtls12 = await ctx.observe(handshake, port, "dtls1.2")
+    dtls10 = await ctx.observe(handshake, port, "dtls1.0")
+    certificate = None
+    if dtls12.accepted and dtls12.suite is not None and is_psk(dtls12.suite):
+        certificate = await ctx.observe(handshake, port, "dtls1.2-certificate")
+    return DtlsEndpoint(port, dtls12, dtls10, certificate)
+
+
+def candidate_ports(ctx: DeviceContext, found: tuple[udp.UdpService, ...]) -> list[int]:
+    """The DTLS endpoints discovery found, and the port after each cleartext CoAP port that
+    discovery did not probe (CoAPS conventionally listens there)."""
+    probed = {port for _, port in udp.udp_targets(ctx)}
+    ports = {s.port for s in found if s.protocol == "dtls"}
+    ports |= {s.port + 1 for s in found
+              if s.protocol == "coap" and s.port < 65535 and s.port + 1 not in probed}
+    return sorted(ports - excluded_ports(ctx))
+
+
+async def dtls_survey(ctx: DeviceContext) -> tuple[DtlsEndpoint, ...]:
+    """Collector: every DTLS endpoint of the device, probed with DTLS 1.2 and 1.0 hellos."""
+    found = await ctx.observe(udp.udp_services)
+    known = {s.port for s in found if s.protocol == "dtls"}
+    endpoints = await asyncio.gather(*(_endpoint(ctx, port)
+                                       for port in candidate_ports(ctx, found)))
+    return tuple(e for e in endpoints
+                 if e.port in known or e.dtls12.answered or e.dtls10.answered)

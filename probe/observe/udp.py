@@ -1,0 +1,216 @@
+"""UDP service discovery: one real request per protocol, and only a reply that parses counts.
+
+SNMP, mDNS and TFTP messages are built and parsed with scapy's layers and the SSDP M-SEARCH is
+built by hand; the CoAP request (GET /.well-known/core) and the DTLS ClientHello come from
+`probe.observe.coap` and `probe.observe.dtls`, whose collectors the CoAP checks share, so
+discovery's round trips are not repeated (those two modules read `udp_services` in turn, so
+they are imported as modules). A reply that does not parse as the protocol asked for
+is recorded as `unknown`, with its first bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scapy.asn1.asn1 import ASN1_OID
+from scapy.layers.dns import DNS, DNSQR
+from scapy.layers.snmp import SNMP, SNMPget, SNMPresponse, SNMPvarbind
+from scapy.layers.tftp import TFTP, TFTP_RRQ
+
+from probe.context import DeviceContext
+from probe.observe import coap, dtls
+from probe.observe.tcp import excerpt, excluded_ports, head_hex, service_ports
+
+DEFAULT_PORTS = {"coap": 5683, "dtls": 5684, "snmp": 161, "ssdp": 1900, "mdns": 5353, "tftp": 69}
+_BY_SERVICE_NAME = {"coap": "coap", "coaps": "dtls", "dtls": "dtls", "snmp": "snmp",
+                    "ssdp": "ssdp", "mdns": "mdns", "tftp": "tftp"}
+SYSDESCR = "1.3.6.1.2.1.1.1.0"
+COMMUNITIES = ("public", "private")
+SNMP_VERSIONS = {0: "v1", 1: "v2c"}
+MAX_NAMES = 16
+
+Parsed = tuple[str, dict[str, Any]] | None
+Parser = Callable[[bytes], Parsed]
+
+
+@dataclass(frozen=True)
+class UdpService:
+    port: int
+    protocol: str  # coap, dtls, snmp, ssdp, mdns, tftp, or unknown
+    detail: str
+    evidence: Mapping[str, Any]
+
+
+def _snmp_get(version: int, community: str) -> tuple[bytes, Parser]:
+    request_id = secrets.randbits(30)
+    request = SNMP(version=version, community=community.encode(),
+                   PDU=SNMPget(id=request_id, varbindlist=[SNMPvarbind(oid=ASN1_OID(SYSDESCR))]))
+
+    def parse(data: bytes) -> Parsed:
+        reply = SNMP(data)
+        if not isinstance(reply.PDU, SNMPresponse) or int(reply.PDU.id.val) != request_id:
+            return None
+        value = reply.PDU.varbindlist[0].value.val if reply.PDU.varbindlist else b""
+        descr = excerpt(value) if isinstance(value, bytes) else ""
+        return descr, {"version": SNMP_VERSIONS[version], "community": community}
+
+    return bytes(request), parse
+
+
+def _ssdp(address: str, port: int) -> tuple[bytes, Parser]:
+    host = f"[{address}]" if ":" in address else address
+    request = (f'M-SEARCH * HTTP/1.1\r\nHOST: {host}:{port}\r\nMAN: "ssdp:discover"\r\n'
+               "MX: 1\r\nST: ssdp:all\r\nUSER-AGENT: iotprobe\r\n\r\n").encode()
+
+    def parse(data: bytes) -> Parsed:
+        lines = data.decode("latin-1").split("\r\n")
+        if not re.fullmatch(r"HTTP/1\.[01] \d{3}.*", lines[0]):
+            return None
+        headers = {k.strip().lower(): v.strip()
+                   for k, _, v in (line.partition(":") for line in lines[1:] if ":" in line)}
+        if not {"st", "usn", "location"} & headers.keys():
+            return None
+        evidence = {"status_line": excerpt(lines[0].encode("latin-1"))}
+        evidence |= {k: excerpt(headers[k].encode("latin-1"))
+                     for k in ("server", "st", "usn", "location") if k in headers}
+        return f"SSDP: {evidence.get('server') or evidence.get('st', '')}", evidence
+
+    return request, parse
+
+
+def _mdns() -> tuple[bytes, Parser]:
+    query_id = secrets.randbits(16)
+    request = DNS(id=query_id, rd=0, qd=DNSQR(qname="_services._dns-sd._udp.local",
+                                              qtype="PTR", unicastresponse=1))
+
+    def parse(data: bytes) -> Parsed:
+        reply = DNS(data)
+        if reply.qr != 1 or reply.id not in (query_id, 0) or reply.opcode != 0:
+            return None
+        names = [excerpt(bytes(rr.rdata)) for rr in (reply.an or [])
+                 if rr.type == 12 and isinstance(rr.rdata, bytes)][:MAX_NAMES]
+        detail = "mDNS services: " + ", ".join(names) if names else "mDNS responder"
+        return detail, {"services": names, "answers": len(reply.an or [])}
+
+    return bytes(request), parse
+
+
+def _tftp() -> tuple[bytes, Parser]:
+    name = f"iotprobe-{secrets.token_hex(8)}.bin"
+    request = TFTP() / TFTP_RRQ(filename=name.encode(), mode=b"octet")
+
+    def parse(data: bytes) -> Parsed:
+        reply = TFTP(data)
+        if reply.op == 5 and len(data) >= 5 and data[-1] == 0 and 0 <= reply.errorcode <= 8:
+            message = excerpt(bytes(reply.errormsg))
+            return (f"TFTP error {int(reply.errorcode)} ({message}) to a read request",
+                    {"reply": "error", "error_code": int(reply.errorcode), "message": message,
+                     "file": name})
+        if reply.op == 3 and len(data) >= 4:
+            return ("TFTP sent data for a file that should not exist",
+                    {"reply": "data", "block": int(reply.block), "file": name})
+        return None
+
+    return bytes(request), parse
+
+
+def _judge(port: int, protocol: str, replies: tuple[bytes, ...], parse: Parser) -> UdpService:
+    for data in replies:
+        try:
+            parsed = parse(data)
+        except Exception:  # scapy raises many kinds on malformed input: it is not the protocol
+            parsed = None
+        if parsed is not None:
+            detail, evidence = parsed
+            return UdpService(port, protocol, detail, {**evidence, "reply_bytes": len(data)})
+    return UdpService(port, "unknown", f"answered a {protocol} probe with something else",
+                      {"probe": protocol, "first_bytes": head_hex(replies[0]),
+                       "reply_bytes": len(replies[0])})
+
+
+async def _ask(ctx: DeviceContext, port: int, protocol: str,
+               request: tuple[bytes, Parser]) -> UdpService | None:
+    payload, parse = request
+    reply = await ctx.exchange_udp(port, payload, any_source_port=protocol == "tftp")
+    return _judge(port, protocol, reply.replies, parse) if reply.answered else None
+
+
+async def _snmp(ctx: DeviceContext, port: int) -> UdpService | None:
+    """GetRequest sysDescr.0 in v1 and v2c with each well-known community."""
+    asks = [_ask(ctx, port, "snmp", _snmp_get(v, c)) for v in SNMP_VERSIONS for c in COMMUNITIES]
+    found = [s for s in await asyncio.gather(*asks) if s is not None]
+    accepted = [s for s in found if s.protocol == "snmp"]
+    if not accepted:
+        return found[0] if found else None
+    answered = [{"version": s.evidence["version"], "community": s.evidence["community"]}
+                for s in accepted]
+    descr = next((s.detail for s in accepted if s.detail), "")
+    which = ", ".join(f"{a['version']} '{a['community']}'" for a in answered)
+    return UdpService(port, "snmp", f"SNMP answered {which}" + (f": {descr}" if descr else ""),
+                      {"answered": answered, "sysdescr": descr})
+
+
+async def _coap(ctx: DeviceContext, port: int) -> UdpService | None:
+    probe = await ctx.observe(coap.well_known_core, port)
+    first = probe.first
+    if not first.replies:
+        return None
+    if first.response is None:
+        return _judge(port, "coap", first.replies, lambda data: None)
+    code = first.code
+    return UdpService(port, "coap", f"CoAP {code} to GET {coap.WELL_KNOWN_CORE}",
+                      {"code": code, "type": first.response.kind,
+                       "resources": excerpt(probe.body), "reply_bytes": first.response_bytes})
+
+
+async def _dtls(ctx: DeviceContext, port: int) -> UdpService | None:
+    hello = await ctx.observe(dtls.handshake, port, "dtls1.2")
+    if not hello.answered:
+        return None
+    described = hello.discovery()
+    if described is None:
+        return _judge(port, "dtls", hello.replies, lambda data: None)
+    detail, evidence = described
+    return UdpService(port, "dtls", detail,
+                      {**evidence, "reply_bytes": sum(map(len, hello.replies))})
+
+
+async def _probe(ctx: DeviceContext, protocol: str, port: int) -> UdpService | None:
+    if protocol == "snmp":
+        return await _snmp(ctx, port)
+    if protocol == "coap":
+        return await _coap(ctx, port)
+    if protocol == "dtls":
+        return await _dtls(ctx, port)
+    builders: dict[str, Callable[[], tuple[bytes, Parser]]] = {
+        "mdns": _mdns, "tftp": _tftp, "ssdp": lambda: _ssdp(ctx.address, port),
+    }
+    return await _ask(ctx, port, protocol, builders[protocol]())
+
+
+def udp_targets(ctx: DeviceContext) -> list[tuple[str, int]]:
+    """The (protocol, port) pairs discovery asks, sorted: each protocol on its well-known port
+    and on the ports the inventory names for it, minus the device's excluded ports."""
+    targets = {(protocol, port) for protocol, port in DEFAULT_PORTS.items()}
+    targets |= {(_BY_SERVICE_NAME[name], port)
+                for port, name in service_ports(ctx, udp=True).items()}
+    skip = excluded_ports(ctx)
+    return sorted((protocol, port) for protocol, port in targets if port not in skip)
+
+
+async def udp_services(ctx: DeviceContext) -> tuple[UdpService, ...]:
+    """Collector: the UDP services that answer, by port (none when UDP probing is off).
+
+    Each protocol is asked on its well-known port and on the ports the inventory names for it
+    (`coap`, `coaps`, `snmp`, ...); ports excluded for the device are not probed.
+    """
+    if not ctx.options.udp:
+        return ()
+    found = await asyncio.gather(*(_probe(ctx, protocol, port)
+                                   for protocol, port in udp_targets(ctx)))
+    return tuple(sorted((s for s in found if s is not None), key=lambda s: (s.port, s.protocol)))

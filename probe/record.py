@@ -1,0 +1,85 @@
+"""The conformance record (`iotprobe.record/v1`): built from an outcome, validated, written.
+
+Records are written atomically (a temporary file renamed into place), so a reader or a crash
+never sees half a record.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from probe import __version__
+from probe.engine import DeviceOutcome
+from probe.model import verdict_of
+from probe.profile import Profile
+
+SCHEMA_ID = "iotprobe.record/v1"
+
+
+def _stamp(moment: Any) -> str:
+    return str(moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def build_record(outcome: DeviceOutcome, profile: Profile) -> dict[str, Any]:
+    device = outcome.device.public()
+    if outcome.address != outcome.device.address:
+        device["resolved_address"] = outcome.address
+    return {
+        "schema": SCHEMA_ID,
+        "device": device,
+        "profile": profile.meta(),
+        "probe": {"version": __version__, "intrusive": outcome.intrusive},
+        "started_at": _stamp(outcome.started_at),
+        "finished_at": _stamp(outcome.finished_at),
+        "verdict": verdict_of(list(outcome.results)).value,
+        "services": [s.as_record() for s in outcome.services],
+        "results": [r.as_record() for r in outcome.results],
+    }
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    text = resources.files("probe").joinpath("schema/record.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def validate_record(record: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when `record` does not follow the shipped schema."""
+    jsonschema.Draft202012Validator(
+        schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    ).validate(record)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def record_filename(device_id: str) -> str:
+    return _UNSAFE.sub("_", device_id) + ".record.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(outdir: Path, record: dict[str, Any]) -> Path:
+    path = outdir / record_filename(record["device"]["id"])
+    write_atomic(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
+    return path

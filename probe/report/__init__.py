@@ -1,0 +1,1 @@
+"""Human-facing renderings: the terminal tables of scans, profiles and the catalogue."""

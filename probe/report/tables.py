@@ -1,0 +1,159 @@
+"""Terminal tables (rich): the scan summary, the profiles and the check catalogue."""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from probe.checks.base import Check
+from probe.engine import DeviceOutcome
+from probe.model import Severity, Status, Verdict
+from probe.profile import Profile
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that does not squeeze tables to 80 columns when writing to a pipe or file."""
+    out = Console(stderr=stderr)
+    if not out.is_terminal:
+        out.width = max(out.width, 160)
+    return out
+
+
+_VERDICT_STYLE = {Verdict.CONFORMANT: "green", Verdict.NONCONFORMANT: "bold red",
+                  Verdict.INCONCLUSIVE: "yellow"}
+_ORDER = {Verdict.NONCONFORMANT: 0, Verdict.INCONCLUSIVE: 1, Verdict.CONFORMANT: 2}
+
+
+@dataclass(frozen=True, order=True)
+class DeviceRow:
+    """One line of the summary; small on purpose (the summary keeps a bounded number)."""
+
+    rank: tuple[int, int, str]
+    device: str = field(compare=False)
+    address: str = field(compare=False)
+    verdict: Verdict = field(compare=False)
+    failed: str = field(compare=False)
+    errors: int = field(compare=False)
+    passed: int = field(compare=False)
+    worst: str = field(compare=False)
+
+    @classmethod
+    def of(cls, outcome: DeviceOutcome, verdict: Verdict) -> DeviceRow:
+        failing = [r for r in outcome.results if r.counts_as_failure]
+        by_severity = Counter(r.severity for r in failing)
+        failed = " ".join(f"{by_severity[s]}{s.value[0].upper()}" for s in Severity
+                          if by_severity[s])
+        worst = max(failing, key=lambda r: r.severity.rank, default=None)
+        weight = sum(r.severity.rank for r in failing)
+        return cls(
+            rank=(_ORDER[verdict], -weight, outcome.device.id),
+            device=outcome.device.id, address=outcome.address, verdict=verdict,
+            failed=failed or "-",
+            errors=sum(r.status is Status.ERROR for r in outcome.results),
+            passed=sum(r.status is Status.PASS for r in outcome.results),
+            worst=f"{worst.check} ({worst.severity.value})" if worst else "-",
+        )
+
+
+class Summary:
+    """Counts for the whole scan and the `limit` worst devices, in bounded memory."""
+
+    def __init__(self, limit: int = 40) -> None:
+        self.limit = limit
+        self.verdicts: Counter[Verdict] = Counter()
+        self.failing_checks: Counter[str] = Counter()
+        self._worst: list[tuple[tuple[int, int], int, DeviceRow]] = []
+        self._seq = 0
+
+    def add(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
+        self.verdicts[verdict] += 1
+        self.failing_checks.update({r.check for r in outcome.results if r.counts_as_failure})
+        row = DeviceRow.of(outcome, verdict)
+        self._seq += 1
+        entry = ((-row.rank[0], -row.rank[1]), self._seq, row)
+        if len(self._worst) < self.limit:
+            heapq.heappush(self._worst, entry)
+        else:
+            heapq.heappushpop(self._worst, entry)
+
+    @property
+    def devices(self) -> int:
+        return sum(self.verdicts.values())
+
+    def render(self, profile: Profile, outdir: Path) -> Group:
+        rows = sorted((e[2] for e in self._worst), key=lambda r: r.rank)
+        table = Table(title=f"iotprobe: {self.devices} device(s), profile {profile.id}",
+                      title_justify="left")
+        for name in ("device", "address", "verdict", "failed", "errors", "passed",
+                     "worst failure"):
+            table.add_column(name, justify="right" if name in {"errors", "passed"} else "left")
+        for row in rows:
+            table.add_row(row.device, row.address,
+                          Text(row.verdict.value, style=_VERDICT_STYLE[row.verdict]),
+                          row.failed, str(row.errors), str(row.passed), row.worst)
+        lines: list[Table | Text] = [table]
+        if self.devices > len(rows):
+            lines.append(Text(f"... {self.devices - len(rows)} more device(s): see the records"))
+        totals = ", ".join(f"{self.verdicts[v]} {v.value}" for v in Verdict)
+        lines.append(Text(f"{totals}; records in {outdir}/"))
+        if self.failing_checks:
+            top = ", ".join(f"{c} ({n})" for c, n in self.failing_checks.most_common(5))
+            lines.append(Text(f"most failed checks: {top}"))
+        return Group(*lines)
+
+
+def profiles_table(profiles: list[Profile]) -> Table:
+    table = Table(title="built-in profiles", title_justify="left")
+    for name in ("id", "version", "checks", "extends", "title"):
+        table.add_column(name)
+    for p in profiles:
+        table.add_row(p.id, p.version, str(len(p.checks)), ", ".join(p.extends) or "-", p.title)
+    return table
+
+
+def profile_detail(profile: Profile) -> Group:
+    head = Text.assemble((profile.id, "bold"), f"  {profile.title}\n",
+                         f"version {profile.version}, {profile.digest}\nsource {profile.source}")
+    if profile.intrusive:
+        head.append("\nintrusive checks: on")
+    parts: list[Text | Table] = [head]
+    for control in profile.controls:
+        table = Table(title=f"{control.id}: {control.title}", title_justify="left")
+        for name in ("check", "severity", "parameters", "references"):
+            table.add_column(name, overflow="fold")
+        for cfg in (c for c in profile.checks if c.control == control.id):
+            params = json.dumps(dict(cfg.params), sort_keys=True) if cfg.params else "-"
+            if cfg.class_params:
+                params += "\nby class: " + json.dumps(
+                    {k: dict(v) for k, v in cfg.class_params.items()}, sort_keys=True)
+            refs = "\n".join(f"{k}: {', '.join(v)}" for k, v in cfg.references.items())
+            table.add_row(cfg.id, cfg.severity.value, params, refs or "-")
+        parts.append(table)
+    if profile.waivers:
+        waivers = Table(title="waivers", title_justify="left")
+        for name in ("check", "scope", "expires", "justification"):
+            waivers.add_column(name)
+        for w in profile.waivers:
+            scope = f"device {w.device}" if w.device else f"class {w.device_class}"
+            waivers.add_row(w.check, scope, w.expires, w.justification)
+        parts.append(waivers)
+    return Group(*parts)
+
+
+def catalogue_table(checks: Mapping[str, Check]) -> Table:
+    table = Table(title="check catalogue", title_justify="left")
+    for name in ("id", "control", "severity", "intrusive", "title"):
+        table.add_column(name, no_wrap=name == "id")
+    for cid in sorted(checks):
+        c = checks[cid]
+        table.add_row(cid, c.control, c.severity.value, "yes" if c.intrusive else "",
+                      c.title)
+    return table

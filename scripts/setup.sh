@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what iotprobe and its tests need on a fresh Debian machine: the Debian daemons the
+# tests run as real peers, and a virtual environment with the package and its dev tools.
+# Idempotent: it installs only what is missing, so running it again costs seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  mosquitto mosquitto-clients   # real MQTT brokers for the tests
+  libcoap3-bin                  # coap-server-notls / coap-server-openssl: real CoAP and DTLS peers
+  nginx                         # real HTTP(S) peers, good and weak TLS
+  openssl                       # openssl s_server, test certificates
+  busybox-static                # busybox telnetd: a real Telnet daemon
+  vsftpd                        # a real FTP daemon
+  snmpd                         # a real SNMP agent (community public)
+  socat                         # small real listeners
+  tftpd-hpa                     # a real TFTP daemon
+  dropbear-bin                  # a real SSH daemon (identification)
+  nmap                          # the benchmark anchor
+)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages (${missing[*]}); run as root or install them" >&2
+    exit 1
+  fi
+  # Packages must not start their own daemons on 0.0.0.0: that would answer on every loopback
+  # address the tests and the lab use. policy-rc.d tells Debian's maintainer scripts not to.
+  created_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -n "$created_policy" ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.iotprobe-setup
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
