@@ -4,9 +4,6 @@ Every problem in an inventory is an InputError that names the file, the line and
 Secrets are read from environment variables (`X_env`) and files (`X_file`) into Secret values;
 a secret written into the inventory itself is refused. CIDR blocks are kept as blocks and expanded
 lazily by `Inventory.devices()`.
-
-The first part of this module reads YAML documents with their line numbers and turns pydantic
-validation errors into located InputErrors; `probe.profile_loader` uses it too.
 """
 
 from __future__ import annotations
@@ -16,482 +13,45 @@ import dataclasses
 import difflib
 import io
 import ipaddress
-import math
 import os
 import re
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PlainValidator,
-    ValidationError,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
 
 from probe.errors import InputError
 from probe.model import Device
-from probe.portspec import parse_port_spec
 from probe.secrets import Secret
-
-# --------------------------------------------------------------------------------------------
-# YAML documents with line numbers, shared with probe.profile_loader
-# --------------------------------------------------------------------------------------------
-
-DocPath = tuple[str | int, ...]
-"""Where a value sits in a document: mapping keys and list indexes from the top."""
-
-MAX_VALUES = 1_000_000
-"""The most values a document may hold once its aliases are expanded (a billion-laughs guard)."""
-
-_NAME_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-
-
-def field_name(path: DocPath) -> str:
-    """`devices[3].credentials.mqtt.password`; keys that are not simple names go in brackets."""
-    out = ""
-    for step in path:
-        if isinstance(step, int):
-            out += f"[{step}]"
-        elif _NAME_KEY.fullmatch(step):
-            out += f".{step}" if out else step
-        else:
-            out += f"[{step!r}]"
-    return out
-
-
-def show(value: object, limit: int = 60) -> str:
-    """A short repr of a user-written (non-secret) value for a message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def describe(value: object) -> str:
-    """What kind of value the user wrote, without the value itself (it may be a secret)."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
-def read_text(path: Path, file: str) -> str:
-    """The UTF-8 text of a user-named file, or an InputError saying why it cannot be read."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", file=file) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a file", file=file) from None
-    except PermissionError:
-        raise InputError("cannot read the file: permission denied", file=file) from None
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror or exc}", file=file) from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError("is not UTF-8 text", file=file, line=line) from None
-
-
-@dataclass(frozen=True)
-class YamlDocument:
-    """A YAML file whose top level is a mapping: its plain data and the line of every value."""
-
-    file: str
-    path: Path
-    root: CommentedMap
-    data: dict[str, Any]
-
-    def line(self, path: DocPath) -> int:
-        """The line of the value at `path`, or of its closest existing ancestor."""
-        node: Any = self.root
-        line = _start_line(self.root)
-        for step in path:
-            in_mapping = isinstance(node, CommentedMap) and step in node
-            in_list = isinstance(node, CommentedSeq) and isinstance(step, int) \
-                and 0 <= step < len(node)
-            if not (in_mapping or in_list):
-                break
-            line = _line_at(node, step) or line
-            node = node[step]
-        return line
-
-    def error(self, message: str, path: DocPath = ()) -> InputError:
-        return InputError(message, file=self.file, line=self.line(path),
-                          field=field_name(path) or None)
-
-
-def load_yaml_mapping(path: Path, file: str, expected: str) -> YamlDocument:
-    """Parse `path` as one YAML document whose top level is a mapping.
-
-    `file` is how messages name the file; `expected` says what the top level should hold.
-    """
-    text = read_text(path, file)
-    yaml = YAML(typ="rt")
-    yaml.Constructor = _Constructor
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            root = yaml.load(text)
-    except DuplicateKeyError as exc:
-        # ruamel's message quotes both values, which may be secrets: name only the key.
-        key = _DUPLICATE_KEY.match(exc.problem or "")
-        mark = exc.problem_mark
-        raise InputError(f"YAML syntax error: duplicate key {show(key.group(1)) if key else ''}"
-                         .rstrip(), file=file,
-                         line=mark.line + 1 if mark is not None else None) from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "cannot parse"
-        raise InputError(f"YAML syntax error: {problem}", file=file,
-                         line=mark.line + 1 if mark is not None else None) from None
-    except ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
-        raise InputError(f"YAML syntax error: {exc.reason} character {exc.character!r}",
-                         file=file, line=line) from None
-    except YAMLError as exc:
-        raise InputError(f"YAML syntax error: {exc}", file=file) from None
-    except RecursionError:
-        raise InputError("YAML syntax error: the document is nested too deeply",
-                         file=file) from None
-    if root is None:
-        raise InputError(f"the file is empty; expected a mapping with {expected}",
-                         file=file, line=1)
-    if not isinstance(root, CommentedMap):
-        raise InputError(f"the top level must be a mapping with {expected}, not "
-                         f"{describe(_Plain(file).convert(root, 1))}", file=file, line=1)
-    data = _Plain(file).convert(root, _start_line(root))
-    return YamlDocument(file=file, path=path, root=root, data=data)
-
-
-_DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value')
-
-
-class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor; a value it cannot build (`2027-02-30`) is located.
-
-    The message names the kind of value only: the value itself may be a secret.
-    """
-
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except (YAMLError, RecursionError):
-            raise
-        except Exception:
-            kind = str(getattr(node, "tag", "")).rpartition(":")[2] or "YAML"
-            raise ConstructorError(problem=f"not a valid {kind} value; quote it to keep it as "
-                                   "text", problem_mark=node.start_mark) from None
-
-
-class _Plain:
-    """Converts ruamel's round-trip nodes into plain dicts, lists, strings, numbers, booleans."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.count = 0
-        self.open: set[int] = set()
-
-    def convert(self, node: Any, line: int) -> Any:
-        self.count += 1
-        if self.count > MAX_VALUES:
-            raise InputError(f"the document is too large (more than {MAX_VALUES} values once "
-                             "its aliases are expanded)", file=self.file, line=line)
-        if isinstance(node, dict | list):
-            if id(node) in self.open:
-                raise InputError("a YAML alias refers to a value that contains it",
-                                 file=self.file, line=line)
-            self.open.add(id(node))
-            try:
-                if isinstance(node, dict):
-                    return self._mapping(node, line)
-                return [self.convert(item, _line_at(node, index) or line)
-                        for index, item in enumerate(node)]
-            finally:
-                self.open.discard(id(node))
-        if node is None or isinstance(node, bool):
-            return node
-        if isinstance(node, str):
-            return str(node)
-        if isinstance(node, int):
-            return int(node)
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                raise InputError("infinite and not-a-number values are not supported",
-                                 file=self.file, line=line)
-            return float(node)
-        if isinstance(node, datetime):
-            return datetime.isoformat(node)
-        if isinstance(node, date):
-            return date.isoformat(node)
-        raise InputError(f"unsupported YAML value ({type(node).__name__}); use strings, numbers, "
-                         "true/false, lists and mappings", file=self.file, line=line)
-
-    def _mapping(self, node: dict[Any, Any], line: int) -> dict[str | int, Any]:
-        out: dict[str | int, Any] = {}
-        for key, value in node.items():
-            key_line = _line_at(node, key) or line
-            if isinstance(key, bool) or not isinstance(key, str | int):
-                raise InputError(f"a mapping key must be a name, not {describe(key)}",
-                                 file=self.file, line=key_line)
-            out[str(key) if isinstance(key, str) else int(key)] = self.convert(value, key_line)
-        return out
-
-
-def _start_line(node: CommentedMap | CommentedSeq) -> int:
-    line = node.lc.line
-    return line + 1 if isinstance(line, int) else 1
-
-
-def _line_at(node: Any, step: Any) -> int | None:
-    """The line of a key or an item of a ruamel mapping or list, if ruamel recorded it."""
-    data = getattr(getattr(node, "lc", None), "data", None)
-    if not isinstance(data, dict):
-        return None
-    try:
-        position = data.get(step)
-    except TypeError:
-        return None
-    if isinstance(position, list | tuple) and position and isinstance(position[0], int):
-        return position[0] + 1
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# Validation with pydantic, errors located in the document
-# --------------------------------------------------------------------------------------------
-
-
-class StrictModel(BaseModel):
-    """A model of user input: no coercion, unknown fields reported with a suggestion."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            names = [info.alias or name for name, info in cls.model_fields.items()]
-            for key in data:
-                if key not in names:
-                    raise PydanticCustomError("unknown_field", "unknown field",
-                                              {"field": key, "expected": names})
-        return data
-
-
-def fail(message: str) -> NoReturn:
-    """Raise a validation error with exactly this message (for use inside validators)."""
-    raise PydanticCustomError("input", "{reason}", {"reason": message})
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Where:
-    """Where a validated value sits: in which file, at which path, how to find the line."""
-
-    file: str
-    line_of: Callable[[DocPath], int | None]
-    prefix: DocPath = ()
-
-    def at(self, *path: str | int) -> Where:
-        return dataclasses.replace(self, prefix=self.prefix + path)
-
-    def error(self, message: str, *path: str | int) -> InputError:
-        full = self.prefix + path
-        return InputError(message, file=self.file, line=self.line_of(full),
-                          field=field_name(full) or None)
-
-    def validate(self, model: type[M], data: Any) -> M:
-        """`data` validated by `model`, or the first error (by line) as an InputError."""
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise self._first(exc) from None
-
-    def _first(self, exc: ValidationError) -> InputError:
-        found: list[tuple[int, InputError]] = []
-        for item in exc.errors(include_url=False):
-            loc = tuple(item["loc"])
-            is_key = bool(loc) and loc[-1] == "[key]"
-            path: DocPath = tuple(step for step in loc if step != "[key]")
-            ctx = item.get("ctx") or {}
-            if item["type"] == "unknown_field":
-                path += (ctx["field"],)
-            error = self.error(_message(item, is_key), *path)
-            found.append((error.line or 0, error))
-        return min(found, key=lambda pair: pair[0])[1]
-
-
-_EXPECTED = {
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "list_type": "a list",
-}
-
-
-def _message(item: Any, is_key: bool) -> str:
-    kind = item["type"]
-    ctx = item.get("ctx") or {}
-    value = item.get("input")
-    if kind == "unknown_field":
-        key = ctx["field"]
-        names = ctx["expected"]
-        close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else "expected one of: " + ", ".join(names)
-        return f"unknown field {show(key)} ({hint})"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "too_short":
-        return "must not be empty"
-    if kind == "literal_error":
-        if is_key:
-            return f"{show(value)} is not allowed here (expected {ctx.get('expected')})"
-        got = show(value) if isinstance(value, str) else describe(value)
-        return f"expected {ctx.get('expected')}, got {got}"
-    if kind in _EXPECTED:
-        what = "a string as key" if is_key and kind == "string_type" else _EXPECTED[kind]
-        hint = " (put it in quotes)" if kind == "string_type" and isinstance(
-            value, int | float) and not is_key else ""
-        return f"expected {what}, got {describe(value)}{hint}"
-    return str(item["msg"])
-
-
-def _ports(value: Any) -> tuple[int, ...]:
-    try:
-        return parse_port_spec(value)
-    except ValueError as exc:
-        fail(str(exc))
-
-
-PortSpec = Annotated[tuple[int, ...], PlainValidator(_ports)]
-"""A port specification (see probe.portspec), validated into a sorted tuple."""
-
-ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
-"""Ids and names: devices, classes, sites, credentials, profiles, controls, checks."""
-
-
-def token(what: str) -> Callable[[str], str]:
-    """A validator for an id or a name (ID), reported as an invalid `what`."""
-
-    def check(value: str) -> str:
-        if not ID.fullmatch(value):
-            fail(f"{show(value)} is not a valid {what} (letters, digits and . _ : -, starting "
-                 "with a letter or digit)")
-        return value
-
-    return check
-
-
-# --------------------------------------------------------------------------------------------
-# Targets: IP literals, host names, CIDR blocks
-# --------------------------------------------------------------------------------------------
-
-MAX_BLOCK = 65536
-"""The largest CIDR block accepted (an IPv4 /16, an IPv6 /112)."""
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Target = ipaddress.IPv4Address | ipaddress.IPv6Address | Network | str
-
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-def _is_host_name(text: str) -> bool:
-    """A fully qualified host name: two labels at least, the last not all digits."""
-    name = text[:-1] if text.endswith(".") else text
-    if len(name) > 253:
-        return False
-    labels = name.split(".")
-    return len(labels) > 1 and all(_LABEL.fullmatch(label) for label in labels) \
-        and not labels[-1].isdigit()
-
-
-def parse_target(text: str) -> Target:
-    """An IP address, a CIDR block (at most MAX_BLOCK addresses) or a host name (kept as text).
-
-    Raises ValueError with a message for the user.
-    """
-    text = text.strip()
-    if "/" in text:
-        return parse_block(text)
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        pass
-    if _is_host_name(text):
-        return text
-    raise ValueError(f"{show(text)} is not an IP address, host name or CIDR block")
-
-
-def parse_block(text: str) -> Network:
-    """A CIDR block of at most MAX_BLOCK addresses; ValueError otherwise."""
-    text = text.strip()
-    try:
-        block = ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        try:
-            loose = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            raise ValueError(f"{show(text)} is not a CIDR block") from None
-        raise ValueError(f"{show(text)} has host bits set (the block is {loose})") from None
-    if block.num_addresses > MAX_BLOCK:
-        raise ValueError(f"{show(text)} holds {block.num_addresses} addresses; at most "
-                         f"{MAX_BLOCK} per block (an IPv4 /16, an IPv6 /112): split it")
-    return block
-
-
-def _block_addresses(block: Network) -> Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The probed addresses of a block: IPv4 below /31 without network and broadcast."""
-    first = int(block.network_address)
-    last = int(block.broadcast_address)
-    if block.version == 4 and block.prefixlen < 31:
-        first, last = first + 1, last - 1
-    make = ipaddress.IPv4Address if block.version == 4 else ipaddress.IPv6Address
-    return (make(number) for number in range(first, last + 1))
-
-
-def _block_size(block: Network) -> int:
-    if block.version == 4 and block.prefixlen < 31:
-        return block.num_addresses - 2
-    return block.num_addresses
-
-
-def _block_holds(block: Network, address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if ip.version != block.version or ip not in block or str(ip) != address:
-        return False
-    if block.version == 4 and block.prefixlen < 31:
-        return ip not in (block.network_address, block.broadcast_address)
-    return True
-
+from probe.targets import (
+    Network,
+    block_addresses,
+    block_holds,
+    block_size,
+    is_host_name,
+    parse_block,
+    parse_target,
+)
+from probe.yamldoc import (
+    DocPath,
+    PortSpec,
+    StrictModel,
+    Where,
+    deep_merge,
+    describe,
+    fail,
+    load_yaml_mapping,
+    port_tuple,
+    read_text,
+    show,
+    token,
+)
 
 # --------------------------------------------------------------------------------------------
 # The inventory
@@ -517,11 +77,11 @@ class Inventory:
             if isinstance(item, Device):
                 yield item
                 continue
-            for ip in _block_addresses(item.network):
+            for ip in block_addresses(item.network):
                 yield dataclasses.replace(item.template, id=str(ip), address=str(ip))
 
     def count(self) -> int:
-        return sum(1 if isinstance(item, Device) else _block_size(item.network)
+        return sum(1 if isinstance(item, Device) else block_size(item.network)
                    for item in self._items)
 
 
@@ -549,7 +109,7 @@ def inventory_from_targets(targets: Iterable[str], *,
             items.append(_Block(target, Device(id=key, address=key, exclude_ports=excluded)))
         else:
             for item in items:
-                if isinstance(item, _Block) and _block_holds(item.network, key):
+                if isinstance(item, _Block) and block_holds(item.network, key):
                     raise InputError(f"{key} is already in the block {item.network}",
                                      field="TARGET")
             hostname = target if isinstance(target, str) else None
@@ -565,7 +125,7 @@ def _refuse_overlap(block: Network, items: Sequence[Device | _Block],
             if other.version == block.version and other.overlaps(block):
                 raise error(f"the block {block} overlaps the block {other} "
                             f"({item.template.source})")
-        elif _block_holds(block, item.id):
+        elif block_holds(block, item.id):
             raise error(f"the block {block} contains {item.id}, the id of the device at "
                         f"{item.source}")
 
@@ -576,7 +136,7 @@ Name = Annotated[str, AfterValidator(token("name"))]
 
 
 def _nonempty_ports(value: Any) -> tuple[int, ...]:
-    ports = _ports(value)
+    ports = port_tuple(value)
     if not ports:
         fail("list at least one port")
     return ports
@@ -605,7 +165,7 @@ def _cidr(value: str) -> str:
 
 
 def _hostname(value: str) -> str:
-    if not _is_host_name(value):
+    if not is_host_name(value):
         fail(f"{show(value)} is not a valid host name")
     return value
 
@@ -740,7 +300,7 @@ class _Loader:
             raise where.error("give the device's `address` (or a `cidr` block)")
         if entry.address is not None and entry.cidr is not None:
             raise where.error("give either `address` or `cidr`, not both", "cidr")
-        fields = _merge(defaults, self._fields(entry, where))
+        fields = deep_merge(defaults, self._fields(entry, where))
         line = where.line_of(where.prefix)
         source = f"{self.file}:{line}"
         key = "cidr" if entry.cidr is not None else "address"
@@ -761,7 +321,7 @@ class _Loader:
             raise where.error(f"duplicate device id {show(device_id)} (first at {first[1]})",
                               "id" if entry.id else key)
         for item in self.items:
-            if isinstance(item, _Block) and _block_holds(item.network, device_id):
+            if isinstance(item, _Block) and block_holds(item.network, device_id):
                 raise where.error(f"device id {show(device_id)} is also the id of a device of "
                                   f"the block {item.network} ({item.template.source})",
                                   "id" if entry.id else key)
@@ -870,15 +430,3 @@ class _Loader:
 def _fixed_line(line: int) -> Callable[[DocPath], int]:
     """The line finder of a CSV row: every field of the row is on the row's line."""
     return lambda _path: line
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` deeply merged onto `base`: mappings merge key by key, anything else is replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        below = out.get(key)
-        if isinstance(below, Mapping) and isinstance(value, Mapping):
-            out[key] = _merge(below, value)
-        else:
-            out[key] = value
-    return out

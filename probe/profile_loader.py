@@ -27,11 +27,14 @@ from pydantic_core import PydanticCustomError
 from probe import checks
 from probe.checks.base import Check
 from probe.errors import InputError
-from probe.inventory import (
+from probe.model import Severity, Waiver
+from probe.profile import CheckConfig, Control, Profile
+from probe.yamldoc import (
     ID,
     PortSpec,
     StrictModel,
     Where,
+    deep_merge,
     describe,
     fail,
     field_name,
@@ -39,8 +42,6 @@ from probe.inventory import (
     show,
     token,
 )
-from probe.model import Severity, Waiver
-from probe.profile import CheckConfig, Control, Profile
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -352,22 +353,8 @@ class _Resolver:
                 raise at.error(f"{check.id} has no parameter {show(name)} (parameters: "
                                f"{expected})", name)
             default = check.defaults[name]
-            if default is not None and _kind(value) != _kind(default):
-                raise at.error(f"expected {_kind(default)}, got {describe(value)}", name)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return "nothing (null)" if value is None else type(value).__name__
+            if default is not None and describe(value) != describe(default):
+                raise at.error(f"expected {describe(default)}, got {describe(value)}", name)
 
 
 def _own(spec: _ProfileFile, where: Where) -> _Resolved:
@@ -427,22 +414,11 @@ def _overlay(base: _Resolved, over: _Resolved) -> _Resolved:
                              file=check.origin[0], line=check.origin[1], field=check.origin[2])
         if check.severity is not None:
             mine_check.severity = check.severity
-        mine_check.params = _merge(mine_check.params, check.params)
-        mine_check.classes = _merge(mine_check.classes, check.classes)
+        mine_check.params = deep_merge(mine_check.params, check.params)
+        mine_check.classes = deep_merge(mine_check.classes, check.classes)
         mine_check.references.update(copy.deepcopy(check.references))
         mine_check.origin = check.origin
     out.waivers.extend(waiver for waiver in over.waivers if waiver not in out.waivers)
-    return out
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        below = out.get(key)
-        if isinstance(below, Mapping) and isinstance(value, Mapping):
-            out[key] = _merge(below, value)
-        else:
-            out[key] = copy.deepcopy(value)
     return out
 
 

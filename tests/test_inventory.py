@@ -383,7 +383,7 @@ def test_overlapping_targets() -> None:
         ("devices:\n  - address: 10.0.0.1\n    class: [a]\n", 3, "devices[0].class",
          "expected a string, got a list"),
         ("devices:\n  - address: 10.0.0.1\n    site: true\n", 3, "devices[0].site",
-         "expected a string, got true/false"),
+         "expected a string, got true or false"),
         ("devices:\n  - address: 10.0.0.1\n    services: [mqtt]\n", 3, "devices[0].services",
          "expected a mapping, got a list"),
         ("devices:\n  - address: 10.0.0.1\n    services:\n      mqt: [1883]\n", 4,
