@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import socket
@@ -342,10 +343,11 @@ def test_background_lab_up_status_down(tmp_path: Path) -> None:
         assert process_alive(pid)
         devices = {d["id"]: d for d in state["devices"]}
         assert len(devices) == count
-        assert devices["clean-sensor-1"]["expect"] == {
-            "net.open-ports": "pass", "net.cleartext-management": "pass"}
+        clean = devices["clean-sensor-1"]["expect"]
+        assert {clean["net.open-ports"], clean["net.cleartext-management"]} == {"pass"}
         assert devices["dark-1"]["expect_verdict"] == "inconclusive"
-        assert devices["clean-sensor-2"]["address"] == "127.44.0.9"
+        first = ipaddress.IPv4Address(BG_BASE)
+        assert devices["clean-sensor-2"]["address"] == str(first + len(PERSONAS))
         assert "telnet-camera-1" in up.stdout
 
         listed = yaml.safe_load(inventory.read_text())

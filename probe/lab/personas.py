@@ -30,6 +30,25 @@ from probe.model import Status, Verdict
 
 OPEN_PORTS = "net.open-ports"
 CLEARTEXT_MANAGEMENT = "net.cleartext-management"
+MQTT_CLEARTEXT = "mqtt.cleartext-listener"
+MQTT_ANONYMOUS = "mqtt.anonymous-access"
+MQTT_DEFAULT_CREDENTIALS = "mqtt.default-credentials"
+MQTT_TOPICS = "mqtt.topic-authorization"
+MQTT_CLIENT_CERTIFICATE = "mqtt.client-certificate"
+
+
+def mqtt_expect(cleartext: str, anonymous: str, topics: str, certificate: str,
+                default_credentials: str = "skipped") -> dict[str, str]:
+    """The MQTT checks' statuses; default credentials are `skipped` without --intrusive."""
+    return {MQTT_CLEARTEXT: cleartext, MQTT_ANONYMOUS: anonymous,
+            MQTT_DEFAULT_CREDENTIALS: default_credentials, MQTT_TOPICS: topics,
+            MQTT_CLIENT_CERTIFICATE: certificate}
+
+
+NO_MQTT = mqtt_expect("not_applicable", "not_applicable", "not_applicable", "not_applicable")
+REFUSING_MQTTS = mqtt_expect("pass", "pass", "skipped", "fail")
+"""MQTT over TLS that refuses anonymous clients but wants no client certificate; the lab
+inventory has no credentials, so topic authorization is skipped."""
 
 
 @dataclass(frozen=True)
@@ -74,11 +93,12 @@ def _mqtts(port: int = 8883) -> TcpListener:
 
 register(Persona(
     name="clean-sensor",
-    description="MQTT over TLS only, refuses unauthenticated clients",
+    description="MQTT over TLS only, refuses unauthenticated clients; asks for no client "
+                "certificate, so mqtt.client-certificate (medium) fails",
     device_class="sensor",
     listeners=(_mqtts(),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass"},
-    expect_verdict="conformant",
+    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS},
+    expect_verdict="nonconformant",
 ))
 
 register(Persona(
@@ -89,7 +109,7 @@ register(Persona(
         TcpListener(23, TelnetLogin(banner="\r\nIP Camera\r\n")),
         TcpListener(443, HttpPage(title="IP Camera"), tls=True),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT},
     expect_verdict="nonconformant",
 ))
 
@@ -101,7 +121,7 @@ register(Persona(
         TcpListener(21, FtpLogin(greeting="(gateway) FTP server ready")),
         TcpListener(8443, HttpPage(title="Gateway console"), tls=True),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT},
     expect_verdict="nonconformant",
 ))
 
@@ -114,7 +134,7 @@ register(Persona(
                                    sys_name="snmp-public")),
         _mqtts(),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS},
     expect_verdict="nonconformant",
 ))
 
@@ -123,7 +143,7 @@ register(Persona(
     description="TFTP server on 69/udp (answers every read with File not found)",
     device_class="sensor",
     listeners=(UdpListener(69, TftpDenied()), _mqtts()),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail"},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS},
     expect_verdict="nonconformant",
 ))
 
@@ -136,7 +156,7 @@ register(Persona(
         TcpListener(8080, HttpPage(title="Sensor status")),
         TcpListener(5900, RfbBanner()),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass"},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS},
     expect_verdict="nonconformant",
 ))
 
@@ -145,7 +165,8 @@ register(Persona(
     description="accepts on 23 and 8883 and never says a word",
     device_class="sensor",
     listeners=(TcpListener(23, Silent()), TcpListener(8883, Silent())),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error"},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error",
+            **mqtt_expect("error", "error", "error", "error")},
     expect_verdict="nonconformant",
 ))
 
@@ -154,6 +175,10 @@ register(Persona(
     description="nothing listens: an unreachable device",
     device_class="sensor",
     listeners=(),
-    expect={OPEN_PORTS: "error", CLEARTEXT_MANAGEMENT: "error"},
+    expect={OPEN_PORTS: "error", CLEARTEXT_MANAGEMENT: "error",
+            **mqtt_expect("error", "error", "error", "error", "error")},
     expect_verdict="inconclusive",
 ))
+
+# The MQTT personas register themselves on import; they build on the definitions above.
+from probe.lab import personas_mqtt  # noqa: E402, F401

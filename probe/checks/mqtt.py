@@ -1,0 +1,310 @@
+"""MQTT checks (27400-6.2): encryption, authentication and authorization of MQTT endpoints.
+
+Every check judges each MQTT endpoint (3.1.1 and 5, cleartext and TLS) on its own and yields one
+result per endpoint (`tcp/<port>`); a device without MQTT endpoint gets `not_applicable`. The
+evidence is what was sent and what came back: CONNACK return codes (3.1.1) and reason codes (5),
+SUBACK codes, which messages reached the probe. Passwords never appear, usernames may.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.context import Params
+from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
+from probe.observe.mqtt import (
+    PROTOCOL,
+    SUBACK_V4,
+    Anonymous,
+    CredentialTrial,
+    Endpoint,
+    TopicProbe,
+    anonymous_access,
+    default_credentials,
+    endpoints,
+    meaning,
+    topic_authorization,
+)
+
+NO_ENDPOINT = "no MQTT endpoint on the device"
+
+
+def _silent(endpoint: Endpoint, what: str) -> Finding:
+    return errored(f"{endpoint.target} accepted a connection and never answered, so {what} "
+                   "could not be decided", endpoint.target, **endpoint.evidence(),
+                   connect=endpoint.hello.evidence(), reason="timeout")
+
+
+def _levels(anonymous: Anonymous) -> str:
+    return "; ".join(f"{PROTOCOL[o.level]}: {o.describe()}" for o in anonymous.levels)
+
+
+@check(
+    "mqtt.cleartext-listener",
+    title="No MQTT listener without TLS",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(endpoints,),
+    remediation="Serve MQTT only over TLS (port 8883) and close the cleartext listener (1883): "
+                "on a cleartext listener user names, passwords and every message cross the "
+                "network readable and alterable by anyone on the path.",
+)
+def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
+    found = obs[endpoints]
+    if not found:
+        return [not_applicable(NO_ENDPOINT)]
+    findings = []
+    for endpoint in found:
+        target, hello = endpoint.target, endpoint.hello
+        evidence = {**endpoint.evidence(), "connect": hello.evidence()}
+        if endpoint.silent:
+            findings.append(_silent(endpoint, "whether it serves MQTT in cleartext"))
+        elif endpoint.tls:
+            version = endpoint.tls_info.get("tls_version", "TLS")
+            findings.append(passed(f"MQTT on {target} runs over TLS ({version})", target,
+                                   **evidence))
+        elif hello.result == "connack":
+            findings.append(failed(
+                f"MQTT on {target} answers a CONNECT in cleartext ({hello.describe()}): "
+                "credentials and messages travel unencrypted", target, **evidence))
+        else:
+            findings.append(errored(f"MQTT on {target} is in cleartext but its answer to a "
+                                    f"CONNECT was not decisive: {hello.describe()}", target,
+                                    **evidence, reason=hello.result))
+    return findings
+
+
+@check(
+    "mqtt.anonymous-access",
+    title="MQTT refuses clients without credentials",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.CRITICAL,
+    needs=(anonymous_access,),
+    remediation="Refuse clients that present no credentials: in mosquitto set "
+                "`allow_anonymous false` on every listener and give each client its own "
+                "password (password_file or the dynamic security plugin) or client "
+                "certificate; other brokers have an equivalent switch. Check both MQTT 3.1.1 "
+                "and MQTT 5 clients are refused.",
+)
+def anonymous(obs: Observations, params: Params) -> Iterable[Finding]:
+    found = obs[anonymous_access]
+    if not found:
+        return [not_applicable(NO_ENDPOINT)]
+    findings = []
+    for item in found:
+        endpoint = item.endpoint
+        target = endpoint.target
+        evidence: dict[str, Any] = {**endpoint.evidence(),
+                                    "levels": [o.evidence() for o in item.levels]}
+        accepted = item.accepted
+        if endpoint.silent:
+            findings.append(_silent(endpoint, "anonymous access"))
+        elif accepted is not None:
+            code_key = "connack_code" if accepted.level == 4 else "reason_code"
+            findings.append(failed(
+                f"{PROTOCOL[accepted.level]} CONNECT without credentials was accepted on "
+                f"{target} (CONNACK {accepted.code})", target, **evidence,
+                protocol_level=accepted.level, **{code_key: accepted.code}))
+        elif all(o.refused for o in item.levels) and {o.level for o in item.levels} == {4, 5}:
+            findings.append(passed(f"CONNECT without credentials is refused on {target}: "
+                                   f"{_levels(item)}", target, **evidence))
+        else:
+            undecided = next(o for o in item.levels if not o.decided)
+            findings.append(errored(
+                f"{PROTOCOL[undecided.level]} CONNECT without credentials on {target} was not "
+                f"answered decisively: {undecided.describe()}", target, **evidence,
+                reason=undecided.result))
+    return findings
+
+
+def _pairs_tried(trial: CredentialTrial) -> dict[str, Any]:
+    return {**trial.endpoint.evidence(), "protocol_level": trial.level,
+            "attempts": [a.evidence() for a in trial.attempts],
+            "anonymous_accepted": trial.anonymous_accepted}
+
+
+@check(
+    "mqtt.default-credentials",
+    title="MQTT accepts no default credentials",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.CRITICAL,
+    needs=(default_credentials,),
+    remediation="Remove default and shared accounts from the broker or device (admin, guest, "
+                "mqtt, test, ...) and give every device and user an individual, random "
+                "password or a client certificate, set at provisioning.",
+    intrusive=True,
+    defaults={
+        "pairs": [["admin", "admin"], ["admin", "password"], ["admin", "public"],
+                  ["root", "root"], ["user", "user"], ["mqtt", "mqtt"], ["guest", "guest"],
+                  ["test", "test"], ["admin", "1234"], ["pi", "raspberry"]],
+        "pace_seconds": 1.0,
+        "max_attempts": 10,
+    },
+)
+def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
+    found = obs[default_credentials]
+    if not found:
+        return [not_applicable(NO_ENDPOINT)]
+    findings = []
+    for trial in found:
+        endpoint = trial.endpoint
+        target = endpoint.target
+        evidence = _pairs_tried(trial)
+        accepted, undecided = trial.accepted, trial.undecided
+        if endpoint.silent:
+            findings.append(_silent(endpoint, "default credentials"))
+        elif trial.not_tried:
+            findings.append(passed(f"no default pair can reach the MQTT layer of {target}: "
+                                   f"{trial.not_tried}", target, **evidence,
+                                   client_certificate_required=True))
+        elif accepted is not None:
+            also = (" (the endpoint accepts clients without credentials too)"
+                    if trial.anonymous_accepted else "")
+            findings.append(failed(
+                f"the default credentials of user {accepted.username!r} were accepted on "
+                f"{target} ({PROTOCOL[trial.level]}, attempt {len(trial.attempts)}){also}",
+                target, **evidence, accepted_username=accepted.username))
+        elif undecided is not None:
+            findings.append(errored(
+                f"attempt {len(trial.attempts)} (user {undecided.username!r}) on {target} got "
+                f"no decisive answer: {undecided.outcome.describe()}; stopped there", target,
+                **evidence, reason=undecided.outcome.result))
+        elif not trial.attempts:
+            findings.append(skipped("the profile lists no default credentials to try", target,
+                                    **evidence, reason="no-pairs"))
+        else:
+            findings.append(passed(f"none of {len(trial.attempts)} default pairs was accepted "
+                                   f"on {target}", target, **evidence))
+    return findings
+
+
+def _topic_evidence(probe: TopicProbe) -> dict[str, Any]:
+    out: dict[str, Any] = {**probe.endpoint.evidence(), "protocol_level": probe.level}
+    if probe.identity:
+        out["identity"] = probe.identity
+    if probe.login is not None:
+        out["login"] = probe.login.evidence()
+    if probe.suback:
+        out["suback"] = {f: {"code": c, "meaning": meaning(probe.level, c, SUBACK_V4)}
+                         for f, c in probe.suback.items()}
+    if probe.canary is not None:
+        out["canary"] = probe.canary.evidence()
+    if probe.watch is not None and probe.suback:
+        out["received"] = probe.watch.evidence()
+    if probe.window:
+        out["window_seconds"] = probe.window
+    return out
+
+
+def _topic_finding(probe: TopicProbe) -> Finding:
+    endpoint, target, login = probe.endpoint, probe.endpoint.target, probe.login
+    evidence = _topic_evidence(probe)
+    watch, canary = probe.watch, probe.canary
+    if endpoint.silent:
+        return _silent(endpoint, "topic authorization")
+    if probe.not_tried:
+        return skipped(f"not run on {target}: {probe.not_tried}", target, **evidence,
+                       reason="no-credentials")
+    if login is not None and not login.accepted:
+        if login.refused:
+            return skipped(f"the probe identity {probe.identity!r} was refused on {target} "
+                           f"({login.describe()})", target, **evidence,
+                           reason="credentials-refused")
+        return errored(f"the probe identity's CONNECT on {target} was not answered "
+                       f"decisively: {login.describe()}", target, **evidence,
+                       reason=login.result)
+    if probe.problem or watch is None:
+        return errored(f"topic authorization on {target} could not be observed: "
+                       f"{probe.problem}", target, **evidence, reason="protocol")
+    who = probe.identity
+    if watch.canary or watch.sys_messages:
+        what = []
+        if watch.canary and canary is not None:
+            what.append(f"the canary nonce that {canary.identity!r} published")
+        if watch.sys_messages:
+            what.append(f"{watch.sys_messages} $SYS message(s) ({', '.join(watch.sys_topics)})")
+        return failed(f"identity {who!r} subscribed to {' and '.join(probe.granted)} on "
+                      f"{target} and received " + " and ".join(what), target, **evidence)
+    if not probe.granted:
+        return passed(f"SUBACK refused # and $SYS/# to identity {who!r} on {target}", target,
+                      **evidence)
+    if "#" in probe.granted:
+        if canary is None:
+            return skipped(f"SUBACK granted # to {who!r} on {target} and no $SYS message "
+                           f"arrived, but delivery filtering is unproven without a canary: "
+                           f"{probe.no_canary}", target, **evidence, reason="no-canary")
+        if not canary.proved:
+            problem, undecided = canary.problem, canary.undecided
+            if canary.login is not None and not canary.login.accepted:
+                problem = f"it could not log in ({canary.login.describe()})"
+                undecided = not canary.login.decided
+            summary = (f"the canary {canary.identity!r} could not prove delivery on {target}: "
+                       f"{problem}")
+            if undecided:
+                return errored(summary, target, **evidence, reason="canary")
+            return skipped(summary, target, **evidence, reason="canary-unusable")
+    return passed(f"identity {who!r} was granted {' and '.join(probe.granted)} on {target}, "
+                  f"but within {probe.window:g} s no message outside its scope arrived"
+                  + (" (the canary's nonce did not reach it)" if canary is not None else ""),
+                  target, **evidence)
+
+
+@check(
+    "mqtt.topic-authorization",
+    title="MQTT identities receive nothing outside their scope",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(topic_authorization,),
+    remediation="Give every client an ACL that limits it to its own topics (mosquitto: an "
+                "acl_file with per-user `topic` lines or `pattern` rules, or roles in the "
+                "dynamic security plugin) and deny `#` and `$SYS/#` to device and application "
+                "identities.",
+    defaults={"window_seconds": 2.0, "canary_prefix": "iotprobe/canary"},
+)
+def topic_auth(obs: Observations, params: Params) -> Iterable[Finding]:
+    found = obs[topic_authorization]
+    if not found:
+        return [not_applicable(NO_ENDPOINT)]
+    return [_topic_finding(probe) for probe in found]
+
+
+@check(
+    "mqtt.client-certificate",
+    title="MQTT over TLS requires a client certificate",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.MEDIUM,
+    needs=(endpoints,),
+    remediation="Require mutual TLS on every MQTT-over-TLS listener (mosquitto: `cafile` with "
+                "the device CA and `require_certificate true`; optionally "
+                "`use_identity_as_username true`), and provision each client with its own "
+                "certificate.",
+)
+def client_certificate(obs: Observations, params: Params) -> Iterable[Finding]:
+    found = obs[endpoints]
+    tls = [e for e in found if e.tls]
+    if not tls:
+        what = NO_ENDPOINT if not found else (
+            "no MQTT-over-TLS endpoint (cleartext only: "
+            + ", ".join(e.target for e in found) + ")")
+        return [not_applicable(what)]
+    findings = []
+    for endpoint in tls:
+        target, hello = endpoint.target, endpoint.hello
+        evidence = {**endpoint.evidence(), "connect": hello.evidence()}
+        if endpoint.silent:
+            findings.append(_silent(endpoint, "whether it requires a client certificate"))
+        elif endpoint.needs_certificate:
+            how = (f"TLS alert: {hello.detail}" if hello.detail else "it asked for a "
+                   "certificate and closed the connection before any CONNACK")
+            findings.append(passed(f"the TLS layer of {target} refused a client without "
+                                   f"certificate ({how})", target, **evidence))
+        elif hello.result == "connack":
+            findings.append(failed(f"{target} completed TLS with a client that presented no "
+                                   f"certificate and answered its CONNECT "
+                                   f"({hello.describe()})", target, **evidence))
+        else:
+            findings.append(errored(f"{target}: {hello.describe()}", target, **evidence,
+                                    reason=hello.result))
+    return findings

@@ -1,0 +1,1004 @@
+"""MQTT collectors: what a broker does with anonymous clients, default and inventory identities.
+
+The client layer is a small, exact MQTT 3.1.1/5 packet codec over `ctx.connect`, not paho or
+aiomqtt. Both libraries open their own sockets, which would bypass the device context (scope,
+rate, per-device slots, timeouts); aiomqtt also waits its whole timeout when a TLS 1.3 broker
+drops a client without certificate after the handshake, or when a cleartext client meets a TLS
+port. Reading the packets ourselves gives every outcome exactly and at once: a CONNACK with its
+return code (3.1.1) or reason code (5), "requires a client certificate" (a TLS alert, or the
+connection dropped before the CONNACK after the server asked for a certificate), "closed"
+(dropped without a word), "not MQTT" (bytes that are no CONNACK) and "timed out" (one read
+deadline, never more).
+
+The anonymous level-4 CONNECT is not repeated: discovery (`probe.observe.identify`) already sent
+one to every MQTT endpoint, and `endpoints` turns that identification evidence into the level-4
+outcome. An endpoint that accepted the connection and never answered there is an MQTT endpoint
+when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`); it already cost one
+timeout, so no collector talks to it again.
+
+Collectors (each gathered once per device through `ctx.observe`, shared by the checks):
+`endpoints`, `anonymous_access` (adds one level-5 CONNECT per endpoint), `default_credentials`
+(intrusive: paced, bounded, stops at the first success) and `topic_authorization`.
+
+Secrets (inventory passwords) are revealed only while the CONNECT packet is built; evidence
+names usernames, never passwords.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
+
+from probe.context import DeviceContext
+from probe.model import Device
+from probe.observe.base import ObservationError
+from probe.observe.discovery import Identification, Services, services
+from probe.observe.identify import TlsClient
+from probe.observe.tcp import head_hex, service_ports
+from probe.secrets import Secret
+
+T = TypeVar("T")
+
+DEFAULT_CREDENTIALS = "mqtt.default-credentials"
+TOPIC_AUTHORIZATION = "mqtt.topic-authorization"
+
+MQTT_PORTS = {1883: False, 8883: True, 8884: True}
+"""Ports where MQTT is the convention, and whether over TLS."""
+PROTOCOL = {4: "MQTT 3.1.1", 5: "MQTT 5"}
+KEEP_ALIVE = 30
+MAX_PACKET = 256 * 1024
+MAX_WATCH_MESSAGES = 1000
+MAX_WATCH_BYTES = 1024 * 1024
+SHOWN_TOPICS = 5
+DRAIN = 0.1
+
+CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
+DISCONNECT_PACKET = b"\xe0\x00"
+
+CONNACK_V4 = {0: "connection accepted", 1: "unacceptable protocol version",
+              2: "identifier rejected", 3: "server unavailable",
+              4: "bad user name or password", 5: "not authorized"}
+SUBACK_V4 = {0: "granted QoS 0", 1: "granted QoS 1", 2: "granted QoS 2", 0x80: "failure"}
+REASON_V5 = {
+    0x00: "success", 0x01: "granted QoS 1", 0x02: "granted QoS 2",
+    0x10: "no matching subscribers", 0x80: "unspecified error", 0x81: "malformed packet",
+    0x82: "protocol error", 0x83: "implementation specific error",
+    0x84: "unsupported protocol version", 0x85: "client identifier not valid",
+    0x86: "bad user name or password", 0x87: "not authorized", 0x88: "server unavailable",
+    0x89: "server busy", 0x8A: "banned", 0x8C: "bad authentication method",
+    0x8F: "topic filter invalid", 0x90: "topic name invalid", 0x91: "packet identifier in use",
+    0x95: "packet too large", 0x97: "quota exceeded", 0x99: "payload format invalid",
+    0x9A: "retain not supported", 0x9B: "QoS not supported", 0x9C: "use another server",
+    0x9D: "server moved", 0x9E: "shared subscriptions not supported",
+    0x9F: "connection rate exceeded", 0xA1: "subscription identifiers not supported",
+    0xA2: "wildcard subscriptions not supported",
+}
+
+# MQTT 5 property identifiers by how their value is encoded (MQTT 5.0, 2.2.2.2).
+_PROPERTY_SIZE = {**dict.fromkeys((0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A), 1),
+                  **dict.fromkeys((0x13, 0x21, 0x22, 0x23), 2),
+                  **dict.fromkeys((0x02, 0x11, 0x18, 0x27), 4)}
+_PROPERTY_STRING = frozenset({0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F})
+_PROPERTY_VARINT, _PROPERTY_PAIR, _REASON_STRING = 0x0B, 0x26, 0x1F
+
+
+def meaning(level: int, code: int, table: Mapping[int, str] = CONNACK_V4) -> str:
+    """What a CONNACK (or SUBACK) code says, per the protocol level's table."""
+    return (table if level == 4 else REASON_V5).get(code, "unknown code")
+
+
+# ---------------------------------------------------------------------------------------------
+# The packet codec
+# ---------------------------------------------------------------------------------------------
+
+
+class MalformedPacket(Exception):
+    """The peer sent bytes that are no well-formed MQTT packet."""
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int] | None:
+    """(value, offset after it), None when incomplete; MalformedPacket past four bytes."""
+    value = 0
+    for index in range(4):
+        if offset + index >= len(data):
+            return None
+        byte = data[offset + index]
+        value |= (byte & 0x7F) << (7 * index)
+        if not byte & 0x80:
+            return value, offset + index + 1
+    raise MalformedPacket("remaining length longer than four bytes")
+
+
+def _string(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes([first]) + _varint(len(body)) + body
+
+
+@dataclass(frozen=True)
+class Packet:
+    kind: int
+    flags: int
+    body: bytes
+
+
+def frame(data: bytes) -> tuple[Packet, int] | None:
+    """The first packet in `data` and its size, None when `data` holds no whole packet yet."""
+    if not data:
+        return None
+    length = _read_varint(data, 1)
+    if length is None:
+        return None
+    size, start = length
+    if size > MAX_PACKET:
+        raise MalformedPacket(f"a packet of {size} bytes (more than {MAX_PACKET})")
+    if len(data) < start + size:
+        return None
+    return Packet(data[0] >> 4, data[0] & 0x0F, data[start:start + size]), start + size
+
+
+def connect_packet(level: int, client_id: str, identity: Identity | None) -> bytes:
+    """A CONNECT with a clean session; the identity's secrets are revealed here and only here."""
+    flags = 0x02
+    payload = _string(client_id.encode())
+    if identity is not None and identity.username is not None:
+        flags |= 0x80
+        payload += _string(_reveal(identity.username))
+        if identity.password is not None:
+            flags |= 0x40
+            payload += _string(_reveal(identity.password))
+    variable = _string(b"MQTT") + bytes([level, flags]) + KEEP_ALIVE.to_bytes(2, "big")
+    if level == 5:
+        variable += b"\x00"
+    return _packet(CONNECT << 4, variable + payload)
+
+
+def subscribe_packet(level: int, packet_id: int, filters: Sequence[str]) -> bytes:
+    """SUBSCRIBE at QoS 0 to every filter."""
+    body = packet_id.to_bytes(2, "big") + (b"\x00" if level == 5 else b"")
+    body += b"".join(_string(f.encode()) + b"\x00" for f in filters)
+    return _packet((SUBSCRIBE << 4) | 0x02, body)
+
+
+def publish_packet(level: int, packet_id: int, topic: str, payload: bytes) -> bytes:
+    """PUBLISH at QoS 1, not retained."""
+    body = _string(topic.encode()) + packet_id.to_bytes(2, "big")
+    body += (b"\x00" if level == 5 else b"") + payload
+    return _packet((PUBLISH << 4) | 0x02, body)
+
+
+def _properties(level: int, body: bytes, offset: int) -> tuple[dict[int, Any], int]:
+    """MQTT 5 properties at `offset` (none before level 5): the values by id, and the end."""
+    if level != 5 or offset >= len(body):
+        return {}, offset
+    read = _read_varint(body, offset)
+    if read is None:
+        raise MalformedPacket("truncated properties")
+    length, at = read
+    end = at + length
+    if end > len(body):
+        raise MalformedPacket("properties run past the packet")
+    found: dict[int, Any] = {}
+    while at < end:
+        ident = body[at]
+        at += 1
+        if ident in _PROPERTY_SIZE:
+            size = _PROPERTY_SIZE[ident]
+            found[ident] = int.from_bytes(body[at:at + size], "big")
+            at += size
+        elif ident == _PROPERTY_VARINT:
+            value = _read_varint(body, at)
+            if value is None:
+                raise MalformedPacket("truncated property")
+            found[ident], at = value
+        elif ident in _PROPERTY_STRING or ident == _PROPERTY_PAIR:
+            for _ in range(2 if ident == _PROPERTY_PAIR else 1):
+                size = int.from_bytes(body[at:at + 2], "big")
+                found[ident] = body[at + 2:at + 2 + size]
+                at += 2 + size
+        else:
+            raise MalformedPacket(f"unknown property 0x{ident:02x}")
+    if at != end:
+        raise MalformedPacket("properties overrun their length")
+    return found, end
+
+
+def _reason_string(properties: Mapping[int, Any]) -> str | None:
+    value = properties.get(_REASON_STRING)
+    return value.decode("utf-8", "replace")[:200] if isinstance(value, bytes) else None
+
+
+def parse_suback(level: int, body: bytes) -> tuple[int, tuple[int, ...]]:
+    if len(body) < 3:
+        raise MalformedPacket("SUBACK too short")
+    _, end = _properties(level, body, 2)
+    return int.from_bytes(body[:2], "big"), tuple(body[end:])
+
+
+def parse_puback(level: int, body: bytes) -> tuple[int, int]:
+    if len(body) < 2:
+        raise MalformedPacket("PUBACK too short")
+    return int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0
+
+
+def parse_publish(level: int, packet: Packet) -> tuple[str, bytes]:
+    body = packet.body
+    if len(body) < 2:
+        raise MalformedPacket("PUBLISH too short")
+    size = int.from_bytes(body[:2], "big")
+    topic = body[2:2 + size].decode("utf-8", "replace")
+    at = 2 + size + (2 if (packet.flags >> 1) & 0x03 else 0)
+    _, at = _properties(level, body, at)
+    return topic, body[at:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Identities and outcomes
+# ---------------------------------------------------------------------------------------------
+
+
+def _reveal(value: str | Secret) -> bytes:
+    return (value.reveal() if isinstance(value, Secret) else value).encode()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a CONNECT claims to be. `label` is what evidence may show: never the password."""
+
+    label: str
+    username: str | Secret | None = None
+    password: str | Secret | None = field(default=None, repr=False)
+
+
+ANONYMOUS = Identity("anonymous")
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    cert_file: str
+    key_file: str | None
+    password: Secret | None = field(default=None, repr=False)
+
+
+Result = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
+                 "timeout", "tcp-refused", "network-error"]
+
+DESCRIPTION = {
+    "certificate-required": "the TLS layer requires a client certificate",
+    "closed": "the connection was closed before any CONNACK",
+    "not-mqtt": "the answer is not an MQTT CONNACK",
+    "tcp-refused": "the port refused the connection",
+    "tls-error": "TLS failed",
+    "network-error": "network error",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one CONNECT got."""
+
+    level: int
+    result: Result
+    code: int | None = None
+    session_present: bool = False
+    reason_string: str | None = None
+    detail: str = ""
+    source: Literal["identification", "exchange", "tls-layer"] = "exchange"
+
+    @property
+    def accepted(self) -> bool:
+        return self.result == "connack" and self.code == 0
+
+    @property
+    def refused(self) -> bool:
+        """The broker (or its TLS layer) said no: a decided outcome, not a failure to observe."""
+        return (self.result == "connack" and self.code != 0) or self.result in (
+            "certificate-required", "closed")
+
+    @property
+    def decided(self) -> bool:
+        return self.accepted or self.refused
+
+    def describe(self) -> str:
+        if self.result == "connack" and self.code is not None:
+            word = "CONNACK" if self.level == 4 else "CONNACK reason"
+            return f"{word} {self.code}, {meaning(self.level, self.code)}"
+        if self.result == "timeout":
+            return self.detail or "no answer before the deadline"
+        text = DESCRIPTION.get(self.result, self.result)
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"protocol_level": self.level, "outcome": self.result,
+                               "source": self.source}
+        if self.code is not None:
+            out["connack_code" if self.level == 4 else "reason_code"] = self.code
+            out["meaning"] = meaning(self.level, self.code)
+            out["session_present"] = self.session_present
+        if self.reason_string:
+            out["reason_string"] = self.reason_string
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An MQTT endpoint of the device, with the anonymous level-4 CONNECT discovery sent it."""
+
+    port: int
+    tls: bool
+    silent: bool
+    hello: Outcome
+    tls_info: Mapping[str, Any]
+
+    @property
+    def target(self) -> str:
+        return f"tcp/{self.port}"
+
+    @property
+    def needs_certificate(self) -> bool:
+        return self.hello.result == "certificate-required"
+
+    def evidence(self) -> dict[str, Any]:
+        return {"port": self.port, "tls": self.tls, **self.tls_info}
+
+
+def _hello(ident: Identification, silent: bool) -> Outcome:
+    evidence = ident.evidence
+    if silent:
+        return Outcome(4, "timeout", detail="accepted the connection and never answered during "
+                       "identification", source="identification")
+    if "connack_code" in evidence:
+        return Outcome(4, "connack", int(evidence["connack_code"]),
+                       bool(evidence.get("session_present")), source="identification")
+    if evidence.get("client_certificate_required"):
+        return Outcome(4, "certificate-required", detail=str(evidence.get("tls_alert", "")),
+                       source="identification")
+    return Outcome(4, "not-mqtt", detail=ident.detail, source="identification")
+
+
+async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
+    """Collector: the device's MQTT endpoints, from discovery (no traffic of its own)."""
+    found: Services = await ctx.observe(services)
+    named = service_ports(ctx, udp=False)
+    out = []
+    for ident in found.tcp:
+        by_port = named.get(ident.port)
+        conventional = ident.port in MQTT_PORTS or by_port in ("mqtt", "mqtts")
+        silent = ident.protocol == "unknown" and ident.silent and conventional
+        if ident.protocol != "mqtt" and not silent:
+            continue
+        tls = ident.tls if not silent else (by_port == "mqtts" or MQTT_PORTS.get(ident.port)
+                                            is True)
+        tls_info = {k: ident.evidence[k] for k in ("tls_version", "cipher")
+                    if k in ident.evidence}
+        out.append(Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# One connection
+# ---------------------------------------------------------------------------------------------
+
+
+class _Closed(Exception):
+    """The peer closed the connection."""
+
+
+class _Link:
+    """An open MQTT connection: packets framed out of `ctx.read`, each read deadline-bound."""
+
+    def __init__(self, ctx: DeviceContext, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, level: int) -> None:
+        self.ctx, self.reader, self.writer, self.level = ctx, reader, writer, level
+        self.buffer = b""
+        self.seen = b""
+        self.received = 0
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    def _pop(self) -> Packet | None:
+        found = frame(self.buffer)
+        if found is None:
+            return None
+        packet, size = found
+        self.buffer = self.buffer[size:]
+        return packet
+
+    async def receive(self, seconds: float) -> Packet | None:
+        """The next packet; None when `seconds` pass first. Raises _Closed at EOF."""
+        packet = self._pop()
+        if packet is not None:
+            return packet
+        data, stalled = await self.ctx.read(
+            self.reader, MAX_PACKET, deadline=max(seconds, 0.0),
+            until=lambda d: frame(self.buffer + d) is not None)
+        self.buffer += data
+        self.received += len(data)
+        self.seen = self.seen or self.buffer
+        packet = self._pop()
+        if packet is not None or stalled:
+            return packet
+        if len(self.buffer) >= MAX_PACKET:
+            raise MalformedPacket("no packet boundary within the read limit")
+        raise _Closed
+
+
+def _tls_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return str(reason)[:120].replace("_", " ").lower()
+
+
+def _broken(level: int, exc: BaseException, client: TlsClient | None, presented: bool,
+            handshake: bool = False) -> Outcome:
+    """The outcome of a connection that a TLS or socket error ended before any CONNACK.
+
+    A close during the TLS handshake, without a request for a certificate, is a TLS failure,
+    not a refusal: the MQTT layer was never reached.
+    """
+    reason = _tls_reason(exc)
+    asked = client is not None and client.certificate_requested and not presented
+    if "certificate required" in reason or asked:
+        return Outcome(level, "certificate-required", detail=reason)
+    if isinstance(exc, ssl.SSLError):
+        return Outcome(level, "tls-error", detail=reason)
+    if isinstance(exc, ConnectionError):
+        if handshake and client is not None:
+            return Outcome(level, "tls-error", detail="the connection closed during the TLS "
+                           "handshake")
+        return Outcome(level, "closed")
+    return Outcome(level, "network-error", detail=reason)
+
+
+def _connack(level: int, packet: Packet, first: bytes) -> Outcome:
+    if packet.kind != CONNACK or len(packet.body) < 2:
+        return Outcome(level, "not-mqtt", detail=f"first bytes {head_hex(first)}")
+    try:
+        properties, _ = _properties(level, packet.body, 2)
+    except MalformedPacket as exc:
+        return Outcome(level, "not-mqtt", detail=str(exc))
+    return Outcome(level, "connack", packet.body[1], bool(packet.body[0] & 1),
+                   _reason_string(properties))
+
+
+def _client_id() -> str:
+    return f"iotprobe-{secrets.token_hex(6)}"
+
+
+def _tls_client(certificate: ClientCertificate | None) -> TlsClient:
+    client = TlsClient()
+    if certificate is not None:
+        password = certificate.password
+
+        def unlock() -> bytes:  # never let OpenSSL prompt on a terminal
+            return password.reveal().encode() if password is not None else b""
+
+        try:
+            client.context.load_cert_chain(certificate.cert_file, certificate.key_file,
+                                           password=unlock)
+        except (OSError, ssl.SSLError) as exc:
+            raise ObservationError("client-certificate", "credentials.tls_client could not be "
+                                   f"loaded from {certificate.cert_file}: "
+                                   f"{_tls_reason(exc)}") from None
+    return client
+
+
+async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Identity | None,
+                certificate: ClientCertificate | None = None,
+                then: Callable[[_Link], Awaitable[T]] | None = None
+                ) -> tuple[Outcome, T | None]:
+    """CONNECT to `endpoint` as `identity` (None: without credentials); when accepted, run
+    `then` on the live connection (it handles its own I/O errors) and DISCONNECT.
+
+    `certificate` is presented only over TLS. Costs one connection and at most one read
+    deadline for the CONNACK.
+    """
+    client = _tls_client(certificate) if endpoint.tls else None
+    presented = certificate is not None
+    extra: T | None = None
+    try:
+        async with ctx.connect(endpoint.port, tls=client.context if client else None,
+                               server_hostname=ctx.device.hostname) as (reader, writer):
+            link = _Link(ctx, reader, writer, level)
+            try:
+                await link.send(connect_packet(level, _client_id(), identity))
+                packet = await link.receive(ctx.timeout)
+            except MalformedPacket as exc:
+                return Outcome(level, "not-mqtt", detail=str(exc)), None
+            except _Closed:
+                if link.seen:
+                    return Outcome(level, "not-mqtt", detail="closed after the bytes "
+                                   f"{head_hex(link.seen)}"), None
+                return _broken(level, ConnectionResetError(), client, presented), None
+            except OSError as exc:
+                return _broken(level, exc, client, presented), None
+            if packet is None:
+                if link.seen:
+                    return Outcome(level, "not-mqtt",
+                                   detail=f"first bytes {head_hex(link.seen)}"), None
+                return Outcome(level, "timeout",
+                               detail=f"no CONNACK within {ctx.timeout:g} s"), None
+            outcome = _connack(level, packet, link.seen)
+            if outcome.accepted:
+                if then is not None:
+                    extra = await then(link)
+                with contextlib.suppress(OSError):
+                    await link.send(DISCONNECT_PACKET)
+            return outcome, extra
+    except ConnectionRefusedError:
+        return Outcome(level, "tcp-refused"), None
+    except TimeoutError:
+        what = "TLS handshake" if endpoint.tls else "connection"
+        return Outcome(level, "timeout",
+                       detail=f"the {what} did not complete within {ctx.timeout:g} s"), None
+    except OSError as exc:
+        return _broken(level, exc, client, presented, handshake=True), None
+
+
+# ---------------------------------------------------------------------------------------------
+# Anonymous access at both protocol levels
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Anonymous:
+    """An endpoint's answers to a CONNECT without credentials, per protocol level."""
+
+    endpoint: Endpoint
+    levels: tuple[Outcome, ...]
+
+    def at(self, level: int) -> Outcome | None:
+        return next((o for o in self.levels if o.level == level), None)
+
+    @property
+    def accepted(self) -> Outcome | None:
+        return next((o for o in self.levels if o.accepted), None)
+
+    @property
+    def level(self) -> int:
+        """The level to log in with: 4, unless the endpoint refused that version."""
+        four = self.at(4)
+        if four is not None and four.result == "connack" and four.code == 1:
+            five = self.at(5)
+            if five is not None and five.result == "connack":
+                return 5
+        return 4
+
+
+async def _anonymous(ctx: DeviceContext, endpoint: Endpoint) -> Anonymous:
+    hello = endpoint.hello
+    if endpoint.silent:
+        return Anonymous(endpoint, (hello,))
+    if endpoint.needs_certificate:
+        before = Outcome(5, "certificate-required", detail="the TLS handshake comes before "
+                         "any CONNECT, whatever its level", source="tls-layer")
+        return Anonymous(endpoint, (hello, before))
+    level5, _ = await login(ctx, endpoint, 5, None)
+    return Anonymous(endpoint, (hello, level5))
+
+
+async def anonymous_access(ctx: DeviceContext) -> tuple[Anonymous, ...]:
+    """Collector: CONNECT without username and password, levels 4 (from discovery) and 5."""
+    found = await ctx.observe(endpoints)
+    return tuple(await asyncio.gather(*(_anonymous(ctx, e) for e in found)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Inventory credentials
+# ---------------------------------------------------------------------------------------------
+
+
+def inventory_identity(device: Device, name: str) -> tuple[Identity | None, str]:
+    """The identity `credentials.<name>` describes, or None and why it is unusable."""
+    entry = device.credentials.get(name)
+    if entry is None:
+        return None, f"the inventory has no credentials.{name}"
+    username = entry.get("username")
+    if not isinstance(username, str | Secret) or not str(username):
+        return None, f"credentials.{name} has no username"
+    password = device.secret(name, "password")
+    return Identity(str(username), username, password), ""
+
+
+def client_certificate(device: Device) -> ClientCertificate | None:
+    entry = device.credentials.get("tls_client")
+    if entry is None or not isinstance(entry.get("cert_file"), str):
+        return None
+    key = entry.get("key_file")
+    return ClientCertificate(entry["cert_file"], key if isinstance(key, str) else None,
+                             device.secret("tls_client", "password"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Default credentials (intrusive)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    username: str
+    outcome: Outcome
+
+    def evidence(self) -> dict[str, Any]:
+        full = self.outcome.evidence()
+        brief = {k: v for k, v in full.items()
+                 if k not in ("protocol_level", "source", "session_present")}
+        return {"username": self.username, **brief}
+
+
+@dataclass(frozen=True)
+class CredentialTrial:
+    """The default pairs tried on one endpoint, in order, until one was accepted."""
+
+    endpoint: Endpoint
+    level: int
+    attempts: tuple[Attempt, ...]
+    anonymous_accepted: bool
+    not_tried: str = ""
+    """Why no pair was tried (the endpoint never answered, or needs a certificate we lack)."""
+
+    @property
+    def accepted(self) -> Attempt | None:
+        return next((a for a in self.attempts if a.outcome.accepted), None)
+
+    @property
+    def undecided(self) -> Attempt | None:
+        """The attempt that ended the trial without an answer (timeout, not MQTT, ...)."""
+        last = self.attempts[-1] if self.attempts else None
+        return last if last is not None and not last.outcome.decided else None
+
+
+def default_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The profile's `pairs` ([user, password] or {username, password}), at most
+    `max_attempts` of them."""
+    pairs = []
+    for index, item in enumerate(params.get("pairs", [])):
+        if isinstance(item, Mapping):
+            item = [item.get("username"), item.get("password", "")]
+        if (not isinstance(item, list | tuple) or len(item) != 2
+                or not all(isinstance(v, str) for v in item)):
+            raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: pairs[{index}] is not "
+                                   "a [username, password] pair of strings")
+        pairs.append((item[0], item[1]))
+    limit = params.get("max_attempts", len(pairs))
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: max_attempts must be a "
+                               "whole number")
+    return pairs[:limit]
+
+
+def _seconds(params: Mapping[str, Any], check: str, name: str) -> float:
+    value = params.get(name, 0)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ObservationError("profile", f"{check}: {name} must be a number of seconds")
+    return float(value)
+
+
+async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]:
+    """Collector (intrusive): the profile's default pairs, endpoint after endpoint.
+
+    Attempts are paced `pace_seconds` apart across the whole device (the endpoints of one
+    device often share one account store), at most `max_attempts` per endpoint, and stop at
+    the first accepted pair or the first attempt that gets no answer.
+    """
+    params = ctx.params_for(DEFAULT_CREDENTIALS)
+    pairs = default_pairs(params)
+    pace = _seconds(params, DEFAULT_CREDENTIALS, "pace_seconds")
+    certificate = client_certificate(ctx.device)
+    loop = asyncio.get_running_loop()
+    last: float | None = None
+    trials = []
+    for anonymous in await ctx.observe(anonymous_access):
+        endpoint, level = anonymous.endpoint, anonymous.level
+        accepted = anonymous.accepted is not None
+        if endpoint.silent:
+            trials.append(CredentialTrial(endpoint, level, (), accepted, "the endpoint never "
+                                          "answered a CONNECT"))
+            continue
+        if endpoint.needs_certificate and certificate is None:
+            trials.append(CredentialTrial(endpoint, level, (), accepted, "the TLS layer "
+                                          "requires a client certificate and the inventory "
+                                          "has no credentials.tls_client"))
+            continue
+        attempts: list[Attempt] = []
+        for username, password in pairs:
+            if last is not None:
+                await asyncio.sleep(max(0.0, last + pace - loop.time()))
+            outcome, _ = await login(ctx, endpoint, level, Identity(username, username, password),
+                                     certificate if endpoint.needs_certificate else None)
+            last = loop.time()
+            attempts.append(Attempt(username, outcome))
+            if not outcome.refused:
+                break
+        trials.append(CredentialTrial(endpoint, level, tuple(attempts), accepted))
+    return tuple(trials)
+
+
+# ---------------------------------------------------------------------------------------------
+# Topic authorization
+# ---------------------------------------------------------------------------------------------
+
+WILDCARDS = ("#", "$SYS/#")
+
+
+@dataclass
+class Watch:
+    """What reached the probe identity's subscription."""
+
+    canary_topic: str = ""
+    canary: bool = False
+    sys_topics: list[str] = field(default_factory=list)
+    sys_messages: int = 0
+    other_messages: int = 0
+    truncated: bool = False
+
+    def take(self, level: int, packet: Packet) -> None:
+        if packet.kind != PUBLISH:
+            return
+        topic, _ = parse_publish(level, packet)
+        if self.canary_topic and topic == self.canary_topic:
+            self.canary = True
+        elif topic.startswith("$SYS"):
+            self.sys_messages += 1
+            if topic not in self.sys_topics and len(self.sys_topics) < SHOWN_TOPICS:
+                self.sys_topics.append(topic)
+        else:
+            self.other_messages += 1
+
+    @property
+    def messages(self) -> int:
+        return int(self.canary) + self.sys_messages + self.other_messages
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"canary_received": self.canary, "sys_messages": self.sys_messages,
+                               "sys_topics": list(self.sys_topics),
+                               "other_messages": self.other_messages}
+        if self.truncated:
+            out["truncated"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Canary:
+    """The second identity's publication on the canary topic."""
+
+    identity: str
+    topic: str
+    login: Outcome | None = None
+    suback: int | None = None
+    puback: int | None = None
+    echoed: bool = False
+    problem: str = ""
+    undecided: bool = False
+    """The problem is a missing answer (timeout, broken connection), not a refusal."""
+
+    @property
+    def proved(self) -> bool:
+        """The canary's message was routed: the canary received its own copy."""
+        return self.echoed
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"identity": self.identity, "topic": self.topic,
+                               "echoed": self.echoed}
+        if self.login is not None:
+            out["login"] = self.login.evidence()
+        if self.suback is not None:
+            out["suback"] = self.suback
+        if self.puback is not None:
+            out["puback"] = self.puback
+        if self.problem:
+            out["problem"] = self.problem
+        return out
+
+
+@dataclass(frozen=True)
+class TopicProbe:
+    """One endpoint: what the probe identity was granted and what reached it."""
+
+    endpoint: Endpoint
+    level: int
+    identity: str = ""
+    not_tried: str = ""
+    login: Outcome | None = None
+    suback: Mapping[str, int] = field(default_factory=dict)
+    canary: Canary | None = None
+    no_canary: str = ""
+    watch: Watch | None = None
+    window: float = 0.0
+    problem: str = ""
+
+    @property
+    def granted(self) -> tuple[str, ...]:
+        return tuple(f for f, code in self.suback.items() if code < 0x80)
+
+
+async def _await_packet(link: _Link, seconds: float, want: Callable[[Packet], bool],
+                        watch: Watch | None) -> Packet | None:
+    """Read until a packet `want` accepts (others go to `watch`); None at the deadline."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    for _ in range(MAX_WATCH_MESSAGES):
+        packet = await link.receive(end - loop.time())
+        if packet is None or want(packet):
+            return packet
+        if watch is not None:
+            watch.take(link.level, packet)
+    return None
+
+
+async def _subscribe(link: _Link, filters: Sequence[str], watch: Watch | None
+                     ) -> tuple[int, ...] | None:
+    await link.send(subscribe_packet(link.level, 1, filters))
+    packet = await _await_packet(link, link.ctx.timeout, lambda p: p.kind == SUBACK, watch)
+    if packet is None:
+        return None
+    _, codes = parse_suback(link.level, packet.body)
+    if len(codes) != len(filters):
+        raise MalformedPacket(f"SUBACK with {len(codes)} codes for {len(filters)} filters")
+    return codes
+
+
+async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> Canary:
+    """As the canary: subscribe to the canary topic, publish the nonce, see it come back."""
+    try:
+        codes = await _subscribe(link, [topic], None)
+        if codes is None:
+            return Canary(label, topic, problem="no SUBACK before the deadline",
+                          undecided=True)
+        if codes[0] >= 0x80:
+            return Canary(label, topic, suback=codes[0],
+                          problem="the canary may not subscribe to its own topic")
+        await link.send(publish_packet(link.level, 2, topic, nonce))
+        puback: int | None = None
+        echoed = False
+        loop = asyncio.get_running_loop()
+        end = loop.time() + link.ctx.timeout
+        for _ in range(MAX_WATCH_MESSAGES):
+            packet = await link.receive(end - loop.time())
+            if packet is None:
+                break
+            if packet.kind == PUBACK:
+                puback = parse_puback(link.level, packet.body)[1]
+            elif packet.kind == PUBLISH:
+                echoed = echoed or parse_publish(link.level, packet) == (topic, nonce)
+            if echoed and puback is not None:
+                break
+        if echoed:
+            problem = ""
+        elif puback is None:
+            problem = f"no PUBACK within {link.ctx.timeout:g} s"
+        elif puback >= 0x80:
+            problem = f"the broker refused the publication ({meaning(5, puback)})"
+        else:
+            problem = "the broker acknowledged the publication but did not deliver it, not even "
+            problem += "to the canary: it may not publish or read on its topic"
+        return Canary(label, topic, suback=codes[0], puback=puback, echoed=echoed,
+                      problem=problem, undecided=not echoed and puback is None)
+    except (OSError, _Closed, MalformedPacket) as exc:
+        return Canary(label, topic, problem=f"the exchange failed: {_tls_reason(exc)}",
+                      undecided=True)
+
+
+async def _watch(link: _Link, watch: Watch, seconds: float) -> None:
+    """Read publications for `seconds`; once one that breaks the scope arrived, only drain
+    what follows it for `DRAIN` seconds (for the evidence)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    start = link.received
+    while loop.time() < end:
+        if watch.messages >= MAX_WATCH_MESSAGES or link.received - start >= MAX_WATCH_BYTES:
+            watch.truncated = True
+            return
+        packet = await link.receive(end - loop.time())
+        if packet is None:
+            return
+        watch.take(link.level, packet)
+        if watch.canary or watch.sys_messages:
+            end = min(end, loop.time() + DRAIN)
+
+
+async def _probe_topics(ctx: DeviceContext, anonymous: Anonymous, identity: Identity,
+                        canary_identity: Identity | None, no_canary: str,
+                        certificate: ClientCertificate | None, prefix: str,
+                        window: float) -> TopicProbe:
+    endpoint, level = anonymous.endpoint, anonymous.level
+    nonce = secrets.token_hex(8)
+    topic = f"{prefix.rstrip('/')}/{nonce}"
+
+    async def as_probe(link: _Link) -> TopicProbe:
+        watch = Watch()
+        probe = TopicProbe(endpoint, level, identity.label, watch=watch)
+        try:
+            codes = await _subscribe(link, WILDCARDS, watch)
+            if codes is None:
+                return replace(probe, problem=f"no SUBACK within {ctx.timeout:g} s")
+            probe = replace(probe, suback=dict(zip(WILDCARDS, codes, strict=True)))
+            if "#" not in probe.granted:
+                if probe.granted:
+                    await _watch(link, watch, window)
+                return replace(probe, window=window if probe.granted else 0.0)
+            canary = None
+            if canary_identity is not None:
+                watch.canary_topic = topic
+                label = canary_identity.label
+                canary_login, report = await login(
+                    ctx, endpoint, level, None if canary_identity is ANONYMOUS
+                    else canary_identity, certificate,
+                    lambda other: _publish_canary(other, label, topic, nonce.encode()))
+                canary = replace(report or Canary(label, topic, problem="the canary identity "
+                                                  "could not log in"), login=canary_login)
+            await _watch(link, watch, window)
+            return replace(probe, canary=canary, no_canary="" if canary else no_canary,
+                           window=window)
+        except (OSError, _Closed, MalformedPacket) as exc:
+            return replace(probe, problem=f"the exchange failed: {_tls_reason(exc)}")
+
+    outcome, probe = await login(ctx, endpoint, level, None if identity is ANONYMOUS else
+                                 identity, certificate, as_probe)
+    return replace(probe or TopicProbe(endpoint, level, identity.label), login=outcome)
+
+
+async def topic_authorization(ctx: DeviceContext) -> tuple[TopicProbe, ...]:
+    """Collector: per endpoint, subscribe to `#` and `$SYS/#` as the probe identity and, where
+    granted, watch whether a canary identity's nonce or any `$SYS` message arrives.
+
+    The probe identity is `credentials.mqtt`, or anonymous where the endpoint accepts anonymous
+    clients; the canary is `credentials.mqtt_canary`, or anonymous likewise. Endpoints are
+    probed one after another: each holds two connections at once.
+    """
+    params = ctx.params_for(TOPIC_AUTHORIZATION)
+    window = _seconds(params, TOPIC_AUTHORIZATION, "window_seconds")
+    prefix = str(params.get("canary_prefix", "iotprobe/canary"))
+    certificate = client_certificate(ctx.device)
+    probes = []
+    for anonymous in await ctx.observe(anonymous_access):
+        endpoint, level = anonymous.endpoint, anonymous.level
+        open_door = anonymous.at(level)
+        anonymous_ok = open_door is not None and open_door.accepted
+        identity, why = inventory_identity(ctx.device, "mqtt")
+        if identity is None and anonymous_ok:
+            identity = ANONYMOUS
+        canary, why_canary = inventory_identity(ctx.device, "mqtt_canary")
+        if canary is None and anonymous_ok:
+            canary = ANONYMOUS
+        if endpoint.silent:
+            probes.append(TopicProbe(endpoint, level, not_tried="the endpoint never answered "
+                                     "a CONNECT"))
+        elif identity is None:
+            refusal = anonymous.levels[0].describe()
+            probes.append(TopicProbe(endpoint, level, not_tried=f"{why}, and the endpoint "
+                                     f"refuses anonymous clients ({refusal})"))
+        elif endpoint.needs_certificate and certificate is None:
+            probes.append(TopicProbe(endpoint, level, identity.label, not_tried="the TLS layer "
+                                     "requires a client certificate and the inventory has no "
+                                     "credentials.tls_client"))
+        elif ctx.options.per_device < 2:
+            probes.append(TopicProbe(endpoint, level, identity.label, not_tried="the probe "
+                                     "identity and the canary need two connections at once, "
+                                     "and the per-device connection limit is 1"))
+        else:
+            no_canary = "" if canary is not None else (
+                f"{why_canary}, and the endpoint refuses anonymous clients")
+            probes.append(await _probe_topics(
+                ctx, anonymous, identity, canary, no_canary,
+                certificate if endpoint.needs_certificate else None, prefix, window))
+    return tuple(probes)
