@@ -539,7 +539,11 @@ def test_iso27400_6_2() -> None:
     assert profile.tcp_ports == DEFAULT_TCP_PORTS
     assert [(c.id, c.title) for c in profile.controls] == [("27400-6.2", "Secure communication")]
     assert profile.controls[0].references == {"iso-27400-2022": ("7.1.2.14",)}
-    ports, cleartext = profile.checks
+    by_id = {c.id: c for c in profile.checks}
+    ports, cleartext = by_id["net.open-ports"], by_id["net.cleartext-management"]
+    assert profile.checks[:2] == (ports, cleartext)
+    implemented = {cid for cid, c in real_catalogue().items() if c.control == "27400-6.2"}
+    assert set(by_id) == implemented, "every implemented 6.2 check belongs in iso27400-6.2"
     assert (ports.id, ports.severity) == ("net.open-ports", Severity.MEDIUM)
     assert ports.params == {"allowed_tcp": [443, 8443, 8883], "allowed_udp": [5684]}
     assert ports.class_params == {
@@ -566,14 +570,17 @@ def test_iso27400_and_acceptance() -> None:
     both = load_profile("iso27400")
     assert both.extends == ("iso27400-6.2", "iso27400-6.5")
     assert [c.id for c in both.controls] == ["27400-6.2", "27400-6.5"]
-    assert [c.id for c in both.checks] == ["net.open-ports", "net.cleartext-management"]
+    assert {c.id for c in both.checks} == set(real_catalogue())
     assert both.tcp_ports == DEFAULT_TCP_PORTS
     assert both.intrusive is False
     acceptance = load_profile("acceptance")
     assert acceptance.intrusive is True
     assert acceptance.extends == ("iso27400",)
-    assert [(c.id, c.severity) for c in acceptance.checks] == [
-        ("net.open-ports", Severity.HIGH), ("net.cleartext-management", Severity.HIGH)]
+    severities = {c.id: c.severity for c in acceptance.checks}
+    assert [c.id for c in acceptance.checks] == [c.id for c in both.checks]
+    assert severities["net.open-ports"] is Severity.HIGH
+    assert severities["net.cleartext-management"] is Severity.HIGH
+    assert severities["mqtt.client-certificate"] is Severity.HIGH
     assert acceptance.checks[0].class_params == both.checks[0].class_params
     assert acceptance.digest != both.digest
 
@@ -604,7 +611,9 @@ def test_a_user_profile_extends_a_builtin(tmp_path: Path) -> None:
         """)
     profile = load_profile(str(path))
     assert profile.title == "Pre-deployment acceptance (strict)"
-    assert [c.id for c in profile.checks] == ["net.open-ports"]
+    ids = [c.id for c in profile.checks]
+    assert ids[0] == "net.open-ports" and "net.cleartext-management" not in ids
+    assert set(ids) == set(real_catalogue()) - {"net.cleartext-management"}
     assert profile.checks[0].class_params["sensor"] == {"allowed_tcp": [8883, 443],
                                                         "allowed_udp": [5684]}
     assert profile.intrusive is True

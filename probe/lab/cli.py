@@ -164,8 +164,9 @@ def _run_foreground(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
     log.info("lab stopped")
 
 
-def _wait_ready(stdout: IO[bytes]) -> bool:
-    """Read the child's stdout until the ready line, its exit, or START_TIMEOUT."""
+def _wait_ready(stdout: IO[bytes]) -> bool | None:
+    """Read the child's stdout until the ready line (True), its end (False: the child is
+    exiting), or START_TIMEOUT (None)."""
     deadline = time.monotonic() + START_TIMEOUT
     buf = b""
     with selectors.DefaultSelector() as sel:
@@ -180,7 +181,7 @@ def _wait_ready(stdout: IO[bytes]) -> bool:
             if READY.encode() in buf:
                 return True
             buf = buf[buf.rfind(b"\n") + 1:]
-    return False
+    return None
 
 
 def _start_background(specs: Sequence[DeviceSpec], personas: Sequence[Persona], base: str,
@@ -201,6 +202,9 @@ def _start_background(specs: Sequence[DeviceSpec], personas: Sequence[Persona], 
     with proc.stdout:
         ready = _wait_ready(proc.stdout)
     if not ready:
+        if ready is False:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_TIMEOUT)
         if proc.poll() is None:
             proc.terminate()
             try:

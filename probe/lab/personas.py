@@ -180,5 +180,5 @@ register(Persona(
     expect_verdict="inconclusive",
 ))
 
-# The MQTT personas register themselves on import; they build on the definitions above.
-from probe.lab import personas_mqtt  # noqa: E402, F401
+# The MQTT and CoAP personas register themselves on import; they build on the definitions above.
+from probe.lab import personas_coap, personas_mqtt  # noqa: E402, F401

@@ -1,14 +1,15 @@
 """CoAP over UDP (RFC 7252): resource discovery, reads, write-back, and every answer's size.
 
 The probe speaks CoAP itself, over `ctx.udp_conversation`, rather than through aiocoap's client.
-aiocoap's client runs its own transport: its sockets bypass the scan's rate limiter and the
-device's connection slots, its message layer retransmits on its own schedule (about 88 s before
-giving up on a silent port, tunable only per context through `TransportTuning`), and it hides
-the datagrams, whose exact sizes the amplification check needs. Here every request is one
-confirmable message, sent once and answered within the scan's timeout; an empty ACK is followed
-by waiting (within the same timeout) for the separate response, which is acknowledged; block-wise
-transfers (RFC 7959) are read with Block2 and written with Block1, up to `MAX_BODY` bytes.
-aiocoap's and libcoap's servers are what the tests check this codec against.
+aiocoap's retransmissions can be shortened per message (`transport_tuning`; by default a silent
+port costs about 88 s), but its client still runs its own transport: its sockets bypass the
+scan's rate limiter and the device's connection slots, its block-wise and separate-response
+handling send datagrams the probe does not see, and it hides the datagrams whose exact sizes
+the amplification check needs. Here every request is one confirmable message, sent once and
+answered within the scan's timeout; an empty ACK is followed by waiting (within the same
+timeout) for the separate response, which is acknowledged; block-wise transfers (RFC 7959) are
+read with Block2 and written with Block1, up to `MAX_BODY` bytes. The tests check this codec
+against aiocoap's and libcoap's servers.
 
 Collectors: `well_known_core(ctx, port)` (discovery's CoAP probe, shared with the checks),
 `coap_survey` (every cleartext CoAP endpoint: its discovery document and a GET of each local
@@ -44,6 +45,9 @@ MAX_BLOCKS = 64
 MAX_SZX = 6  # 1024-byte blocks
 MAX_ROUNDS = 4
 """Receives per request: the piggybacked answer, or an empty ACK and the separate response."""
+LINGER = 0.05
+"""After a first request's first datagram, how long to listen for more (amplification counts
+every datagram one request draws); follow-up requests do not linger."""
 MAX_TARGET = 255
 MAX_EXTERNAL = 16
 
@@ -103,6 +107,8 @@ class Block:
 
 @dataclass(frozen=True)
 class Message:
+    """One CoAP message (RFC 7252 3); `options` are (number, value) in the order sent."""
+
     type: int
     code: int
     mid: int
@@ -281,12 +287,14 @@ def _ours(sent: Message, message: Message) -> bool:
     return message.token == sent.token
 
 
-async def ask(ctx: DeviceContext, conversation: UdpConversation, sent: Message) -> Answer:
-    """Send one request and wait, within the scan's timeout, for its response."""
+async def ask(ctx: DeviceContext, conversation: UdpConversation, sent: Message, *,
+              linger: float = LINGER) -> Answer:
+    """Send one request and wait, within the scan's timeout, for its response; `linger`
+    is how long to go on listening after the first datagram, for repeats and extras."""
     raw = sent.encode()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.timeout
-    got = await conversation.exchange(raw)
+    got = await conversation.exchange(raw, linger=linger)
     received = list(got.replies)
     response: Message | None = None
     size = count = 0
@@ -312,7 +320,7 @@ async def ask(ctx: DeviceContext, conversation: UdpConversation, sent: Message) 
         left = deadline - loop.time()
         if response is not None or not got.answered or left <= 0:
             break
-        got = await conversation.receive(wait=left)
+        got = await conversation.receive(wait=left, linger=linger)
         received += got.replies
     return Answer(sent, len(raw), response, size, count, tuple(received),
                   got.refused and not received, acknowledged)
@@ -354,7 +362,8 @@ async def fetch(ctx: DeviceContext, port: int, target: str) -> Fetch:
         while block is not None and block.more and len(body) < MAX_BODY \
                 and blocks < MAX_BLOCKS and len(body) % block.size == 0:
             ask_for = Block(len(body) // block.size, False, block.szx)
-            answer = await ask(ctx, conversation, request(GET, target, block2=ask_for))
+            answer = await ask(ctx, conversation, request(GET, target, block2=ask_for),
+                               linger=0)
             reply = answer.response
             got = None if reply is None or reply.code != CONTENT else reply.block(BLOCK2)
             if reply is None or got is None or got.num * got.size != len(body):
@@ -395,14 +404,14 @@ async def write_back(ctx: DeviceContext, port: int, read: Fetch) -> Write:
     async with ctx.udp_conversation(port) as conversation:
         if len(body) <= 16 << MAX_SZX:
             put = request(PUT, read.target, payload=body, content_format=read.content_format)
-            return Write(read.target, await ask(ctx, conversation, put), 1)
+            return Write(read.target, await ask(ctx, conversation, put, linger=0), 1)
         while True:
             size = 16 << szx
             chunk = body[offset:offset + size]
             more = offset + len(chunk) < len(body)
             put = request(PUT, read.target, payload=chunk, content_format=read.content_format,
                           block1=Block(offset // size, more, szx))
-            answer = await ask(ctx, conversation, put)
+            answer = await ask(ctx, conversation, put, linger=0)
             blocks += 1
             reply = answer.response
             if not more or reply is None or reply.code != CONTINUE or blocks >= MAX_BLOCKS:

@@ -89,7 +89,7 @@ def is_psk(suite: int) -> bool:
 
 
 Offer = Literal["dtls1.2", "dtls1.2-certificate", "dtls1.0"]
-OFFERS: dict[str, tuple[int, tuple[int, ...]]] = {
+OFFERS: dict[Offer, tuple[int, tuple[int, ...]]] = {
     "dtls1.2": (DTLS_1_2, tuple(SUITES)),
     "dtls1.2-certificate": (DTLS_1_2, tuple(s for s in SUITES if not is_psk(s))),
     "dtls1.0": (DTLS_1_0, DTLS_1_0_SUITES),
@@ -292,7 +292,7 @@ def _decide(port: int, offer: str, version: int, replies: tuple[bytes, ...],
     return Handshake(port, offer, version, "not_dtls", replies, cookie)
 
 
-async def handshake(ctx: DeviceContext, port: int, offer: str) -> Handshake:
+async def handshake(ctx: DeviceContext, port: int, offer: Offer) -> Handshake:
     """Collector: the server's answer on `port` to the ClientHello `offer` (see OFFERS)."""
     version, suites = OFFERS[offer]
     random = secrets.token_bytes(32)
@@ -365,5 +365,5 @@ async def dtls_survey(ctx: DeviceContext) -> tuple[DtlsEndpoint, ...]:
     known = {s.port for s in found if s.protocol == "dtls"}
     endpoints = await asyncio.gather(*(_endpoint(ctx, port)
                                        for port in candidate_ports(ctx, found)))
-    return tuple(e for e in endpoints
-                 if e.port in known or e.dtls12.answered or e.dtls10.answered)
+    return tuple(e for e in endpoints if e.port in known
+                 or e.dtls12.decided_by is not None or e.dtls10.decided_by is not None)

@@ -1,0 +1,252 @@
+"""CoAP checks (27400-6.2): content served in clear, DTLS versions, unauthenticated writes, and
+how much larger than a request its answer is. One finding per CoAP endpoint ("udp/5683")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.context import Params
+from probe.model import Finding, Severity, errored, failed, not_applicable, passed
+from probe.observe.coap import (
+    CoapEndpoint,
+    EndpointWrites,
+    Fetch,
+    Write,
+    coap_survey,
+    coap_writes,
+)
+from probe.observe.discovery import UdpService, udp_services
+from probe.observe.dtls import SUITES, DtlsEndpoint, Handshake, dtls_survey
+from probe.observe.tcp import excerpt
+
+EXCERPT_CHARS = 48
+WORST = 5
+MAX_LISTED = 8
+
+
+def _names(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+
+
+def _served(read: Fetch) -> dict[str, Any]:
+    return {"resource": read.target, "code": read.code, "bytes": len(read.body),
+            "content": excerpt(read.body, EXCERPT_CHARS)}
+
+
+def _coverage(endpoint: CoapEndpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {"listed": endpoint.listed, "read": len(endpoint.resources)}
+    if endpoint.external:
+        out["external_links"] = list(endpoint.external)
+    return out
+
+
+def _coap_ports(found: tuple[UdpService, ...], protocol: str) -> list[int]:
+    return [s.port for s in found if s.protocol == protocol]
+
+
+@check(
+    "coap.cleartext",
+    title="CoAP serves nothing without DTLS",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(udp_services, coap_survey),
+    remediation="Serve CoAP over DTLS (CoAPS, udp/5684) with PSK or certificate authentication "
+                "and turn the plain CoAP listener off; where plain CoAP must stay, answer every "
+                "request without valid authorization, /.well-known/core included, with 4.01 "
+                "or 4.03, or protect the resources end to end with OSCORE (RFC 8613).",
+    defaults={"max_resources": 32},
+)
+def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
+    endpoints: tuple[CoapEndpoint, ...] = obs[coap_survey]
+    if not endpoints:
+        dtls_ports = _coap_ports(obs[udp_services], "dtls")
+        if not dtls_ports:
+            return [not_applicable("no CoAP endpoint answered")]
+        where = ", ".join(f"udp/{port}" for port in dtls_ports)
+        return [passed(f"no CoAP over plain UDP; CoAP is served over DTLS only ({where})",
+                       dtls_endpoints=dtls_ports)]
+    findings = []
+    for endpoint in endpoints:
+        served = [read for read in endpoint.fetches if read.served]
+        others = {read.target: read.first.describe() for read in endpoint.fetches
+                  if not read.served}
+        evidence = {"served": [_served(read) for read in served], "not_served": others,
+                    **_coverage(endpoint)}
+        if served:
+            findings.append(failed(
+                f"{len(served)} resource(s) answered 2.05 over plain CoAP on {endpoint.target}: "
+                + _names([read.target for read in served]), endpoint.target, **evidence))
+        else:
+            findings.append(passed(
+                f"no resource content over plain CoAP on {endpoint.target}: every GET got "
+                + _names(sorted(set(others.values()))), endpoint.target, **evidence))
+    return findings
+
+
+def _version_state(hello: Handshake) -> str:
+    if hello.accepted:
+        return "accepted"
+    if hello.outcome == "hello_verify_request":
+        return "cookie exchange only"
+    if hello.outcome == "no_answer":
+        return "no answer"
+    if hello.outcome == "alert":
+        return f"refused ({hello.alert})"
+    if hello.outcome == "server_hello":
+        return f"refused (the server answered with {hello.summary().get('version')})"
+    return f"refused ({hello.outcome})"
+
+
+def _dtls_evidence(endpoint: DtlsEndpoint) -> dict[str, Any]:
+    hellos = [endpoint.dtls12, endpoint.dtls10]
+    if endpoint.certificate is not None:
+        hellos.append(endpoint.certificate)
+    out: dict[str, Any] = {
+        "versions": {"DTLS 1.2": _version_state(endpoint.dtls12),
+                     "DTLS 1.0": _version_state(endpoint.dtls10)},
+        "handshakes": [{"hello": h.offer, **h.summary()} for h in hellos],
+    }
+    if endpoint.dtls12.accepted and endpoint.dtls12.suite is not None:
+        out["suite"] = SUITES.get(endpoint.dtls12.suite, f"0x{endpoint.dtls12.suite:04X}")
+    if endpoint.psk_only is not None:
+        out["psk_only"] = endpoint.psk_only
+    return out
+
+
+def _judge_dtls(endpoint: DtlsEndpoint) -> Finding:
+    target = f"udp/{endpoint.port}"
+    evidence = _dtls_evidence(endpoint)
+    versions = evidence["versions"]
+    if endpoint.dtls10.accepted:
+        suite = SUITES.get(endpoint.dtls10.suite or 0, "an unknown suite")
+        return failed(f"{target} accepts DTLS 1.0 (chose {suite})", target, **evidence)
+    if not endpoint.answers_dtls12:
+        if not endpoint.dtls12.answered and not endpoint.dtls10.answered:
+            return errored(f"{target} answered discovery but no ClientHello this time", target,
+                           **evidence)
+        return failed(f"{target} does not complete a DTLS 1.2 hello: {versions['DTLS 1.2']}",
+                      target, **evidence)
+    chose = f" with {evidence['suite']}" if "suite" in evidence else ""
+    return passed(f"{target} answers DTLS 1.2{chose}; DTLS 1.0 {versions['DTLS 1.0']}",
+                  target, **evidence)
+
+
+@check(
+    "coap.dtls",
+    title="CoAPS speaks DTLS 1.2 and refuses DTLS 1.0",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(udp_services, dtls_survey),
+    remediation="Serve CoAP over DTLS 1.2 (or 1.3) on udp/5684 and disable DTLS 1.0 in the DTLS "
+                "stack's configuration; offer CoAP's suites (TLS_PSK_WITH_AES_128_CCM_8, "
+                "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8) with per-device keys.",
+)
+def dtls(obs: Observations, params: Params) -> Iterable[Finding]:
+    endpoints: tuple[DtlsEndpoint, ...] = obs[dtls_survey]
+    if endpoints:
+        return [_judge_dtls(endpoint) for endpoint in endpoints]
+    plain = _coap_ports(obs[udp_services], "coap")
+    if not plain:
+        return [not_applicable("no CoAP endpoint answered")]
+    return [failed(f"CoAP is served in cleartext only: udp/{port} answers and no DTLS endpoint "
+                   "answered a ClientHello", f"udp/{port}", cleartext_port=port)
+            for port in plain]
+
+
+def _write(write: Write) -> dict[str, Any]:
+    return {"resource": write.target, "code": write.answer.describe(), "blocks": write.blocks,
+            "accepted": write.accepted}
+
+
+@check(
+    "coap.unauthenticated-write",
+    title="CoAP refuses unauthenticated writes",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.CRITICAL,
+    needs=(coap_writes,),
+    intrusive=True,
+    remediation="Require authentication and authorization for PUT, POST and DELETE on every "
+                "resource (CoAPS with per-device credentials, or OSCORE); resources that are "
+                "read-only must answer 4.05 Method Not Allowed.",
+)
+def unauthenticated_write(obs: Observations, params: Params) -> Iterable[Finding]:
+    endpoints: tuple[EndpointWrites, ...] = obs[coap_writes]
+    if not endpoints:
+        return [not_applicable("no cleartext CoAP endpoint")]
+    findings = []
+    for endpoint in endpoints:
+        evidence = {"writes": [_write(w) for w in endpoint.writes],
+                    "not_written": dict(endpoint.not_written)}
+        accepted = [w for w in endpoint.writes if w.accepted]
+        if accepted:
+            findings.append(failed(
+                f"{len(accepted)} resource(s) on {endpoint.target} took a write-back of their "
+                "own value without authentication: "
+                + _names([f"{w.target} ({w.code})" for w in accepted]),
+                endpoint.target, **evidence))
+        elif endpoint.writes:
+            findings.append(passed(
+                f"every write-back on {endpoint.target} was refused: "
+                + _names([f"{w.target} ({w.answer.describe()})" for w in endpoint.writes]),
+                endpoint.target, **evidence))
+        else:
+            findings.append(not_applicable(
+                f"no resource on {endpoint.target} answered a GET with its whole value, so "
+                "none could be written back unchanged", endpoint.target, **evidence))
+    return findings
+
+
+def _ratios(endpoint: CoapEndpoint) -> list[dict[str, Any]]:
+    out = []
+    for read in endpoint.fetches:
+        first = read.first
+        if first.response_bytes:
+            out.append({"resource": read.target, "request_bytes": first.request_bytes,
+                        "response_bytes": first.response_bytes, "datagrams": first.datagrams,
+                        "ratio": round(first.response_bytes / first.request_bytes, 2)})
+    return sorted(out, key=lambda m: (-m["ratio"], m["resource"]))
+
+
+@check(
+    "coap.amplification",
+    title="CoAP answers are not much larger than requests",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.MEDIUM,
+    needs=(coap_survey,),
+    remediation="Keep answers to unauthenticated requests small (RFC 7252 11.3): serve large "
+                "representations block-wise with small blocks, or only over DTLS, keep "
+                "/.well-known/core short (or behind authorization), and rate-limit answers per "
+                "client.",
+    defaults={"max_amplification": 10},
+)
+def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
+    endpoints: tuple[CoapEndpoint, ...] = obs[coap_survey]
+    if not endpoints:
+        return [not_applicable("no cleartext CoAP endpoint")]
+    limit = float(params.get("max_amplification", 10))
+    findings = []
+    for endpoint in endpoints:
+        ratios = _ratios(endpoint)
+        over = [m for m in ratios if m["ratio"] > limit]
+        evidence = {"max_amplification": limit, "measured": len(ratios),
+                    "over_limit": len(over), "worst": ratios[:WORST]}
+        if over:
+            worst = over[0]
+            findings.append(failed(
+                f"{len(over)} request(s) on {endpoint.target} drew more than {limit:g}x their "
+                f"size; worst: GET {worst['resource']} ({worst['request_bytes']} bytes) got "
+                f"{worst['response_bytes']} bytes back ({worst['ratio']:g}x)",
+                endpoint.target, **evidence))
+        elif ratios:
+            worst = ratios[0]
+            findings.append(passed(
+                f"no answer on {endpoint.target} exceeds {limit:g}x its request; largest: GET "
+                f"{worst['resource']} {worst['request_bytes']} -> {worst['response_bytes']} "
+                f"bytes ({worst['ratio']:g}x)", endpoint.target, **evidence))
+        else:
+            findings.append(passed(f"no request on {endpoint.target} was answered",
+                                   endpoint.target, **evidence))
+    return findings
