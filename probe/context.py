@@ -4,6 +4,10 @@ Every connection and datagram goes to `ctx.address` (the device, never anything 
 token from the scan-wide rate limiter, holds one of the device's connection slots, and is bounded
 by the per-operation timeout. Collectors never open sockets themselves, so scope, rate, per-device
 concurrency and timeouts hold by construction.
+
+One explicit exception to "the device and nothing else": `connect_declared` reaches a monitoring
+sink (a broker the inventory names under the device's `monitor:`), and only an address written
+there, so that the 6.5 checks can watch where the device reports its security events.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -179,10 +184,17 @@ class DeviceContext:
         self._cache: dict[tuple[Any, ...], asyncio.Task[Any]] = {}
         self.connections = 0
         self.datagrams = 0
+        self._budget_ends = time.monotonic() + options.budget
 
     @property
     def timeout(self) -> float:
         return self.options.timeout
+
+    def remaining(self) -> float:
+        """Seconds left of the device's budget, counted from when this context was made (the
+        engine makes it just before the budget starts): collectors that wait on purpose (for an
+        event, a heartbeat) end their wait before the budget does."""
+        return max(0.0, self._budget_ends - time.monotonic())
 
     async def observe(self, collector: Callable[..., Awaitable[T]], *args: Any) -> T:
         """The collector's result for this device, gathered at most once per argument set.
@@ -240,6 +252,69 @@ class DeviceContext:
                 writer.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(writer.wait_closed(), min(limit, 1.0))
+
+    def declared(self, address: str) -> bool:
+        """Whether `address` is an IP literal that the device's inventory `monitor:` names as
+        a sink's `address` (the only other host the probe may reach for this device)."""
+        try:
+            wanted = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        for entry in self.device.monitor.values():
+            named = entry.get("address") if isinstance(entry, Mapping) else None
+            with contextlib.suppress(ValueError, TypeError):
+                if isinstance(named, str) and ipaddress.ip_address(named) == wanted:
+                    return True
+        return False
+
+    @contextlib.asynccontextmanager
+    async def connect_declared(
+        self,
+        address: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+        """A TCP (or TLS) connection to a monitoring sink the inventory declares for this
+        device (`monitor.<sink>.address`), closed on exit.
+
+        Raises ValueError for any other address and for an excluded port (`exclude_ports`,
+        where 2024 belongs); takes a rate token and counts as a connection like `connect`, and
+        its connect and handshake are bounded by the timeout. It holds no device slot: the
+        sink is another host, and a subscription may stay open for a whole event window.
+        """
+        if not self.declared(address):
+            raise ValueError(f"{address} is not a monitoring sink of device {self.device.id}")
+        if port in self.options.exclude_ports or not 0 < port < 65536:
+            raise ValueError(f"port {port} is excluded from the scan")
+        limit = self.timeout if timeout is None else timeout
+        await self.network.rate.acquire()
+        self.connections += 1
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                address, port, ssl=tls,
+                server_hostname=server_hostname if tls is not None else None,
+                ssl_handshake_timeout=limit if tls is not None else None,
+                limit=256 * 1024,
+            ),
+            limit,
+        )
+        try:
+            yield reader, writer
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), min(limit, 1.0))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the device's connection slots while a library that opens its own
+        connections (sslyze) works; the caller takes a rate token and counts each connection
+        it hands that library."""
+        async with self._slots:
+            yield
 
     async def read(
         self, reader: asyncio.StreamReader, max_bytes: int, *, deadline: float | None = None,

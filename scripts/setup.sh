@@ -14,6 +14,8 @@ DEBIAN_PACKAGES=(
   vsftpd                        # a real FTP daemon
   snmpd                         # a real SNMP agent (community public)
   socat                         # small real listeners
+  rsyslog rsyslog-gnutls        # a real syslog forwarder over TLS (RFC 5425)
+  bsdutils                      # logger: RFC 5424 and 3164 over UDP and TCP
   tftpd-hpa                     # a real TFTP daemon
   dropbear-bin                  # a real SSH daemon (identification)
   nmap                          # the benchmark anchor

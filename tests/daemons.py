@@ -9,7 +9,7 @@ that accepts and stays silent, a reply that drips, SSDP, mDNS) `Listener` and `U
 serve it from the test's own event loop.
 
 Debian packages: busybox-static, vsftpd, snmpd, mosquitto, nginx, openssl, libcoap3-bin,
-tftpd-hpa, dropbear-bin.
+tftpd-hpa, dropbear-bin, rsyslog, rsyslog-gnutls, bsdutils (logger).
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from probe.checks import catalogue
+from probe.checks.base import Observations
 from probe.context import DeviceContext, Network, ScanOptions
-from probe.model import Device
+from probe.lab.servers_tls import Issued, issue_certificate
+from probe.model import Device, Finding
 
 RESERVED_PORT = 2024
 READY_TIMEOUT = 15.0
@@ -350,5 +353,145 @@ def scan_context(address: str, tcp_ports: tuple[int, ...] | None = (), *, timeou
     device = Device(id=address, address=address, services=services or {})
     try:
         yield DeviceContext(device, address, scan_options, network, params=lambda check: {})
+    finally:
+        network.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS and HTTP peers (certificates made here with `cryptography`, via the lab's issuer)
+# ---------------------------------------------------------------------------------------------
+
+
+def issue(tmp: Path, name: str, issuer: Issued | None, **options: Any) -> tuple[Certificate,
+                                                                                Issued]:
+    """A certificate written to `tmp` (see probe.lab.servers_tls.issue_certificate for the
+    options: names, key, sha1, valid_from, valid_days, ca); issuer None: self-signed."""
+    issued = issue_certificate(issuer, name, **options)
+    cert, key = issued.write(tmp, name)
+    return Certificate(cert, key), issued
+
+
+def make_ca(tmp: Path, name: str = "test-ca") -> tuple[Certificate, Issued]:
+    """A CA for the tests' certificates (RSA, so that it can sign with SHA-1 too)."""
+    return issue(tmp, name, None, key="rsa2048", valid_days=3650, ca=True)
+
+
+def nginx_site(tmp: Path, address: str, ports: list[int], http: str,
+               name: str = "site") -> Daemon:
+    """nginx in the foreground (one process, as root) with the caller's `http { }` body; it
+    listens where that body says (`ports` on `address` are waited for)."""
+    root = tmp / f"nginx-{name}"
+    root.mkdir(exist_ok=True)
+    temps = " ".join(f"{kind}_temp_path {root}/{kind};"
+                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"user root; daemon off; master_process off; pid {root}/nginx.pid;\n"
+        f"error_log {root}/error.log;\nevents {{ worker_connections 64; }}\n"
+        f"http {{ access_log off; {temps}\n{http}\n}}\n")
+    argv = ["nginx", "-c", str(conf), "-p", str(root), "-e", str(root / "error.log")]
+    return start(f"nginx-{name}", argv, tmp, address, [(port, "tcp") for port in ports])
+
+
+@contextlib.contextmanager
+def device_context(address: str, ports: tuple[int, ...], *, hostname: str | None = None,
+                   trust: Path | None = None, timeout: float = 3.0,
+                   params: dict[str, dict[str, Any]] | None = None,
+                   **options: Any) -> Iterator[DeviceContext]:
+    """A DeviceContext as the engine builds it for one device: TCP `ports` only (2024
+    excluded, no UDP), with the inventory `hostname`, a trust anchor and per-check params."""
+    if RESERVED_PORT in ports:
+        raise ValueError("port 2024 belongs to the machine")
+    scan_options = ScanOptions(timeout=timeout, tcp_ports=ports, exclude_ports=(RESERVED_PORT,),
+                               udp=False, trust_anchor=str(trust) if trust else None, **options)
+    network = Network(scan_options)
+    target = Device(id=address, address=address, hostname=hostname)
+    chosen = params or {}
+    checks = catalogue()
+
+    def params_for(check: str) -> dict[str, Any]:
+        known = checks.get(check)
+        return {**(known.defaults if known else {}), **chosen.get(check, {})}
+
+    try:
+        yield DeviceContext(target, address, scan_options, network, params=params_for)
+    finally:
+        network.close()
+
+
+async def evaluate(ctx: DeviceContext, check_id: str, **params: Any) -> list[Finding]:
+    """Run one check on `ctx` as the engine would (its collectors through the device cache);
+    `params` add to the context's parameters for this evaluation only (collectors read the
+    context's: give those to `device_context`)."""
+    check = catalogue()[check_id]
+    values = [await ctx.observe(need) for need in check.needs]
+    obs = Observations(ctx.device, dict(zip(check.needs, values, strict=True)))
+    return list(check.evaluate(obs, {**ctx.params_for(check_id), **params}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring peers (6.5): a broker that logs to a topic, a syslog forwarder over TLS
+# ---------------------------------------------------------------------------------------------
+
+
+def mosquitto_logging(tmp: Path, address: str, port: int, accounts: dict[str, str],
+                      sys_interval: int = 1) -> Daemon:
+    """mosquitto 2.0 with a password file (anonymous clients refused), its log published on
+    `$SYS/broker/log/#` (`log_dest topic`) and `$SYS` updates every `sys_interval` seconds."""
+    passwords = tmp / f"mosquitto-{port}.passwd"
+    passwords.write_text("".join(f"{user}:{password}\n" for user, password in accounts.items()))
+    subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True, capture_output=True,
+                   timeout=30)
+    conf = tmp / f"mosquitto-log-{port}.conf"
+    conf.write_text("\n".join([
+        f"listener {port} {address}", "allow_anonymous false", f"password_file {passwords}",
+        "user root", "persistence false", "log_dest stdout", "log_dest topic",
+        f"sys_interval {sys_interval}", ""]))
+    return start("mosquitto", ["mosquitto", "-c", str(conf)], tmp, address, [(port, "tcp")])
+
+
+def rsyslog_tls_forwarder(tmp: Path, address: str, udp_port: int, target: tuple[str, int],
+                          ca: Path) -> Daemon:
+    """rsyslogd in the foreground: receives syslog on UDP `address:udp_port` and forwards every
+    message as RFC 5424 over TLS (RFC 5425, octet counting, GnuTLS driver, the collector's
+    certificate checked against `ca` only) to `target`."""
+    work = tmp / f"rsyslog-{udp_port}"
+    work.mkdir(exist_ok=True)
+    conf = work / "rsyslog.conf"
+    host, port = target
+    if port == RESERVED_PORT or udp_port == RESERVED_PORT:
+        raise ValueError("port 2024 belongs to the machine")
+    conf.write_text("\n".join([
+        f'global(workDirectory="{work}" defaultNetstreamDriver="gtls" '
+        f'defaultNetstreamDriverCAFile="{ca}")',
+        'module(load="imudp")',
+        f'input(type="imudp" address="{address}" port="{udp_port}")',
+        f'action(type="omfwd" target="{host}" port="{port}" protocol="tcp" '
+        'StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="anon" '
+        'TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")', ""]))
+    argv = ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")]
+    return start("rsyslogd", argv, tmp, address, [(udp_port, "udp")])
+
+
+@contextlib.contextmanager
+def monitored_context(address: str, ports: tuple[int, ...], monitor: dict[str, dict[str, Any]],
+                      *, timeout: float = 2.0, params: dict[str, dict[str, Any]] | None = None,
+                      **options: Any) -> Iterator[DeviceContext]:
+    """`device_context` for a device whose inventory declares `monitor` sinks."""
+    if RESERVED_PORT in ports:
+        raise ValueError("port 2024 belongs to the machine")
+    scan_options = ScanOptions(timeout=timeout, tcp_ports=ports, exclude_ports=(RESERVED_PORT,),
+                               udp=False, **options)
+    network = Network(scan_options)
+    target = Device(id=address, address=address, monitor=monitor, source="test-inventory:1")
+    chosen = params or {}
+    checks = catalogue()
+
+    def params_for(check: str) -> dict[str, Any]:
+        known = checks.get(check)
+        return {**(known.defaults if known else {}), **chosen.get(check, {})}
+
+    try:
+        yield DeviceContext(target, address, scan_options, network, params=params_for)
     finally:
         network.close()

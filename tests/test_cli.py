@@ -76,15 +76,16 @@ def test_exit_codes(lab: Lab, tmp_path: Path) -> None:
     dark = iotprobe("scan", lab.address("dark"), "-o", str(tmp_path / "a"), "-p",
                     "iso27400-6.2", *FAST)
     assert dark.returncode == 3, dark.stdout + dark.stderr
-    clean = iotprobe("scan", lab.address("clean-sensor"), "-o", str(tmp_path / "b"), "-p",
-                     "iso27400-6.2", *FAST)
-    assert clean.returncode in {0, 1}
-    extra = lab.address("extra-ports")
-    strict = iotprobe("scan", extra, "-o", str(tmp_path / "c"), "-p", "iso27400-6.2", *FAST)
+    anchor = ("--trust-anchor", str(lab.state / "lab-ca.pem"))
+    conformant = iotprobe("scan", lab.address("good-webui"), "-o", str(tmp_path / "b"), *FAST,
+                          *anchor)
+    assert conformant.returncode == 0, conformant.stdout
+    clean = lab.address("clean-sensor")
+    strict = iotprobe("scan", clean, "-o", str(tmp_path / "c"), *FAST, *anchor)
     assert strict.returncode == 1
-    tolerant = iotprobe("scan", extra, "-o", str(tmp_path / "d"), "-p", "iso27400-6.2",
-                        "--fail-on", "high", *FAST)
-    record = load_records(tmp_path / "d")[extra]
+    tolerant = iotprobe("scan", clean, "-o", str(tmp_path / "d"), "--fail-on", "high", *FAST,
+                        *anchor)
+    record = load_records(tmp_path / "d")[clean]
     failing = {r["severity"] for r in record["results"] if r["status"] == "fail"}
     assert failing and failing <= {"medium", "low"}
     assert tolerant.returncode == 0, tolerant.stdout

@@ -351,10 +351,12 @@ def test_background_lab_up_status_down(tmp_path: Path) -> None:
         assert "telnet-camera-1" in up.stdout
 
         listed = yaml.safe_load(inventory.read_text())
-        assert listed["defaults"] == {"exclude_ports": [2024]}
+        assert listed["defaults"] == {"exclude_ports": [2024],
+                                      "trust_anchor": str(state_dir / "lab-ca.pem")}
         assert [(d["id"], d["address"], d["class"]) for d in listed["devices"]] == [
             (d["id"], d["address"], d["class"]) for d in state["devices"]]
         assert all(set(d) == {"id", "address", "class"} for d in listed["devices"])
+        assert (state_dir / "lab-ca.pem").read_text().startswith("-----BEGIN CERTIFICATE")
 
         with connect(devices["telnet-camera-1"]["address"], 23) as sock:
             recv_until(sock, b"login: ")

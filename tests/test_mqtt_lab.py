@@ -120,7 +120,7 @@ async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> 
             mismatches.append((persona.name, "verdict", verdict, record["verdict"]))
     assert mismatches == []
     assert {p.name for p in personas if set(p.expect) <= checks} >= {
-        "mqtt-open-broker", "mqtt-device-login", "mqtt-mutual-tls", "mqtt-silent"}
+        "mqtt-open-broker", "mqtt-device-login", "mqtt-silent"}
     open_broker = records["mqtt-open-broker-1"]
     (anonymous,) = results(open_broker, "mqtt.anonymous-access")
     assert anonymous["references"] == {"etsi-en-303-645": ["5.5-4"], "owasp-isvs": ["4.2.2"]}

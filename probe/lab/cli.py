@@ -91,10 +91,13 @@ def _table(devices: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def inventory_yaml(specs: Sequence[DeviceSpec]) -> str:
-    """The inventory for scanning the lab; expectations stay out of it (they are in lab.json)."""
+def inventory_yaml(specs: Sequence[DeviceSpec], trust_anchor: Path) -> str:
+    """The inventory for scanning the lab; expectations stay out of it (they are in lab.json).
+
+    The lab's certificates chain to a CA made at start, so the inventory names it as the trust
+    anchor: the TLS trust verdicts the personas declare hold for a scan of this inventory."""
     data = {
-        "defaults": {"exclude_ports": [FORBIDDEN_PORT]},
+        "defaults": {"exclude_ports": [FORBIDDEN_PORT], "trust_anchor": str(trust_anchor)},
         "devices": [
             {"id": s.id, "address": s.address, "class": s.persona.device_class} for s in specs
         ],
@@ -133,7 +136,7 @@ async def _serve(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
             "devices": devices,
         })
         if inventory_out is not None:
-            write_atomically(inventory_out, inventory_yaml(specs))
+            write_atomically(inventory_out, inventory_yaml(specs, state_dir / CA_FILE))
         click.echo(_table(devices))
         click.echo(f"{READY}: {len(specs)} devices, pid {pid}; stop with `iotprobe lab down`")
         await stop.wait()

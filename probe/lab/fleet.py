@@ -96,7 +96,7 @@ class Fleet:
 
     def __init__(self, specs: Sequence[DeviceSpec]) -> None:
         self.specs = tuple(specs)
-        self.ca = pki.new_ca()
+        self.ca = pki.lab_ca()
         self._streams: list[StreamServer] = []
         self._datagrams: list[DatagramServer] = []
         self._stopped = False

@@ -45,6 +45,35 @@ def mqtt_expect(cleartext: str, anonymous: str, topics: str, certificate: str,
             MQTT_CLIENT_CERTIFICATE: certificate}
 
 
+TLS_CHECKS = {"versions": "tls.protocol-versions", "suites": "tls.cipher-suites",
+              "validity": "tls.certificate-validity", "trust": "tls.certificate-trust",
+              "strength": "tls.certificate-strength", "flaws": "tls.known-vulnerabilities"}
+WEB_CHECKS = {"cleartext": "http.cleartext", "authentication": "http.authentication",
+              "default_credentials": "http.default-credentials", "hsts": "http.hsts",
+              "clock": "monitor.clock-sync", "disclosure": "monitor.vulnerability-disclosure"}
+
+
+def tls_expect(status: str = "pass", **overrides: str) -> dict[str, str]:
+    """Every TLS check at `status`, except those named (versions, suites, validity, trust,
+    strength, flaws). Trust assumes the scan's trust anchor is the lab CA."""
+    return {check: overrides.get(short, status) for short, check in TLS_CHECKS.items()}
+
+
+def web_expect(status: str = "not_applicable", *, default_credentials: str = "skipped",
+               **overrides: str) -> dict[str, str]:
+    """Every HTTP(S) check at `status`, except those named (cleartext, authentication, hsts,
+    clock, disclosure); default credentials are `skipped` without --intrusive."""
+    out = {check: overrides.get(short, status) for short, check in WEB_CHECKS.items()}
+    out[WEB_CHECKS["default_credentials"]] = default_credentials
+    return out
+
+
+GOOD_TLS = tls_expect("pass")
+NO_WEB = web_expect()
+PAGE_OVER_HTTPS = web_expect(cleartext="not_applicable", authentication="fail", hsts="fail",
+                             clock="fail", disclosure="fail")
+"""`HttpPage` behind TLS: 200 on every path, no HSTS, no Date header, no security.txt."""
+
 NO_MQTT = mqtt_expect("not_applicable", "not_applicable", "not_applicable", "not_applicable")
 REFUSING_MQTTS = mqtt_expect("pass", "pass", "skipped", "fail")
 """MQTT over TLS that refuses anonymous clients but wants no client certificate; the lab
@@ -97,7 +126,8 @@ register(Persona(
                 "certificate, so mqtt.client-certificate (medium) fails",
     device_class="sensor",
     listeners=(_mqtts(),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS},
+    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **GOOD_TLS,
+            **NO_WEB},
     expect_verdict="nonconformant",
 ))
 
@@ -109,7 +139,8 @@ register(Persona(
         TcpListener(23, TelnetLogin(banner="\r\nIP Camera\r\n")),
         TcpListener(443, HttpPage(title="IP Camera"), tls=True),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT, **GOOD_TLS,
+            **PAGE_OVER_HTTPS},
     expect_verdict="nonconformant",
 ))
 
@@ -121,7 +152,8 @@ register(Persona(
         TcpListener(21, FtpLogin(greeting="(gateway) FTP server ready")),
         TcpListener(8443, HttpPage(title="Gateway console"), tls=True),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT, **GOOD_TLS,
+            **PAGE_OVER_HTTPS},
     expect_verdict="nonconformant",
 ))
 
@@ -134,7 +166,8 @@ register(Persona(
                                    sys_name="snmp-public")),
         _mqtts(),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS, **GOOD_TLS,
+            **NO_WEB},
     expect_verdict="nonconformant",
 ))
 
@@ -143,7 +176,8 @@ register(Persona(
     description="TFTP server on 69/udp (answers every read with File not found)",
     device_class="sensor",
     listeners=(UdpListener(69, TftpDenied()), _mqtts()),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS, **GOOD_TLS,
+            **NO_WEB},
     expect_verdict="nonconformant",
 ))
 
@@ -156,7 +190,8 @@ register(Persona(
         TcpListener(8080, HttpPage(title="Sensor status")),
         TcpListener(5900, RfbBanner()),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **GOOD_TLS,
+            **web_expect(cleartext="fail", authentication="fail", clock="fail")},
     expect_verdict="nonconformant",
 ))
 
@@ -166,7 +201,8 @@ register(Persona(
     device_class="sensor",
     listeners=(TcpListener(23, Silent()), TcpListener(8883, Silent())),
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error",
-            **mqtt_expect("error", "error", "error", "error")},
+            **mqtt_expect("error", "error", "error", "error"), **tls_expect("error"),
+            **NO_WEB},
     expect_verdict="nonconformant",
 ))
 
@@ -176,9 +212,16 @@ register(Persona(
     device_class="sensor",
     listeners=(),
     expect={OPEN_PORTS: "error", CLEARTEXT_MANAGEMENT: "error",
-            **mqtt_expect("error", "error", "error", "error", "error")},
+            **mqtt_expect("error", "error", "error", "error", "error"), **tls_expect("error"),
+            **web_expect("error", default_credentials="error")},
     expect_verdict="inconclusive",
 ))
 
-# The MQTT and CoAP personas register themselves on import; they build on the definitions above.
-from probe.lab import personas_coap, personas_mqtt  # noqa: E402, F401
+# The MQTT, CoAP, TLS, monitoring and hostile personas register themselves on import; they build
+# on the definitions above.
+from probe.lab import (  # noqa: E402, F401
+    personas_coap,
+    personas_monitor,
+    personas_mqtt,
+    personas_tls,
+)

@@ -13,6 +13,7 @@ from probe.lab.personas import (
     Persona,
     mqtt_expect,
     register,
+    tls_expect,
 )
 from probe.lab.servers import Silent, TcpListener
 from probe.lab.servers_mqtt import MqttBroker, MutualTls
@@ -46,13 +47,14 @@ register(Persona(
 
 register(Persona(
     name="mqtt-mutual-tls",
-    description="MQTT over TLS on 8883 that requires a client certificate (from its own CA) "
+    description="MQTT over TLS on 8883 that requires a client certificate (from the lab CA) "
                 "before any CONNECT, then the device's own account",
     device_class="sensor",
     listeners=(TcpListener(8883, MutualTls(MqttBroker(accounts=(DEVICE_ACCOUNT,),
                                                       scope=DEVICE_SCOPE))),),
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **mqtt_expect("pass", "pass", "skipped", "pass")},
+            **mqtt_expect("pass", "pass", "skipped", "pass"),
+            **tls_expect("pass", flaws="skipped")},
     expect_verdict="conformant",
 ))
 

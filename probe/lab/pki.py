@@ -8,6 +8,7 @@ anchor for scans of the lab.
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import os
 import ssl
@@ -104,6 +105,13 @@ def issue(ca: LabCA, address: str, name: str) -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@functools.cache
+def lab_ca() -> LabCA:
+    """The CA of this lab process: every emulated device's certificates chain to it, so one
+    trust anchor (written to the state dir) serves the whole lab."""
+    return new_ca()
 
 
 def server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:

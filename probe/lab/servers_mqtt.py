@@ -11,8 +11,8 @@ devices that share a persona never see each other's messages.
 The packet parsing here is written apart from the probe's codec (`probe.observe.mqtt`) on
 purpose: a shared mistake would otherwise pass every lab test.
 
-`MutualTls` serves its inner service behind TLS that demands a client certificate issued by its
-own CA (`client_certificate` issues one). The fleet's listeners cannot ask for a client
+`MutualTls` serves its inner service behind TLS that demands a client certificate issued by the
+lab CA (`client_certificate` issues one). The fleet's listeners cannot ask for a client
 certificate, so the wrapper runs TLS itself on a plain TCP listener.
 """
 
@@ -343,9 +343,10 @@ def issue_client(ca: pki.LabCA, name: str) -> tuple[bytes, bytes]:
 
 @dataclass(frozen=True)
 class MutualTls:
-    """`inner` behind TLS 1.2/1.3 that requires a client certificate from this wrapper's CA.
+    """`inner` behind TLS 1.2/1.3 that requires a client certificate from the lab CA.
 
-    The CA and each address's server certificate are made on first use.
+    Each address's server certificate is made on first use, from the lab CA like every other
+    emulated device's, so the lab's trust anchor holds for it too.
     """
 
     inner: StreamService
@@ -353,10 +354,7 @@ class MutualTls:
 
     @property
     def ca(self) -> pki.LabCA:
-        if "ca" not in self.state:
-            self.state["ca"] = pki.new_ca()
-        ca: pki.LabCA = self.state["ca"]
-        return ca
+        return pki.lab_ca()
 
     def client_certificate(self, name: str) -> tuple[bytes, bytes]:
         """A certificate this wrapper accepts: (cert PEM, key PEM)."""

@@ -1,0 +1,216 @@
+"""HTTP checks (27400-6.2): cleartext web listeners, unauthenticated management paths, default
+credentials and HSTS, judged per listener."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.context import Params
+from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
+from probe.observe.http import (
+    DEFAULT_PROTECTED,
+    HttpEndpoint,
+    Visit,
+    default_credentials,
+    http_endpoints,
+    http_protected,
+    http_roots,
+    looks_like_login,
+)
+
+PROTECTED = frozenset({401, 403, 404})
+_MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:;|$)", re.IGNORECASE)
+
+
+def _listener(endpoint: HttpEndpoint) -> dict[str, Any]:
+    return {"port": endpoint.port, "tls": endpoint.tls}
+
+
+@check(
+    "http.cleartext",
+    title="No content is served over cleartext HTTP",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.MEDIUM,
+    needs=(http_endpoints, http_roots),
+    remediation="Serve the web interface over HTTPS only: close the cleartext HTTP port, or "
+                "have it answer every request with a redirect to the HTTPS URL.",
+)
+def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
+    visits = [v for v in obs[http_roots] if not v.endpoint.tls]
+    if not visits:
+        return [not_applicable("no HTTP listener without TLS")]
+    return [_cleartext(v) for v in visits]
+
+
+def _cleartext(item: Visit) -> Finding:
+    target, final = item.endpoint.target, item.final
+    evidence = {**_listener(item.endpoint), **item.evidence()}
+    if final.error is not None:
+        return errored(f"{target}: GET / got no answer: {final.error}", target,
+                       reason="network", **evidence)
+    if item.left_to is not None and item.left_to.lower().startswith("https://"):
+        return passed(f"{target} redirects to HTTPS ({item.left_to})", target, **evidence)
+    if final.success and final.body:
+        where = f" (after redirects, at {final.path})" if len(item.hops) > 1 else ""
+        return failed(f"{target} serves content over cleartext HTTP: {final.status} with "
+                      f"{len(final.body)} bytes{where}", target, **evidence)
+    return passed(f"{target} serves nothing over cleartext HTTP (status {final.status})",
+                  target, **evidence)
+
+
+def _outcome(item: Visit) -> tuple[str, str]:
+    """(exposed | protected | undecided, why) for one path visited without credentials."""
+    final = item.final
+    if final.error is not None:
+        return "undecided", f"no answer: {final.error}"
+    if item.left_to is not None:
+        if not item.endpoint.tls and item.left_to.lower().startswith("https://"):
+            return "protected", f"redirected to HTTPS ({item.left_to})"
+        if looks_like_login(item):
+            return "protected", f"redirected to a login page ({item.left_to})"
+        return "undecided", f"redirected off the listener to {item.left_to} (not followed)"
+    if final.status in PROTECTED:
+        return "protected", f"{final.status}" + (f" at {final.path}" if len(item.hops) > 1
+                                                 else "")
+    if final.success:
+        if looks_like_login(item):
+            return "protected", f"a login page ({final.path})"
+        return "exposed", f"{final.status} with {len(final.body)} bytes, no credentials asked" + (
+            f" (at {final.path})" if len(item.hops) > 1 else "")
+    if final.redirect:
+        return "undecided", f"still redirecting after {len(item.hops)} requests"
+    return "protected", f"{final.status}: nothing served"
+
+
+@check(
+    "http.authentication",
+    title="Management paths need credentials",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(http_endpoints, http_protected),
+    remediation="Require authentication for every management and API path of the web "
+                "interface (answer 401/403, or redirect to the login page), including "
+                "configuration, CGI and setup pages left from development or first-time setup.",
+    defaults={"protected_paths": list(DEFAULT_PROTECTED)},
+)
+def authentication(obs: Observations, params: Params) -> Iterable[Finding]:
+    endpoints = obs[http_endpoints]
+    if not endpoints:
+        return [not_applicable("no HTTP(S) listener")]
+    visits = obs[http_protected]
+    return [_authentication(e, [v for v in visits if v.endpoint.port == e.port])
+            for e in endpoints]
+
+
+def _authentication(endpoint: HttpEndpoint, visits: list[Visit]) -> Finding:
+    target = endpoint.target
+    outcomes = [(v, *_outcome(v)) for v in visits]
+    paths = [{**v.evidence(), "outcome": kind, "why": why} for v, kind, why in outcomes]
+    evidence = {**_listener(endpoint), "paths": paths}
+    exposed = [f"{v.path} ({why})" for v, kind, why in outcomes if kind == "exposed"]
+    if exposed:
+        return failed(f"{target} serves without credentials: " + "; ".join(exposed), target,
+                      exposed=[v.path for v, kind, _ in outcomes if kind == "exposed"],
+                      **evidence)
+    undecided = [f"{v.path} ({why})" for v, kind, why in outcomes if kind == "undecided"]
+    if undecided:
+        return errored(f"{target}: could not decide " + "; ".join(undecided), target,
+                       reason="undecided", **evidence)
+    return passed(f"{target}: every protected path ({len(visits)}) is refused or asks for "
+                  "credentials", target, **evidence)
+
+
+@check(
+    "http.default-credentials",
+    title="HTTP authentication accepts no default credentials",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.CRITICAL,
+    needs=(default_credentials,),
+    remediation="Remove vendor default accounts (admin/admin and the like) from the web "
+                "interface; require a unique password per device, set at provisioning or "
+                "forced at first login.",
+    intrusive=True,
+    defaults={
+        "pairs": [["admin", "admin"], ["admin", "password"], ["admin", "1234"],
+                  ["admin", "12345"], ["admin", ""], ["root", "root"], ["root", "admin"],
+                  ["user", "user"], ["support", "support"], ["admin", "admin123"]],
+        "pace_seconds": 1.0,
+        "max_attempts": 10,
+    },
+)
+def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
+    trials = obs[default_credentials]
+    if not trials:
+        return [not_applicable("no authenticated HTTP path: no listener asked for Basic or "
+                               "Digest credentials")]
+    findings = []
+    for trial in trials:
+        target = trial.endpoint.target
+        evidence = {**_listener(trial.endpoint), "path": trial.path, "scheme": trial.scheme,
+                    "attempts": [a.evidence() for a in trial.attempts]}
+        accepted, undecided = trial.accepted, trial.undecided
+        if not trial.attempts:
+            findings.append(skipped(f"{target}: the profile lists no default pairs to try",
+                                    target, reason="no-pairs", **evidence))
+        elif accepted is not None:
+            findings.append(failed(
+                f"{target}: {trial.scheme.title()} authentication on {trial.path} accepted a "
+                f"default pair for user {accepted.username!r}", target,
+                accepted_username=accepted.username, **evidence))
+        elif undecided is not None:
+            findings.append(errored(
+                f"{target}: the attempt for user {undecided.username!r} got no answer "
+                f"({undecided.error})", target, reason="network", **evidence))
+        else:
+            findings.append(passed(
+                f"{target}: {len(trial.attempts)} default pair(s) refused by "
+                f"{trial.scheme.title()} authentication on {trial.path}", target, **evidence))
+    return findings
+
+
+def max_age(value: str) -> int | None:
+    match = _MAX_AGE.search(value)
+    return int(match.group(1)) if match else None
+
+
+@check(
+    "http.hsts",
+    title="HTTPS responses carry HSTS",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.LOW,
+    needs=(http_endpoints, http_roots),
+    remediation="Send Strict-Transport-Security: max-age=31536000 (at least the profile's "
+                "min_max_age) on every HTTPS response of the web interface.",
+    defaults={"min_max_age": 15552000},
+)
+def hsts(obs: Observations, params: Params) -> Iterable[Finding]:
+    minimum = int(params.get("min_max_age", 15552000))
+    visits = [v for v in obs[http_roots] if v.endpoint.tls]
+    if not visits:
+        return [not_applicable("no HTTPS listener")]
+    return [_hsts(v, minimum) for v in visits]
+
+
+def _hsts(item: Visit, minimum: int) -> Finding:
+    target, first = item.endpoint.target, item.hops[0]
+    evidence: dict[str, Any] = {**_listener(item.endpoint), **first.evidence(),
+                                "min_max_age": minimum}
+    if first.error is not None:
+        return errored(f"{target}: GET / got no answer: {first.error}", target,
+                       reason="network", **evidence)
+    header = first.header("strict-transport-security")
+    if header is None:
+        return failed(f"{target}: no Strict-Transport-Security header (status "
+                      f"{first.status})", target, **evidence)
+    evidence["strict_transport_security"] = header[:200]
+    age = max_age(header)
+    if age is None:
+        return failed(f"{target}: Strict-Transport-Security has no valid max-age", target,
+                      **evidence)
+    evidence["max_age"] = age
+    if age < minimum:
+        return failed(f"{target}: HSTS max-age {age} is below {minimum}", target, **evidence)
+    return passed(f"{target}: HSTS max-age {age}", target, **evidence)

@@ -1,0 +1,144 @@
+"""Monitoring checks read over HTTP(S) (27400-6.5): the device clock and its vulnerability
+disclosure contact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from probe.checks.base import CONTROL_MONITORING, Observations, check
+from probe.context import Params
+from probe.model import Finding, Severity, errored, failed, not_applicable, passed
+from probe.observe.http import Visit, date_of, http_roots, security_txt
+from probe.observe.tcp import excerpt
+
+DATE_RESOLUTION = 1.0
+"""An HTTP Date has whole seconds: the device's clock read anywhere in [Date, Date + 1)."""
+MAX_FIELDS = 200
+
+
+@check(
+    "monitor.clock-sync",
+    title="The device clock is synchronised",
+    control=CONTROL_MONITORING,
+    severity=Severity.MEDIUM,
+    needs=(http_roots,),
+    remediation="Synchronise the device clock with NTP (or NTS) from a trusted time source at "
+                "boot and periodically; without it, event timestamps and certificate validity "
+                "checks on the device are unreliable.",
+    defaults={"max_skew_seconds": 60},
+)
+def clock_sync(obs: Observations, params: Params) -> Iterable[Finding]:
+    limit = float(params.get("max_skew_seconds", 60))
+    visits = obs[http_roots]
+    if not visits:
+        return [not_applicable("no HTTP(S) listener")]
+    return [_clock(v, limit) for v in visits]
+
+
+def _clock(item: Visit, limit: float) -> Finding:
+    target, first = item.endpoint.target, item.hops[0]
+    evidence: dict[str, Any] = {"port": item.endpoint.port, "tls": item.endpoint.tls,
+                                "path": first.path, "max_skew_seconds": limit}
+    if first.error is not None:
+        return errored(f"{target}: GET / got no answer: {first.error}", target,
+                       reason="network", **evidence)
+    header = first.header("date")
+    device = date_of(first)
+    if device is None:
+        if header:
+            evidence["date"] = excerpt(header.encode("latin-1", "replace"))
+        what = "an unreadable Date header" if header else "no Date header"
+        return failed(f"{target}: the response has {what}, so the device clock cannot be "
+                      "checked (RFC 9110 requires Date from servers with a clock)", target,
+                      **evidence)
+    # The device read its clock between our send and receive, truncated to whole seconds.
+    low = device - first.received_at
+    high = device + DATE_RESOLUTION - first.sent_at
+    skew = (low + high) / 2
+    evidence |= {"date": header, "probe_time": _stamp(first.received_at),
+                 "skew_seconds": round(skew, 1)}
+    nearest = 0.0 if low <= 0 <= high else min(abs(low), abs(high))
+    if nearest > limit:
+        direction = "ahead of" if skew > 0 else "behind"
+        return failed(f"{target}: the device clock is {abs(skew):.0f} s {direction} the "
+                      f"probe's (more than {limit:g} s)", target, **evidence)
+    return passed(f"{target}: the device clock is within {max(nearest, 1.0):.0f} s of the "
+                  "probe's", target, **evidence)
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_security_txt(text: str) -> dict[str, list[str]]:
+    """The fields of an RFC 9116 file, by lower-case name (comments and the OpenPGP armour of
+    a signed file skipped)."""
+    fields: dict[str, list[str]] = {}
+    for line in text.splitlines()[:MAX_FIELDS * 4]:
+        line = line.strip()
+        if not line or line.startswith(("#", "-----")) or ":" not in line:
+            continue
+        name, _, value = line.partition(":")
+        if " " in name.strip() or not name.strip():
+            continue
+        fields.setdefault(name.strip().lower(), []).append(value.strip())
+    return fields
+
+
+def parse_expires(value: str) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+@check(
+    "monitor.vulnerability-disclosure",
+    title="A security contact is published (security.txt)",
+    control=CONTROL_MONITORING,
+    severity=Severity.LOW,
+    needs=(security_txt,),
+    remediation="Serve /.well-known/security.txt (RFC 9116) over HTTPS with at least one "
+                "Contact (mailto: or https: URL of the vendor's PSIRT) and an Expires date "
+                "less than a year ahead; renew it before it expires.",
+)
+def vulnerability_disclosure(obs: Observations, params: Params) -> Iterable[Finding]:
+    visits = obs[security_txt]
+    if not visits:
+        return [not_applicable("no HTTPS listener")]
+    return [_disclosure(v) for v in visits]
+
+
+def _disclosure(item: Visit) -> Finding:
+    target, final = item.endpoint.target, item.final
+    evidence: dict[str, Any] = {"port": item.endpoint.port, **item.evidence()}
+    if final.error is not None:
+        return errored(f"{target}: GET {item.path} got no answer: {final.error}", target,
+                       reason="network", **evidence)
+    if not final.success:
+        return failed(f"{target}: {item.path} is not served (status {final.status})", target,
+                      **evidence)
+    fields = parse_security_txt(final.body.decode("utf-8", "replace"))
+    contacts = fields.get("contact", [])
+    expires = fields.get("expires", [])
+    evidence |= {"contact": [excerpt(c.encode()) for c in contacts[:5]],
+                 "expires": [excerpt(e.encode()) for e in expires[:2]]}
+    problems = []
+    if not contacts:
+        problems.append("no Contact field")
+    if len(expires) != 1:
+        problems.append("no Expires field" if not expires else "more than one Expires field")
+    else:
+        moment = parse_expires(expires[0])
+        if moment is None:
+            problems.append(f"an unreadable Expires date ({excerpt(expires[0].encode())})")
+        elif moment <= dt.datetime.now(dt.UTC):
+            problems.append(f"expired on {moment.isoformat()}")
+    if problems:
+        return failed(f"{target}: {item.path} has " + ", ".join(problems), target, **evidence)
+    return passed(f"{target}: {item.path} names {len(contacts)} contact(s), valid until "
+                  f"{expires[0]}", target, **evidence)

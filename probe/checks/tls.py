@@ -1,0 +1,350 @@
+"""TLS checks (27400-6.2): versions, cipher suites, certificates and known flaws of every TLS
+endpoint of the device (HTTPS, MQTT over TLS, any other port that answered a ClientHello)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.context import Params
+from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
+from probe.observe.sslyze_scan import (
+    CertificateScan,
+    Deployment,
+    VulnerabilityScan,
+    tls_certificates,
+    tls_vulnerabilities,
+)
+from probe.observe.tls import (
+    Handshakes,
+    TlsEndpoint,
+    pick_evidence,
+    tls_endpoints,
+    tls_handshakes,
+    version_name,
+)
+from probe.observe.tls_hello import LEGACY_VERSIONS, TLS12, TLS13, suite_name
+
+NO_ENDPOINT = "no TLS endpoint: no port of the device answered a TLS handshake"
+WEAK_HASHES = frozenset({"md5", "sha1"})
+MIN_BITS = {"RSA": 2048, "EC": 256, "Ed25519": 0, "Ed448": 0}
+
+T = TypeVar("T")
+
+
+def _endpoint(endpoint: TlsEndpoint) -> dict[str, Any]:
+    return {"port": endpoint.port, "protocol": endpoint.protocol}
+
+
+def _silent(endpoint: TlsEndpoint) -> Finding:
+    return errored(f"{endpoint.target} accepted the connection and never answered a TLS "
+                   "ClientHello during discovery, so nothing about its TLS could be decided",
+                   endpoint.target, reason="silent", **_endpoint(endpoint))
+
+
+def _no_handshake(found: Handshakes) -> Finding | None:
+    """The `error` finding for an endpoint whose handshakes decided nothing, else None."""
+    endpoint = found.endpoint
+    if endpoint.silent:
+        return _silent(endpoint)
+    if found.speaks_tls:
+        return None
+    answers = {version_name(v): r.describe() for v, r in found.versions.items()}
+    return errored(f"{endpoint.target} completed a TLS handshake during discovery but none of "
+                   "the probe's ClientHellos was accepted", endpoint.target, reason="no-hello",
+                   answers=answers, **_endpoint(endpoint))
+
+
+def _per_endpoint(items: Sequence[T], judge: Callable[[T], Finding]) -> list[Finding]:
+    return [judge(item) for item in items] or [not_applicable(NO_ENDPOINT)]
+
+
+@check(
+    "tls.protocol-versions",
+    title="Only TLS 1.2 and 1.3 are accepted",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(tls_handshakes,),
+    remediation="Disable SSL 2.0, SSL 3.0, TLS 1.0 and TLS 1.1 on every TLS endpoint (for "
+                "OpenSSL-based servers: MinProtocol = TLSv1.2; nginx: ssl_protocols TLSv1.2 "
+                "TLSv1.3; mosquitto: tls_version tlsv1.2) and keep TLS 1.2 or 1.3 enabled.",
+)
+def protocol_versions(obs: Observations, params: Params) -> Iterable[Finding]:
+    return _per_endpoint(obs[tls_handshakes], _versions)
+
+
+def _versions(found: Handshakes) -> Finding:
+    problem = _no_handshake(found)
+    if problem is not None:
+        return problem
+    target = found.endpoint.target
+    accepted = [version_name(v) for v in found.accepted]
+    evidence: dict[str, Any] = {
+        **_endpoint(found.endpoint), "accepted": accepted,
+        "answers": {version_name(v): r.describe() for v, r in sorted(found.versions.items())},
+        "handshakes": found.handshakes,
+    }
+    legacy = [version_name(v) for v in found.accepted if v in LEGACY_VERSIONS]
+    if legacy:
+        return failed(f"{target} accepts {', '.join(legacy)}", target, legacy=legacy,
+                      **evidence)
+    # Silence is no acceptance: a legacy hello left unanswered counts as refused; only a
+    # connection refused mid-scan or an answer that is not TLS leaves the question open.
+    undecided = [version_name(v) for v in found.undecided if v in LEGACY_VERSIONS
+                 and found.versions[v].outcome != "timeout"]
+    if undecided:
+        return errored(f"{target}: no decisive answer to {', '.join(undecided)}", target,
+                       reason="undecided", undecided=undecided, **evidence)
+    if not {TLS12, TLS13} & set(found.accepted):
+        return failed(f"{target} accepts neither TLS 1.2 nor TLS 1.3", target, **evidence)
+    return passed(f"{target} accepts only {' and '.join(accepted)}", target, **evidence)
+
+
+@check(
+    "tls.cipher-suites",
+    title="No weak cipher suite is accepted",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(tls_handshakes,),
+    remediation="Restrict the server's cipher suites to AEAD suites with ephemeral (EC)DHE key "
+                "exchange (TLS 1.2: ECDHE-ECDSA/RSA with AES-GCM or ChaCha20-Poly1305; TLS 1.3 "
+                "suites are all fine); remove NULL, anonymous, EXPORT, RC4, DES, 3DES and "
+                "MD5-based suites and static RSA key exchange.",
+    defaults={"require_forward_secrecy": True},
+)
+def cipher_suites(obs: Observations, params: Params) -> Iterable[Finding]:
+    require = bool(params.get("require_forward_secrecy", True))
+    return _per_endpoint(obs[tls_handshakes], lambda found: _suites(found, require))
+
+
+def _suites(found: Handshakes, require_forward_secrecy: bool) -> Finding:
+    problem = _no_handshake(found)
+    if problem is not None:
+        return problem
+    target = found.endpoint.target
+    chosen = {version_name(v): suite_name(r.suite or 0) for v, r in sorted(found.versions.items())
+              if r.accepts(v) and r.suite is not None}
+    offending = found.offending()
+    plain = found.without_forward_secrecy() if require_forward_secrecy else []
+    evidence: dict[str, Any] = {
+        **_endpoint(found.endpoint), "chosen": chosen, "handshakes": found.handshakes,
+        "require_forward_secrecy": require_forward_secrecy,
+    }
+    if offending or plain:
+        parts = []
+        if offending:
+            names = sorted({suite_name(code) for _, code in offending})
+            parts.append(f"{len(names)} weak suite(s): {', '.join(names)}")
+        if plain:
+            names = sorted({suite_name(code) for _, code in plain})
+            parts.append(f"{len(names)} TLS 1.2 suite(s) without forward secrecy: "
+                         f"{', '.join(names)}")
+        return failed(f"{target} accepts " + "; ".join(parts), target,
+                      offending_suites=pick_evidence(offending),
+                      without_forward_secrecy=pick_evidence(plain), **evidence)
+    runs = [*found.weak, *([found.forward_secrecy] if found.forward_secrecy and
+                           require_forward_secrecy else [])]
+    unfinished = [run for run in runs if not run.complete]
+    if unfinished:
+        where = ", ".join(f"{version_name(r.version)} ({r.end.describe()})" for r in unfinished)
+        return errored(f"{target}: the weak-suite handshakes did not finish: {where}", target,
+                       reason="undecided", **evidence)
+    what = "no weak suite" + (" and only forward-secret TLS 1.2 suites"
+                              if require_forward_secrecy and found.forward_secrecy else "")
+    return passed(f"{target} accepts {what}", target, **evidence)
+
+
+def _certificates(obs: Observations,
+                  judge: Callable[[CertificateScan], Finding]) -> list[Finding]:
+    endpoints = {e.port: e for e in obs[tls_endpoints]}
+
+    def one(scan: CertificateScan) -> Finding:
+        endpoint = endpoints[scan.port]
+        if endpoint.silent:
+            return _silent(endpoint)
+        if scan.error is not None:
+            return errored(f"{endpoint.target}: the certificate could not be obtained: "
+                           f"{scan.error}", endpoint.target, reason="tls",
+                           **_endpoint(endpoint))
+        return judge(scan)
+
+    return _per_endpoint(obs[tls_certificates], one)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@check(
+    "tls.certificate-validity",
+    title="The certificate is valid and not about to expire",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(tls_endpoints, tls_certificates),
+    remediation="Install a current certificate and renew it automatically (ACME, EST or the "
+                "fleet's certificate management) well before it expires; check the device "
+                "clock if a fresh certificate is reported as not yet valid.",
+    defaults={"min_days_remaining": 30},
+)
+def certificate_validity(obs: Observations, params: Params) -> Iterable[Finding]:
+    minimum = float(params.get("min_days_remaining", 30))
+    return _certificates(obs, lambda scan: _validity(scan, minimum))
+
+
+def _validity(scan: CertificateScan, minimum: float) -> Finding:
+    now = _now()
+    target = f"tcp/{scan.port}"
+    problems = []
+    for deployment in scan.deployments:
+        leaf = deployment.leaf
+        days = leaf.days_left(now)
+        if now < leaf.not_before:
+            problems.append(f"not valid before {leaf.evidence(now)['not_before']}")
+        elif days < 0:
+            problems.append(f"expired {-days:.0f} day(s) ago ({leaf.evidence(now)['not_after']})")
+        elif days < minimum:
+            problems.append(f"expires in {days:.0f} day(s), less than {minimum:g}")
+    evidence = {"certificates": [_validity_evidence(d, now) for d in scan.deployments],
+                "min_days_remaining": minimum}
+    if problems:
+        return failed(f"{target}: the certificate " + "; ".join(problems), target, **evidence)
+    days = min(d.leaf.days_left(now) for d in scan.deployments)
+    return passed(f"{target}: the certificate is valid for {days:.0f} more day(s)", target,
+                  **evidence)
+
+
+def _validity_evidence(deployment: Deployment, now: dt.datetime) -> dict[str, Any]:
+    facts = deployment.leaf.evidence(now)
+    return {key: facts[key] for key in ("subject", "not_before", "not_after", "days_left",
+                                        "public_key_sha256")}
+
+
+@check(
+    "tls.certificate-trust",
+    title="The certificate chains to the trust anchor and names the device",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(tls_endpoints, tls_certificates),
+    remediation="Serve a certificate issued by the fleet's CA (the inventory's trust_anchor), "
+                "with the complete intermediate chain, naming the device's host name (or its "
+                "address) in subjectAltName; replace self-signed and vendor default "
+                "certificates at provisioning.",
+)
+def certificate_trust(obs: Observations, params: Params) -> Iterable[Finding]:
+    return _certificates(obs, _trust)
+
+
+def _trust(scan: CertificateScan) -> Finding:
+    now = _now()
+    target = f"tcp/{scan.port}"
+    if scan.anchor is None:
+        return errored(f"{target}: the chain cannot be validated: {scan.anchor_source}", target,
+                       reason="trust-anchor", anchor=scan.anchor_source)
+    evidence: dict[str, Any] = {"anchor": scan.anchor_source, "certificates": []}
+    errors = []
+    for deployment in scan.deployments:
+        leaf = deployment.leaf
+        evidence["certificates"].append({
+            "subject": leaf.subject, "issuer": leaf.issuer, "self_signed": leaf.self_signed,
+            "names": list(leaf.names), "identity": leaf.identity,
+            "identity_matches": leaf.identity_matches, "chain_length": deployment.chain_length,
+            "served_with_server_name": deployment.sni,
+            "validation_error": deployment.validation_error,
+            "not_after": leaf.evidence(now)["not_after"],
+            "public_key_sha256": leaf.fingerprint,
+        })
+        if deployment.validation_error is not None:
+            what = "self-signed certificate" if leaf.self_signed else "certificate"
+            errors.append(f"{what} {leaf.subject}: {deployment.validation_error}")
+    if errors:
+        return failed(f"{target}: " + "; ".join(errors), target, **evidence)
+    identity = scan.deployments[0].leaf.identity
+    return passed(f"{target}: the chain validates to the {scan.anchor_source} and names "
+                  f"{identity}", target, **evidence)
+
+
+@check(
+    "tls.certificate-strength",
+    title="The certificate key and signature are strong",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.MEDIUM,
+    needs=(tls_endpoints, tls_certificates),
+    remediation="Issue device certificates with an RSA key of at least 2048 bits or an EC key "
+                "on P-256 or stronger, signed with SHA-256 or better; retire MD5- and "
+                "SHA-1-signed certificates.",
+)
+def certificate_strength(obs: Observations, params: Params) -> Iterable[Finding]:
+    return _certificates(obs, _strength)
+
+
+def _strength(scan: CertificateScan) -> Finding:
+    target = f"tcp/{scan.port}"
+    problems = []
+    certificates = []
+    for deployment in scan.deployments:
+        leaf = deployment.leaf
+        key = f"{leaf.key_type} {leaf.key_bits}"
+        minimum = MIN_BITS.get(leaf.key_type)
+        if minimum is None:
+            problems.append(f"{leaf.key_type} key")
+        elif leaf.key_bits < minimum:
+            problems.append(f"{key}-bit key (< {minimum})")
+        digest = leaf.signature_hash
+        if digest in WEAK_HASHES:
+            problems.append(f"signed with {digest.upper()}")
+        elif digest is None and leaf.key_type not in ("Ed25519", "Ed448"):
+            problems.append("signature hash unknown")
+        certificates.append({"subject": leaf.subject, "key": key, "curve": leaf.curve,
+                             "signature_hash": digest, "public_key_sha256": leaf.fingerprint})
+    if problems:
+        return failed(f"{target}: the certificate has a " + ", ".join(problems), target,
+                      certificates=certificates)
+    return passed(f"{target}: strong key and signature ("
+                  + "; ".join(f"{c['key']}, {c['signature_hash'] or 'EdDSA'}"
+                              for c in certificates) + ")", target, certificates=certificates)
+
+
+@check(
+    "tls.known-vulnerabilities",
+    title="No known TLS implementation flaw",
+    control=CONTROL_COMMUNICATION,
+    severity=Severity.HIGH,
+    needs=(tls_endpoints, tls_vulnerabilities),
+    remediation="Update the TLS library of the device (Heartbleed, CCS injection and ROBOT are "
+                "fixed in every maintained release); enable secure renegotiation (RFC 5746), "
+                "refuse client-initiated renegotiation and disable TLS compression (CRIME).",
+)
+def known_vulnerabilities(obs: Observations, params: Params) -> Iterable[Finding]:
+    endpoints = {e.port: e for e in obs[tls_endpoints]}
+    return _per_endpoint(obs[tls_vulnerabilities], lambda scan: _flaws(scan, endpoints))
+
+
+def _flaws(scan: VulnerabilityScan, endpoints: dict[int, TlsEndpoint]) -> Finding:
+    endpoint = endpoints[scan.port]
+    target = endpoint.target
+    if endpoint.silent:
+        return _silent(endpoint)
+    if scan.error is not None:
+        return errored(f"{target}: not tested: {scan.error}", target, reason="tls",
+                       **_endpoint(endpoint))
+    tests = [flaw.evidence() for flaw in scan.flaws]
+    vulnerable = [flaw for flaw in scan.flaws if flaw.vulnerable]
+    if vulnerable:
+        return failed(f"{target}: " + ", ".join(f"{f.name}: {f.detail}" for f in vulnerable),
+                      target, tests=tests, **_endpoint(endpoint))
+    blocked = [flaw.name for flaw in scan.flaws if flaw.needs_client_certificate]
+    if blocked:
+        return skipped(f"{target}: not tested ({', '.join(blocked)}): the endpoint requires "
+                       "a client certificate and the inventory has none that it accepts "
+                       "(credentials.tls_client)", target, reason="credentials", tests=tests,
+                       **_endpoint(endpoint))
+    undecided = [f"{flaw.name} ({flaw.error})" for flaw in scan.flaws if flaw.vulnerable is None]
+    if undecided:
+        return errored(f"{target}: not decided: {', '.join(undecided)}", target,
+                       reason="undecided", tests=tests, **_endpoint(endpoint))
+    return passed(f"{target}: not vulnerable to Heartbleed, CCS injection or ROBOT; secure "
+                  "renegotiation on, client renegotiation refused, compression off", target,
+                  tests=tests, **_endpoint(endpoint))
+

@@ -1,0 +1,166 @@
+"""Monitoring personas (27400-6.5): devices that report their failed logins over syslog (TLS)
+or MQTT, one that reports over cleartext syslog, one that reports nothing, one that throttles
+brute force.
+
+A device's syslog collector is its own address (UDP `SYSLOG_UDP_PORT`, TLS `SYSLOG_TLS_PORT`),
+where the probe listens during the canary (after discovery, so it never finds its own socket):
+devices, and labs run side by side, never share a collector port.
+
+`expect` is what the probe reports with the inventory that `iotprobe lab up` writes, which
+declares no monitoring sink: the 6.5 checks are `skipped`. `MONITORED_EXPECT` is what it
+reports when the device's inventory entry carries `lab_monitor(...)` (its sinks; the MQTT ones
+log in as `MONITOR_ACCOUNT`), and `INTRUSIVE_EXPECT` the throttling results with
+`--intrusive`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from probe.lab.personas import (
+    CLEARTEXT_MANAGEMENT,
+    NO_MQTT,
+    OPEN_PORTS,
+    Persona,
+    mqtt_expect,
+    register,
+)
+from probe.lab.personas_mqtt import DEVICE_ACCOUNT, DEVICE_SCOPE
+from probe.lab.servers import TcpListener
+from probe.lab.servers_monitor import BasicAuthSite, ReportingBroker, SyslogReporter, Throttle
+from probe.secrets import Secret
+
+AUTH_EVENT = "monitor.auth-failure-event"
+EVENT_TRANSPORT = "monitor.event-transport"
+THROTTLING = "monitor.bruteforce-throttling"
+HEARTBEAT = "monitor.heartbeat"
+
+SINK_ADDRESS = "127.65.14.1"
+"""The name `probe.lab.selftest` gives its syslog listener's certificate. The collectors
+themselves are the devices' own addresses, and the personas do not check the certificate's name,
+so any name will do."""
+SYSLOG_UDP_PORT = 5514
+SYSLOG_TLS_PORT = 6514
+MONITOR_ACCOUNT = ("monitor", "lab-monitor-Vq83")
+"""The monitoring login of the MQTT-reporting persona: lab data, not a secret."""
+EVENT_TOPIC = "security/auth"
+HEARTBEAT_TOPIC = "devices/heartbeat"
+HEARTBEAT_INTERVAL = 1.0
+WEB_ACCOUNT = ("admin", "lab-web-Zr61")
+
+
+def monitor_expect(auth: str = "skipped", transport: str = "skipped",
+                   throttling: str = "skipped", heartbeat: str = "skipped") -> dict[str, str]:
+    return {AUTH_EVENT: auth, EVENT_TRANSPORT: transport, THROTTLING: throttling,
+            HEARTBEAT: heartbeat}
+
+
+REFUSING_MQTTS = mqtt_expect("pass", "pass", "skipped", "fail")
+UNMONITORED = monitor_expect()
+
+
+def _reporting(**options: Any) -> TcpListener:
+    """The device account's MQTT over TLS on 8883 (anonymous clients refused)."""
+    return TcpListener(8883, ReportingBroker(accounts=(DEVICE_ACCOUNT,), scope=DEVICE_SCOPE,
+                                             **options), tls=True)
+
+
+register(Persona(
+    name="monitor-syslog-tls",
+    description="MQTT over TLS that reports every refused login to the fleet's collector as "
+                "RFC 5424 syslog over TLS (RFC 5425); it does not throttle",
+    device_class="sensor",
+    listeners=(_reporting(syslog=SyslogReporter(SYSLOG_TLS_PORT, transport="tls")),),
+    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="monitor-mqtt-events",
+    description="MQTT over TLS that publishes every refused login on its own security topic "
+                f"({EVENT_TOPIC}) and a heartbeat every {HEARTBEAT_INTERVAL:g} s on "
+                f"{HEARTBEAT_TOPIC}; the monitoring account reads both",
+    device_class="sensor",
+    listeners=(TcpListener(8883, ReportingBroker(
+        accounts=(DEVICE_ACCOUNT, MONITOR_ACCOUNT), event_topic=EVENT_TOPIC,
+        heartbeat_topic=HEARTBEAT_TOPIC, heartbeat_every=HEARTBEAT_INTERVAL), tls=True),),
+    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="monitor-cleartext",
+    description="a web console on 8080 whose /admin asks for Basic credentials and reports "
+                "each refused user name as RFC 3164 syslog over UDP (cleartext)",
+    device_class="camera",
+    listeners=(TcpListener(8080, BasicAuthSite(
+        accounts=(WEB_ACCOUNT,), title="Camera console",
+        syslog=SyslogReporter(SYSLOG_UDP_PORT, transport="udp", format="rfc3164",
+                              app="httpd"))),),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **UNMONITORED},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="monitor-unreported",
+    description="MQTT over TLS that reports nothing: no security event, no heartbeat, although "
+                "its inventory declares a syslog collector and a heartbeat topic",
+    device_class="sensor",
+    listeners=(TcpListener(8883, ReportingBroker(accounts=(DEVICE_ACCOUNT, MONITOR_ACCOUNT)),
+                           tls=True),),
+    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict="nonconformant",
+))
+
+register(Persona(
+    name="monitor-throttled",
+    description="MQTT over TLS that tarpits a source after five failed logins in 30 s (0.6 s "
+                "before each answer); it declares no monitoring sink",
+    device_class="sensor",
+    listeners=(_reporting(throttle=Throttle(after=5, delay=0.6, window=30.0)),),
+    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict="nonconformant",
+))
+
+MONITORED_EXPECT: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "monitor-syslog-tls": monitor_expect("pass", "pass"),
+    "monitor-mqtt-events": monitor_expect("pass", "pass", heartbeat="pass"),
+    "monitor-cleartext": monitor_expect("pass", "fail"),
+    "monitor-unreported": monitor_expect("fail", "skipped", heartbeat="fail"),
+    "monitor-throttled": monitor_expect(),
+})
+"""The 6.5 results with `lab_monitor(...)` in the inventory, without --intrusive."""
+
+INTRUSIVE_EXPECT: Mapping[str, str] = MappingProxyType({
+    "monitor-syslog-tls": "fail",
+    "monitor-mqtt-events": "fail",
+    "monitor-cleartext": "fail",
+    "monitor-unreported": "fail",
+    "monitor-throttled": "pass",
+})
+"""monitor.bruteforce-throttling with --intrusive."""
+
+
+def lab_monitor(persona: str, address: str, cert_file: str, key_file: str,
+                monitor_password: Secret) -> dict[str, dict[str, Any]]:
+    """The inventory `monitor:` of a device running `persona` at `address`: the probe's TLS
+    syslog listener uses `cert_file`/`key_file`; MQTT sinks log in with `monitor_password`
+    (MONITOR_ACCOUNT's password, given as a Secret as the inventory would)."""
+    tls_syslog = {"listen": f"tls://{address}:{SYSLOG_TLS_PORT}", "cert_file": cert_file,
+                  "key_file": key_file}
+    udp_syslog = {"listen": f"udp://{address}:{SYSLOG_UDP_PORT}"}
+    broker = {"address": address, "port": 8883, "tls": True, "username": MONITOR_ACCOUNT[0],
+              "password": monitor_password}
+    sinks: dict[str, dict[str, dict[str, Any]]] = {
+        "monitor-syslog-tls": {"syslog": tls_syslog},
+        "monitor-mqtt-events": {"mqtt": {**broker, "topic": "security/#",
+                                         "heartbeat_topic": HEARTBEAT_TOPIC,
+                                         "heartbeat_interval": HEARTBEAT_INTERVAL * 2}},
+        "monitor-cleartext": {"syslog": udp_syslog},
+        "monitor-unreported": {"syslog": udp_syslog,
+                               "mqtt": {**broker, "heartbeat_topic": HEARTBEAT_TOPIC,
+                                        "heartbeat_interval": HEARTBEAT_INTERVAL * 2}},
+    }
+    return sinks.get(persona, {})

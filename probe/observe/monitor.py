@@ -1,0 +1,749 @@
+"""Monitoring collectors (27400-6.5): provoke a tagged failed login, watch where the device's
+security events go, burst failed logins to see throttling, and wait for a heartbeat.
+
+The canary (`canary`, shared by `monitor.auth-failure-event` and `monitor.event-transport`):
+1. the sinks the inventory declares (`probe.observe.sinks`) are opened first: the probe binds
+   its syslog listener and subscribes on the MQTT sink broker before it provokes anything, and
+   provokes nothing when no sink could be watched;
+2. one failed login per login endpoint, tagged with a fresh nonce `iotprobe-<12 hex>`: on MQTT
+   the nonce is the client id and the user name (with a random password), on HTTP the Basic (or
+   Digest) user name on the first protected path of the listener that asks for credentials;
+3. an event counts when it names the attempt (the nonce, or the probe's own source address and
+   port of an MQTT attempt) and says that it failed (a failure word, or an HTTP 401/403/407
+   status as access logs write it). Events that only name the attempt, or only report some
+   failure, are kept as near misses for the evidence;
+4. the wait ends at the first counted event (plus `LINGER` to see it on other sinks too), or
+   `event_timeout` after the first attempt, and never later than the device budget allows; a
+   `command` sink is run every `interval` seconds within that window.
+
+The burst (`throttling`, intrusive): per login endpoint, at most `attempts` tagged failed logins,
+started at most `max_rate` per second, each timed from connect to answer; it stops early once
+the endpoint refused or dropped two attempts in a row.
+
+The heartbeat (`heartbeat`): a subscription to `monitor.mqtt.heartbeat_topic` for
+`heartbeat_interval` + `grace_seconds` (within the device budget); retained messages do not
+count, only a publication made while the probe watched.
+
+Passwords (the canary's random one and every inventory secret) are scrubbed from event texts
+before they reach the evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import re
+import secrets
+import ssl
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from probe.context import DeviceContext
+from probe.observe.base import ObservationError
+from probe.observe.http import authenticated_paths, http_protected, http_roots, request
+from probe.observe.mqtt import (
+    DISCONNECT_PACKET,
+    ClientCertificate,
+    Identity,
+    MalformedPacket,
+    Outcome,
+    _broken,
+    _Closed,
+    _connack,
+    _Link,
+    _tls_client,
+    client_certificate,
+    connect_packet,
+    endpoints,
+)
+from probe.observe.sinks import (
+    MAX_RUNS,
+    CommandRun,
+    CommandSink,
+    Event,
+    MqttSink,
+    Publication,
+    SinkName,
+    Sinks,
+    SinkUnavailable,
+    Subscription,
+    command_values,
+    declared_sinks,
+    hidden_values,
+    run_command,
+    subscribed,
+)
+from probe.observe.syslog import Received, listening
+from probe.observe.tcp import excerpt
+
+EVENT_CHECK = "monitor.auth-failure-event"
+THROTTLING_CHECK = "monitor.bruteforce-throttling"
+HEARTBEAT_CHECK = "monitor.heartbeat"
+EVENT_DEFAULTS: Mapping[str, Any] = {"event_timeout": 30}
+THROTTLING_DEFAULTS: Mapping[str, Any] = {"attempts": 10, "min_delay_factor": 3.0,
+                                          "max_rate": 5.0, "min_slowdown_seconds": 0.2}
+HEARTBEAT_DEFAULTS: Mapping[str, Any] = {"grace_seconds": 5.0}
+
+MAX_ATTEMPTS = 100
+"""Whatever a profile says, no burst is longer."""
+MAX_RATE = 50.0
+MEDIAN_WINDOW = 3
+BUDGET_MARGIN = 1.0
+LINGER = 0.5
+MAX_KEPT = 3
+MAX_EVENT_CHARS = 600
+MAX_COMMAND_LINES = 10_000
+MAX_EVENTS = 100_000
+MAX_RETAINED = 1000
+
+Kind = Literal["denied", "accepted", "refused", "dropped", "undecided"]
+"""What one login attempt got: an ordinary refusal of the credentials; acceptance; a refusal
+that is no verdict on the credentials (busy, banned, rate limited, locked); nothing (closed,
+refused at TCP, timed out); something that decides nothing (not MQTT, a TLS failure)."""
+
+_MQTT_DENIED = {4: frozenset({4, 5}), 5: frozenset({0x86, 0x87, 0x8C})}
+_MQTT_REFUSED = {4: frozenset({3}), 5: frozenset({0x88, 0x89, 0x8A, 0x97, 0x9F})}
+_HTTP_DENIED = frozenset({401, 403, 407})
+_HTTP_REFUSED = frozenset({423, 429, 503})
+_FAILURE = re.compile(
+    r"fail|denied|\bden(?:y|ies)\b|refus|reject|invalid|unauthori[sz]ed|not authori[sz]ed"
+    r"|bad (?:user ?name|password|credentials)|incorrect|forbidden|locked|blocked"
+    r"|\"\s+(?:401|403|407)\s|\bstatus[\"']?\s*[:=]\s*[\"']?(?:401|403|407)\b",
+    re.IGNORECASE)
+
+
+def _number(params: Mapping[str, Any], check: str, name: str, *, low: float = 0.0,
+            high: float = 86400.0) -> float:
+    value = params.get(name)
+    if (not isinstance(value, int | float) or isinstance(value, bool)
+            or not low < value <= high):
+        raise ObservationError("profile", f"{check}: {name} must be a number above {low:g} "
+                               f"and at most {high:g}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Login endpoints and tagged attempts
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginTarget:
+    """A login endpoint: an MQTT endpoint or an HTTP path that asks for credentials."""
+
+    kind: Literal["mqtt", "http"]
+    port: int
+    tls: bool
+    level: int = 4
+    path: str = ""
+    scheme: str = ""
+    certificate: ClientCertificate | None = None
+    not_tried: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"tcp/{self.port}"
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"protocol": self.kind, "port": self.port, "tls": self.tls}
+        if self.kind == "http":
+            out.update(path=self.path, auth_scheme=self.scheme)
+        else:
+            out["protocol_level"] = self.level
+        if self.not_tried:
+            out["not_tried"] = self.not_tried
+        return out
+
+
+async def login_targets(ctx: DeviceContext) -> tuple[LoginTarget, ...]:
+    """Collector: the device's MQTT endpoints and, per HTTP listener, the first protected path
+    that asks for Basic or Digest credentials (from the HTTP collectors' unauthenticated
+    GETs)."""
+    found: list[LoginTarget] = []
+    certificate = client_certificate(ctx.device)
+    for endpoint in await ctx.observe(endpoints):
+        level = 5 if (endpoint.hello.result == "connack" and endpoint.hello.code == 1) else 4
+        why = ""
+        if endpoint.silent:
+            why = "the endpoint never answered a CONNECT"
+        elif endpoint.needs_certificate and certificate is None:
+            why = ("the TLS layer requires a client certificate and the inventory has no "
+                   "credentials.tls_client")
+        found.append(LoginTarget("mqtt", endpoint.port, endpoint.tls, level,
+                                 certificate=certificate if endpoint.needs_certificate
+                                 else None, not_tried=why))
+    roots, protected = await asyncio.gather(ctx.observe(http_roots),
+                                            ctx.observe(http_protected))
+    for listener, path, scheme in authenticated_paths([*roots, *protected]):
+        found.append(LoginTarget("http", listener.port, listener.tls, path=path, scheme=scheme))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One tagged failed-login attempt and what it got."""
+
+    target: LoginTarget
+    begin: float  # time.monotonic() when the connection started
+    elapsed: float  # seconds from the connection's start to the answer (or to giving up)
+    kind: Kind
+    answer: str
+    code: int | None = None
+    source: str | None = None
+    wait: float | None = None
+    """MQTT: seconds from the CONNECT sent to the CONNACK (the handshakes left out)."""
+
+    def evidence(self, origin: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"outcome": self.kind, "answer": self.answer,
+                               "elapsed_ms": round(self.elapsed * 1000, 1)}
+        if self.wait is not None:
+            out["connack_wait_ms"] = round(self.wait * 1000, 1)
+        if origin is not None:
+            out["at_ms"] = round((self.begin - origin) * 1000, 1)
+        if self.code is not None:
+            out["code"] = self.code
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
+def _mqtt_kind(outcome: Outcome) -> Kind:
+    if outcome.result == "connack" and outcome.code is not None:
+        if outcome.code == 0:
+            return "accepted"
+        if outcome.code in _MQTT_DENIED[outcome.level]:
+            return "denied"
+        return "refused" if outcome.code in _MQTT_REFUSED[outcome.level] else "undecided"
+    if outcome.result in ("closed", "tcp-refused", "timeout", "network-error"):
+        return "dropped"
+    return "undecided"
+
+
+async def _mqtt_attempt(ctx: DeviceContext, target: LoginTarget, tag: str, password: str,
+                        on_source: Callable[[str], None]) -> Attempt:
+    level = target.level
+    client = _tls_client(target.certificate) if target.tls else None
+    presented = target.certificate is not None
+    source: str | None = None
+    wait: float | None = None
+    begin = time.monotonic()
+    try:
+        async with ctx.connect(target.port, tls=client.context if client else None,
+                               server_hostname=ctx.device.hostname) as (reader, writer):
+            name = writer.get_extra_info("sockname")
+            if isinstance(name, tuple):
+                source = f"{name[0]}:{name[1]}"
+                on_source(source)
+            link = _Link(ctx, reader, writer, level)
+            sent = time.monotonic()
+            try:
+                await link.send(connect_packet(level, tag, Identity(tag, tag, password)))
+                packet = await link.receive(ctx.timeout)
+            except MalformedPacket as exc:
+                outcome = Outcome(level, "not-mqtt", detail=str(exc))
+            except _Closed:
+                outcome = Outcome(level, "closed")
+            except OSError as exc:
+                outcome = _broken(level, exc, client, presented)
+            else:
+                if packet is None:
+                    outcome = Outcome(level, "timeout",
+                                      detail=f"no CONNACK within {ctx.timeout:g} s")
+                else:
+                    wait = time.monotonic() - sent
+                    outcome = _connack(level, packet, link.seen)
+                    if outcome.accepted:
+                        with contextlib.suppress(OSError):
+                            await link.send(DISCONNECT_PACKET)
+    except ConnectionRefusedError:
+        outcome = Outcome(level, "tcp-refused")
+    except TimeoutError:
+        outcome = Outcome(level, "timeout", detail="the connection did not complete within "
+                          f"{ctx.timeout:g} s")
+    except OSError as exc:
+        outcome = _broken(level, exc, client, presented, handshake=True)
+    return Attempt(target, begin, time.monotonic() - begin, _mqtt_kind(outcome),
+                   outcome.describe(), outcome.code, source, wait)
+
+
+async def _http_attempt(ctx: DeviceContext, target: LoginTarget, tag: str,
+                        password: str) -> Attempt:
+    auth: httpx.Auth = (httpx.DigestAuth(tag, password) if target.scheme == "digest"
+                        else httpx.BasicAuth(tag, password))
+    begin = time.monotonic()
+    answer = await request(ctx, target.port, target.tls, target.path, auth)
+    elapsed = time.monotonic() - begin
+    status = answer.status
+    if status is None:
+        return Attempt(target, begin, elapsed, "dropped", answer.error or "no answer")
+    kind: Kind
+    if status in _HTTP_DENIED:
+        kind = "denied"
+    elif status < 400:
+        kind = "accepted"
+    else:
+        kind = "refused" if status in _HTTP_REFUSED else "undecided"
+    return Attempt(target, begin, elapsed, kind, f"HTTP {status}", status)
+
+
+async def attempt(ctx: DeviceContext, target: LoginTarget, tag: str, password: str,
+                  on_source: Callable[[str], None]) -> Attempt:
+    """One failed login on `target` with the tag as client id and user name."""
+    if target.kind == "mqtt":
+        return await _mqtt_attempt(ctx, target, tag, password, on_source)
+    return await _http_attempt(ctx, target, tag, password)
+
+
+def new_tag() -> tuple[str, str]:
+    """A fresh (nonce tag, random password)."""
+    return f"iotprobe-{secrets.token_hex(6)}", secrets.token_urlsafe(12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching events
+# ---------------------------------------------------------------------------------------------
+
+
+def _source_pattern(source: str) -> re.Pattern[str]:
+    host, _, port = source.rpartition(":")
+    with contextlib.suppress(ValueError):
+        host = str(ipaddress.ip_address(host.strip("[]")))
+    return re.compile(r"(?<![\w.:])\[?" + re.escape(host) + r"\]?(?::|\s+port\s+|#)"
+                      + re.escape(port) + r"(?!\d)", re.IGNORECASE)
+
+
+def names_failure(text: str) -> bool:
+    """Whether an event text says that something failed."""
+    return _FAILURE.search(text) is not None
+
+
+class Box:
+    """Events that arrive while the probe watches, sorted by whether they name the attempt."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.nonce = tag.rpartition("-")[2].lower()
+        self.sources: list[re.Pattern[str]] = []
+        self.matched: list[Event] = []
+        self.named: list[Event] = []
+        self.failures: list[Event] = []
+        self.seen = 0
+        self.found = asyncio.Event()
+
+    def add_source(self, source: str) -> None:
+        self.sources.append(_source_pattern(source))
+
+    def names(self, text: str) -> bool:
+        return self.nonce in text.lower() or any(p.search(text) for p in self.sources)
+
+    def offer(self, event: Event) -> None:
+        self.seen += 1
+        named, failed = self.names(event.text), names_failure(event.text)
+        if named and failed:
+            if len(self.matched) < MAX_KEPT:
+                self.matched.append(event)
+            self.found.set()
+        elif named and len(self.named) < MAX_KEPT:
+            self.named.append(event)
+        elif failed and not named and len(self.failures) < MAX_KEPT:
+            self.failures.append(event)
+
+
+def _syslog_event(received: Received) -> Event:
+    scheme = received.scheme.upper()
+    return Event("syslog", f"syslog over {scheme} ({received.url})", received.scheme == "tls",
+                 received.message.text, received.at, received.sender,
+                 received.message.fields())
+
+
+def _mqtt_event(sink: MqttSink, publication: Publication) -> Event:
+    text = f"{publication.topic} {publication.payload.decode('utf-8', 'replace')}"
+    return Event("mqtt", sink.channel, sink.tls, text, publication.at, publication.topic,
+                 {"topic": publication.topic, "retained": publication.retained})
+
+
+def scrub(text: str, hide: tuple[str, ...]) -> str:
+    for value in hide:
+        text = text.replace(value, "***")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# The canary
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SinkReport:
+    sink: SinkName
+    channel: str
+    problem: str | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sink": self.sink, "channel": self.channel,
+                               "watched": self.problem is None}
+        if self.problem is not None:
+            out["problem"] = self.problem
+        return out
+
+
+@dataclass(frozen=True)
+class CanaryRun:
+    """What the canary did and what reached the sinks."""
+
+    sinks: Sinks
+    targets: tuple[LoginTarget, ...] = ()
+    tag: str = ""
+    window: float = 0.0
+    reports: tuple[SinkReport, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
+    first_sent: float | None = None
+    matched: tuple[Event, ...] = ()
+    named: tuple[Event, ...] = ()
+    failures: tuple[Event, ...] = ()
+    events_seen: int = 0
+    waited: float = 0.0
+    cut_short: bool = False
+    commands: tuple[CommandRun, ...] = ()
+    hide: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def usable(self) -> tuple[LoginTarget, ...]:
+        return tuple(t for t in self.targets if not t.not_tried)
+
+    @property
+    def provoked(self) -> bool:
+        return any(a.kind == "denied" for a in self.attempts)
+
+    @property
+    def watched(self) -> bool:
+        return any(r.problem is None for r in self.reports)
+
+    @property
+    def problems(self) -> tuple[SinkReport, ...]:
+        return tuple(r for r in self.reports if r.problem is not None)
+
+    def event(self, event: Event) -> dict[str, Any]:
+        out: dict[str, Any] = {"sink": event.sink, "channel": event.channel,
+                               "origin": event.origin,
+                               "text": excerpt(scrub(event.text, self.hide).encode(),
+                                               MAX_EVENT_CHARS)}
+        if event.encrypted is not None:
+            out["encrypted"] = event.encrypted
+        if self.first_sent is not None:
+            out["delay_seconds"] = round(max(0.0, event.at - self.first_sent), 3)
+        out.update({k: v for k, v in event.fields.items() if k not in out})
+        return out
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "nonce": self.tag, "event_timeout": self.window,
+            "sinks": [r.evidence() for r in self.reports],
+            "attempts": [{**a.target.evidence(), **a.evidence()} for a in self.attempts],
+            "events_seen": self.events_seen, "waited_seconds": round(self.waited, 3),
+        }
+        skipped = [t.evidence() for t in self.targets if t.not_tried]
+        if skipped:
+            out["not_tried"] = skipped
+        if self.matched:
+            out["events"] = [self.event(e) for e in self.matched]
+        if self.named:
+            out["naming_without_failure"] = [self.event(e) for e in self.named]
+        if self.failures:
+            out["failures_not_naming_the_attempt"] = [self.event(e) for e in self.failures]
+        if self.commands:
+            out["command_runs"] = [r.evidence() for r in self.commands]
+        if self.cut_short:
+            out["cut_short_by_budget"] = True
+        return out
+
+
+async def _pump(subscription: Subscription, sink: MqttSink, box: Box,
+                problems: dict[str, str]) -> None:
+    """Feed the MQTT sink's publications to the box until cancelled."""
+    try:
+        for _ in range(MAX_EVENTS):
+            publication = await subscription.next(3600.0)
+            if publication is not None:
+                box.offer(_mqtt_event(sink, publication))
+    except SinkUnavailable as exc:
+        problems["mqtt"] = f"the subscription ended: {exc}"
+
+
+async def _poll(ctx: DeviceContext, sink: CommandSink, box: Box, since: float, deadline: float,
+                runs: list[CommandRun]) -> None:
+    """Run the command sink every `interval` until the event is found or the window ends."""
+    program = sink.argv[0]
+    for _ in range(MAX_RUNS):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        bounded = CommandSink(sink.argv, min(sink.timeout, left), sink.interval)
+        run = await run_command(bounded, command_values(box.tag, since, time.time(),
+                                                        ctx.device, ctx.address))
+        runs.append(run)
+        text = run.output.decode("utf-8", "replace")
+        for line in text.splitlines()[:MAX_COMMAND_LINES]:
+            box.offer(Event("command", f"command ({program})", None, line, run.at,
+                            program, {"exit_status": run.exit_status}))
+        if box.found.is_set():
+            return
+        await asyncio.sleep(max(0.0, min(sink.interval, deadline - time.monotonic())))
+
+
+async def _wait(box: Box, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(box.found.wait(), max(0.0, seconds))
+
+
+async def canary(ctx: DeviceContext) -> CanaryRun:
+    """Collector: the tagged failed logins and the events they caused (module docstring)."""
+    sinks = declared_sinks(ctx.device)
+    if not sinks.for_events:
+        return CanaryRun(sinks)
+    params = {**EVENT_DEFAULTS, **ctx.params_for(EVENT_CHECK)}
+    window = _number(params, EVENT_CHECK, "event_timeout")
+    targets = await ctx.observe(login_targets)
+    if not any(not t.not_tried for t in targets):
+        return CanaryRun(sinks, targets, window=window)
+    tag, password = new_tag()
+    hide = (*hidden_values(ctx.device), password)
+    box = Box(tag)
+    problems: dict[str, str] = {}
+    channels: dict[SinkName, str] = {}
+    tasks: list[asyncio.Task[None]] = []
+    runs: list[CommandRun] = []
+    attempts: list[Attempt] = []
+    since = time.time() - 1.0
+    first: float | None = None
+    begin = time.monotonic()
+    cut_short = False
+    async with contextlib.AsyncExitStack() as stack:
+        if sinks.syslog is not None:
+            channels["syslog"] = f"syslog over {sinks.syslog.scheme.upper()} ({sinks.syslog.url})"
+            try:
+                await stack.enter_async_context(
+                    listening(sinks.syslog, lambda r: box.offer(_syslog_event(r))))
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                problems["syslog"] = f"cannot listen on {sinks.syslog.url}: {reason}"
+        mqtt = sinks.mqtt
+        if mqtt is not None and mqtt.topic is not None:
+            channels["mqtt"] = mqtt.channel
+            try:
+                subscription = await stack.enter_async_context(
+                    subscribed(ctx, mqtt, [mqtt.topic]))
+                tasks.append(asyncio.create_task(_pump(subscription, mqtt, box, problems)))
+            except SinkUnavailable as exc:
+                problems["mqtt"] = str(exc)
+        if sinks.command is not None:
+            channels["command"] = f"command ({sinks.command.argv[0]})"
+        try:
+            if len(problems) < len(channels):
+                for target in targets:
+                    if not target.not_tried:
+                        attempts.append(await attempt(ctx, target, tag, password,
+                                                      box.add_source))
+                denied = [a for a in attempts if a.kind == "denied"]
+                if denied:
+                    first = denied[0].begin
+                    box_deadline = first + window
+                    budget_end = time.monotonic() + ctx.remaining() - BUDGET_MARGIN
+                    cut_short = budget_end < box_deadline
+                    deadline = min(box_deadline, budget_end)
+                    if sinks.command is not None:
+                        tasks.append(asyncio.create_task(
+                            _poll(ctx, sinks.command, box, since, deadline, runs)))
+                    await _wait(box, deadline - time.monotonic())
+                    if box.found.is_set():
+                        await asyncio.sleep(max(0.0, min(LINGER, deadline - time.monotonic())))
+                        cut_short = False
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    reports = tuple(SinkReport(name, channel, problems.get(name))
+                    for name, channel in channels.items())
+    return CanaryRun(sinks, targets, tag, window, reports, tuple(attempts), first,
+                     tuple(box.matched), tuple(box.named), tuple(box.failures), box.seen,
+                     time.monotonic() - (first if first is not None else begin), cut_short,
+                     tuple(runs), hide)
+
+
+# ---------------------------------------------------------------------------------------------
+# Brute-force throttling (intrusive)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Burst:
+    """The failed logins sent to one endpoint, in order."""
+
+    target: LoginTarget
+    attempts: tuple[Attempt, ...] = ()
+    planned: int = 0
+    max_rate: float = 0.0
+
+    def timings(self) -> list[dict[str, Any]]:
+        origin = self.attempts[0].begin if self.attempts else None
+        return [{"n": n, **a.evidence(origin)} for n, a in enumerate(self.attempts, 1)]
+
+
+def _stops(attempts: list[Attempt]) -> bool:
+    """Whether the burst has shown enough: an accepted login, a first attempt that got no
+    ordinary refusal, or two attempts in a row that were not ordinary refusals."""
+    last = attempts[-1]
+    if last.kind == "accepted" or (len(attempts) == 1 and last.kind != "denied"):
+        return True
+    baseline = attempts[0].code
+    tail = attempts[-2:]
+    return len(tail) == 2 and all(a.kind != "denied" or a.code != baseline for a in tail)
+
+
+async def _burst(ctx: DeviceContext, target: LoginTarget, count: int, rate: float) -> Burst:
+    tag, password = new_tag()
+    attempts: list[Attempt] = []
+    spacing = 1.0 / rate
+    for _ in range(count):
+        if attempts:
+            await asyncio.sleep(max(0.0, attempts[-1].begin + spacing - time.monotonic()))
+        attempts.append(await attempt(ctx, target, tag, password, lambda _source: None))
+        if _stops(attempts):
+            break
+    return Burst(target, tuple(attempts), count, rate)
+
+
+async def throttling(ctx: DeviceContext) -> tuple[Burst, ...]:
+    """Collector (intrusive): a burst of tagged failed logins on every login endpoint, one
+    endpoint after the other."""
+    params = {**THROTTLING_DEFAULTS, **ctx.params_for(THROTTLING_CHECK)}
+    count = params.get("attempts")
+    if (not isinstance(count, int) or isinstance(count, bool)
+            or not 2 <= count <= MAX_ATTEMPTS):
+        raise ObservationError("profile", f"{THROTTLING_CHECK}: attempts must be a whole "
+                               f"number from 2 to {MAX_ATTEMPTS}")
+    rate = _number(params, THROTTLING_CHECK, "max_rate", high=MAX_RATE)
+    bursts = []
+    for target in await ctx.observe(login_targets):
+        if target.not_tried:
+            bursts.append(Burst(target))
+        else:
+            bursts.append(await _burst(ctx, target, count, rate))
+    return tuple(bursts)
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    """How the answers of a burst changed from its first attempts to its last: `measure` is
+    "answer" (request sent to answer: MQTT CONNECT to CONNACK) or "attempt" (connection start
+    to answer, the TCP and TLS handshakes included)."""
+
+    measure: Literal["answer", "attempt"]
+    baseline: float
+    final: float
+    window: int
+
+    @property
+    def factor(self) -> float:
+        return self.final / self.baseline if self.baseline > 0 else float("inf")
+
+    def evidence(self) -> dict[str, Any]:
+        return {"measure": self.measure, "baseline_median_ms": round(self.baseline * 1000, 1),
+                "final_median_ms": round(self.final * 1000, 1),
+                "delay_factor": round(min(self.factor, 1e6), 2), "window": self.window}
+
+
+def slowdowns(attempts: tuple[Attempt, ...]) -> list[Slowdown]:
+    """Per measure, the median delay of the first and of the last `MEDIAN_WINDOW` ordinary
+    refusals (fewer when the burst is short); nothing with fewer than two. The answer alone
+    shows a tarpit that handshake jitter would hide; the whole attempt shows one in the
+    handshakes."""
+    denied = [a for a in attempts if a.kind == "denied"]
+    window = min(MEDIAN_WINDOW, len(denied) // 2)
+    if window < 1:
+        return []
+    out = []
+    waits = [a.wait for a in denied if a.wait is not None]
+    if len(waits) == len(denied):
+        out.append(Slowdown("answer", statistics.median(waits[:window]),
+                            statistics.median(waits[-window:]), window))
+    totals = [a.elapsed for a in denied]
+    out.append(Slowdown("attempt", statistics.median(totals[:window]),
+                        statistics.median(totals[-window:]), window))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Heartbeat
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeartbeatWatch:
+    sink: MqttSink | None
+    waited: float = 0.0
+    wanted: float = 0.0
+    arrived: Publication | None = None
+    delay: float | None = None
+    retained_ignored: int = 0
+    problem: str | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        return self.waited + 1e-3 < self.wanted
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.sink is not None:
+            out.update(broker=self.sink.channel, topic=self.sink.heartbeat_topic,
+                       heartbeat_interval=self.sink.heartbeat_interval,
+                       waited_seconds=round(self.waited, 3))
+        if self.arrived is not None and self.delay is not None:
+            out.update(received_topic=self.arrived.topic,
+                       received_after_seconds=round(self.delay, 3),
+                       payload=excerpt(self.arrived.payload, 200))
+        if self.retained_ignored:
+            out["retained_ignored"] = self.retained_ignored
+        if self.problem is not None:
+            out["problem"] = self.problem
+        return out
+
+
+async def heartbeat(ctx: DeviceContext) -> HeartbeatWatch:
+    """Collector: wait up to one declared heartbeat interval (plus grace) for a publication on
+    the heartbeat topic, within the device budget."""
+    sink = declared_sinks(ctx.device).mqtt
+    if sink is None or sink.heartbeat_topic is None or sink.heartbeat_interval is None:
+        return HeartbeatWatch(None)
+    params = {**HEARTBEAT_DEFAULTS, **ctx.params_for(HEARTBEAT_CHECK)}
+    grace = params.get("grace_seconds")
+    if not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
+        raise ObservationError("profile", f"{HEARTBEAT_CHECK}: grace_seconds must be a number "
+                               "of seconds")
+    wanted = sink.heartbeat_interval + float(grace)
+    allowed = max(0.0, ctx.remaining() - BUDGET_MARGIN - ctx.timeout)
+    wait = min(wanted, allowed)
+    ignored = 0
+    start = time.monotonic()
+    try:
+        async with subscribed(ctx, sink, [sink.heartbeat_topic]) as subscription:
+            start = time.monotonic()
+            for _ in range(MAX_RETAINED):
+                publication = await subscription.next(start + wait - time.monotonic())
+                if publication is None:
+                    break
+                if publication.retained:
+                    ignored += 1
+                    continue
+                return HeartbeatWatch(sink, publication.at - start, wanted, publication,
+                                      publication.at - start, ignored)
+    except SinkUnavailable as exc:
+        return HeartbeatWatch(sink, time.monotonic() - start, wanted, retained_ignored=ignored,
+                              problem=str(exc))
+    return HeartbeatWatch(sink, time.monotonic() - start, wanted, retained_ignored=ignored)

@@ -1,0 +1,461 @@
+"""sslyze for what it does best: certificate chains validated against the trust anchor, and the
+known implementation flaws (Heartbleed, OpenSSL CCS injection, ROBOT, renegotiation,
+compression).
+
+sslyze is driven one scan job at a time rather than through its `Scanner`: the probe's own
+handshakes (`probe.observe.tls`) already know the highest version and whether RSA key exchange
+is accepted, so sslyze's connectivity test (several handshakes) is replaced by a
+`ServerConnectivityInfo` built from those facts, and ROBOT is not run at all when no RSA key
+exchange is accepted (ROBOT needs one). A job opens at most one connection (sslyze's own
+three-attempt ROBOT test, run only to confirm a possible oracle, up to seven); before each job
+is handed to sslyze the probe takes a rate token per connection and one of the device's slots,
+counts the connections, and runs the job in the blocking-call pool under a cap shared by every
+device of the scan (`gate`). Name lookups never happen: sslyze gets the device's address as
+`ip_address`.
+
+sslyze always sends a server name: the device's hostname when the inventory gives one, else
+the address itself (and the certificate is then validated against that IP address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import math
+import ssl
+import warnings
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from probe.context import DeviceContext
+from probe.observe.tls import (
+    Handshakes,
+    LeafFacts,
+    device_identity,
+    endpoint_handshakes,
+    leaf_facts,
+    tls_endpoints,
+)
+from probe.observe.tls_hello import SSL2, SSL3, TLS10, TLS11, TLS12, TLS13, catalogue
+from probe.secrets import Secret
+
+ROBOT_CONNECTIONS = 7
+"""Connections one ROBOT job opens at most: two to find an RSA suite, five payloads."""
+SYSTEM_STORES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                 "/etc/ssl/cert.pem")
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+@functools.cache
+def _sslyze() -> Any:
+    """sslyze's public API, imported on first use (it is slow to import)."""
+    import sslyze
+    from sslyze.plugins import plugin_base, scan_commands
+    from sslyze.server_connectivity import ServerConnectivityInfo
+
+    class Api:
+        lib = sslyze
+        commands = scan_commands.ScanCommandsRepository
+        JobResult = plugin_base.ScanJobResult
+        ConnectivityInfo = ServerConnectivityInfo
+
+    return Api
+
+
+def gate(ctx: DeviceContext) -> asyncio.Semaphore:
+    """The scan-wide cap on sslyze jobs running at once: half the blocking-call pool, so that
+    other blocking work always finds a thread."""
+    loop = asyncio.get_running_loop()
+    found = _GATES.get(loop)
+    if found is None:
+        found = asyncio.Semaphore(max(1, ctx.options.blocking_threads // 2))
+        _GATES[loop] = found
+    return found
+
+
+def trust_anchor(ctx: DeviceContext) -> tuple[str | None, str]:
+    """(CA bundle path, how it was chosen): `--trust-anchor`, else the inventory's, else the
+    system store; (None, why) when there is none."""
+    if ctx.options.trust_anchor:
+        return ctx.options.trust_anchor, "trust anchor (command line)"
+    if ctx.device.trust_anchor:
+        return ctx.device.trust_anchor, "trust anchor (inventory)"
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, *SYSTEM_STORES):
+        if candidate and Path(candidate).is_file():
+            return candidate, "system store"
+    return None, "no trust anchor given and no system CA store found"
+
+
+def _version_enum(version: int) -> Any:
+    enum = _sslyze().lib.TlsVersionEnum
+    return {SSL3: enum.SSL_3_0, TLS10: enum.TLS_1_0, TLS11: enum.TLS_1_1, TLS12: enum.TLS_1_2,
+            TLS13: enum.TLS_1_3}[version]
+
+
+def _client_credentials(ctx: DeviceContext) -> Any:
+    entry = ctx.device.credentials.get("tls_client") or {}
+    cert, key = entry.get("cert_file"), entry.get("key_file")
+    if not isinstance(cert, str):
+        return None
+    password = entry.get("password")
+    return _sslyze().lib.ClientAuthenticationCredentials(
+        certificate_chain_path=Path(cert), key_path=Path(key if isinstance(key, str) else cert),
+        key_password=password.reveal() if isinstance(password, Secret) else "")
+
+
+def server_info(ctx: DeviceContext, found: Handshakes) -> Any:
+    """sslyze's view of the endpoint, from the probe's own handshakes."""
+    api = _sslyze().lib
+    name = device_identity(ctx)
+    location = api.ServerNetworkLocation(hostname=name, port=found.endpoint.port,
+                                         ip_address=ctx.address)
+    network = api.ServerNetworkConfiguration(
+        tls_server_name_indication=name, tls_client_auth_credentials=_client_credentials(ctx),
+        network_timeout=max(1, math.ceil(ctx.timeout)), network_max_retries=1)
+    requirement = {"required": api.ClientAuthRequirementEnum.REQUIRED,
+                   "requested": api.ClientAuthRequirementEnum.OPTIONAL}.get(
+        found.endpoint.client_certificate, api.ClientAuthRequirementEnum.DISABLED)
+    highest = found.highest
+    assert highest is not None
+    chosen = [catalogue().get(reply.suite or 0) for version, reply in found.versions.items()
+              if reply.accepts(version)]
+    ecdh = highest == TLS13 or any(s is not None and s.key_exchange.startswith("ECDH")
+                                   for s in chosen)
+    probing = api.ServerTlsProbingResult(
+        highest_tls_version_supported=_version_enum(highest), cipher_suite_supported="",
+        client_auth_requirement=requirement, supports_ecdh_key_exchange=ecdh)
+    return _sslyze().ConnectivityInfo(server_location=location, network_configuration=network,
+                                      tls_probing_result=probing)
+
+
+async def run_jobs(ctx: DeviceContext, jobs: Sequence[Any],
+                   connections_per_job: int = 1) -> list[Any]:
+    """sslyze scan jobs, each under one of the device's slots, `connections_per_job` rate
+    tokens and the scan-wide gate, in the blocking-call pool; their ScanJobResults."""
+    api = _sslyze()
+    limit = ctx.timeout * (connections_per_job + 1)
+
+    async def one(job: Any) -> Any:
+        async with gate(ctx), ctx.slot():
+            for _ in range(connections_per_job):
+                await ctx.network.rate.acquire()
+            ctx.connections += connections_per_job
+            try:
+                value = await asyncio.wait_for(
+                    ctx.blocking(job.function_to_call, *job.function_arguments), limit)
+            except Exception as exc:
+                return api.JobResult(None, exc)
+            return api.JobResult(value, None)
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+async def run_command(ctx: DeviceContext, info: Any, command: Any, extra: Any = None,
+                      connections_per_job: int = 1, *, one_by_one: bool = False) -> Any:
+    """One sslyze scan command through `run_jobs` (its jobs at once, or `one_by_one`); its
+    result, or what it raised."""
+    implementation = _sslyze().commands.get_implementation_cls(command)
+    jobs = implementation.scan_jobs_for_scan_command(info, extra)
+    if one_by_one:
+        results = [result for job in jobs
+                   for result in await run_jobs(ctx, [job], connections_per_job)]
+    else:
+        results = await run_jobs(ctx, jobs, connections_per_job)
+    return implementation.result_for_completed_scan_jobs(info, results)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free description of what stopped an sslyze command."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(getattr(exc, "error_message", "") or exc).strip().splitlines()
+    head = text[0] if text else ""
+    return f"{type(exc).__name__}: {head}"[:200] if head else type(exc).__name__
+
+
+def _unusable(found: Handshakes) -> str | None:
+    """Why sslyze has nothing to do on this endpoint (None: it has)."""
+    if found.endpoint.silent:
+        return "the endpoint accepted the connection and never answered a ClientHello"
+    if found.highest == SSL2:
+        return "the endpoint accepts SSL 2.0 only"
+    if not found.speaks_tls:
+        answers = {f"{v:#06x}": r.describe() for v, r in found.versions.items()}
+        if found.versions and all(r.outcome == "timeout" for r in found.versions.values()):
+            return "no ClientHello of the probe got an answer before the timeout"
+        return f"no ClientHello of the probe was accepted ({answers})"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificates
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One certificate chain the endpoint serves, and how it validated."""
+
+    leaf: LeafFacts
+    chain_length: int
+    sni: bool  # served to a client that sent a server name
+    validation_error: str | None  # None: the chain validates to the anchor, for the identity
+
+
+@dataclass(frozen=True)
+class CertificateScan:
+    port: int
+    anchor: str | None
+    anchor_source: str
+    deployments: tuple[Deployment, ...] = ()
+    error: str | None = None
+
+
+@functools.lru_cache(maxsize=16)
+def _store(path: str, stamp: tuple[int, int]) -> Any:
+    """sslyze's trust store for the CA bundle at `path` (`stamp`: its mtime and size, so an
+    edited file is read again)."""
+    from cryptography.utils import CryptographyDeprecationWarning
+    from sslyze.plugins.certificate_info.trust_stores.trust_store import TrustStore
+
+    with warnings.catch_warnings():  # system bundles hold a few pre-RFC 5280 roots
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return TrustStore(Path(path), "trust anchor", "n/a")
+
+
+def _subject(ctx: DeviceContext) -> x509.GeneralName:
+    if ctx.device.hostname:
+        return x509.DNSName(ctx.device.hostname)
+    return x509.IPAddress(ipaddress.ip_address(ctx.address))
+
+
+def _validate(store: Any, chain: list[str], subject: x509.GeneralName) -> str | None:
+    result = store.verify_certificate_chain(chain, subject)
+    if result.was_validation_successful:
+        return None
+    return str(result.validation_error or "validation failed")
+
+
+async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
+    """Collector (per port): every chain the endpoint serves (sslyze's certificate jobs: with
+    and without a server name, RSA and non-RSA authentication), each validated by sslyze
+    against the trust anchor and the device identity (its hostname, else its address)."""
+    found = await ctx.observe(endpoint_handshakes, port)
+    anchor, source = trust_anchor(ctx)
+    problem = _unusable(found)
+    if problem is not None:
+        return CertificateScan(port, anchor, source, error=problem)
+    api = _sslyze()
+    try:
+        info = server_info(ctx, found)
+        implementation = api.commands.get_implementation_cls(
+            api.lib.ScanCommand.CERTIFICATE_INFO)
+        results = await run_jobs(ctx, implementation.scan_jobs_for_scan_command(info, None))
+    except Exception as exc:
+        return CertificateScan(port, anchor, source, error=describe_error(exc))
+    chains: dict[str, tuple[list[str], bool]] = {}
+    failures: list[BaseException] = []
+    for result in results:
+        try:
+            chain, _, _, sni = result.get_result()
+        except Exception as exc:
+            failures.append(exc)
+            continue
+        if chain:
+            known = chains.get(chain[0])
+            chains[chain[0]] = (chain, sni or (known is not None and known[1]))
+    if not chains:
+        reason = describe_error(failures[0]) if failures else "the server sent no certificate"
+        return CertificateScan(port, anchor, source, error=reason)
+    store = None
+    if anchor is not None:
+        try:
+            path = Path(anchor)
+            stat = path.stat()
+            store = _store(str(path), (stat.st_mtime_ns, stat.st_size))
+        except (OSError, ValueError) as exc:
+            source = f"{source}: unreadable ({describe_error(exc)})"
+    identity, subject = device_identity(ctx), _subject(ctx)
+    deployments = []
+    for chain, sni in chains.values():
+        leaf = x509.load_pem_x509_certificate(chain[0].encode("ascii"))
+        error = _validate(store, chain, subject) if store is not None else source
+        deployments.append(Deployment(leaf_facts(leaf, identity), len(chain), sni, error))
+    return CertificateScan(port, anchor if store is not None else None, source,
+                           tuple(deployments))
+
+
+async def tls_certificates(ctx: DeviceContext) -> tuple[CertificateScan, ...]:
+    """Collector: `certificate_scan` for every TLS endpoint of the device."""
+    endpoints = await ctx.observe(tls_endpoints)
+    return tuple(await asyncio.gather(*(ctx.observe(certificate_scan, e.port)
+                                        for e in endpoints)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Known vulnerabilities
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flaw:
+    """One known weakness tested on one endpoint."""
+
+    name: str
+    vulnerable: bool | None  # None: not decided (see `error`)
+    detail: str
+    error: str | None = None
+    needs_client_certificate: bool = False
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"test": self.name, "detail": self.detail}
+        out["vulnerable"] = self.vulnerable
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True)
+class VulnerabilityScan:
+    port: int
+    flaws: tuple[Flaw, ...] = ()
+    error: str | None = None
+
+
+def _client_certificate_error(exc: BaseException) -> bool:
+    return "ClientCertificateRequested" in type(exc).__name__ or "client certificate" in str(
+        exc).lower()
+
+
+async def _flaw(ctx: DeviceContext, info: Any, name: str, command: Any, extra: Any,
+                judge: Any, connections: int = 1, one_by_one: bool = False) -> list[Flaw]:
+    try:
+        result = await run_command(ctx, info, command, extra, connections,
+                                   one_by_one=one_by_one)
+    except Exception as exc:
+        needs = _client_certificate_error(exc)
+        return [Flaw(name, None, "not decided", describe_error(exc), needs)]
+    judged: Flaw | list[Flaw] = judge(result)
+    return judged if isinstance(judged, list) else [judged]
+
+
+def _robot(result: Any) -> Flaw:
+    verdict = result.robot_result.name
+    vulnerable = verdict.startswith("VULNERABLE")
+    if verdict.startswith("UNKNOWN"):
+        return Flaw("ROBOT", None, verdict.lower(), "inconsistent answers to ROBOT payloads")
+    return Flaw("ROBOT", vulnerable, verdict.lower())
+
+
+async def _robot_flaw(ctx: DeviceContext, info: Any, highest: int) -> list[Flaw]:
+    """ROBOT with sslyze's own payloads, faster: the RSA parameters, then the five payloads
+    as five jobs at once (sslyze sends them one after the other, and each waits out a delayed
+    ACK); only a server whose answers differ (a possible oracle) gets sslyze's full, three
+    times repeated test. Without those sslyze internals, the full test runs directly."""
+    command = _sslyze().lib.ScanCommand.ROBOT
+    try:
+        from sslyze.plugins.plugin_base import ScanJob
+        from sslyze.plugins.robot import _robot_tester as robot
+
+        payloads = list(robot.RobotPmsPaddingPayloadEnum)
+        rsa_parameters, send = robot._get_rsa_parameters, robot._send_robot_payload
+    except (ImportError, AttributeError):
+        return await _flaw(ctx, info, "ROBOT", command, None, _robot, ROBOT_CONNECTIONS)
+    version = _version_enum(min(highest, TLS12))
+    ciphers = ["AES128-GCM-SHA256:AES256-GCM-SHA384", "RSA"] if highest >= TLS12 else ["RSA"]
+    found = None
+    for cipher in ciphers:
+        (outcome,) = await run_jobs(ctx, [ScanJob(rsa_parameters, [info, version, cipher])])
+        try:
+            found = outcome.get_result()
+        except Exception as exc:
+            return [Flaw("ROBOT", None, "not decided", describe_error(exc),
+                         _client_certificate_error(exc))]
+        if found is not None:
+            break
+    if found is None:
+        return [Flaw("ROBOT", False, "not_vulnerable_rsa_not_supported")]
+    jobs = [ScanJob(send, [info, version, cipher, payload, True, found.n, found.e])
+            for payload in payloads]
+    answers = []
+    for outcome in await run_jobs(ctx, jobs):
+        try:
+            answers.append(str(outcome.get_result()))
+        except Exception as exc:
+            return [Flaw("ROBOT", None, "not decided", describe_error(exc),
+                         _client_certificate_error(exc))]
+    if len(set(answers)) == 1:
+        return [Flaw("ROBOT", False, "not_vulnerable_no_oracle (the five payloads got the "
+                     "same answer)")]
+    return await _flaw(ctx, info, "ROBOT", command, None, _robot, ROBOT_CONNECTIONS)
+
+
+def _renegotiation(result: Any) -> list[Flaw]:
+    accepted = result.client_renegotiations_success_count > 0
+    secure = bool(result.supports_secure_renegotiation)
+    return [
+        Flaw("secure renegotiation", not secure,
+             "supported" if secure else "not supported (RFC 5746)"),
+        Flaw("client-initiated renegotiation", accepted,
+             "accepted" if accepted else "refused"),
+    ]
+
+
+async def vulnerability_scan(ctx: DeviceContext, port: int) -> VulnerabilityScan:
+    """Collector (per port): Heartbleed, CCS injection, ROBOT, compression, then
+    renegotiation, last and one job after the other: a server may stall the next connection
+    after a client renegotiation (openssl s_server does, for a second), so it runs once the
+    endpoint's other sslyze work, the certificate scan included, is over."""
+    found = await ctx.observe(endpoint_handshakes, port)
+    problem = _unusable(found)
+    if problem is not None:
+        return VulnerabilityScan(port, error=problem)
+    api = _sslyze()
+    commands = api.lib.ScanCommand
+    try:
+        info = server_info(ctx, found)
+    except Exception as exc:
+        return VulnerabilityScan(port, error=describe_error(exc))
+    early = 0 if found.highest == TLS13 else 1  # sslyze skips both on TLS 1.3 servers
+    tests = [
+        _flaw(ctx, info, "Heartbleed", commands.HEARTBLEED, None,
+              lambda r: Flaw("Heartbleed", bool(r.is_vulnerable_to_heartbleed),
+                             "vulnerable" if r.is_vulnerable_to_heartbleed else "not vulnerable"),
+              early),
+        _flaw(ctx, info, "OpenSSL CCS injection", commands.OPENSSL_CCS_INJECTION, None,
+              lambda r: Flaw("OpenSSL CCS injection", bool(r.is_vulnerable_to_ccs_injection),
+                             "vulnerable" if r.is_vulnerable_to_ccs_injection
+                             else "not vulnerable"), early),
+        _flaw(ctx, info, "TLS compression", commands.TLS_COMPRESSION, None,
+              lambda r: Flaw("TLS compression", bool(r.supports_compression),
+                             "enabled" if r.supports_compression else "off")),
+    ]
+    known: list[Flaw] = []
+    if found.rsa_key_exchange() is False:
+        known.append(Flaw("ROBOT", False, "not applicable: no suite with RSA key exchange is "
+                          "accepted at TLS 1.2 (seen in the probe's handshakes)"))
+    else:
+        tests.append(_robot_flaw(ctx, info, found.highest or TLS12))
+    outcomes = await asyncio.gather(*tests)
+    await ctx.observe(certificate_scan, port)
+    reneg = api.lib.SessionRenegotiationExtraArgument(client_renegotiation_attempts=1)
+    last = await _flaw(ctx, info, "renegotiation", commands.SESSION_RENEGOTIATION, reneg,
+                       _renegotiation, one_by_one=True)
+    flaws = [flaw for outcome in outcomes for flaw in outcome] + known + last
+    return VulnerabilityScan(port, tuple(flaws))
+
+
+async def tls_vulnerabilities(ctx: DeviceContext) -> tuple[VulnerabilityScan, ...]:
+    """Collector: `vulnerability_scan` for every TLS endpoint of the device."""
+    endpoints = await ctx.observe(tls_endpoints)
+    return tuple(await asyncio.gather(*(ctx.observe(vulnerability_scan, e.port)
+                                        for e in endpoints)))

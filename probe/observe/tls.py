@@ -1,0 +1,415 @@
+"""TLS collectors: the device's TLS endpoints, what their handshakes accept, their certificates
+and their known weaknesses.
+
+Endpoints come from discovery (`services`): every port where a TLS handshake succeeded, whatever
+runs inside (HTTPS, MQTT over TLS, other); every port discovery could not identify that answers
+one raw ClientHello with a ServerHello; and ports that are TLS by convention or by inventory
+(443, 8883, `https`, `mqtts`, ...) but accepted a connection and never answered a ClientHello
+(those already cost discovery a timeout and are not probed again).
+
+Versions and cipher classes (`tls_handshakes`) are decided by raw ClientHellos
+(`probe.observe.tls_hello`) over `ctx.connect`, one connection each: one per version; then, at
+the highest accepted version below TLS 1.3, the whole class of weak suites, minus whatever the
+server picked, until it refuses (k offending suites cost k + 1 handshakes); at each lower
+accepted version, the weak suites not found yet; at TLS 1.2, the suites without forward
+secrecy that the weak run has not already seen accepted. Certificates (`tls_certificates`)
+and known vulnerabilities (`tls_vulnerabilities`) come from sslyze
+(`probe.observe.sslyze_scan`), which runs only on endpoints whose handshakes showed a TLS
+server, so a silent listener costs no sslyze time.
+
+The server name sent is the device's `hostname` when the inventory gives one, else none;
+connections always go to the device's address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from probe.context import DeviceContext
+from probe.observe.discovery import Services, services
+from probe.observe.identify import TLS_PORTS
+from probe.observe.tcp import service_ports
+from probe.observe.tls_hello import (
+    SSL2,
+    SSL3,
+    TLS10,
+    TLS11,
+    TLS12,
+    TLS13,
+    VERSION_NAMES,
+    ServerReply,
+    catalogue,
+    classic_suites,
+    client_hello,
+    non_forward_secret_suites,
+    parse_reply,
+    reply_complete,
+    sslv2_suites,
+    suite_name,
+    tls13_suites,
+    weak_suites,
+)
+
+MAX_REPLY = 32 * 1024
+MAX_ROUNDS = 64
+"""At most this many handshakes per elimination (a server that keeps picking is cut off)."""
+TLS_SERVICE_NAMES = frozenset({"https", "mqtts", "tls", "ssl", "amqps", "wss", "ftps"})
+UNDECIDED = frozenset({"timeout", "not-tls", "refused"})
+CLASSIC = (SSL3, TLS10, TLS11, TLS12)
+
+
+@dataclass(frozen=True)
+class TlsEndpoint:
+    port: int
+    protocol: str  # what runs inside: http, mqtt, tls (nothing identified)
+    silent: bool  # accepted the connection and never answered during discovery
+    detail: str
+    client_certificate: str  # "required", "requested" or "" (not asked)
+
+    @property
+    def target(self) -> str:
+        return f"tcp/{self.port}"
+
+
+async def tls_endpoints(ctx: DeviceContext) -> tuple[TlsEndpoint, ...]:
+    """Collector: the device's TLS endpoints. Discovery's findings, plus every open port it
+    could not identify that answers one ClientHello (TLS 1.2, every suite) with a ServerHello:
+    a server whose handshake the ssl module cannot finish is still a TLS endpoint."""
+    found: Services = await ctx.observe(services)
+    named = service_ports(ctx, udp=False)
+    unknown = [i.port for i in found.tcp if i.protocol == "unknown" and not i.silent]
+    replies = await asyncio.gather(*(hello(ctx, port, TLS12, classic_suites())
+                                     for port in unknown))
+    answered = {port: reply for port, reply in zip(unknown, replies, strict=True)
+                if reply.outcome == "hello"}
+    out = []
+    for ident in found.tcp:
+        conventional = ident.port in TLS_PORTS or named.get(ident.port) in TLS_SERVICE_NAMES
+        silent = ident.protocol == "unknown" and ident.silent and conventional
+        if ident.port in answered:
+            out.append(TlsEndpoint(ident.port, "tls", False,
+                                   f"{answered[ident.port].describe()} (raw ClientHello)", ""))
+            continue
+        if not ident.tls and not silent:
+            continue
+        evidence = ident.evidence
+        certificate = ("required" if evidence.get("client_certificate_required") else
+                       "requested" if evidence.get("client_certificate_requested") else "")
+        protocol = ident.protocol if ident.tls else "tls"
+        out.append(TlsEndpoint(ident.port, protocol, silent, ident.detail, certificate))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw handshakes: versions and cipher classes
+# ---------------------------------------------------------------------------------------------
+
+
+async def hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[int]) -> ServerReply:
+    """Offer `suites` at `version` on a fresh connection and read the first answer."""
+    payload = client_hello(version, suites, ctx.device.hostname)
+    try:
+        async with ctx.connect(port) as (reader, writer):
+            writer.write(payload)
+            await writer.drain()
+            data, stalled = await ctx.read(reader, MAX_REPLY, until=reply_complete)
+    except ConnectionRefusedError:
+        return ServerReply("refused")
+    except (ConnectionError, EOFError):
+        return ServerReply("closed")
+    except TimeoutError:
+        return ServerReply("timeout")
+    except OSError:
+        return ServerReply("refused")
+    return parse_reply(data, timed_out=stalled)
+
+
+@dataclass(frozen=True)
+class Elimination:
+    """Suites of one class offered at one version, minus each pick, until a refusal."""
+
+    version: int
+    accepted: tuple[tuple[int, int], ...]  # (negotiated version, suite), in pick order
+    end: ServerReply  # the answer that ended it
+    handshakes: int
+
+    @property
+    def complete(self) -> bool:
+        return self.end.outcome not in UNDECIDED
+
+
+async def eliminate(ctx: DeviceContext, port: int, version: int,
+                    offer: Sequence[int]) -> Elimination:
+    remaining = list(offer)
+    accepted: list[tuple[int, int]] = []
+    end = ServerReply("closed")
+    rounds = 0
+    while remaining and rounds < MAX_ROUNDS:
+        rounds += 1
+        end = await hello(ctx, port, version, remaining)
+        chosen, negotiated = end.suite, end.version
+        if end.outcome != "hello" or negotiated is None or negotiated > version:
+            break
+        if chosen is None or chosen not in remaining:
+            accepted.append((negotiated, chosen or 0))
+            end = ServerReply("not-tls")  # picked a suite it was not offered
+            break
+        accepted.append((negotiated, chosen))
+        remaining.remove(chosen)
+    else:
+        if remaining:
+            end = ServerReply("timeout")  # cut off after MAX_ROUNDS picks
+    return Elimination(version, tuple(accepted), end, rounds)
+
+
+@dataclass(frozen=True)
+class Handshakes:
+    """What one TLS endpoint accepts: versions, weak suites, suites without forward secrecy."""
+
+    endpoint: TlsEndpoint
+    versions: Mapping[int, ServerReply] = field(default_factory=dict)
+    weak: tuple[Elimination, ...] = ()
+    forward_secrecy: Elimination | None = None
+    handshakes: int = 0
+
+    @property
+    def accepted(self) -> tuple[int, ...]:
+        return tuple(v for v, reply in sorted(self.versions.items()) if reply.accepts(v))
+
+    @property
+    def undecided(self) -> tuple[int, ...]:
+        return tuple(v for v, reply in sorted(self.versions.items())
+                     if reply.outcome in UNDECIDED)
+
+    @property
+    def speaks_tls(self) -> bool:
+        return bool(self.accepted)
+
+    @property
+    def highest(self) -> int | None:
+        return max(self.accepted, default=None)
+
+    def offending(self) -> list[tuple[int, int]]:
+        """Every accepted weak suite as (version, suite), each once."""
+        seen: dict[tuple[int, int], None] = {}
+        reply = self.versions.get(SSL2)
+        if reply is not None and reply.accepts(SSL2):
+            seen.update({(SSL2, code): None for code in reply.sslv2_suites})
+        for run in self.weak:
+            seen.update({pick: None for pick in run.accepted})
+        return list(seen)
+
+    def without_forward_secrecy(self) -> list[tuple[int, int]]:
+        return list(self.forward_secrecy.accepted) if self.forward_secrecy else []
+
+    def rsa_key_exchange(self) -> bool | None:
+        """Whether a TLS 1.2 suite with RSA key exchange is accepted (None: not known)."""
+        run = self.forward_secrecy
+        if run is None:
+            return None
+        if any(catalogue()[code].rsa_key_exchange for _, code in run.accepted
+               if code in catalogue()):
+            return True
+        return False if run.complete else None
+
+
+def _version_offer(version: int) -> Sequence[int]:
+    if version == SSL2:
+        return sslv2_suites()
+    return tls13_suites() if version == TLS13 else classic_suites()
+
+
+async def endpoint_handshakes(ctx: DeviceContext, port: int) -> Handshakes:
+    """Collector (per port): versions first (TLS 1.2 and 1.3, then the legacy ones only if the
+    endpoint answered at all), then the eliminations (see the module's description)."""
+    known = {e.port: e for e in await ctx.observe(tls_endpoints)}
+    endpoint = known.get(port) or TlsEndpoint(port, "tls", False, "", "")
+    if endpoint.silent:
+        return Handshakes(endpoint)
+
+    async def probe(version: int) -> tuple[int, ServerReply]:
+        return version, await hello(ctx, port, version, _version_offer(version))
+
+    versions = dict(await asyncio.gather(probe(TLS12), probe(TLS13)))
+    count = 2
+    if all(reply.outcome in UNDECIDED for reply in versions.values()):
+        return Handshakes(endpoint, versions, handshakes=count)
+    versions.update(await asyncio.gather(*(probe(v) for v in (SSL2, SSL3, TLS10, TLS11))))
+    count += 4
+    accepted = [v for v in reversed(CLASSIC) if versions[v].accepts(v)]
+    if not accepted:
+        return Handshakes(endpoint, versions, handshakes=count)
+    head = await eliminate(ctx, port, accepted[0], weak_suites())
+    weak, forward = await asyncio.gather(
+        _lower_versions(ctx, port, accepted[1:], head),
+        _forward_secrecy(ctx, port, head) if accepted[0] == TLS12 else _nothing())
+    count += sum(run.handshakes for run in (*weak, *([forward] if forward else [])))
+    return Handshakes(endpoint, versions, weak, forward, count)
+
+
+async def _lower_versions(ctx: DeviceContext, port: int, versions: Sequence[int],
+                          head: Elimination) -> tuple[Elimination, ...]:
+    """The weak suites at each lower accepted version, offering only those no higher version
+    accepted already (each suite is named once, at the highest version that takes it)."""
+    runs = [head]
+    found = {code for _, code in head.accepted}
+    for version in versions:
+        run = await eliminate(ctx, port, version, [c for c in weak_suites() if c not in found])
+        found |= {code for _, code in run.accepted}
+        runs.append(run)
+    return tuple(runs)
+
+
+async def _forward_secrecy(ctx: DeviceContext, port: int, weak12: Elimination) -> Elimination:
+    """The TLS 1.2 suites without forward secrecy: those the weak run already saw accepted,
+    plus an elimination over the rest."""
+    seen = [(v, code) for v, code in weak12.accepted
+            if code in catalogue() and not catalogue()[code].forward_secret]
+    skip = {code for _, code in seen}
+    run = await eliminate(ctx, port, TLS12,
+                          [c for c in non_forward_secret_suites() if c not in skip])
+    return Elimination(TLS12, (*seen, *run.accepted), run.end, run.handshakes)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def tls_handshakes(ctx: DeviceContext) -> tuple[Handshakes, ...]:
+    """Collector: `endpoint_handshakes` for every TLS endpoint of the device."""
+    endpoints = await ctx.observe(tls_endpoints)
+    return tuple(await asyncio.gather(*(ctx.observe(endpoint_handshakes, e.port)
+                                        for e in endpoints)))
+
+
+def version_name(version: int) -> str:
+    return VERSION_NAMES.get(version, f"0x{version:04X}")
+
+
+def pick_evidence(picks: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+    out = []
+    for version, code in picks:
+        entry: dict[str, Any] = {"version": version_name(version), "suite": suite_name(code)}
+        suite = catalogue().get(code)
+        if suite is not None and suite.weak_classes:
+            entry["classes"] = list(suite.weak_classes)
+        out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificate facts
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeafFacts:
+    """What the served leaf certificate says, parsed with `cryptography`."""
+
+    subject: str
+    issuer: str
+    self_signed: bool
+    not_before: dt.datetime
+    not_after: dt.datetime
+    key_type: str  # RSA, EC, Ed25519, Ed448, DSA, other
+    key_bits: int
+    curve: str | None
+    signature_hash: str | None  # sha256, sha1, md5, ...; None for EdDSA
+    names: tuple[str, ...]  # subjectAltName DNS names and IP addresses
+    identity: str  # what the certificate must name: the hostname, else the address
+    identity_matches: bool
+    fingerprint: str  # SHA-256 of the SubjectPublicKeyInfo, hex (fleet.unique-keys)
+
+    def days_left(self, now: dt.datetime) -> float:
+        return (self.not_after - now).total_seconds() / 86400
+
+    def evidence(self, now: dt.datetime) -> dict[str, Any]:
+        key = f"{self.key_type} {self.key_bits}" + (f" ({self.curve})" if self.curve else "")
+        return {
+            "subject": self.subject, "issuer": self.issuer, "self_signed": self.self_signed,
+            "not_before": _stamp(self.not_before), "not_after": _stamp(self.not_after),
+            "days_left": round(self.days_left(now), 1), "key": key,
+            "signature_hash": self.signature_hash, "names": list(self.names),
+            "public_key_sha256": self.fingerprint,
+        }
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size, None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size, key.curve.name
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456, None
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size, None
+    return type(key).__name__, 0, None
+
+
+def _names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    dns = [str(name) for name in san.get_values_for_type(x509.DNSName)]
+    ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return dns, ips
+
+
+def _dns_match(pattern: str, name: str) -> bool:
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = name.partition(".")
+        return bool(head) and rest == pattern[2:] and "." in rest
+    return pattern == name
+
+
+def identity_matches(cert: x509.Certificate, identity: str) -> bool:
+    """Whether the subjectAltName names `identity` (an IP address, or a DNS name with the
+    usual one-label wildcard); the subject CN is not consulted (RFC 9525)."""
+    dns, ips = _names(cert)
+    try:
+        address = ipaddress.ip_address(identity)
+    except ValueError:
+        return any(_dns_match(pattern, identity) for pattern in dns)
+    return any(ipaddress.ip_address(ip) == address for ip in ips)
+
+
+def leaf_facts(cert: x509.Certificate, identity: str) -> LeafFacts:
+    key_type, bits, curve = _key(cert)
+    dns, ips = _names(cert)
+    digest = cert.signature_hash_algorithm
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return LeafFacts(
+        subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(),
+        self_signed=cert.subject == cert.issuer,
+        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+        key_type=key_type, key_bits=bits, curve=curve,
+        signature_hash=digest.name if digest is not None else None,
+        names=tuple(dns + ips), identity=identity,
+        identity_matches=identity_matches(cert, identity),
+        fingerprint=hashlib.sha256(spki).hexdigest(),
+    )
+
+
+def device_identity(ctx: DeviceContext) -> str:
+    """The name a device certificate must carry: the inventory hostname, else the address."""
+    return ctx.device.hostname or ctx.address

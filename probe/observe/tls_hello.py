@@ -1,0 +1,362 @@
+"""ClientHellos that offer exactly the suites in question, and what the server answers.
+
+A version or cipher-class question ("does this server accept TLS 1.0?", "any RC4 suite?") is
+answered by one ClientHello offering exactly what is asked about and by reading the first answer:
+a ServerHello (its version and the suite it picked), an alert, or a closed connection. No
+handshake is ever completed. The hellos are built and the ServerHello parsed with scapy's TLS
+layer (imported on first use: it is slow to import); records are framed here, so a reply that
+goes on to encrypted records or garbage is never handed to scapy whole.
+
+The suite catalogue is scapy's copy of the IANA registry plus the ARIA suites (RFC 6209) it
+lacks; each suite's key exchange, bulk cipher and MAC are read from its IANA name.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SSL2, SSL3, TLS10, TLS11, TLS12, TLS13 = 0x0002, 0x0300, 0x0301, 0x0302, 0x0303, 0x0304
+VERSION_NAMES = {SSL2: "SSL 2.0", SSL3: "SSL 3.0", TLS10: "TLS 1.0", TLS11: "TLS 1.1",
+                 TLS12: "TLS 1.2", TLS13: "TLS 1.3"}
+LEGACY_VERSIONS = (SSL2, SSL3, TLS10, TLS11)
+"""The versions every TLS endpoint must refuse."""
+
+HANDSHAKE, ALERT = 22, 21
+SERVER_HELLO = 2
+SSL2_SERVER_HELLO = 4
+_RECORD_TYPES = frozenset({20, 21, 22, 23})
+_HELLO_RETRY = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+_SCSV = frozenset({0x00FF, 0x5600})
+_TLS13_CODES = range(0x1301, 0x1306)
+
+WEAK_CLASSES = ("NULL", "anonymous", "EXPORT", "RC4", "DES", "3DES", "MD5-MAC")
+
+# Groups: x25519, secp256r1, secp384r1, secp521r1, x448, ffdhe2048, ffdhe3072.
+_GROUPS = [29, 23, 24, 25, 30, 256, 257]
+# Signature schemes from ecdsa/rsa-pss/ed25519 down to the legacy SHA-1 and MD5 ones, so that
+# old servers find something to sign with.
+_SIGNATURE_SCHEMES = [0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0804, 0x0805, 0x0806,
+                      0x0809, 0x080A, 0x080B, 0x0401, 0x0501, 0x0601, 0x0303, 0x0301,
+                      0x0302, 0x0402, 0x0502, 0x0602, 0x0203, 0x0201, 0x0202, 0x0101]
+_ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
+           40: "handshake_failure", 42: "bad_certificate", 47: "illegal_parameter",
+           48: "unknown_ca", 50: "decode_error", 51: "decrypt_error",
+           70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
+           86: "inappropriate_fallback", 90: "user_canceled", 109: "missing_extension",
+           110: "unsupported_extension", 112: "unrecognized_name",
+           116: "certificate_required", 120: "no_application_protocol"}
+
+
+@dataclass(frozen=True)
+class Suite:
+    code: int
+    name: str
+    key_exchange: str  # "ECDHE_RSA", "RSA", "DH_anon", ...; "" for TLS 1.3 and SSL 2.0
+    bulk: str  # "AES_128_GCM", "RC4_128", "3DES_EDE_CBC", "NULL", ...
+    mac: str  # "SHA256", "SHA", "MD5"; "" where the bulk cipher is an AEAD without one
+
+    @property
+    def weak_classes(self) -> tuple[str, ...]:
+        """The classes of weak suites (`WEAK_CLASSES`) this one belongs to."""
+        kx, bulk = self.key_exchange, self.bulk
+        found = []
+        if bulk.startswith("NULL"):
+            found.append("NULL")
+        if "anon" in kx or kx == "NULL":
+            found.append("anonymous")
+        if "EXPORT" in kx or "EXPORT" in self.name or re.search(r"_40(_|$)|DES40", bulk):
+            found.append("EXPORT")
+        if "RC4" in bulk:
+            found.append("RC4")
+        if re.match(r"DES(40)?_", bulk) and not bulk.startswith("DES_192"):
+            found.append("DES")
+        if bulk.startswith(("3DES", "DES_192")):
+            found.append("3DES")
+        if self.mac == "MD5":
+            found.append("MD5-MAC")
+        return tuple(found)
+
+    @property
+    def forward_secret(self) -> bool:
+        """Ephemeral (EC)DH key exchange, or TLS 1.3 (which always has it)."""
+        return self.code in _TLS13_CODES or self.key_exchange.startswith(("DHE", "ECDHE"))
+
+    @property
+    def rsa_key_exchange(self) -> bool:
+        """The premaster secret travels RSA-encrypted (what ROBOT attacks)."""
+        return self.key_exchange in ("RSA", "RSA_EXPORT", "RSA_EXPORT1024")
+
+
+def _parse_name(code: int, name: str) -> Suite:
+    if code in _TLS13_CODES:
+        return Suite(code, name, "", name.removeprefix("TLS_").rpartition("_")[0], "")
+    if name.startswith("SSL_CK_"):
+        bulk, _, mac = name.removeprefix("SSL_CK_").partition("_WITH_")
+        return Suite(code, name, "", bulk, mac)
+    kx, _, rest = name.removeprefix("TLS_").partition("_WITH_")
+    bulk, _, mac = rest.rpartition("_")
+    if rest.endswith(("_CCM", "_CCM_8")) or mac == "OLD":
+        bulk, mac = rest, ""
+    return Suite(code, name, kx, bulk, mac)
+
+
+def _aria() -> dict[int, str]:
+    """The ARIA suites of RFC 6209 (0xC03C-0xC071), which scapy's registry lacks."""
+    cbc = ["RSA", "DH_DSS", "DH_RSA", "DHE_DSS", "DHE_RSA", "DH_anon", "ECDHE_ECDSA",
+           "ECDH_ECDSA", "ECDHE_RSA", "ECDH_RSA"]
+    gcm = ["RSA", "DHE_RSA", "DH_RSA", "DHE_DSS", "DH_DSS", "DH_anon", "ECDHE_ECDSA",
+           "ECDH_ECDSA", "ECDHE_RSA", "ECDH_RSA"]
+    psk = [("PSK", "CBC"), ("DHE_PSK", "CBC"), ("RSA_PSK", "CBC"), ("PSK", "GCM"),
+           ("DHE_PSK", "GCM"), ("RSA_PSK", "GCM"), ("ECDHE_PSK", "CBC")]
+    layout = [(kx, "CBC") for kx in cbc] + [(kx, "GCM") for kx in gcm] + psk
+    out = {}
+    for index, (kx, mode) in enumerate(layout):
+        for offset, (bits, mac) in enumerate(((128, "SHA256"), (256, "SHA384"))):
+            out[0xC03C + 2 * index + offset] = f"TLS_{kx}_WITH_ARIA_{bits}_{mode}_{mac}"
+    return out
+
+
+@functools.cache
+def catalogue() -> Mapping[int, Suite]:
+    """Every known suite by code: TLS (two-byte codes) and SSL 2.0 (three-byte codes)."""
+    from scapy.layers.tls.crypto.suites import _tls_cipher_suites
+
+    names: dict[int, str] = {int(k): str(v) for k, v in _tls_cipher_suites.items()}
+    names.update({k: v for k, v in _aria().items() if k not in names})
+    return {code: _parse_name(code, name) for code, name in sorted(names.items())
+            if code not in _SCSV}
+
+
+def suite_name(code: int) -> str:
+    suite = catalogue().get(code)
+    return suite.name if suite is not None else f"0x{code:04X}"
+
+
+def classic_suites() -> tuple[int, ...]:
+    """Every known suite of SSL 3.0 to TLS 1.2."""
+    return tuple(c for c in catalogue() if c <= 0xFFFF and c not in _TLS13_CODES)
+
+
+def tls13_suites() -> tuple[int, ...]:
+    return tuple(c for c in catalogue() if c in _TLS13_CODES)
+
+
+def sslv2_suites() -> tuple[int, ...]:
+    return tuple(c for c in catalogue() if c > 0xFFFF)
+
+
+def weak_suites() -> tuple[int, ...]:
+    return tuple(c for c in classic_suites() if catalogue()[c].weak_classes)
+
+
+def non_forward_secret_suites() -> tuple[int, ...]:
+    return tuple(c for c in classic_suites() if not catalogue()[c].forward_secret)
+
+
+@functools.cache
+def _scapy() -> Any:
+    """scapy's TLS layer, imported once, on first use."""
+    from scapy.layers.tls import (
+        extensions,
+        handshake,
+        handshake_sslv2,
+        keyexchange_tls13,
+        record_sslv2,
+    )
+    from scapy.layers.tls import record as tls_record
+
+    class Layer:
+        ext = extensions
+        hs = handshake
+        hs2 = handshake_sslv2
+        ks = keyexchange_tls13
+        record = tls_record
+        record2 = record_sslv2
+
+    return Layer
+
+
+def client_hello(version: int, suites: Sequence[int], server_name: str | None = None) -> bytes:
+    """One TLS record holding a ClientHello for `version` that offers exactly `suites`.
+
+    TLS 1.3 is offered through supported_versions with an x25519 key share; earlier versions
+    through the legacy version field. Only the null compression method is offered. scapy
+    builds one hello per version and server name (a few milliseconds each); the suite list of
+    each hello sent is spliced into that template, so an elimination of k suites costs no
+    scapy work. Random, session id and key share repeat: no handshake is ever completed.
+    """
+    if version == SSL2:
+        return sslv2_client_hello(suites)
+    body, at = _template(version, server_name)
+    offer = b"".join(code.to_bytes(2, "big") for code in suites)
+    body = body[:at] + len(offer).to_bytes(2, "big") + offer + body[at + 2:]
+    message = bytes([body[0]]) + (len(body) - 4).to_bytes(3, "big") + body[4:]
+    record_version = SSL3 if version == SSL3 else TLS10
+    return bytes([HANDSHAKE]) + record_version.to_bytes(2, "big") + len(message).to_bytes(
+        2, "big") + message
+
+
+@functools.lru_cache(maxsize=64)
+def _template(version: int, server_name: str | None) -> tuple[bytes, int]:
+    """A ClientHello message for `version` with an empty suite list, built by scapy, and the
+    offset of that list's length field."""
+    s = _scapy()
+    ext: list[Any] = []
+    if server_name:
+        ext.append(s.ext.TLS_Ext_ServerName(
+            servernames=[s.ext.ServerName(servername=server_name.encode("idna"))]))
+    ext += [s.ext.TLS_Ext_SupportedGroups(groups=_GROUPS),
+            s.ext.TLS_Ext_SupportedPointFormat(ecpl=[0]),
+            s.ext.TLS_Ext_RenegotiationInfo()]
+    if version >= TLS12:
+        ext.append(s.ext.TLS_Ext_SignatureAlgorithms(sig_algs=_SIGNATURE_SCHEMES))
+    if version == TLS13:
+        share = s.ks.KeyShareEntry(group=29, key_exchange=os.urandom(32))
+        ext += [s.ext.TLS_Ext_SupportedVersion_CH(versions=[TLS13]),
+                s.ks.TLS_Ext_KeyShare_CH(client_shares=[share])]
+    session = os.urandom(32) if version == TLS13 else b""
+    hello = s.hs.TLSClientHello(
+        version=min(version, TLS12), random_bytes=os.urandom(32), sid=session, ciphers=[],
+        comp=[0], ext=ext)
+    return bytes(hello), 4 + 2 + 32 + 1 + len(session)
+
+
+def sslv2_client_hello(suites: Iterable[int] | None = None) -> bytes:
+    """An SSL 2.0 CLIENT-HELLO offering version 2 and the SSL 2.0 cipher specs."""
+    s = _scapy()
+    specs = list(suites) if suites is not None else list(sslv2_suites())
+    hello = s.hs2.SSLv2ClientHello(version=SSL2, ciphers=specs, challenge=os.urandom(16))
+    return bytes(s.record2.SSLv2(msg=[hello]))
+
+
+Outcome = Literal["hello", "alert", "closed", "timeout", "not-tls", "refused"]
+
+
+@dataclass(frozen=True)
+class ServerReply:
+    """The server's first answer to one ClientHello."""
+
+    outcome: Outcome
+    version: int | None = None  # the version the ServerHello chose
+    suite: int | None = None  # the suite it chose
+    alert: str | None = None
+    retry: bool = False  # a TLS 1.3 HelloRetryRequest (the version is accepted)
+    sslv2_suites: tuple[int, ...] = ()  # the cipher specs of an SSL 2.0 SERVER-HELLO
+
+    def accepts(self, version: int) -> bool:
+        return self.outcome == "hello" and self.version == version
+
+    def describe(self) -> str:
+        if self.outcome == "hello":
+            what = VERSION_NAMES.get(self.version or 0, f"0x{self.version or 0:04X}")
+            if self.version == SSL2:
+                return f"SSL 2.0 SERVER-HELLO ({len(self.sslv2_suites)} cipher specs)"
+            retry = " (HelloRetryRequest)" if self.retry else ""
+            return f"ServerHello {what}, {suite_name(self.suite or 0)}{retry}"
+        if self.outcome == "alert":
+            return f"alert {self.alert}"
+        return {"closed": "connection closed without an answer",
+                "timeout": "no answer before the timeout",
+                "refused": "the connection was refused",
+                "not-tls": "an answer that is not TLS"}[self.outcome]
+
+
+def _records(data: bytes) -> tuple[list[tuple[int, bytes]], bool]:
+    """The complete TLS records at the start of `data`, and whether `data` looks like TLS."""
+    out: list[tuple[int, bytes]] = []
+    offset = 0
+    while len(data) - offset >= 5:
+        kind, length = data[offset], int.from_bytes(data[offset + 3:offset + 5], "big")
+        if kind not in _RECORD_TYPES or data[offset + 1] != 3 or length > 18432:
+            return out, False
+        if len(data) - offset - 5 < length:
+            break
+        out.append((kind, data[offset + 5:offset + 5 + length]))
+        offset += 5 + length
+    if offset < len(data) and (data[offset] not in _RECORD_TYPES
+                               or (len(data) > offset + 1 and data[offset + 1] != 3)):
+        return out, False
+    return out, True
+
+
+def _sslv2(data: bytes) -> bool:
+    return len(data) >= 3 and data[0] & 0x80 != 0
+
+
+def _first_message(records: list[tuple[int, bytes]]) -> tuple[str, bytes] | None:
+    """("alert", body) or ("handshake", first handshake message), once one is complete."""
+    handshake = b""
+    for kind, body in records:
+        if kind == ALERT and not handshake:
+            return ("alert", body) if len(body) >= 2 else None
+        if kind == HANDSHAKE:
+            handshake += body
+            if len(handshake) >= 4:
+                size = int.from_bytes(handshake[1:4], "big")
+                if len(handshake) >= 4 + size:
+                    return "handshake", handshake[:4 + size]
+        elif not handshake:
+            return "other", body
+    return None
+
+
+def reply_complete(data: bytes) -> bool:
+    """Whether `data` already decides the answer (for `ctx.read(until=...)`)."""
+    if _sslv2(data):
+        return len(data) >= 2 + (((data[0] & 0x7F) << 8) | data[1])
+    records, tls = _records(data)
+    return not tls or _first_message(records) is not None
+
+
+def parse_reply(data: bytes, *, timed_out: bool = False) -> ServerReply:
+    """The answer `data` holds: a ServerHello, an alert, silence or something else."""
+    if not data:
+        return ServerReply("timeout" if timed_out else "closed")
+    if _sslv2(data):
+        return _parse_sslv2(data)
+    records, tls = _records(data)
+    first = _first_message(records)
+    if first is None:
+        return ServerReply("not-tls" if not tls else ("timeout" if timed_out else "closed"))
+    kind, body = first
+    if kind == "alert":
+        code = body[1]
+        return ServerReply("alert", alert=f"{_ALERTS.get(code, 'alert')} ({code})")
+    if kind != "handshake" or body[0] != SERVER_HELLO:
+        return ServerReply("not-tls")
+    return _parse_server_hello(body)
+
+
+def _parse_server_hello(message: bytes) -> ServerReply:
+    s = _scapy()
+    try:
+        hello = s.hs.TLSServerHello(message)
+        version, suite = int(hello.version), int(hello.cipher)
+        extensions = list(hello.ext or [])
+    except Exception:  # scapy raises all sorts on malformed input
+        return ServerReply("not-tls")
+    for ext in extensions:
+        if isinstance(ext, s.ext.TLS_Ext_SupportedVersion_SH):
+            version = int(ext.version)
+    return ServerReply("hello", version=version, suite=suite,
+                       retry=message[6:38] == _HELLO_RETRY)
+
+
+def _parse_sslv2(data: bytes) -> ServerReply:
+    s = _scapy()
+    try:
+        record = s.record2.SSLv2(data)
+        message = record.msg[0] if record.msg else None
+    except Exception:  # scapy raises all sorts on malformed input
+        return ServerReply("not-tls")
+    if message is None or int(getattr(message, "msgtype", 0)) != SSL2_SERVER_HELLO:
+        return ServerReply("alert", alert="SSL 2.0 error")
+    specs = tuple(int(c) for c in (message.ciphers or []))
+    return ServerReply("hello", version=SSL2, suite=specs[0] if specs else None,
+                       sslv2_suites=specs)

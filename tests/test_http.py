@@ -1,0 +1,323 @@
+"""The HTTP checks and the two 6.5 checks read over HTTP(S), against nginx and the lab's web
+application served on the test's loop. Everything talks to 127.93.2.x only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemons import Certificate, device_context, evaluate, issue, nginx_site
+
+from probe.lab.servers import StreamServer
+from probe.lab.servers_tls import (
+    LOGIN_FORM,
+    Page,
+    WebApp,
+    persona_certificate,
+    security_txt,
+    server_context,
+)
+from probe.model import Status
+from probe.observe.http import http_roots
+from probe.observe.http import security_txt as security_txt_visits
+
+FUTURE = dt.datetime.now(dt.UTC) + dt.timedelta(days=180)
+PAST = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+CREDENTIALS = "http.default-credentials"
+
+
+def trying(pairs: list[list[str]]) -> dict[str, dict[str, Any]]:
+    return {CREDENTIALS: {"pairs": pairs, "pace_seconds": 0}}
+
+
+def site(tmp: Path, address: str, port: int, cert: Certificate | None, body: str,
+         name: str) -> Any:
+    ssl = f" ssl; ssl_certificate {cert.cert}; ssl_certificate_key {cert.key}" if cert else ""
+    return nginx_site(tmp, address, [port], f"""
+      server {{ listen {address}:{port}{ssl}; default_type text/plain;
+        {body} }}""", name=name)
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> Certificate:
+    made, _ = issue(tmp_path, "web", None, names=["127.93.2.1"])
+    return made
+
+
+@asynccontextmanager
+async def web_app(address: str, port: int, app: WebApp, tls: bool = True
+                  ) -> AsyncIterator[StreamServer]:
+    """The lab's web application on the test's loop (HTTPS with a vendor certificate)."""
+    server = StreamServer(app)
+    context = server_context(persona_certificate("vendor", address), "modern") if tls else None
+    await server.start(address, port, context)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# http.cleartext
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_cleartext_fails_on_content_and_passes_on_redirect_or_nothing(
+        tmp_path: Path) -> None:
+    address = "127.93.2.2"
+    with nginx_site(tmp_path, address, [80, 8080, 8000], f"""
+          server {{ listen {address}:80; location / {{ return 200 "status page"; }} }}
+          server {{ listen {address}:8080; return 301 https://$host$request_uri; }}
+          server {{ listen {address}:8000; location / {{ return 404; }} }}"""), \
+            device_context(address, (80, 8000, 8080)) as ctx:
+        findings = await evaluate(ctx, "http.cleartext")
+    by_target = {f.target: f for f in findings}
+    assert {t: f.status for t, f in by_target.items()} == {
+        "tcp/80": Status.FAIL, "tcp/8000": Status.PASS, "tcp/8080": Status.PASS}
+    assert "redirects to HTTPS" in by_target["tcp/8080"].summary
+    assert by_target["tcp/80"].evidence["responses"][0]["status"] == 200
+
+
+async def test_cleartext_is_not_applicable_without_plain_http(tmp_path: Path,
+                                                              cert: Certificate) -> None:
+    with site(tmp_path, "127.93.2.1", 443, cert, 'location / { return 200 "ok"; }', "tls"), \
+            device_context("127.93.2.1", (443,)) as ctx:
+        (finding,) = await evaluate(ctx, "http.cleartext")
+    assert finding.status is Status.NOT_APPLICABLE
+
+
+# ---------------------------------------------------------------------------------------------
+# http.authentication and http.default-credentials
+# ---------------------------------------------------------------------------------------------
+
+
+def protected_site(tmp: Path, password: str) -> str:
+    root = tmp / "www"
+    root.mkdir(exist_ok=True)
+    (root / "admin.html").write_text("<h1>admin</h1>")
+    users = tmp / "htpasswd"
+    users.write_text(f"operator:{{PLAIN}}{password}\n")
+    return f"""
+        root {root};
+        location = /admin {{ auth_basic "device"; auth_basic_user_file {users};
+                             try_files /admin.html =404; }}
+        location /api {{ return 403; }}
+        location /config {{ return 302 /login?next=/config; }}
+        location = /login {{ default_type text/html; return 200 '{LOGIN_FORM.strip()}'; }}
+        location /setup {{ return 301 /setup/; }}
+        location = /setup/ {{ default_type text/html; return 200 '{LOGIN_FORM.strip()}'; }}
+        location / {{ return 404; }}"""
+
+
+async def test_authentication_passes_when_every_path_is_protected(
+        tmp_path: Path, cert: Certificate) -> None:
+    with site(tmp_path, "127.93.2.1", 443, cert, protected_site(tmp_path, "Str0ng!"), "auth"), \
+            device_context("127.93.2.1", (443,)) as ctx:
+        (finding,) = await evaluate(ctx, "http.authentication")
+    assert finding.status is Status.PASS, finding.summary
+    why = {p["path"]: p["why"] for p in finding.evidence["paths"]}
+    assert why["/admin"] == "401"
+    assert why["/api"] == "403"
+    assert why["/config"].startswith("a login page (/login")
+    assert why["/setup"].startswith("a login page")
+
+
+async def test_authentication_fails_listing_exposed_paths(tmp_path: Path) -> None:
+    address = "127.93.2.3"
+    with nginx_site(tmp_path, address, [8080], f"""
+          server {{ listen {address}:8080; location / {{ return 200 "open"; }}
+                    location /api {{ return 404; }} }}"""), \
+            device_context(address, (8080,)) as ctx:
+        (finding,) = await evaluate(ctx, "http.authentication")
+        (narrow,) = await evaluate(ctx, "http.authentication", protected_paths=["/api"])
+    assert finding.status is Status.FAIL
+    assert "/api" not in finding.evidence["exposed"]
+    assert {"/admin", "/config", "/cgi-bin/", "/setup"} <= set(finding.evidence["exposed"])
+    assert finding.target == "tcp/8080"
+    assert narrow.status is Status.FAIL  # the collector fetched the profile's paths
+
+
+async def test_protected_paths_come_from_the_profile(tmp_path: Path) -> None:
+    address = "127.93.2.4"
+    params = {"http.authentication": {"protected_paths": ["/api", "/secret"]}}
+    with nginx_site(tmp_path, address, [8080], f"""
+          server {{ listen {address}:8080; location / {{ return 200 "open"; }}
+                    location /api {{ return 401; }} location /secret {{ return 403; }} }}"""), \
+            device_context(address, (8080,), params=params) as ctx:
+        (finding,) = await evaluate(ctx, "http.authentication")
+    assert finding.status is Status.PASS
+    assert [p["path"] for p in finding.evidence["paths"]] == ["/api", "/secret"]
+
+
+async def test_default_credentials_basic(tmp_path: Path, cert: Certificate,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    pairs = [["admin", "admin"], ["operator", "vendor-default-77"], ["root", "root"]]
+    with site(tmp_path, "127.93.2.1", 443, cert,
+              protected_site(tmp_path, "vendor-default-77"), "basic"), \
+            device_context("127.93.2.1", (443,), params=trying(pairs)) as ctx:
+        (weak,) = await evaluate(ctx, CREDENTIALS)
+        connections = ctx.connections
+    assert weak.status is Status.FAIL
+    assert weak.evidence["accepted_username"] == "operator"
+    assert weak.evidence["scheme"] == "basic" and weak.evidence["path"] == "/admin"
+    assert [a["username"] for a in weak.evidence["attempts"]] == ["admin", "operator"]
+    assert "vendor-default-77" not in json.dumps(weak.evidence) + weak.summary + caplog.text
+    assert connections > 0
+
+
+async def test_default_credentials_refused_and_not_applicable(tmp_path: Path,
+                                                              cert: Certificate) -> None:
+    pairs = [["admin", "admin"], ["operator", "operator"]]
+    with site(tmp_path, "127.93.2.1", 443, cert, protected_site(tmp_path, "L0ng&unique"),
+              "refused"), device_context("127.93.2.1", (443,), params=trying(pairs)) as ctx:
+        (strong,) = await evaluate(ctx, CREDENTIALS)
+    assert strong.status is Status.PASS
+    assert len(strong.evidence["attempts"]) == 2
+    with nginx_site(tmp_path, "127.93.2.5", [8080], """
+          server { listen 127.93.2.5:8080; location / { return 404; } }""", name="none"), \
+            device_context("127.93.2.5", (8080,), params=trying(pairs)) as ctx:
+        (none,) = await evaluate(ctx, CREDENTIALS)
+    assert none.status is Status.NOT_APPLICABLE
+
+
+@pytest.mark.parametrize(("password", "status"), [("admin", Status.FAIL),
+                                                  ("n0t-a-default", Status.PASS)])
+async def test_default_credentials_digest(password: str, status: Status) -> None:
+    app = WebApp(pages=(("/admin", Page("secret", auth="digest")),),
+                 credentials=("admin", password))
+    async with web_app("127.93.2.6", 8443, app):
+        with device_context("127.93.2.6", (8443,),
+                            params=trying([["root", "root"], ["admin", "admin"]])) as ctx:
+            (finding,) = await evaluate(ctx, CREDENTIALS)
+    assert finding.status is status
+    assert finding.evidence["scheme"] == "digest"
+
+
+# ---------------------------------------------------------------------------------------------
+# http.hsts
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("header", "status"), [
+    ('add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;',
+     Status.PASS),
+    ('add_header Strict-Transport-Security "max-age=300" always;', Status.FAIL),
+    ("", Status.FAIL),
+])
+async def test_hsts(tmp_path: Path, cert: Certificate, header: str, status: Status) -> None:
+    with site(tmp_path, "127.93.2.1", 443, cert,
+              f'{header} location / {{ return 200 "ok"; }}', "hsts"), \
+            device_context("127.93.2.1", (443,)) as ctx:
+        (finding,) = await evaluate(ctx, "http.hsts")
+    assert finding.status is status
+    assert finding.target == "tcp/443"
+
+
+async def test_hsts_not_applicable_without_https(tmp_path: Path) -> None:
+    with nginx_site(tmp_path, "127.93.2.7", [8080], """
+          server { listen 127.93.2.7:8080; location / { return 200 "ok"; } }"""), \
+            device_context("127.93.2.7", (8080,)) as ctx:
+        (finding,) = await evaluate(ctx, "http.hsts")
+        (disclosure,) = await evaluate(ctx, "monitor.vulnerability-disclosure")
+    assert finding.status is Status.NOT_APPLICABLE
+    assert disclosure.status is Status.NOT_APPLICABLE
+
+
+# ---------------------------------------------------------------------------------------------
+# monitor.clock-sync
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_clock_sync_passes_on_nginx(tmp_path: Path, cert: Certificate) -> None:
+    with site(tmp_path, "127.93.2.1", 443, cert, 'location / { return 200 "ok"; }', "clock"), \
+            device_context("127.93.2.1", (443,)) as ctx:
+        (finding,) = await evaluate(ctx, "monitor.clock-sync")
+    assert finding.status is Status.PASS
+    assert abs(finding.evidence["skew_seconds"]) < 60
+
+
+@pytest.mark.parametrize(("offset", "limit", "status"), [
+    (3 * 3600.0, 60, Status.FAIL), (-3 * 3600.0, 60, Status.FAIL),
+    (3 * 3600.0, 4 * 3600, Status.PASS), (None, 60, Status.FAIL),
+])
+async def test_clock_sync_on_a_skewed_device(offset: float | None, limit: int,
+                                             status: Status) -> None:
+    app = WebApp(pages=(("/", Page("home")),), clock_offset=offset)
+    async with web_app("127.93.2.8", 443, app):
+        with device_context("127.93.2.8", (443,)) as ctx:
+            (finding,) = await evaluate(ctx, "monitor.clock-sync", max_skew_seconds=limit)
+    assert finding.status is status
+    if offset is not None:
+        assert abs(finding.evidence["skew_seconds"] - offset) < 30
+    else:
+        assert "no Date header" in finding.summary
+
+
+# ---------------------------------------------------------------------------------------------
+# monitor.vulnerability-disclosure
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "status", "why"), [
+    (security_txt(FUTURE), Status.PASS, "contact"),
+    (security_txt(PAST), Status.FAIL, "expired"),
+    ("Contact: mailto:psirt@vendor.example\n", Status.FAIL, "no Expires"),
+    (None, Status.FAIL, "not served"),
+])
+async def test_vulnerability_disclosure(tmp_path: Path, cert: Certificate, content: str | None,
+                                        status: Status, why: str) -> None:
+    body = 'location / { return 404; }'
+    if content is not None:
+        escaped = content.replace("\n", "\\n")
+        body += f' location = /.well-known/security.txt {{ return 200 "{escaped}"; }}'
+    with site(tmp_path, "127.93.2.1", 443, cert, body, "security"), \
+            device_context("127.93.2.1", (443,)) as ctx:
+        (finding,) = await evaluate(ctx, "monitor.vulnerability-disclosure")
+    assert finding.status is status
+    assert why in finding.summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharing, naming
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_each_url_is_fetched_once_per_device(tmp_path: Path, cert: Certificate) -> None:
+    body = (f'add_header Strict-Transport-Security "max-age=31536000" always; '
+            f'location / {{ return 200 "ok"; }} location = /.well-known/security.txt '
+            f'{{ return 200 "{security_txt(FUTURE)}"; }}').replace("\n", "\\n")
+    with site(tmp_path, "127.93.2.1", 443, cert, body, "shared"), \
+            device_context("127.93.2.1", (443,)) as ctx:
+        await ctx.observe(http_roots)
+        await ctx.observe(security_txt_visits)
+        before = ctx.connections
+        results = [await evaluate(ctx, cid) for cid in (
+            "http.hsts", "monitor.clock-sync", "monitor.vulnerability-disclosure",
+            "http.cleartext")]
+        after = ctx.connections
+    assert before == after
+    assert [r[0].status for r in results] == [Status.PASS, Status.PASS, Status.PASS,
+                                              Status.NOT_APPLICABLE]
+
+
+async def test_host_header_and_server_name_carry_the_hostname(tmp_path: Path,
+                                                              cert: Certificate) -> None:
+    with site(tmp_path, "127.93.2.1", 443, cert, """
+          location / { if ($host != "cam-7.plant.test") { return 421; }
+                       if ($ssl_server_name != "cam-7.plant.test") { return 421; }
+                       return 200 "ok"; }""", "named"), \
+            device_context("127.93.2.1", (443,), hostname="cam-7.plant.test") as ctx:
+        (named,) = await ctx.observe(http_roots)
+    with site(tmp_path, "127.93.2.1", 443, cert, """
+          location / { if ($host != "127.93.2.1") { return 421; } return 200 "ok"; }""",
+              "bare"), device_context("127.93.2.1", (443,)) as ctx:
+        (bare,) = await ctx.observe(http_roots)
+    assert named.final.status == 200
+    assert bare.final.status == 200
