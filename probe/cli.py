@@ -1,4 +1,4 @@
-"""The `iotprobe` command line: scan, profiles, lab.
+"""The `iotprobe` command line: scan, sweep, worker, diff, report, profiles, lab.
 
 Exit codes (PRODUCT.md): 0 every device conformant (failures below --fail-on tolerated),
 1 at least one device nonconformant, 2 usage or input error, 3 no failure but at least one
@@ -8,16 +8,24 @@ device inconclusive.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
 
 from probe import __version__
 from probe.errors import InputError
+
+if TYPE_CHECKING:
+    from probe.context import ScanOptions
+    from probe.distributed.submit import DistributedRunner
+    from probe.profile import Profile
+    from probe.store import Store
 
 EXIT_OK, EXIT_NONCONFORMANT, EXIT_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
@@ -47,73 +55,327 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The options `scan` and `sweep` share: profile, limits, ports, gate."""
+    options = [
+        click.option("-p", "--profile", "profiles", multiple=True,
+                     help="Built-in profile id or YAML path; repeat to combine. "
+                     "Default: iso27400."),
+        click.option("--trust-anchor", type=click.Path(exists=True, dir_okay=False),
+                     help="CA bundle device certificates must chain to (overrides the "
+                     "inventory)."),
+        click.option("--intrusive", is_flag=True, help="Run intrusive checks (credential "
+                     "guessing, writes, brute-force throttling)."),
+        click.option("--concurrency", type=click.IntRange(1, 10000), default=64,
+                     show_default=True, help="Devices scanned at once."),
+        click.option("--per-device", type=click.IntRange(1, 64), default=4, show_default=True,
+                     help="Connections open at once to one device."),
+        click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True,
+                     help="New connections and datagrams per second, whole scan."),
+        click.option("--timeout", type=click.FloatRange(min=0.05), default=5.0,
+                     show_default=True, help="Seconds for any one network operation."),
+        click.option("--budget", type=click.FloatRange(min=0.1), default=120.0,
+                     show_default=True, help="Seconds for one device, all checks included."),
+        click.option("--ports", help="TCP ports to scan instead of the profile's set, "
+                     "e.g. 1-65535."),
+        click.option("--exclude-ports", help="TCP ports never to touch, e.g. 2024."),
+        click.option("--syn", is_flag=True, help="SYN scan with raw packets (root) instead "
+                     "of connect."),
+        click.option("--no-udp", is_flag=True, help="Skip the UDP service probes."),
+        click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low"]),
+                     default="low", show_default=True,
+                     help="Lowest severity of failure that makes the exit code 1."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress display and no "
+                     "summary."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusive: bool,
+                   concurrency: int, per_device: int, rate: float, timeout: float,
+                   budget: float, ports: str | None, exclude_ports: str | None, syn: bool,
+                   no_udp: bool) -> tuple[Profile, ScanOptions]:
+    from probe.context import ScanOptions
+    from probe.profile_loader import load_profiles
+
+    profile = load_profiles(list(profiles) or ["iso27400"])
+    options = ScanOptions(
+        timeout=timeout, budget=budget, concurrency=concurrency, per_device=per_device,
+        rate=rate, intrusive=intrusive, tcp_ports=_port_option(ports, "--ports"),
+        exclude_ports=_port_option(exclude_ports, "--exclude-ports") or (),
+        syn=syn, udp=not no_udp, trust_anchor=trust_anchor,
+    )
+    return profile, options
+
+
 @cli.command()
 @click.argument("targets", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
               help="Inventory file (YAML or CSV).")
-@click.option("-p", "--profile", "profiles", multiple=True,
-              help="Built-in profile id or YAML path; repeat to combine. Default: iso27400.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("iotprobe-out"), show_default=True,
-              help="Directory for <device-id>.record.json.")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["json", "jsonl"]),
-              help="Extra output formats: jsonl streams records to stdout.")
-@click.option("--trust-anchor", type=click.Path(exists=True, dir_okay=False),
-              help="CA bundle device certificates must chain to (overrides the inventory).")
-@click.option("--intrusive", is_flag=True, help="Run intrusive checks (credential guessing, "
-              "writes, brute-force throttling).")
-@click.option("--concurrency", type=click.IntRange(1, 10000), default=64, show_default=True,
-              help="Devices scanned at once.")
-@click.option("--per-device", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Connections open at once to one device.")
-@click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True,
-              help="New connections and datagrams per second, whole scan.")
-@click.option("--timeout", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
-              help="Seconds for any one network operation.")
-@click.option("--budget", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
-              help="Seconds for one device, all checks included.")
-@click.option("--ports", help="TCP ports to scan instead of the profile's set, e.g. 1-65535.")
-@click.option("--exclude-ports", help="TCP ports never to touch, e.g. 2024.")
-@click.option("--syn", is_flag=True, help="SYN scan with raw packets (root) instead of connect.")
-@click.option("--no-udp", is_flag=True, help="Skip the UDP service probes.")
-@click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low"]),
-              default="low", show_default=True,
-              help="Lowest severity of failure that makes the exit code 1.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
-def scan(targets: tuple[str, ...], inventory: Path | None, profiles: tuple[str, ...],
-         outdir: Path, formats: tuple[str, ...], trust_anchor: str | None, intrusive: bool,
-         concurrency: int, per_device: int, rate: float, timeout: float, budget: float,
-         ports: str | None, exclude_ports: str | None, syn: bool, no_udp: bool, fail_on: str,
-         quiet: bool) -> None:
+              help="Directory for <device-id>.record.json and the reports.")
+@click.option("--format", "formats", multiple=True,
+              type=click.Choice(["json", "jsonl", "junit", "html", "oscal"]),
+              help="Extra outputs, repeatable: jsonl streams records to stdout; junit, html "
+              "and oscal write report.junit.xml, report.html, report.oscal.json in OUTDIR.")
+@_scan_options
+def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
+         formats: tuple[str, ...], fail_on: str, quiet: bool, **settings: Any) -> None:
     """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile."""
-    from probe.context import ScanOptions
     from probe.inventory import inventory_from_targets, load_inventory
     from probe.model import Severity
-    from probe.profile_loader import load_profiles
     from probe.run import run_scan
 
     try:
         if not targets and inventory is None:
             raise InputError("give at least one TARGET or an inventory (-i)", field="TARGET")
-        profile = load_profiles(list(profiles) or ["iso27400"])
+        profile, options = _scan_settings(**settings)
         sources = []
         if inventory is not None:
             sources.append(load_inventory(inventory))
         if targets:
             sources.append(inventory_from_targets(list(targets)))
-        options = ScanOptions(
-            timeout=timeout, budget=budget, concurrency=concurrency, per_device=per_device,
-            rate=rate, intrusive=intrusive, tcp_ports=_port_option(ports, "--ports"),
-            exclude_ports=_port_option(exclude_ports, "--exclude-ports") or (),
-            syn=syn, udp=not no_udp, trust_anchor=trust_anchor,
-        )
     except InputError as exc:
         _input_error(exc)
     code = asyncio.run(run_scan(
-        sources, profile, options, outdir=outdir, jsonl="jsonl" in formats,
+        sources, profile, options, outdir=outdir, formats=formats,
         fail_on=Severity(fail_on), quiet=quiet,
     ))
     sys.exit(code)
+
+
+_STORE_HELP = ("Database: a SQLite file path or URL (sqlite:///PATH), or postgresql://USER@HOST:"
+               "PORT/DB (password from $PGPASSWORD). Also $IOTPROBE_STORE. Default: "
+               "<inventory name>.iotprobe.sqlite beside the inventory.")
+
+
+def _store_option(fn: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--store", "store_url", envvar="IOTPROBE_STORE", help=_STORE_HELP)(fn)
+
+
+def _find_store(store_url: str | None, inventory: Path | None) -> Store:
+    """The store named by --store, else the one beside the inventory, else the only one in
+    the working directory."""
+    from probe.store import DEFAULT_SUFFIX, default_store, open_store
+
+    if store_url:
+        return open_store(store_url)
+    if inventory is not None:
+        return open_store(str(default_store(inventory)))
+    found = sorted(Path.cwd().glob(f"*{DEFAULT_SUFFIX}"))
+    if len(found) != 1:
+        what = "none" if not found else ", ".join(p.name for p in found)
+        raise InputError(f"name the store with --store or -i INVENTORY (found {what} in the "
+                         "working directory)", field="--store")
+    return open_store(str(found[0]))
+
+
+_BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
+                "$IOTPROBE_BROKER.")
+
+
+@cli.command()
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
+              help="Inventory file (YAML or CSV). Required but with --status.")
+@_store_option
+@click.option("--every", metavar="INTERVAL", help="Repeat on this schedule (30s, 15m, 1h, "
+              "1h30m, 1d) until stopped by SIGINT or SIGTERM.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many sweeps "
+              "(default: 1, or no end with --every).")
+@click.option("--resume", is_flag=True, help="First finish the latest sweep if it is "
+              "unfinished: scan only its devices without a record (with --distributed: send "
+              "its unfinished shards again).")
+@click.option("--distributed", is_flag=True, help="Scan on the workers of --broker (see "
+              "`iotprobe worker`) into a PostgreSQL --store: the inventory goes out in shards, "
+              "each to the queue of its devices' site.")
+@click.option("--broker", envvar="IOTPROBE_BROKER", help=_BROKER_HELP)
+@click.option("--shard-size", type=click.IntRange(1, 10000), help="Devices per shard with "
+              "--distributed.  [default: 50]")
+@click.option("--no-wait", is_flag=True, help="With --distributed: send the shards and return "
+              "at once instead of following the sweep to its summary.")
+@click.option("--status", is_flag=True, help="Show the progress of the latest sweep across "
+              "workers, then exit.")
+@_scan_options
+def sweep(inventory: Path | None, store_url: str | None, every: str | None, count: int | None,
+          resume: bool, distributed: bool, broker: str | None, shard_size: int | None,
+          no_wait: bool, status: bool, fail_on: str, quiet: bool, **settings: Any) -> None:
+    """Scan the inventory into the store: a numbered, timestamped sweep."""
+    from probe.inventory import load_inventory
+    from probe.model import Severity
+    from probe.store import StoreError
+    from probe.sweep import SweepSettings, parse_interval, run_sweeps
+
+    if status:
+        _sweep_status(store_url, inventory)
+        return
+    if inventory is None:
+        raise click.UsageError("Missing option '-i' / '--inventory'.")
+    runner: DistributedRunner | None = None
+    try:
+        profile, options = _scan_settings(**settings)
+        plan = SweepSettings(
+            inventory_path=inventory, inventory=load_inventory(inventory), profile=profile,
+            options=options, fail_on=Severity(fail_on),
+            every=parse_interval(every) if every is not None else None, count=count,
+            resume=resume, quiet=quiet)
+        if distributed:
+            runner = _distributed_runner(broker, settings["profiles"], shard_size, no_wait,
+                                         every)
+        elif shard_size is not None or no_wait:
+            raise InputError("--shard-size and --no-wait go with --distributed",
+                             field="--distributed")
+        store = _find_store(store_url, inventory)
+    except InputError as exc:
+        _input_error(exc)
+    try:
+        if runner is not None:
+            runner.check(store)
+        code = asyncio.run(run_sweeps(store, plan, runner))
+    except InputError as exc:
+        _input_error(exc)
+    except StoreError as exc:
+        Console(stderr=True, highlight=False).print(
+            f"error: {exc}; the records stored so far are kept: finish the sweep with --resume",
+            markup=False, soft_wrap=True)
+        sys.exit(EXIT_INPUT)
+    finally:
+        store.close()
+    sys.exit(code)
+
+
+def _distributed_runner(broker: str | None, profiles: tuple[str, ...], shard_size: int | None,
+                        no_wait: bool, every: str | None) -> DistributedRunner:
+    from probe.distributed.plan import DEFAULT_SHARD_SIZE
+    from probe.distributed.submit import DistributedRunner, DistributedSettings
+
+    if not broker:
+        raise InputError("--distributed needs --broker URL (or $IOTPROBE_BROKER)",
+                         field="--broker")
+    if no_wait and every is not None:
+        raise InputError("--every follows each sweep to its end: drop --no-wait",
+                         field="--no-wait")
+    return DistributedRunner(DistributedSettings(
+        broker=broker, profiles=profiles or ("iso27400",),
+        shard_size=shard_size or DEFAULT_SHARD_SIZE, wait=not no_wait))
+
+
+def _sweep_status(store_url: str | None, inventory: Path | None) -> None:
+    from probe.distributed.submit import render_status
+    from probe.report.tables import console
+
+    try:
+        with _find_store(store_url, inventory) as store:
+            console().print(render_status(store))
+    except InputError as exc:
+        _input_error(exc)
+
+
+@cli.command()
+@click.option("--broker", envvar="IOTPROBE_BROKER", required=True, help=_BROKER_HELP)
+@click.option("--store", "store_url", envvar="IOTPROBE_STORE", required=True,
+              help="The sweeps' PostgreSQL store: postgresql://USER@HOST:PORT/DB (password "
+              "from $PGPASSWORD). Also $IOTPROBE_STORE.")
+@click.option("--site", "sites", multiple=True, help="Scan the shards of this site (queue "
+              "site.NAME); repeatable. Default: the devices without a site.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Shards scanned at once (each with the sweep's own --concurrency).")
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
+              help="This host's copy of the inventory, when it is not at the path the sweep "
+              "was started with.")
+@click.option("--name", help="Worker name in the store and --status. Default: "
+              "iotprobe-PID@HOST.")
+@click.option("--visibility-timeout", type=click.FloatRange(min=1), default=3600.0,
+              show_default=True, help="Seconds before the broker hands a shard whose worker "
+              "went silent to another worker; longer than any shard takes.")
+def worker(broker: str, store_url: str, sites: tuple[str, ...], concurrency: int,
+           inventory: Path | None, name: str | None, visibility_timeout: float) -> None:
+    """Scan the shards of distributed sweeps into the shared store (a Celery worker).
+
+    Needs the sweep's inventory and the environment variables and files its secrets come
+    from. SIGTERM stops after the running shards; a worker that dies leaves its shards to the
+    others.
+    """
+    from probe.distributed.submit import require_postgresql
+    from probe.distributed.worker import default_name, open_shared_store, run_worker
+
+    logging.getLogger("probe.distributed").setLevel(logging.INFO)
+    try:
+        store = open_shared_store(store_url)
+    except InputError as exc:
+        _input_error(exc)
+    try:
+        require_postgresql(store)
+        code = run_worker(broker, store, sites=sites, concurrency=concurrency,
+                          name=name or default_name(), inventory=inventory,
+                          visibility_timeout=visibility_timeout)
+    except InputError as exc:
+        _input_error(exc)
+    finally:
+        store.close()
+    sys.exit(code)
+
+
+@cli.command()
+@_store_option
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
+              help="Find the store beside this inventory.")
+@click.argument("sweeps", nargs=-1, type=click.IntRange(min=1), metavar="[SWEEP_A SWEEP_B]")
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
+def diff(store_url: str | None, inventory: Path | None, sweeps: tuple[int, ...],
+         as_json: bool) -> None:
+    """What changed between two sweeps (default: the last two finished).
+
+    Exit code 1 when a check newly fails, else 0.
+    """
+    from probe.report.tables import console
+    from probe.store.queries import diff as compare
+    from probe.sweep import pick_pair, render_diff
+
+    try:
+        with _find_store(store_url, inventory) as store:
+            a, b = pick_pair(store, sweeps)
+            changes = compare(store, a, b)
+    except InputError as exc:
+        _input_error(exc)
+    if as_json:
+        click.echo(json.dumps(changes.as_json(), indent=2))
+    else:
+        console().print(render_diff(changes))
+    sys.exit(1 if changes.regressions else 0)
+
+
+@cli.command()
+@_store_option
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
+              help="Find the store beside this inventory.")
+@click.argument("number", required=False, type=click.IntRange(min=1), metavar="[SWEEP]")
+@click.option("--format", "fmt", required=True, type=click.Choice(["html", "junit", "oscal"]),
+              help="Report format.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write; - for stdout.")
+def report(store_url: str | None, inventory: Path | None, number: int | None, fmt: str,
+           output: Path) -> None:
+    """Render a stored sweep (default: the latest finished) as html, junit or oscal."""
+    from probe.report.source import write_report, write_report_file
+    from probe.sweep import pick_sweep, sweep_source
+
+    try:
+        with _find_store(store_url, inventory) as store:
+            chosen = pick_sweep(store, number)
+            if not chosen.finished:
+                Console(stderr=True, highlight=False).print(
+                    f"note: sweep {chosen.label()} is not finished", markup=False,
+                    soft_wrap=True)
+            source = sweep_source(store, chosen)
+            if str(output) == "-":
+                write_report(fmt, source, sys.stdout)
+            else:
+                write_report_file(fmt, source, output)
+    except InputError as exc:
+        _input_error(exc)
 
 
 @cli.group()

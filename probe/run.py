@@ -1,26 +1,48 @@
-"""One scan from the command line: engine, record files, progress display, summary, exit code."""
+"""Scans from the command line: engine, records, fleet checks, progress, summary, exit code.
+
+`scan` and `sweep` share this path. `ScanRun` takes each device's outcome as the engine hands it
+over, settles its fleet checks against the devices finished before it, builds and validates the
+record, hands it to a sink (record files and jsonl for `scan`, the store for `sweep`) and keeps
+the counts for the summary and the exit code. After the last device it settles the fleet checks
+once more and rewrites the few records that changed (see probe.checks.fleet).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from probe.checks.fleet import UniqueKeys, device_of_record
 from probe.context import ScanOptions
 from probe.engine import DeviceOutcome, Engine, fails_at
 from probe.inventory import Inventory
-from probe.model import Device, Severity, Status, Verdict
+from probe.model import (
+    Device,
+    Finding,
+    Result,
+    Service,
+    Severity,
+    Status,
+    Verdict,
+    Waiver,
+)
 from probe.profile import Profile
-from probe.record import build_record, validate_record, write_record
+from probe.record import build_record, record_filename, validate_record, write_record
+from probe.report.source import REPORT_FILES, RecordSource, write_report_file
 from probe.report.tables import Summary, console
 
+EXIT_OK, EXIT_NONCONFORMANT, EXIT_INCONCLUSIVE = 0, 1, 3
 
-def _devices(sources: list[Inventory]) -> Iterator[Device]:
+
+def unique_devices(sources: Iterable[Inventory]) -> Iterator[Device]:
     seen: set[str] = set()
     for device in itertools.chain.from_iterable(s.devices() for s in sources):
         if device.id not in seen:
@@ -28,38 +50,181 @@ def _devices(sources: list[Inventory]) -> Iterator[Device]:
             yield device
 
 
-async def run_scan(sources: list[Inventory], profile: Profile, options: ScanOptions, *,
-                   outdir: Path, jsonl: bool, fail_on: Severity, quiet: bool) -> int:
-    """Scan, write one record per device as it finishes, print the summary; the exit code."""
-    total = sum(s.count() for s in sources)
-    err = Console(stderr=True)
-    out = console(stderr=jsonl)
-    summary = Summary()
-    gate_failed = inconclusive = False
-    progress = Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.description}"), console=err,
-                        transient=True, disable=quiet or not err.is_terminal)
+class RecordSink(Protocol):
+    """Where the records of one scan go, as each device finishes."""
 
-    async def finished(outcome: DeviceOutcome) -> None:
-        nonlocal gate_failed, inconclusive
-        record = build_record(outcome, profile)
-        validate_record(record)
-        write_record(outdir, record)
-        if jsonl:
+    location: str
+
+    async def put(self, record: dict[str, Any]) -> None: ...
+
+    async def get(self, device_id: str) -> dict[str, Any]: ...
+
+    async def replace(self, record: dict[str, Any]) -> None: ...
+
+
+class FileSink:
+    """`<device-id>.record.json` in OUTDIR, and each record as a JSON line on stdout if asked.
+
+    A record the fleet checks rewrite after the last device is printed again: in the jsonl
+    stream the last line of a device is its record.
+    """
+
+    def __init__(self, outdir: Path, *, jsonl: bool) -> None:
+        self.outdir = outdir
+        self.jsonl = jsonl
+        self.location = f"{outdir}/"
+        self.written: list[str] = []
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        if self.jsonl:
             sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
             sys.stdout.flush()
-        gated = fails_at(outcome.results, fail_on)
-        gate_failed |= gated
-        inconclusive |= not gated and any(r.status is Status.ERROR for r in outcome.results)
-        summary.add(outcome, Verdict(record["verdict"]))
-        progress.update(task, advance=1, description=outcome.device.id)
 
-    with progress:
-        task = progress.add_task("", total=total)
-        await Engine(profile, options).run(_devices(sources), finished)
+    async def put(self, record: dict[str, Any]) -> None:
+        write_record(self.outdir, record)
+        self.written.append(record["device"]["id"])
+        self._emit(record)
 
+    async def get(self, device_id: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(
+            (self.outdir / record_filename(device_id)).read_text(encoding="utf-8"))
+        return loaded
+
+    async def replace(self, record: dict[str, Any]) -> None:
+        write_record(self.outdir, record)
+        self._emit(record)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for device_id in sorted(self.written):
+            path = self.outdir / record_filename(device_id)
+            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            yield loaded
+
+
+def _parse_stamp(stamp: str) -> dt.datetime:
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def _result_of(row: Mapping[str, Any]) -> Result:
+    waived = row.get("waived")
+    return Result(
+        check=row["check"], control=row["control"], severity=Severity(row["severity"]),
+        finding=Finding(Status(row["status"]), row["summary"], row["target"], row["evidence"]),
+        remediation=row["remediation"],
+        references={k: tuple(v) for k, v in row["references"].items()},
+        duration_ms=row["duration_ms"],
+        waived=Waiver(row["check"], waived["justification"], waived["expires"])
+        if waived else None,
+    )
+
+
+def outcome_of_record(record: Mapping[str, Any]) -> DeviceOutcome:
+    """The outcome a record was built from, as far as the summary and the gate need it."""
+    device = device_of_record(record)
+    return DeviceOutcome(
+        device=device,
+        address=record["device"].get("resolved_address", device.address),
+        started_at=_parse_stamp(record["started_at"]),
+        finished_at=_parse_stamp(record["finished_at"]),
+        services=tuple(Service(s["transport"], s["port"], s["protocol"], s["tls"],
+                               s.get("detail", "")) for s in record["services"]),
+        results=tuple(_result_of(r) for r in record["results"]),
+        intrusive=record["probe"]["intrusive"],
+    )
+
+
+class ScanRun:
+    """One scan or sweep: outcomes in, records out, counts kept for the summary and exit code."""
+
+    def __init__(self, engine: Engine, sink: RecordSink, *, fail_on: Severity) -> None:
+        self.engine = engine
+        self.profile = engine.profile
+        self.sink = sink
+        self.fail_on = fail_on
+        self.summary = Summary()
+        self.fleet = UniqueKeys(engine.profile, engine.checks)
+        self.gate_failed = False
+        self.inconclusive = False
+        self._progress: Progress | None = None
+
+    def _count(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
+        gated = fails_at(outcome.results, self.fail_on)
+        self.gate_failed |= gated
+        self.inconclusive |= not gated and any(r.status is Status.ERROR
+                                               for r in outcome.results)
+        self.summary.add(outcome, verdict)
+
+    def remember(self, record: Mapping[str, Any]) -> None:
+        """Count a record stored before this run (a resumed sweep's finished devices)."""
+        self._count(outcome_of_record(record), Verdict(record["verdict"]))
+        self.fleet.remember(record)
+
+    async def finished(self, outcome: DeviceOutcome) -> None:
+        """Take one device's outcome: settle its fleet checks, store its record, count it."""
+        outcome = self.fleet.settle(outcome)
+        record = build_record(outcome, self.profile)
+        validate_record(record)
+        await self.sink.put(record)
+        self._count(outcome, Verdict(record["verdict"]))
+        if self._progress is not None:
+            self._progress.update(self._progress.task_ids[0], advance=1,
+                                  description=outcome.device.id)
+
+    async def run(self, devices: Iterable[Device], total: int, *, quiet: bool) -> None:
+        """Scan `devices`, then settle the fleet checks."""
+        err = Console(stderr=True)
+        progress = Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("{task.description}"),
+                            console=err, transient=True, disable=quiet or not err.is_terminal)
+        self._progress = progress
+        try:
+            with progress:
+                progress.add_task("", total=total)
+                await self.engine.run(devices, self.finished)
+        finally:
+            self._progress = None
+        await self.settle_fleet()
+
+    async def settle_fleet(self) -> None:
+        """Rewrite the records whose fleet results changed since they were written."""
+        for device_id in self.fleet.to_amend():
+            old = await self.sink.get(device_id)
+            new = self.fleet.amend(old)
+            if new is None:
+                continue
+            validate_record(new)
+            await self.sink.replace(new)
+            self.summary.retract(outcome_of_record(old), Verdict(old["verdict"]))
+            self._count(outcome_of_record(new), Verdict(new["verdict"]))
+
+    @property
+    def code(self) -> int:
+        if self.gate_failed:
+            return EXIT_NONCONFORMANT
+        return EXIT_INCONCLUSIVE if self.inconclusive else EXIT_OK
+
+    def render_summary(self, out: Console) -> None:
+        out.print(self.summary.render(self.profile, self.sink.location))
+
+
+async def run_scan(sources: list[Inventory], profile: Profile, options: ScanOptions, *,
+                   outdir: Path, formats: Iterable[str], fail_on: Severity, quiet: bool) -> int:
+    """Scan, write one record per device as it finishes, the reports asked for, the summary;
+    the exit code."""
+    wanted = set(formats)
+    jsonl = "jsonl" in wanted
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    sink = FileSink(outdir, jsonl=jsonl)
+    scan = ScanRun(Engine(profile, options), sink, fail_on=fail_on)
+    await scan.run(unique_devices(sources), sum(s.count() for s in sources), quiet=quiet)
+    source = RecordSource(
+        title=f"scan of {len(sink.written)} device(s)",
+        identity=f"scan:{profile.digest}:{started.isoformat()}",
+        profile=profile.meta(), generated=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        records=sink.records)
+    for fmt, name in REPORT_FILES.items():
+        if fmt in wanted:
+            write_report_file(fmt, source, outdir / name)
     if not quiet:
-        out.print(summary.render(profile, outdir))
-    if gate_failed:
-        return 1
-    return 3 if inconclusive else 0
+        scan.render_summary(console(stderr=jsonl))
+    return scan.code

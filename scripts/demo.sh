@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: start the emulated lab fleet on 127.42.0.x, scan it with
-# the iso27400 profile, write one record per device to iotprobe-out/, print the summary, stop
+# the iso27400 profile, write one record per device and report.html to iotprobe-out/, print the
+# summary, stop
 # the lab. The scan's exit code (1 = some device nonconformant) is what the lab is built to show.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ export IOTPROBE_STATE_DIR=${IOTPROBE_STATE_DIR:-$PWD/.lab-state}
 .venv/bin/iotprobe lab up --inventory-out "$OUT/lab-inventory.yaml"
 trap '.venv/bin/iotprobe lab down >/dev/null' EXIT
 set +e
-.venv/bin/iotprobe scan -i "$OUT/lab-inventory.yaml" -o "$OUT" --timeout 2 --budget 30 "$@"
+.venv/bin/iotprobe scan -i "$OUT/lab-inventory.yaml" -o "$OUT" --format html --timeout 2 --budget 30 "$@"
 code=$?
 set -e
 case $code in

@@ -19,6 +19,9 @@ DEBIAN_PACKAGES=(
   tftpd-hpa                     # a real TFTP daemon
   dropbear-bin                  # a real SSH daemon (identification)
   nmap                          # the benchmark anchor
+  postgresql                    # the sweep store on PostgreSQL, tested for real
+  chromium                      # the HTML report, rendered headless in a test
+  redis-server                  # the Celery broker of distributed sweeps, tested for real
 )
 
 missing=()

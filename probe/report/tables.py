@@ -7,7 +7,6 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -84,11 +83,20 @@ class Summary:
         else:
             heapq.heappushpop(self._worst, entry)
 
+    def retract(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
+        """Take back what `add` counted for `outcome`, whose record is being replaced."""
+        self.verdicts[verdict] -= 1
+        self.failing_checks -= Counter({r.check for r in outcome.results if r.counts_as_failure})
+        kept = [e for e in self._worst if e[2].device != outcome.device.id]
+        if len(kept) != len(self._worst):
+            self._worst = kept
+            heapq.heapify(self._worst)
+
     @property
     def devices(self) -> int:
         return sum(self.verdicts.values())
 
-    def render(self, profile: Profile, outdir: Path) -> Group:
+    def render(self, profile: Profile, location: str) -> Group:
         rows = sorted((e[2] for e in self._worst), key=lambda r: r.rank)
         table = Table(title=f"iotprobe: {self.devices} device(s), profile {profile.id}",
                       title_justify="left")
@@ -103,7 +111,7 @@ class Summary:
         if self.devices > len(rows):
             lines.append(Text(f"... {self.devices - len(rows)} more device(s): see the records"))
         totals = ", ".join(f"{self.verdicts[v]} {v.value}" for v in Verdict)
-        lines.append(Text(f"{totals}; records in {outdir}/"))
+        lines.append(Text(f"{totals}; records in {location}"))
         if self.failing_checks:
             top = ", ".join(f"{c} ({n})" for c, n in self.failing_checks.most_common(5))
             lines.append(Text(f"most failed checks: {top}"))

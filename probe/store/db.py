@@ -1,0 +1,400 @@
+"""The sweep store: SQLite by default, PostgreSQL by URL, migrated with Alembic on open.
+
+Every method opens its own session and transaction, so the store can be used from the thread
+that writes records while the scan goes on. `add_record` commits one record (the JSON and its
+result rows) in one transaction: a process killed at any moment leaves every record it had
+committed and nothing of the one it had not.
+
+A database that is briefly unavailable (restarted, failing over, locked by another connection's
+exclusive transaction beyond SQLite's busy timeout) does not end a sweep: the writes retry with
+a doubling backoff for up to `RETRY_FOR` seconds before they give up with a StoreError.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy import URL, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.orm import Session
+
+from probe import __version__
+from probe.errors import InputError
+from probe.profile import Profile
+from probe.store.models import Record, ResultRow, Sweep
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
+RETRY_FOR = 30.0
+"""Seconds a write keeps retrying while the database is unreachable or locked."""
+_FIRST_DELAY, _MAX_DELAY = 0.25, 5.0
+DEFAULT_SUFFIX = ".iotprobe.sqlite"
+_BATCH = 200
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message never holds a password."""
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    number: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    state: str
+    inventory: str
+    devices: int
+    profile: dict[str, str]
+    probe_version: str
+    intrusive: bool
+    records: int
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def label(self) -> str:
+        when = self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"#{self.number} ({when}, {self.state}, {self.records}/{self.devices} devices)"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "started_at": _stamp(self.started_at),
+            "finished_at": _stamp(self.finished_at) if self.finished_at else None,
+            "state": self.state, "inventory": self.inventory, "devices": self.devices,
+            "records": self.records, "profile": self.profile,
+            "probe": {"version": self.probe_version, "intrusive": self.intrusive},
+        }
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """One row of a stored result, as the diff reads it."""
+
+    device_id: str
+    verdict: str
+    check_id: str
+    target: str
+    status: str
+    severity: str
+    waived: bool
+    summary: str
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_store_url(text: str) -> URL:
+    """A database URL from `--store`: a URL, or the path of a SQLite file."""
+    if "://" not in text:
+        return URL.create("sqlite+pysqlite", database=str(Path(text).expanduser().absolute()))
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise InputError(f"not a database URL: {mask(text)}", field="--store") from None
+    backend = url.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+pysqlite")
+    raise InputError(f"unsupported database {backend!r}: use sqlite:///PATH, a file path, or "
+                     "postgresql://USER@HOST:PORT/DB", field="--store")
+
+
+def mask(text: str) -> str:
+    """`text` with any password of a URL in it replaced by ***."""
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def default_store(inventory: Path) -> Path:
+    """Where a sweep of `inventory` keeps its history without --store: beside it."""
+    return inventory.expanduser().absolute().with_name(inventory.stem + DEFAULT_SUFFIX)
+
+
+@functools.cache
+def _migrations() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return config
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Store:
+    """The sweeps, their records and results, in one database."""
+
+    def __init__(self, url: URL, *, retry_for: float = RETRY_FOR) -> None:
+        self.url = url
+        self.retry_for = retry_for
+        self.location = url.render_as_string(hide_password=True)
+        self.engine = self._connect(url)
+        try:
+            with self.engine.begin() as connection:
+                config = _migrations()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except CommandError as exc:
+            self.engine.dispose()
+            raise StoreError(f"{self.location}: the store's schema is not one this iotprobe "
+                             f"knows (written by a newer version?): {exc}") from None
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(f"{self.location}: cannot open the store: {_cause(exc)}") from None
+
+    @staticmethod
+    def _connect(url: URL) -> Engine:
+        if url.get_backend_name() == "sqlite":
+            if url.database:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _retrying(self, write: Callable[[], T]) -> T:
+        """`write()`, again after a doubling pause while the database is unavailable, until
+        `retry_for` seconds have passed; other errors at once."""
+        deadline = time.monotonic() + self.retry_for
+        delay = _FIRST_DELAY
+        while True:
+            try:
+                return write()
+            except SQLAlchemyError as exc:
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s is unavailable (%s); retrying in %g s", self.location,
+                            _cause(exc), delay)
+                time.sleep(delay)
+                delay = min(2 * delay, _MAX_DELAY)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------------- sweeps
+
+    def begin_sweep(self, *, inventory: str, devices: int, profile: Profile,
+                    intrusive: bool) -> SweepInfo:
+        def write() -> int:
+            with Session(self.engine) as session, session.begin():
+                sweep = Sweep(started_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+                              finished_at=None, state=RUNNING, inventory=inventory,
+                              devices=devices, profile_id=profile.id,
+                              profile_version=profile.version, profile_digest=profile.digest,
+                              probe_version=__version__, intrusive=intrusive)
+                session.add(sweep)
+                session.flush()
+                return sweep.id
+
+        try:
+            number = self._retrying(write)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.location}: cannot start a sweep: {_cause(exc)}") from None
+        return self.sweep(number)
+
+    def set_state(self, number: int, state: str) -> None:
+        """Mark sweep `number` finished (every device done), interrupted (stopped early) or
+        running again (resumed)."""
+        finished = dt.datetime.now(dt.UTC).replace(microsecond=0) if state == FINISHED else None
+
+        def write() -> None:
+            with Session(self.engine) as session, session.begin():
+                session.execute(update(Sweep).where(Sweep.id == number)
+                                .values(state=state, finished_at=finished))
+
+        try:
+            self._retrying(write)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.location}: cannot mark sweep #{number} {state}: "
+                             f"{_cause(exc)}") from None
+
+    def _info(self, session: Session, sweep: Sweep) -> SweepInfo:
+        count = session.scalar(select(func.count()).select_from(Record)
+                               .where(Record.sweep_id == sweep.id)) or 0
+        return SweepInfo(
+            number=sweep.id, started_at=sweep.started_at, finished_at=sweep.finished_at,
+            state=sweep.state, inventory=sweep.inventory, devices=sweep.devices,
+            profile={"id": sweep.profile_id, "version": sweep.profile_version,
+                     "digest": sweep.profile_digest},
+            probe_version=sweep.probe_version, intrusive=sweep.intrusive, records=count)
+
+    def sweep(self, number: int) -> SweepInfo:
+        with Session(self.engine) as session:
+            sweep = session.get(Sweep, number)
+            if sweep is None:
+                raise InputError(f"no sweep #{number} in {self.location}", field="SWEEP")
+            return self._info(session, sweep)
+
+    def latest(self) -> SweepInfo | None:
+        """The most recent sweep, finished or not."""
+        with Session(self.engine) as session:
+            sweep = session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(1)).first()
+            return None if sweep is None else self._info(session, sweep)
+
+    def finished_sweeps(self, limit: int) -> list[SweepInfo]:
+        """The `limit` most recent finished sweeps, newest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Sweep).where(Sweep.state == FINISHED)
+                                   .order_by(Sweep.id.desc()).limit(limit)).all()
+            return [self._info(session, sweep) for sweep in rows]
+
+    def sweeps(self) -> list[SweepInfo]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Sweep).order_by(Sweep.id)).all()
+            return [self._info(session, sweep) for sweep in rows]
+
+    # --------------------------------------------------------------------------------- records
+
+    def add_record(self, number: int, record: dict[str, Any]) -> None:
+        """Store the record of one device of sweep `number`, in its own transaction."""
+        device_id = record["device"]["id"]
+        attempts = 0
+
+        def write() -> None:
+            nonlocal attempts
+            attempts += 1
+            with Session(self.engine) as session, session.begin():
+                row = Record(sweep_id=number, device_id=device_id,
+                             address=record["device"]["address"], verdict=record["verdict"],
+                             started_at=_parse(record["started_at"]),
+                             finished_at=_parse(record["finished_at"]), record=record)
+                session.add(row)
+                session.flush()
+                session.add_all(_result_rows(number, row.id, record))
+
+        try:
+            self._retrying(write)
+        except IntegrityError:
+            if attempts > 1 and device_id in self.device_ids(number):
+                return  # an earlier attempt committed, and the connection died before saying so
+            raise StoreError(f"sweep #{number} already holds a record of device "
+                             f"{device_id}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.location}: cannot store the record of "
+                             f"{device_id}: {_cause(exc)}") from None
+
+    def replace_record(self, number: int, record: dict[str, Any]) -> None:
+        """Replace the stored record of the same device, results included, in one
+        transaction."""
+        device_id = record["device"]["id"]
+
+        def write() -> None:
+            with Session(self.engine) as session, session.begin():
+                row = session.scalars(select(Record).where(Record.sweep_id == number,
+                                                           Record.device_id == device_id)).one()
+                row.record = record
+                row.verdict = record["verdict"]
+                session.execute(delete(ResultRow).where(ResultRow.record_id == row.id))
+                session.add_all(_result_rows(number, row.id, record))
+
+        try:
+            self._retrying(write)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.location}: cannot rewrite the record of {device_id}: "
+                             f"{_cause(exc)}") from None
+
+    def record(self, number: int, device_id: str) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            stored: dict[str, Any] = session.scalars(
+                select(Record.record).where(Record.sweep_id == number,
+                                            Record.device_id == device_id)).one()
+            return stored
+
+    def records(self, number: int) -> Iterator[dict[str, Any]]:
+        """The records of sweep `number` by device id, streamed in batches."""
+        with Session(self.engine) as session:
+            rows = session.execute(select(Record.record).where(Record.sweep_id == number)
+                                   .order_by(Record.device_id)
+                                   .execution_options(yield_per=_BATCH))
+            for (stored,) in rows:
+                yield stored
+
+    def device_ids(self, number: int) -> set[str]:
+        with Session(self.engine) as session:
+            return set(session.scalars(select(Record.device_id)
+                                       .where(Record.sweep_id == number)))
+
+    def result_keys(self, number: int) -> Iterator[ResultKey]:
+        """Every result row of sweep `number` with its device's verdict, ordered by device,
+        check and target (the order Python sorts them in)."""
+        query = (select(ResultRow.device_id, Record.verdict, ResultRow.check_id,
+                        ResultRow.target, ResultRow.status, ResultRow.severity,
+                        ResultRow.waived, ResultRow.summary)
+                 .join(Record, Record.id == ResultRow.record_id)
+                 .where(ResultRow.sweep_id == number)
+                 .order_by(ResultRow.device_id, ResultRow.check_id, ResultRow.target)
+                 .execution_options(yield_per=_BATCH * 20))
+        with Session(self.engine) as session:
+            for row in session.execute(query):
+                yield ResultKey(*row)
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    """Whether the database may answer if asked again: it is unreachable, restarting, or
+    locked (OperationalError), or the connection under the session died."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def _cause(exc: SQLAlchemyError) -> str:
+    """The driver's first line about what went wrong (drivers never repeat the password)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def _result_rows(number: int, record_id: int, record: dict[str, Any]) -> list[ResultRow]:
+    device_id = record["device"]["id"]
+    return [ResultRow(record_id=record_id, sweep_id=number, device_id=device_id,
+                      check_id=r["check"], target=r["target"], status=r["status"],
+                      severity=r["severity"], waived="waived" in r, summary=r["summary"])
+            for r in record["results"]]
+
+
+def open_store(text: str) -> Store:
+    """The store at `text` (URL or SQLite path); InputError when it cannot be opened."""
+    url = parse_store_url(text)
+    try:
+        return Store(url)
+    except StoreError as exc:
+        raise InputError(str(exc), field="--store") from None
