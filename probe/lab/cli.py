@@ -1,9 +1,11 @@
-"""`iotprobe lab up | down | status | personas`: run the emulated fleet on loopback.
+"""`iotprobe lab up | down | status | personas | selftest`: run a lab on loopback.
 
-`up` starts the fleet as a background process (`python -m probe.lab up --foreground ...` in a
-new session) and returns once every listener is bound. The fleet process owns
+`up` starts the lab as a background process (`python -m probe.lab up --foreground ...` in a
+new session) and returns once every listener is bound: the emulated fleet, or with `--real`
+the real daemons of lab/docker-compose.yml (probe.lab.real). The lab process owns
 <state-dir>/lab.json and the lab CA beside it, holds <state-dir>/lab.lock while it runs, and
-removes both files when it stops; `down` stops it by the pid in lab.json.
+removes both files when it stops; `down` stops it by the pid in lab.json. `selftest` starts a
+lab, scans it and compares every result with what its devices declare (probe.lab.selftest).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -31,6 +34,7 @@ from ruamel.yaml import YAML
 from probe.errors import InputError
 from probe.lab.fleet import DEFAULT_BASE, DeviceSpec, LabBindError, plan_fleet, run_fleet
 from probe.lab.personas import PERSONAS, Persona
+from probe.lab.real import REAL_BASE, REAL_DEVICES, RealLab, RealLabError, RealSpec, plan_real
 from probe.lab.servers import FORBIDDEN_PORT, ports_of
 from probe.lab.state import (
     CA_FILE,
@@ -53,6 +57,14 @@ READY = "iotprobe lab ready"
 EXIT_NOT_RUNNING, EXIT_INPUT = 1, 2
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
+
+
+class LabError(Exception):
+    """A lab could not be started or stopped; `code` is the exit code to give."""
+
+    def __init__(self, message: str, code: int = EXIT_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
@@ -129,6 +141,7 @@ async def _serve(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
         devices = [spec.as_state() for spec in specs]
         write_state(state_dir, {
             "pid": pid,
+            "kind": "emulated",
             "base": base,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "trust_anchor": str(state_dir / CA_FILE),
@@ -167,6 +180,68 @@ def _run_foreground(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
     log.info("lab stopped")
 
 
+def _announce(state_dir: Path, state: dict[str, Any], inventory_out: Path | None,
+              inventory: str) -> None:
+    write_state(state_dir, state)
+    if inventory_out is not None:
+        write_atomically(inventory_out, inventory)
+    click.echo(_table(state["devices"]))
+    click.echo(f"{READY}: {len(state['devices'])} devices, pid {state['pid']}; stop with "
+               "`iotprobe lab down`")
+
+
+def _serve_real(specs: Sequence[RealSpec], base: str, state_dir: Path,
+                inventory_out: Path | None) -> None:
+    """Run the real daemons until SIGTERM or SIGINT, reaping any that dies meanwhile."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: stop.set())
+    pid = os.getpid()
+    lab = RealLab(specs, state_dir)
+    try:
+        lab.start()
+        write_atomically(state_dir / CA_FILE, lab.ca_pem)
+        pids = lab.pids()
+        _announce(state_dir, {
+            "pid": pid,
+            "kind": "real",
+            "base": base,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "trust_anchor": str(state_dir / CA_FILE),
+            "inventory": str(inventory_out) if inventory_out else None,
+            "devices": [{**spec.as_state(), "pid": pids[spec.id]} for spec in specs],
+        }, inventory_out, lab.inventory_yaml(state_dir / CA_FILE))
+        reported: set[str] = set()
+        while not stop.wait(1.0):
+            for device_id, code in lab.exited():
+                if device_id not in reported:
+                    reported.add(device_id)
+                    log.error("%s: its daemon exited with status %s", device_id, code)
+        log.info("lab stopping")
+    finally:
+        lab.stop()
+        remove_owned(state_dir, pid)
+
+
+def _run_foreground_real(specs: Sequence[RealSpec], base: str, state_dir: Path,
+                         inventory_out: Path | None) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = (state_dir / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _fail(f"another lab holds {state_dir / LOCK_FILE}")
+    try:
+        _serve_real(specs, base, state_dir, inventory_out)
+    except RealLabError as exc:
+        _fail(str(exc), 1)
+    finally:
+        lock.close()
+    log.info("lab stopped")
+
+
 def _wait_ready(stdout: IO[bytes]) -> bool | None:
     """Read the child's stdout until the ready line (True), its end (False: the child is
     exiting), or START_TIMEOUT (None)."""
@@ -187,15 +262,19 @@ def _wait_ready(stdout: IO[bytes]) -> bool | None:
     return None
 
 
-def _start_background(specs: Sequence[DeviceSpec], personas: Sequence[Persona], base: str,
-                      state_dir: Path, inventory_out: Path | None) -> None:
+def start_background(state_dir: Path, *, base: str, inventory_out: Path | None,
+                     real: bool = False, devices: int | None = None,
+                     personas: Sequence[Persona] = ()) -> dict[str, Any]:
+    """Start a lab process in a new session and wait until it is ready; its state (lab.json).
+    Raises LabError when it does not come up."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / LOG_FILE
-    cmd = [
-        sys.executable, "-m", "probe.lab", "up", "--foreground",
-        "--devices", str(len(specs)), "--base", base,
-        "--personas", ",".join(p.name for p in personas), "--state-dir", str(state_dir),
-    ]
+    cmd = [sys.executable, "-m", "probe.lab", "up", "--foreground", "--base", base,
+           "--state-dir", str(state_dir)]
+    if real:
+        cmd.append("--real")
+    else:
+        cmd += ["--devices", str(devices), "--personas", ",".join(p.name for p in personas)]
     if inventory_out is not None:
         cmd += ["--inventory-out", str(inventory_out)]
     with log_path.open("wb") as log_file:
@@ -215,18 +294,50 @@ def _start_background(specs: Sequence[DeviceSpec], personas: Sequence[Persona], 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            _fail(f"the lab did not come up within {START_TIMEOUT:.0f}s; see {log_path}", 1)
+            raise LabError(f"the lab did not come up within {START_TIMEOUT:.0f}s; see "
+                           f"{log_path}", 1)
         errors = [line for line in log_path.read_text(errors="replace").splitlines()
                   if line.startswith("error:")]
-        _fail(errors[-1].removeprefix("error: ") if errors
-              else f"the lab exited with code {proc.returncode}; see {log_path}",
-              EXIT_INPUT if proc.returncode == EXIT_INPUT else 1)
+        raise LabError(errors[-1].removeprefix("error: ") if errors
+                       else f"the lab exited with code {proc.returncode}; see {log_path}",
+                       EXIT_INPUT if proc.returncode == EXIT_INPUT else 1)
     state = read_state(state_dir)
     assert state is not None and state["pid"] == proc.pid
+    return state
+
+
+def _start_background(state_dir: Path, inventory_out: Path | None, **how: Any) -> None:
+    try:
+        state = start_background(state_dir, inventory_out=inventory_out, **how)
+    except LabError as exc:
+        _fail(str(exc), exc.code)
     click.echo(_table(state["devices"]))
-    click.echo(f"lab running: {len(specs)} devices, pid {proc.pid}, state {state_dir}")
+    click.echo(f"lab running: {len(state['devices'])} devices, pid {state['pid']}, state "
+               f"{state_dir}")
     if inventory_out is not None:
         click.echo(f"inventory: {inventory_out}")
+
+
+def stop_lab(state_dir: Path) -> str:
+    """Stop the lab recorded in `state_dir` and remove its state; what happened, in a line.
+    Raises LabError when its process does not exit."""
+    state = read_state(state_dir)
+    if state is None:
+        return f"no lab recorded in {state_dir}"
+    pid = state["pid"]
+    if is_lab_process(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not wait_gone(pid, STOP_TIMEOUT):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if not wait_gone(pid, STOP_TIMEOUT):
+                raise LabError(f"lab process {pid} does not exit", 1)
+        message = f"lab stopped (pid {pid})"
+    else:
+        message = f"lab (pid {pid}) was not running; removed its stale state"
+    remove_state(state_dir)
+    return message
 
 
 def _state_dir_option(fn: Any) -> Any:
@@ -243,27 +354,43 @@ def _resolve_state_dir(state_dir: Path | None) -> Path:
 def lab_group() -> click.Group:
     @click.group("lab")
     def lab() -> None:
-        """Emulated IoT devices with known good and bad configurations, on 127.0.0.0/8."""
+        """IoT devices with known good and bad configurations on 127.0.0.0/8: the emulated
+        fleet, or the real daemons of lab/docker-compose.yml (--real)."""
 
     @lab.command("up")
     @click.option("--devices", type=click.IntRange(min=1), default=None,
                   help="How many devices. Default: one per persona.")
-    @click.option("--base", default=DEFAULT_BASE, show_default=True,
-                  help="Address of the first device; device i gets base + i.")
+    @click.option("--base", default=None,
+                  help=f"Address of the first device; device i gets base + i. Default: "
+                  f"{DEFAULT_BASE}, with --real {REAL_BASE}.")
     @click.option("--inventory-out", type=click.Path(dir_okay=False, path_type=Path),
                   help="Write a YAML inventory of the lab here.")
     @click.option("--personas", "persona_names", metavar="A,B,...",
                   help="Personas to cycle through (see `lab personas`). Default: all.")
+    @click.option("--real", is_flag=True,
+                  help="Run the real daemons of lab/docker-compose.yml (mosquitto, nginx, "
+                  "libcoap, busybox telnetd) from the same configurations, one loopback "
+                  "address per device, instead of the emulated fleet.")
     @click.option("--foreground", is_flag=True,
-                  help="Run the fleet in this process until SIGTERM or Ctrl-C.")
+                  help="Run the lab in this process until SIGTERM or Ctrl-C.")
     @_state_dir_option
-    def up(devices: int | None, base: str, inventory_out: Path | None,
-           persona_names: str | None, foreground: bool, state_dir: Path | None) -> None:
-        """Start the lab: device i runs persona i mod len(personas) on address base + i."""
+    def up(devices: int | None, base: str | None, inventory_out: Path | None,
+           persona_names: str | None, real: bool, foreground: bool,
+           state_dir: Path | None) -> None:
+        """Start the lab: device i runs persona i mod len(personas) on address base + i
+        (with --real: device i of the real lab)."""
         directory = _resolve_state_dir(state_dir)
+        personas: list[Persona] = []
         try:
-            personas = _select_personas(persona_names)
-            specs = plan_fleet(personas, devices or len(personas), base)
+            if real:
+                for given, option in ((devices, "--devices"), (persona_names, "--personas")):
+                    if given is not None:
+                        raise InputError("the real lab runs each of its devices once",
+                                         field=option)
+                real_specs = plan_real(base or REAL_BASE)
+            else:
+                personas = _select_personas(persona_names)
+                specs = plan_fleet(personas, devices or len(personas), base or DEFAULT_BASE)
         except InputError as exc:
             _fail(str(exc))
         running = running_lab(directory)
@@ -271,33 +398,25 @@ def lab_group() -> click.Group:
             _fail(f"a lab is already running (pid {running['pid']}, state in {directory}); "
                   "stop it with `iotprobe lab down` or choose another --state-dir")
         inventory = inventory_out.absolute() if inventory_out is not None else None
-        if foreground:
-            _run_foreground(specs, base, directory, inventory)
+        if real:
+            if foreground:
+                _run_foreground_real(real_specs, base or REAL_BASE, directory, inventory)
+            else:
+                _start_background(directory, inventory, base=base or REAL_BASE, real=True)
+        elif foreground:
+            _run_foreground(specs, base or DEFAULT_BASE, directory, inventory)
         else:
-            _start_background(specs, personas, base, directory, inventory)
+            _start_background(directory, inventory, base=base or DEFAULT_BASE,
+                              devices=len(specs), personas=personas)
 
     @lab.command("down")
     @_state_dir_option
     def down(state_dir: Path | None) -> None:
         """Stop the lab recorded in the state directory and remove its state."""
-        directory = _resolve_state_dir(state_dir)
-        state = read_state(directory)
-        if state is None:
-            click.echo(f"no lab recorded in {directory}")
-            return
-        pid = state["pid"]
-        if is_lab_process(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not wait_gone(pid, STOP_TIMEOUT):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                if not wait_gone(pid, STOP_TIMEOUT):
-                    _fail(f"lab process {pid} does not exit", 1)
-            click.echo(f"lab stopped (pid {pid})")
-        else:
-            click.echo(f"lab (pid {pid}) was not running; removed its stale state")
-        remove_state(directory)
+        try:
+            click.echo(stop_lab(_resolve_state_dir(state_dir)))
+        except LabError as exc:
+            _fail(str(exc), exc.code)
 
     @lab.command("status")
     @_state_dir_option
@@ -316,13 +435,59 @@ def lab_group() -> click.Group:
             sys.exit(EXIT_NOT_RUNNING)
 
     @lab.command("personas")
-    def personas() -> None:
+    @click.option("--real", is_flag=True, help="The devices of the real lab instead.")
+    @click.option("--markdown", is_flag=True,
+                  help="One Markdown table of every device of both labs and what it "
+                  "demonstrates.")
+    def personas(real: bool, markdown: bool) -> None:
         """List the personas and what the probe must report for each."""
+        if markdown:
+            from probe.lab.selftest import markdown_table
+
+            click.echo(markdown_table(), nl=False)
+            return
+        if real:
+            for device in REAL_DEVICES:
+                ports = _listeners_text([listen.as_state() for listen in device.listeners])
+                expect = ", ".join(f"{k}={v}" for k, v in device.expect.items())
+                intrusive = ", ".join(f"{k}={v}" for k, v in device.expect_intrusive.items())
+                click.echo(f"{device.name} ({device.device_class}, {device.daemon} "
+                           f"{device.config}): {device.description}")
+                click.echo(f"    listens: {ports}")
+                click.echo(f"    expect: {expect}; verdict {device.expect_verdict}")
+                click.echo(f"    with --intrusive: {intrusive}")
+            return
         for persona in PERSONAS.values():
             ports = _listeners_text(ports_of(persona.listeners))
             expect = ", ".join(f"{k}={v}" for k, v in persona.expect.items())
             click.echo(f"{persona.name} ({persona.device_class}): {persona.description}")
             click.echo(f"    listens: {ports}")
             click.echo(f"    expect: {expect}; verdict {persona.expect_verdict}")
+
+    @lab.command("selftest")
+    @click.option("--real", is_flag=True, help="Test the real lab instead of the emulated one.")
+    @click.option("--base", default=None,
+                  help=f"Address of the first device. Default: {DEFAULT_BASE}, with --real "
+                  f"{REAL_BASE}.")
+    @click.option("--timeout", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+                  help="Seconds for any one network operation of the scans.")
+    @_state_dir_option
+    def selftest(real: bool, base: str | None, timeout: float,
+                 state_dir: Path | None) -> None:
+        """Start a lab, scan it with the iso27400 profile with and without --intrusive,
+        compare every result with what its devices declare, print the table and the coverage
+        of the check catalogue; exit 1 on any disagreement."""
+        from probe.lab.selftest import run_selftest
+
+        directory = _resolve_state_dir(state_dir)
+        try:
+            code = run_selftest(directory, real=real,
+                                base=base or (REAL_BASE if real else DEFAULT_BASE),
+                                timeout=timeout, echo=click.echo)
+        except InputError as exc:
+            _fail(str(exc))
+        except LabError as exc:
+            _fail(str(exc), exc.code)
+        sys.exit(code)
 
     return lab

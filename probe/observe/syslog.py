@@ -326,6 +326,7 @@ class _Shared:
 class _Registry:
     open: dict[tuple[int, str], _Shared] = field(default_factory=dict)
     users: dict[tuple[int, str], int] = field(default_factory=dict)
+    closing: dict[tuple[int, str], asyncio.Future[None]] = field(default_factory=dict)
 
 
 _REGISTRY = _Registry()
@@ -341,6 +342,11 @@ async def listening(spec: ListenSpec, subscriber: Subscriber) -> AsyncIterator[L
     first user's).
     """
     key = (id(asyncio.get_running_loop()), spec.url)
+    while (pending := _REGISTRY.closing.get(key)) is not None:
+        if pending.done():  # its closer was cancelled while waiting: the socket is gone now
+            del _REGISTRY.closing[key]
+            break
+        await asyncio.wait([pending])  # the last user's socket must be gone before we bind
     shared = _REGISTRY.open.get(key)
     if shared is None:
         shared = _Shared(spec)
@@ -371,7 +377,12 @@ async def listening(spec: ListenSpec, subscriber: Subscriber) -> AsyncIterator[L
         _REGISTRY.users[key] -= 1
         if _REGISTRY.users[key] == 0:
             del _REGISTRY.open[key], _REGISTRY.users[key]
-            await shared.close()
+            closing = _REGISTRY.closing[key] = asyncio.ensure_future(shared.close())
+            try:
+                await asyncio.shield(closing)
+            finally:
+                if closing.done() and _REGISTRY.closing.get(key) is closing:
+                    del _REGISTRY.closing[key]
 
 
 def listen_spec(entry: Mapping[str, Any]) -> ListenSpec:
