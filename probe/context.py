@@ -162,6 +162,20 @@ class UdpConversation:
         return await self.receive(wait=wait, linger=linger)
 
 
+async def _close(writer: asyncio.StreamWriter, limit: float) -> None:
+    """Close a connection, waiting at most a second (or `limit`) for an orderly end; a peer that
+    never completes it (a TLS close_notify that never comes, a stream that keeps pouring in) has
+    its connection aborted, so nothing of it outlives the `connect` block."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), min(limit, 1.0))
+    except Exception:
+        writer.transport.abort()
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
+
+
 class DeviceContext:
     """One device during one scan: its address, options, parameters and observation cache."""
 
@@ -249,9 +263,7 @@ class DeviceContext:
             try:
                 yield reader, writer
             finally:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.wait_closed(), min(limit, 1.0))
+                await _close(writer, limit)
 
     def declared(self, address: str) -> bool:
         """Whether `address` is an IP literal that the device's inventory `monitor:` names as
@@ -304,9 +316,7 @@ class DeviceContext:
         try:
             yield reader, writer
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), min(limit, 1.0))
+            await _close(writer, limit)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

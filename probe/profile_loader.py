@@ -44,6 +44,8 @@ from probe.yamldoc import (
 )
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+PORT_PARAMETERS = frozenset({"allowed_tcp", "allowed_udp"})
+"""Check parameters that list port numbers (net.open-ports' allow-lists)."""
 
 
 def builtin_dir() -> Path:
@@ -355,6 +357,14 @@ class _Resolver:
             default = check.defaults[name]
             if default is not None and describe(value) != describe(default):
                 raise at.error(f"expected {describe(default)}, got {describe(value)}", name)
+            kinds = {describe(item) for item in default} if isinstance(default, list) else set()
+            for index, item in enumerate(value if len(kinds) == 1 else ()):
+                if describe(item) not in kinds:
+                    raise at.error(f"item {index + 1}: expected {kinds.pop()}, got "
+                                   f"{describe(item)}", name)
+                if name in PORT_PARAMETERS and not (isinstance(item, int) and 0 < item < 65536):
+                    raise at.error(f"item {index + 1}: {show(item)} is not a port number "
+                                   "(1-65535)", name)
 
 
 def _own(spec: _ProfileFile, where: Where) -> _Resolved:

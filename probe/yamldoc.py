@@ -149,12 +149,15 @@ def load_yaml_mapping(path: Path, file: str, expected: str) -> YamlDocument:
         mark = exc.problem_mark
         raise InputError(f"YAML syntax error: duplicate key {show(key.group(1)) if key else ''}"
                          .rstrip(), file=file,
-                         line=mark.line + 1 if mark is not None else None) from None
+                         line=mark.line + 1 if mark is not None else None,
+                         field=key.group(1) if key else None) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "cannot parse"
         raise InputError(f"YAML syntax error: {problem}", file=file,
-                         line=mark.line + 1 if mark is not None else None) from None
+                         line=mark.line + 1 if mark is not None else None,
+                         field=_key_before(text, mark.line, mark.column) if mark else None
+                         ) from None
     except ReaderError as exc:
         line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
         raise InputError(f"YAML syntax error: {exc.reason} character {exc.character!r}",
@@ -175,6 +178,17 @@ def load_yaml_mapping(path: Path, file: str, expected: str) -> YamlDocument:
 
 
 _DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value')
+_KEY = re.compile(r"""([A-Za-z_][\w.-]*)["']?\s*:(?=\s|$)""")
+
+
+def _key_before(text: str, line: int, column: int) -> str | None:
+    """The last mapping key written on `line` (0-based) of `text` before `column`: the field
+    a YAML error at that mark is about (none when the line names no key before it)."""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return None
+    keys = [m.group(1) for m in _KEY.finditer(lines[line]) if m.start() < max(column, 1)]
+    return keys[-1] if keys else None
 
 
 class _Constructor(RoundTripConstructor):

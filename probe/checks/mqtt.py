@@ -32,8 +32,8 @@ NO_ENDPOINT = "no MQTT endpoint on the device"
 
 
 def _silent(endpoint: Endpoint, what: str) -> Finding:
-    return errored(f"{endpoint.target} accepted a connection and never answered, so {what} "
-                   "could not be decided", endpoint.target, **endpoint.evidence(),
+    return errored(f"{endpoint.target} gave MQTT no answer ({endpoint.hello.detail}), so "
+                   f"{what} could not be decided", endpoint.target, **endpoint.evidence(),
                    connect=endpoint.hello.evidence(), reason="timeout")
 
 

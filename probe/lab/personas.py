@@ -221,6 +221,7 @@ register(Persona(
 # on the definitions above.
 from probe.lab import (  # noqa: E402, F401
     personas_coap,
+    personas_hostile,
     personas_monitor,
     personas_mqtt,
     personas_tls,

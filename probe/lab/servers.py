@@ -1,9 +1,10 @@
 """The services emulated devices run, and the asyncio plumbing that serves them on one address.
 
 A TCP service is an object with `async serve(reader, writer)`, run once per connection in its own
-task; a UDP service answers one datagram with at most one datagram. Both are small and defensive:
-every read is capped in size (`MAX_READ`) and, except where a persona means to hang, in time
-(`IDLE_TIMEOUT`); whatever a peer sends, the worst outcome is that its own connection closes.
+task; a UDP service answers one datagram with at most one datagram (a hostile one, with a
+burst). Both are small and defensive: every read is capped in size (`MAX_READ`) and, except where
+a persona means to hang, in time (`IDLE_TIMEOUT`); whatever a peer sends, the worst outcome is
+that its own connection closes.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class StreamService(Protocol):
 
 
 class DatagramService(Protocol):
-    def answer(self, request: bytes) -> bytes | None:
-        """The reply to one datagram, or None to stay silent."""
+    def answer(self, request: bytes) -> bytes | Sequence[bytes] | None:
+        """The reply to one datagram, several datagrams (a burst), or None to stay silent."""
 
 
 def _check_port(port: int) -> None:
@@ -416,8 +417,10 @@ class DatagramServer(asyncio.DatagramProtocol):
         except Exception as exc:  # scapy and friends raise all sorts on garbage: drop it
             log.debug("%s: dropped a datagram: %r", type(self.service).__name__, exc)
             return
-        if reply is not None:
-            self.transport.sendto(reply, addr)
+        if reply is None:
+            return
+        for datagram in [reply] if isinstance(reply, bytes) else reply:
+            self.transport.sendto(datagram, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("%s: %r", type(self.service).__name__, exc)

@@ -3,7 +3,9 @@
 Each attempt is bounded by the timeout and reads at most a few KiB. Probing stops at the first
 answer that identifies the port, and at the first attempt that meets silence until the deadline
 (accepted, not a byte, no close) or a reply that crawls: a hanging device costs about one timeout
-per port, not one per attempt.
+per port, not one per attempt. A port is `silent` (nothing about it can be decided) when it never
+sent a byte: it hung, reset every connection, or refused the connection it had accepted
+during the port scan (the device went away).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from probe.context import DeviceContext
-from probe.observe.tcp import excerpt, head_hex, service_ports
+from probe.observe.tcp import RESET_AFTER_HANDSHAKE, excerpt, head_hex, service_ports
 
 BANNER_PORTS = frozenset({21, 22, 23, 25, 513, 514, 2323})
 HTTP_PORTS = frozenset({80, 81, 8000, 8008, 8080, 8081, 8088, 8888})
@@ -57,6 +59,7 @@ class _Reply:
     tls: Mapping[str, Any] | None = None  # version and cipher of a completed handshake
     alert: str | None = None  # the TLS error that ended the exchange
     certificate_requested: bool = False
+    reset: bool = False  # the peer reset the connection before it sent a byte
 
 
 class TlsClient:
@@ -106,8 +109,8 @@ def _request(ctx: DeviceContext, port: int, kind: str, tls: bool) -> bytes:
 
 
 def _complete(kind: str) -> Callable[[bytes], bool]:
-    if kind == "mqtt":
-        return lambda d: len(d) >= 4
+    if kind == "mqtt":  # a CONNACK's four bytes, or five when its length takes more than one
+        return lambda d: len(d) >= 4 and (d[1] < 0x80 or len(d) >= 5)
     if kind == "banner":
         return lambda d: b"\n" in d or _telnet(d) or bool(_PROMPT.search(d))
     return lambda d: b"\r\n\r\n" in d or b"\n\n" in d
@@ -142,13 +145,28 @@ def classify(port: int, kind: str, data: bytes) -> tuple[str, str, dict[str, Any
         if "server" in (headers := _headers(data)):
             evidence["server"] = excerpt(headers["server"].encode("latin-1"))
         return protocol, status_line, evidence
-    if kind == "mqtt" and len(data) >= 4 and data[0] == 0x20 and data[1] >= 2:
+    if kind == "mqtt" and len(data) >= 4 and data[0] == 0x20:
+        if not 2 <= data[1] < 0x80:
+            problem = _malformed_connack(data)
+            return "mqtt", f"malformed MQTT CONNACK: {problem}", {
+                "first_bytes": head_hex(data), "malformed": problem}
         code = data[3]
         return "mqtt", f"MQTT 3.1.1 CONNACK {code} ({CONNACK.get(code, 'unknown code')})", {
             "connack_code": code, "protocol_level": 4, "session_present": bool(data[2] & 1)}
     if kind == "banner" and _PROMPT.search(data):
         return "telnet", "login prompt without Telnet negotiation", {"banner": excerpt(data)}
     return None
+
+
+def _malformed_connack(data: bytes) -> str:
+    """What is wrong with the remaining length of a CONNACK that is not 2 to 127 bytes long
+    (the answer to a 3.1.1 CONNECT has 2; more than 127 takes a multi-byte length)."""
+    length = 0
+    for index, byte in enumerate(data[1:5]):
+        length |= (byte & 0x7F) << (7 * index)
+        if not byte & 0x80:
+            return f"it claims {length} bytes"
+    return "its remaining length runs past the four bytes MQTT allows"
 
 
 async def _converse(ctx: DeviceContext, port: int, kind: str, *, tls: TlsClient | None,
@@ -168,8 +186,8 @@ async def _converse(ctx: DeviceContext, port: int, kind: str, *, tls: TlsClient 
                                            until=_complete(kind))
         except ssl.SSLError as exc:
             return _Reply(tls=info, alert=_reason(exc))
-        except ConnectionError:
-            return _Reply(tls=info)
+        except ConnectionError as exc:
+            return _Reply(tls=info, reset=isinstance(exc, ConnectionResetError))
         if kind == "mqtt" and len(data) >= 4 and data[:2] == b"\x20\x02" and data[3] == 0:
             writer.write(DISCONNECT)
     return _Reply(data, stalled, info)
@@ -218,9 +236,9 @@ async def _tls(ctx: DeviceContext, port: int,
             reply = _Reply(alert=_reason(exc))
         except (TimeoutError, ConnectionAbortedError):
             return None, _Reply(stalled=True)  # a handshake that never ends
-        except ConnectionError:
+        except ConnectionError as exc:
             if not client.certificate_requested:
-                return None, _Reply()
+                return None, _Reply(reset=isinstance(exc, ConnectionResetError))
         reply = replace(reply, certificate_requested=client.certificate_requested)
         found = _found(port, app, reply, True)
         if found is not None:
@@ -261,21 +279,23 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
     seen = b""
     weak: Identification | None = None
     silent = False
+    resets = True  # every attempt so far was reset before a byte
     for kind in _PLANS[hint]:
         tried.append(kind)
         try:
             found, reply = await _attempt(ctx, port, kind, hint, inner)
-        except ConnectionRefusedError:
-            return Identification(port, "unknown", False, "refused during identification",
-                                  False, {"probes": tried})
+        except ConnectionRefusedError:  # open during the port scan, gone since
+            return Identification(port, "unknown", False, "open during the port scan, then "
+                                  "refused during identification", True, {"probes": tried})
         except TimeoutError:
             found, reply = None, _Reply(stalled=True)
-        except OSError:
-            found, reply = None, _Reply()
+        except OSError as exc:
+            found, reply = None, _Reply(reset=exc.errno in RESET_AFTER_HANDSHAKE)
         if found is not None and found.evidence.get("status") != 400:
             return replace(found, evidence={**found.evidence, "probes": tried})
         weak = weak or found
         seen = seen or reply.data
+        resets = resets and reply.reset
         quiet_banner = kind == "banner" and hint != "banner" and not reply.data
         if reply.stalled and not quiet_banner:
             silent = not reply.data
@@ -289,5 +309,10 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
         name = RSH_PORTS[port]
         return Identification(port, name, False, f"nothing else answered: {name} by port "
                               f"convention ({port}/tcp)", silent, evidence)
-    what = "accepted but never answered" if silent else "answered, but nothing was identified"
+    if silent:
+        what = "accepted but never answered"
+    elif not seen and resets:
+        what, silent = "accepted, then reset every connection before a byte", True
+    else:
+        what = "answered, but nothing was identified"
     return Identification(port, "unknown", False, what, silent, evidence)

@@ -12,9 +12,9 @@ deadline, never more).
 
 The anonymous level-4 CONNECT is not repeated: discovery (`probe.observe.identify`) already sent
 one to every MQTT endpoint, and `endpoints` turns that identification evidence into the level-4
-outcome. An endpoint that accepted the connection and never answered there is an MQTT endpoint
-when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`); it already cost one
-timeout, so no collector talks to it again.
+outcome. An endpoint that never sent a byte there (it hung, reset, or went away) is an MQTT
+endpoint when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`); it already
+cost one timeout, so no collector talks to it again.
 
 Collectors (each gathered once per device through `ctx.observe`, shared by the checks):
 `endpoints`, `anonymous_access` (adds one level-5 CONNECT per endpoint), `default_credentials`
@@ -363,8 +363,8 @@ class Endpoint:
 def _hello(ident: Identification, silent: bool) -> Outcome:
     evidence = ident.evidence
     if silent:
-        return Outcome(4, "timeout", detail="accepted the connection and never answered during "
-                       "identification", source="identification")
+        return Outcome(4, "timeout", detail=f"identification: {ident.detail}",
+                       source="identification")
     if "connack_code" in evidence:
         return Outcome(4, "connack", int(evidence["connack_code"]),
                        bool(evidence.get("session_present")), source="identification")
@@ -986,7 +986,7 @@ async def topic_authorization(ctx: DeviceContext) -> tuple[TopicProbe, ...]:
         elif identity is None:
             refusal = anonymous.levels[0].describe()
             probes.append(TopicProbe(endpoint, level, not_tried=f"{why}, and the endpoint "
-                                     f"refuses anonymous clients ({refusal})"))
+                                     f"did not accept an anonymous client ({refusal})"))
         elif endpoint.needs_certificate and certificate is None:
             probes.append(TopicProbe(endpoint, level, identity.label, not_tried="the TLS layer "
                                      "requires a client certificate and the inventory has no "

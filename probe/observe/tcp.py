@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +17,11 @@ RESERVED_LOOPBACK_PORTS = frozenset({2024})
 
 # Inventory service names that are UDP; every other name in `device.services` is TCP.
 UDP_SERVICE_NAMES = frozenset({"coap", "coaps", "dtls", "snmp", "ssdp", "mdns", "tftp"})
+
+RESET_AFTER_HANDSHAKE = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED,
+                                   errno.EPIPE})
+"""What a connect meets when the port completed the handshake and reset the connection before
+the probe had set it up: the port is open (a closed one refuses, a filtered one is silent)."""
 
 EXCERPT_CHARS = 200
 HEAD_BYTES = 32
@@ -84,8 +90,8 @@ async def _state(ctx: DeviceContext, port: int) -> Literal["open", "closed", "fi
             return "open"
     except ConnectionRefusedError:
         return "closed"
-    except (TimeoutError, OSError):
-        return "filtered"
+    except OSError as exc:  # TimeoutError included
+        return "open" if exc.errno in RESET_AFTER_HANDSHAKE else "filtered"
 
 
 async def connect_scan(ctx: DeviceContext, ports: tuple[int, ...]) -> PortScan:
