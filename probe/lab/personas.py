@@ -220,6 +220,7 @@ register(Persona(
 # The MQTT, CoAP, TLS, monitoring and hostile personas register themselves on import; they build
 # on the definitions above.
 from probe.lab import (  # noqa: E402, F401
+    personas_bench,
     personas_coap,
     personas_hostile,
     personas_monitor,

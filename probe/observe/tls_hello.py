@@ -138,23 +138,29 @@ def suite_name(code: int) -> str:
     return suite.name if suite is not None else f"0x{code:04X}"
 
 
+@functools.cache
 def classic_suites() -> tuple[int, ...]:
-    """Every known suite of SSL 3.0 to TLS 1.2."""
+    """Every known suite of SSL 3.0 to TLS 1.2. (This and the lists below are cached: every
+    TLS endpoint asks for them, and the catalogue they filter never changes.)"""
     return tuple(c for c in catalogue() if c <= 0xFFFF and c not in _TLS13_CODES)
 
 
+@functools.cache
 def tls13_suites() -> tuple[int, ...]:
     return tuple(c for c in catalogue() if c in _TLS13_CODES)
 
 
+@functools.cache
 def sslv2_suites() -> tuple[int, ...]:
     return tuple(c for c in catalogue() if c > 0xFFFF)
 
 
+@functools.cache
 def weak_suites() -> tuple[int, ...]:
     return tuple(c for c in classic_suites() if catalogue()[c].weak_classes)
 
 
+@functools.cache
 def non_forward_secret_suites() -> tuple[int, ...]:
     return tuple(c for c in classic_suites() if not catalogue()[c].forward_secret)
 
@@ -229,9 +235,15 @@ def _template(version: int, server_name: str | None) -> tuple[bytes, int]:
 
 def sslv2_client_hello(suites: Iterable[int] | None = None) -> bytes:
     """An SSL 2.0 CLIENT-HELLO offering version 2 and the SSL 2.0 cipher specs."""
+    return _sslv2_hello(tuple(suites) if suites is not None else sslv2_suites())
+
+
+@functools.lru_cache(maxsize=16)
+def _sslv2_hello(specs: tuple[int, ...]) -> bytes:
+    """Built by scapy once per suite list (milliseconds each, for every TLS endpoint); the
+    challenge repeats like the TLS hellos' random: no handshake is ever completed."""
     s = _scapy()
-    specs = list(suites) if suites is not None else list(sslv2_suites())
-    hello = s.hs2.SSLv2ClientHello(version=SSL2, ciphers=specs, challenge=os.urandom(16))
+    hello = s.hs2.SSLv2ClientHello(version=SSL2, ciphers=list(specs), challenge=os.urandom(16))
     return bytes(s.record2.SSLv2(msg=[hello]))
 
 

@@ -1,0 +1,47 @@
+"""The benchmark persona (`bench/fleet.py`): one device with the five services a fleet benchmark
+times on every device, cleartext MQTT, MQTT over TLS, HTTPS, HTTP and CoAP, from the servers the
+other personas use.
+
+Expectations hold for a scan of the lab inventory (lab CA as trust anchor) with the default,
+non-intrusive profile, like every persona's.
+"""
+
+from __future__ import annotations
+
+from probe.lab.personas import (
+    CLEARTEXT_MANAGEMENT,
+    GOOD_TLS,
+    OPEN_PORTS,
+    Persona,
+    mqtt_expect,
+    register,
+    web_expect,
+)
+from probe.lab.personas_coap import coap_expect
+from probe.lab.servers import HttpPage, MqttRefuse, TcpListener, UdpListener
+from probe.lab.servers_coap import CoapDevice, CoapResource
+from probe.lab.servers_mqtt import MqttBroker
+
+register(Persona(
+    name="bench-device",
+    description="a gateway with everything a fleet benchmark times: cleartext MQTT on 1883 "
+                "open to anyone, MQTT over TLS on 8883 refusing anonymous clients, a page on "
+                "HTTP 80 and on HTTPS 443 (lab certificate), readable CoAP sensor values on 5683",
+    device_class="gateway",
+    listeners=(
+        TcpListener(1883, MqttBroker(anonymous=True)),
+        TcpListener(8883, MqttRefuse(), tls=True),
+        TcpListener(443, HttpPage(title="Gateway"), tls=True),
+        TcpListener(80, HttpPage(title="Gateway")),
+        UdpListener(5683, CoapDevice((
+            CoapResource("/sensors/temperature", b"21.5", attributes=';rt="temperature";obs'),
+            CoapResource("/sensors/humidity", b"43", attributes=';rt="humidity"'),
+        ))),
+    ),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
+            **mqtt_expect("fail", "fail", "fail", "fail"), **GOOD_TLS,
+            **web_expect(cleartext="fail", authentication="fail", hsts="fail", clock="fail",
+                         disclosure="fail"),
+            **coap_expect("fail", "fail", "pass")},
+    expect_verdict="nonconformant",
+))
