@@ -32,7 +32,7 @@ import httpcore
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.base import ObservationError
+from probe.observe.base import ObservationError, default_pairs
 from probe.observe.discovery import Services, services
 from probe.observe.tcp import excerpt
 
@@ -466,25 +466,6 @@ class CredentialTrial:
         return last if last is not None and last.status is None else None
 
 
-def default_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The profile's `pairs` ([user, password] or {username, password}), at most
-    `max_attempts` of them."""
-    pairs = []
-    for index, item in enumerate(params.get("pairs", [])):
-        if isinstance(item, Mapping):
-            item = [item.get("username"), item.get("password", "")]
-        if (not isinstance(item, list | tuple) or len(item) != 2
-                or not all(isinstance(v, str) for v in item)):
-            raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: pairs[{index}] is not "
-                                   "a [username, password] pair of strings")
-        pairs.append((item[0], item[1]))
-    limit = params.get("max_attempts", len(pairs))
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: max_attempts must be a "
-                               "whole number")
-    return pairs[:limit]
-
-
 def authenticated_paths(visits: Sequence[Visit]) -> list[tuple[HttpEndpoint, str, str]]:
     """(listener, path, scheme) for the first path of each listener that asked for Basic or
     Digest credentials."""
@@ -501,7 +482,7 @@ async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]
     path of each listener, paced `pace_seconds` apart across the device, stopping at the first
     accepted pair or the first attempt that gets no answer."""
     params = ctx.params_for(DEFAULT_CREDENTIALS)
-    pairs = default_pairs(params)
+    pairs = default_pairs(params, DEFAULT_CREDENTIALS)
     pace = params.get("pace_seconds", 1.0)
     if not isinstance(pace, int | float) or isinstance(pace, bool) or pace < 0:
         raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: pace_seconds must be a "

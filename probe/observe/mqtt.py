@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 
 from probe.context import DeviceContext
 from probe.model import Device
-from probe.observe.base import ObservationError
+from probe.observe.base import ObservationError, default_pairs
 from probe.observe.discovery import Identification, Services, services
 from probe.observe.identify import TlsClient
 from probe.observe.tcp import head_hex, service_ports
@@ -667,25 +667,6 @@ class CredentialTrial:
         return last if last is not None and not last.outcome.decided else None
 
 
-def default_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The profile's `pairs` ([user, password] or {username, password}), at most
-    `max_attempts` of them."""
-    pairs = []
-    for index, item in enumerate(params.get("pairs", [])):
-        if isinstance(item, Mapping):
-            item = [item.get("username"), item.get("password", "")]
-        if (not isinstance(item, list | tuple) or len(item) != 2
-                or not all(isinstance(v, str) for v in item)):
-            raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: pairs[{index}] is not "
-                                   "a [username, password] pair of strings")
-        pairs.append((item[0], item[1]))
-    limit = params.get("max_attempts", len(pairs))
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: max_attempts must be a "
-                               "whole number")
-    return pairs[:limit]
-
-
 def _seconds(params: Mapping[str, Any], check: str, name: str) -> float:
     value = params.get(name, 0)
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
@@ -701,7 +682,7 @@ async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]
     the first accepted pair or the first attempt that gets no answer.
     """
     params = ctx.params_for(DEFAULT_CREDENTIALS)
-    pairs = default_pairs(params)
+    pairs = default_pairs(params, DEFAULT_CREDENTIALS)
     pace = _seconds(params, DEFAULT_CREDENTIALS, "pace_seconds")
     certificate = client_certificate(ctx.device)
     loop = asyncio.get_running_loop()
