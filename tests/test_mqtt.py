@@ -34,17 +34,19 @@ from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client
 from probe.model import Device, Finding, Status
 from probe.observe.mqtt import (
-    ANONYMOUS,
     ClientCertificate,
     Endpoint,
-    Identity,
-    MalformedPacket,
     Outcome,
     anonymous_access,
-    connect_packet,
     endpoints,
-    frame,
     login,
+)
+from probe.observe.mqtt_codec import (
+    ANONYMOUS,
+    Identity,
+    MalformedPacket,
+    connect_packet,
+    frame,
 )
 from probe.secrets import Secret
 

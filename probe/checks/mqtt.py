@@ -15,8 +15,6 @@ from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.mqtt import (
-    PROTOCOL,
-    SUBACK_V4,
     Anonymous,
     CredentialTrial,
     Endpoint,
@@ -24,8 +22,12 @@ from probe.observe.mqtt import (
     anonymous_access,
     default_credentials,
     endpoints,
-    meaning,
     topic_authorization,
+)
+from probe.observe.mqtt_codec import (
+    PROTOCOL,
+    SUBACK_V4,
+    meaning,
 )
 
 NO_ENDPOINT = "no MQTT endpoint on the device"

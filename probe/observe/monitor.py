@@ -48,10 +48,7 @@ from probe.context import DeviceContext
 from probe.observe.base import ObservationError
 from probe.observe.http import authenticated_paths, http_protected, http_roots, request
 from probe.observe.mqtt import (
-    DISCONNECT_PACKET,
     ClientCertificate,
-    Identity,
-    MalformedPacket,
     Outcome,
     _broken,
     _Closed,
@@ -59,8 +56,13 @@ from probe.observe.mqtt import (
     _Link,
     _tls_client,
     client_certificate,
-    connect_packet,
     endpoints,
+)
+from probe.observe.mqtt_codec import (
+    DISCONNECT_PACKET,
+    Identity,
+    MalformedPacket,
+    connect_packet,
 )
 from probe.observe.sinks import (
     MAX_RUNS,

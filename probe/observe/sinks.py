@@ -53,16 +53,18 @@ from probe.context import DeviceContext
 from probe.model import Device
 from probe.observe.base import ObservationError
 from probe.observe.mqtt import (
+    _Closed,
+    _connack,
+    _Link,
+    _tls_reason,
+)
+from probe.observe.mqtt_codec import (
     DISCONNECT_PACKET,
     KEEP_ALIVE,
     PUBLISH,
     SUBACK,
     Identity,
     MalformedPacket,
-    _Closed,
-    _connack,
-    _Link,
-    _tls_reason,
     connect_packet,
     meaning,
     parse_publish,
