@@ -6,14 +6,16 @@ never sees half a record.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import jsonschema
 
@@ -73,16 +75,29 @@ def record_filename(device_id: str) -> str:
     return _UNSAFE.sub("_", device_id) + ".record.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """A text file that appears at `path` whole or not at all (written aside, then renamed), with
+    the usual permissions (0666 less the umask) rather than a temporary file's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with atomic_text(path) as handle:
+        handle.write(text)
 
 
 def write_record(outdir: Path, record: dict[str, Any]) -> Path:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ from probe.model import (
     worst_failure,
 )
 from probe.ratelimit import RateLimiter
+from probe.record import write_atomic
 from probe.secrets import Secret
 
 
@@ -119,3 +122,15 @@ async def test_rate_limiter_is_shared_fairly() -> None:
 
     await asyncio.gather(take(1), take(2))
     assert sorted(got) == [1] * 10 + [2] * 10
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    """Records and reports are written aside and renamed, yet not left private (0600) the way a
+    temporary file is: the umask decides, as for any file the user writes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path = tmp_path / "r" / "x.record.json"
+    write_atomic(path, "{}\n")
+    assert path.read_text() == "{}\n"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in path.parent.iterdir()] == ["x.record.json"]

@@ -4,12 +4,12 @@ report needs (a first pass for the totals, a second for the details), never all 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from probe.record import atomic_text
 
 REPORT_FILES = {"junit": "report.junit.xml", "html": "report.html",
                 "oscal": "report.oscal.json"}
@@ -47,12 +47,5 @@ def write_report(fmt: str, source: RecordSource, out: TextIO) -> None:
 
 def write_report_file(fmt: str, source: RecordSource, path: Path) -> None:
     """Render `source` into `path`, atomically: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            write_report(fmt, source, handle)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic_text(path) as handle:
+        write_report(fmt, source, handle)
