@@ -138,20 +138,15 @@ async def _serve(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
     fleet = await run_fleet(specs)
     try:
         write_atomically(state_dir / CA_FILE, fleet.ca_pem.decode())
-        devices = [spec.as_state() for spec in specs]
-        write_state(state_dir, {
+        _announce(state_dir, {
             "pid": pid,
             "kind": "emulated",
             "base": base,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "trust_anchor": str(state_dir / CA_FILE),
             "inventory": str(inventory_out) if inventory_out else None,
-            "devices": devices,
-        })
-        if inventory_out is not None:
-            write_atomically(inventory_out, inventory_yaml(specs, state_dir / CA_FILE))
-        click.echo(_table(devices))
-        click.echo(f"{READY}: {len(specs)} devices, pid {pid}; stop with `iotprobe lab down`")
+            "devices": [spec.as_state() for spec in specs],
+        }, inventory_out, inventory_yaml(specs, state_dir / CA_FILE))
         await stop.wait()
         log.info("lab stopping")
     finally:
@@ -159,8 +154,9 @@ async def _serve(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
         remove_owned(state_dir, pid)
 
 
-def _run_foreground(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
-                    inventory_out: Path | None) -> None:
+def _hold_lab_lock(state_dir: Path) -> IO[str]:
+    """Log to stderr and take the state dir's lock (held until the returned file is closed): one
+    foreground lab per state dir, whatever kind."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +164,14 @@ def _run_foreground(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        lock.close()
         _fail(f"another lab holds {state_dir / LOCK_FILE}")
+    return lock
+
+
+def _run_foreground(specs: Sequence[DeviceSpec], base: str, state_dir: Path,
+                    inventory_out: Path | None) -> None:
+    lock = _hold_lab_lock(state_dir)
     _raise_fd_limit()
     try:
         asyncio.run(_serve(specs, base, state_dir, inventory_out))
@@ -225,14 +228,7 @@ def _serve_real(specs: Sequence[RealSpec], base: str, state_dir: Path,
 
 def _run_foreground_real(specs: Sequence[RealSpec], base: str, state_dir: Path,
                          inventory_out: Path | None) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = (state_dir / LOCK_FILE).open("a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        _fail(f"another lab holds {state_dir / LOCK_FILE}")
+    lock = _hold_lab_lock(state_dir)
     try:
         _serve_real(specs, base, state_dir, inventory_out)
     except RealLabError as exc:
