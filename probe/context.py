@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -28,6 +29,8 @@ from probe.ratelimit import RateLimiter
 T = TypeVar("T")
 
 Params = Mapping[str, Any]
+IP_RECVERR, IPV6_RECVERR = 11, 25
+"""Linux's socket options (<linux/in.h>, <linux/in6.h>); the socket module does not name them."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,25 @@ class UdpConversation:
         """Send one datagram and collect what comes back (see `receive`)."""
         await self.send(payload)
         return await self.receive(wait=wait, linger=linger)
+
+
+def _unconnected_udp(address: str) -> socket.socket:
+    """A UDP socket bound to a wildcard address that still reports ICMP errors: Linux tells an
+    unconnected socket of a port-unreachable only when IP_RECVERR (IPV6_RECVERR) is set."""
+    v6 = ipaddress.ip_address(address).version == 6
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(AttributeError, OSError):
+            if v6:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        sock.bind(("::" if v6 else "0.0.0.0", 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def _close(writer: asyncio.StreamWriter, limit: float) -> None:
@@ -370,18 +392,18 @@ class DeviceContext:
         Waits up to `wait` for a first reply, then `linger` for more; replies beyond
         `max_datagrams` or `max_bytes` are counted as truncation, not stored (a reply flood
         cannot grow memory). With `any_source_port`, replies from any port of the device count
-        (a TFTP server answers from a new port); the socket is then unconnected, so an ICMP
-        port-unreachable is not seen and a closed port costs the whole wait.
+        (a TFTP server answers from a new port); the socket is then unconnected and asks the
+        kernel for ICMP errors (IP_RECVERR), so a closed port is still seen as refused at once
+        instead of costing the whole wait.
         """
         loop = asyncio.get_running_loop()
         async with self._slots:
             await self.network.rate.acquire()
             self.datagrams += 1
             if any_source_port:
-                wildcard = "::" if ipaddress.ip_address(self.address).version == 6 else "0.0.0.0"
                 transport, proto = await loop.create_datagram_endpoint(
                     lambda: _Collecting(max_datagrams, max_bytes, self.address),
-                    local_addr=(wildcard, 0),
+                    sock=_unconnected_udp(self.address),
                 )
             else:
                 transport, proto = await loop.create_datagram_endpoint(

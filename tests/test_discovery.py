@@ -131,6 +131,16 @@ async def test_tftp_answers_from_another_port(tmp_path: Path) -> None:
     assert tftp.evidence["file"].startswith("iotprobe-")
 
 
+async def test_a_closed_tftp_port_is_refused_not_waited_out() -> None:
+    """The TFTP request goes out on an unconnected socket (the reply comes from another port),
+    yet the kernel's port-unreachable still reaches it: the port is refused, not timed out."""
+    with scan_context("127.77.2.5", timeout=30) as ctx:
+        answer = await ctx.exchange_udp(69, b"\x00\x01probe\x00octet\x00",
+                                        any_source_port=True)
+        assert (answer.refused, answer.replies) == (True, ())
+        assert await udp_services(ctx) == ()
+
+
 def _ssdp(request: bytes) -> bytes | None:
     if not request.startswith(b"M-SEARCH * HTTP/1.1"):
         return None
