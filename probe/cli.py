@@ -68,6 +68,9 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
                      "guessing, writes, brute-force throttling)."),
         click.option("--concurrency", type=click.IntRange(1, 10000), default=64,
                      show_default=True, help="Devices scanned at once."),
+        click.option("--processes", default="auto", show_default=True,
+                     help="Worker processes that scan (each takes a share of --concurrency "
+                     "and --rate); auto: one per core, at most one per 50 devices."),
         click.option("--per-device", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Connections open at once to one device."),
         click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True,
@@ -93,8 +96,22 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
+def _processes(value: str) -> int | None:
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 256:
+        raise InputError(f"expected auto or a number of processes from 1 to 256, got {value!r}",
+                         field="--processes")
+    return count
+
+
 def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusive: bool,
-                   concurrency: int, per_device: int, rate: float, timeout: float,
+                   concurrency: int, processes: str, per_device: int, rate: float,
+                   timeout: float,
                    budget: float, ports: str | None, exclude_ports: str | None, syn: bool,
                    no_udp: bool) -> tuple[Profile, ScanOptions]:
     from probe.context import ScanOptions
@@ -102,7 +119,8 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
 
     profile = load_profiles(list(profiles) or ["iso27400"])
     options = ScanOptions(
-        timeout=timeout, budget=budget, concurrency=concurrency, per_device=per_device,
+        timeout=timeout, budget=budget, concurrency=concurrency,
+        processes=_processes(processes), per_device=per_device,
         rate=rate, intrusive=intrusive, tcp_ports=_port_option(ports, "--ports"),
         exclude_ports=_port_option(exclude_ports, "--exclude-ports") or (),
         syn=syn, udp=not no_udp, trust_anchor=trust_anchor,

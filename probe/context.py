@@ -49,6 +49,7 @@ class ScanOptions:
     udp: bool = True
     trust_anchor: str | None = None
     blocking_threads: int = 8
+    processes: int | None = 1  # worker processes of a scan; None: one per core (probe.pool)
 
 
 @dataclass

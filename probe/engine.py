@@ -15,7 +15,14 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +66,8 @@ class Engine:
         self.options = options
         self.defaults = {cid: c.defaults for cid, c in self.checks.items()}
 
-    async def run(self, devices: Iterable[Device], on_outcome: OnOutcome) -> None:
+    async def run(self, devices: Iterable[Device] | AsyncIterable[Device],
+                  on_outcome: OnOutcome) -> None:
         """Scan every device, at most `concurrency` at once, streaming outcomes."""
         network = Network(self.options)
         queue: asyncio.Queue[Device | None] = asyncio.Queue(maxsize=self.options.concurrency)
@@ -76,7 +84,7 @@ class Engine:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
                     group.create_task(worker())
-                for device in devices:
+                async for device in _each(devices):
                     await queue.put(device)
                 for _ in range(workers):
                     await queue.put(None)
@@ -88,9 +96,7 @@ class Engine:
         plan = self.profile.plan(device, self.defaults, started.date())
         address, problem = await _resolve(device.address, self.options.timeout)
         if problem is not None:
-            results = [self._result(p, errored(problem, reason="resolution"), 0) for p in plan]
-            return DeviceOutcome(device, device.address, started, _now(), (), tuple(results),
-                                 self.intrusive)
+            return self.failed(device, problem, reason="resolution", started=started)
         ctx = DeviceContext(device, address, self.options, network,
                             params=lambda cid: _params_of(plan, cid),
                             scan_tcp_ports=self.profile.tcp_ports)
@@ -114,6 +120,15 @@ class Engine:
         finally:
             ctx.cancel_pending()
         return self._outcome(device, address, started, found, plan, done)
+
+    def failed(self, device: Device, message: str, *, reason: str,
+               started: dt.datetime | None = None) -> DeviceOutcome:
+        """The outcome of a device that could not be scanned: every planned check `error`."""
+        begun = _now() if started is None else started
+        finding = errored(message, reason=reason)
+        plan = self.profile.plan(device, self.defaults, begun.date())
+        return DeviceOutcome(device, device.address, begun, _now(), (),
+                             tuple(self._result(p, finding, 0) for p in plan), self.intrusive)
 
     def _outcome(self, device: Device, address: str, started: dt.datetime,
                  found: tuple[Service, ...], plan: list[PlannedCheck],
@@ -166,6 +181,15 @@ class Engine:
         return Result(check=planned.id, control=planned.control, severity=planned.severity,
                       finding=finding, remediation=check.remediation,
                       references=planned.references, duration_ms=duration_ms, waived=waiver)
+
+
+async def _each(devices: Iterable[Device] | AsyncIterable[Device]) -> AsyncIterator[Device]:
+    if isinstance(devices, AsyncIterable):
+        async for device in devices:
+            yield device
+    else:
+        for device in devices:
+            yield device
 
 
 def _params_of(plan: list[PlannedCheck], check_id: str) -> Mapping[str, Any]:

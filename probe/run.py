@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from probe.checks import catalogue
 from probe.checks.fleet import UniqueKeys, device_of_record
 from probe.context import ScanOptions
 from probe.engine import DeviceOutcome, Engine, fails_at
@@ -34,6 +35,7 @@ from probe.model import (
     Verdict,
     Waiver,
 )
+from probe.pool import ProcessPool, worker_count
 from probe.profile import Profile
 from probe.record import build_record, record_filename, validate_record, write_record
 from probe.report.source import REPORT_FILES, RecordSource, write_report_file
@@ -170,6 +172,14 @@ class ScanRun:
             self._progress.update(self._progress.task_ids[0], advance=1,
                                   description=outcome.device.id)
 
+    def runner(self, total: int) -> Engine | ProcessPool:
+        """The engine itself, or a pool of worker processes running it when the scan is large
+        enough for more than one (`--processes`); a catalogue of its own stays in-process."""
+        processes = worker_count(self.engine.options.processes, total)
+        if processes == 1 or self.engine.checks is not catalogue():
+            return self.engine
+        return ProcessPool(self.engine, processes)
+
     async def run(self, devices: Iterable[Device], total: int, *, quiet: bool) -> None:
         """Scan `devices`, then settle the fleet checks."""
         err = Console(stderr=True)
@@ -180,7 +190,7 @@ class ScanRun:
         try:
             with progress:
                 progress.add_task("", total=total)
-                await self.engine.run(devices, self.finished)
+                await self.runner(total).run(devices, self.finished)
         finally:
             self._progress = None
         await self.settle_fleet()

@@ -1,0 +1,95 @@
+"""Worker processes (probe.pool): the same outcomes as one process, and a worker that dies costs
+its own devices `error` results, never the scan."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from test_engine import NET_ONLY, devices_of, write_profile
+
+from probe.context import ScanOptions
+from probe.engine import DeviceOutcome, Engine
+from probe.lab.fleet import DeviceSpec, Fleet, plan_fleet, run_fleet
+from probe.lab.personas import PERSONAS
+from probe.model import Device, Status
+from probe.pool import ProcessPool, worker_count
+from probe.record import build_record, validate_record
+from probe.secrets import Secret
+
+PERSONA_NAMES = ("clean-sensor", "telnet-camera", "ftp-gateway", "snmp-public", "tftp-sensor",
+                 "extra-ports", "dark")
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[dict[str, DeviceSpec]]:
+    names = (*PERSONA_NAMES, "hang")
+    specs = plan_fleet([PERSONAS[name] for name in names], len(names), "127.66.0.1")
+    running: Fleet = await run_fleet(specs)
+    try:
+        yield {s.persona.name: s for s in specs}
+    finally:
+        await running.stop()
+
+
+def _shape(outcome: DeviceOutcome) -> list[tuple[str, str, str]]:
+    return [(r.check, r.status.value, r.finding.summary) for r in outcome.results]
+
+
+async def test_workers_give_the_outcomes_of_one_process(fleet: dict[str, DeviceSpec],
+                                                        tmp_path: Path) -> None:
+    profile = write_profile(tmp_path, NET_ONLY)
+    devices = devices_of(fleet[name] for name in PERSONA_NAMES)
+    secret = Secret("pool-secret-value", "env:POOL_TEST")
+    devices[0] = Device(id=devices[0].id, address=devices[0].address, exclude_ports=(2024,),
+                        credentials={"mqtt": {"username": "probe", "password": secret}})
+    engine = Engine(profile, ScanOptions(timeout=1.0, budget=20.0, concurrency=4))
+    alone: dict[str, DeviceOutcome] = {}
+    pooled: dict[str, DeviceOutcome] = {}
+    await engine.run(devices, lambda o: alone.__setitem__(o.device.id, o))
+    await ProcessPool(engine, 2).run(devices, lambda o: pooled.__setitem__(o.device.id, o))
+    assert set(pooled) == {d.id for d in devices}
+    for device in devices:
+        assert pooled[device.id].device is device  # the parent's own device, secret included
+        assert _shape(pooled[device.id]) == _shape(alone[device.id]), device.id
+        validate_record(build_record(pooled[device.id], profile))
+
+
+async def test_a_dead_worker_costs_its_devices_errors_not_the_scan(
+        fleet: dict[str, DeviceSpec], tmp_path: Path) -> None:
+    """The first device (the hang persona, waiting out long timeouts) goes to the first
+    worker, the second to the other; once the second is done, the first worker is killed."""
+    profile = write_profile(tmp_path, NET_ONLY)
+    devices = devices_of([fleet["hang"], fleet["clean-sensor"]])
+    engine = Engine(profile, ScanOptions(timeout=60.0, budget=120.0, concurrency=2))
+    outcomes: dict[str, DeviceOutcome] = {}
+
+    def keep(outcome: DeviceOutcome) -> None:
+        outcomes[outcome.device.id] = outcome
+        if outcome.device.id == devices[1].id:
+            (first,) = [p for p in multiprocessing.active_children()
+                        if p.name == "iotprobe-scan-1"]
+            assert first.pid is not None
+            os.kill(first.pid, signal.SIGKILL)
+
+    await ProcessPool(engine, 2).run(devices, keep)
+    clean, hang = outcomes[devices[1].id], outcomes[devices[0].id]
+    assert {r.status for r in clean.results} == {Status.PASS}
+    assert {r.check for r in hang.results} == {"net.open-ports", "net.cleartext-management"}
+    for result in hang.results:
+        assert result.status is Status.ERROR
+        assert result.finding.evidence["reason"] == "internal"
+        assert "exit code -9" in result.finding.summary
+    validate_record(build_record(hang, profile))
+
+
+def test_worker_count() -> None:
+    assert worker_count(3, 1) == 3
+    assert worker_count(None, 10) == 1
+    cores = len(os.sched_getaffinity(0))
+    assert worker_count(None, 10_000) == cores
+    assert worker_count(None, 60) == min(cores, 2)
