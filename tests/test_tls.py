@@ -24,6 +24,9 @@ from daemons import (
     openssl_server,
     silent,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from scapy.layers.tls.extensions import TLS_Ext_RenegotiationInfo, TLS_Ext_SupportedVersion_SH
 from scapy.layers.tls.handshake import TLSClientHello, TLSServerHello
 from scapy.layers.tls.handshake_sslv2 import SSLv2ServerHello
 from scapy.layers.tls.record_sslv2 import SSLv2
@@ -133,6 +136,34 @@ def test_replies_parse_and_complete() -> None:
     assert reply_complete(sslv2)
     parsed = parse_reply(sslv2)
     assert parsed.accepts(SSL2) and parsed.sslv2_suites == (0x010080,)
+
+
+def _record(message: bytes) -> bytes:
+    return b"\x16\x03\x03" + len(message).to_bytes(2, "big") + message
+
+
+@given(version=st.sampled_from([SSL3, TLS10, TLS12]), suite=st.integers(0, 0xFFFF),
+       sid=st.binary(max_size=32), chosen=st.one_of(st.none(), st.sampled_from([TLS12, TLS13])),
+       renegotiation=st.booleans())
+def test_server_hello_reads_as_scapy_reads_it(version: int, suite: int, sid: bytes,
+                                              chosen: int | None, renegotiation: bool) -> None:
+    """The ServerHello is read by hand (scapy is slow at it): same version and suite as
+    scapy's dissection, a supported_versions extension included."""
+    extensions: list[Any] = [] if chosen is None else [TLS_Ext_SupportedVersion_SH(version=chosen)]
+    if renegotiation:
+        extensions.insert(0, TLS_Ext_RenegotiationInfo())
+    message = bytes(TLSServerHello(version=version, cipher=suite, sid=sid, ext=extensions or None))
+    reply = parse_reply(_record(message))
+    dissected = TLSServerHello(message)
+    assert (reply.outcome, reply.suite) == ("hello", int(dissected.cipher))
+    assert reply.version == (chosen if chosen is not None else int(dissected.version))
+
+
+@given(st.binary(min_size=1, max_size=120))
+def test_a_mangled_server_hello_is_not_tls_never_an_exception(tail: bytes) -> None:
+    message = b"\x02" + len(tail).to_bytes(3, "big") + tail
+    reply = parse_reply(_record(message))
+    assert reply.outcome in ("hello", "not-tls")
 
 
 # ---------------------------------------------------------------------------------------------
