@@ -86,8 +86,8 @@ def port_set(ctx: DeviceContext) -> tuple[int, ...]:
 
 async def _state(ctx: DeviceContext, port: int) -> Literal["open", "closed", "filtered"]:
     try:
-        async with ctx.connect(port):
-            return "open"
+        await ctx.knock(port)
+        return "open"
     except ConnectionRefusedError:
         return "closed"
     except OSError as exc:  # TimeoutError included
