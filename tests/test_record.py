@@ -1,0 +1,188 @@
+"""The record path: build, validate (jsonschema-rs deciding, the pure-Python validator as the
+reference)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from probe.engine import DeviceOutcome
+from probe.model import Device, Finding, Result, Service, Severity, Status, Waiver
+from probe.profile import Profile
+from probe.record import build_record, schema, validate_record
+
+REFERENCE = jsonschema.Draft202012Validator(
+    schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+PROFILE = Profile(id="iso27400", title="t", version="1", digest="sha256:" + "ab" * 32,
+                  source="<test>", controls=(), checks=())
+REFS = {"iso-27400-2022": ("6.2",), "etsi-en-303-645": ("5.1-1", "5.1-2")}
+
+
+def outcome() -> DeviceOutcome:
+    """A device with services, a failure under waiver, nested evidence and non-ASCII text."""
+    moment = dt.datetime(2026, 11, 29, 3, 25, 42, tzinfo=dt.UTC)
+    results = (
+        Result("net.open-ports", "27400-6.2", Severity.HIGH,
+               Finding(Status.FAIL, "tcp/23 is open", "tcp/23",
+                       {"open": [23, 80], "banner": {"23": "Login: café"}}),
+               "Close it.", REFS, 12, Waiver("net.open-ports", "vendor fix due", "2099-01-01")),
+        Result("tls.protocol-versions", "27400-6.5", Severity.MEDIUM,
+               Finding(Status.PASS, "TLS 1.2 and 1.3 only", "tcp/443",
+                       {"offered": ("TLSv1.2", "TLSv1.3"), "ratio": 0.5}),
+               "-", REFS, 3),
+        Result("http.hsts", "27400-6.5", Severity.LOW,
+               Finding(Status.ERROR, "no answer", "http:https://127.0.0.1/", {}), "-", {}, 0),
+    )
+    return DeviceOutcome(
+        device=Device("cam-1", "cam-1.lab", hostname="cam", device_class="camera", site="é"),
+        address="127.0.0.9", started_at=moment, finished_at=moment + dt.timedelta(seconds=2),
+        services=(Service("tcp", 23, "telnet"), Service("tcp", 443, "https", True, "nginx")),
+        results=results, intrusive=False)
+
+
+def record() -> dict[str, Any]:
+    return build_record(outcome(), PROFILE)
+
+
+DELETE = object()
+"""A change that removes the key or item instead of replacing it."""
+
+
+def _changed(changes: list[tuple[tuple[str | int, ...], Any]]) -> dict[str, Any]:
+    candidate = record()
+    for where, value in changes:
+        parent: Any = candidate
+        try:
+            for step in where[:-1]:
+                parent = parent[step]
+            if value is DELETE:
+                del parent[where[-1]]
+            else:
+                parent[where[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    return candidate
+
+
+def _paths(node: Any, prefix: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if prefix:
+        yield prefix
+    items = node.items() if isinstance(node, dict) else (
+        enumerate(node) if isinstance(node, list) else ())
+    for key, child in items:
+        yield from _paths(child, (*prefix, key))
+
+
+def refused(candidate: dict[str, Any]) -> jsonschema.ValidationError:
+    with pytest.raises(jsonschema.ValidationError) as caught:
+        validate_record(candidate)
+    return caught.value
+
+
+def test_a_built_record_validates() -> None:
+    built = record()
+    validate_record(built)
+    assert REFERENCE.is_valid(built)
+    assert built["device"]["resolved_address"] == "127.0.0.9"
+    assert built["results"][0]["waived"] == {"justification": "vendor fix due",
+                                             "expires": "2099-01-01"}
+
+
+def test_a_refused_record_gets_the_reference_validators_error() -> None:
+    bad = record()
+    bad["results"][1]["status"] = "passed"
+    error = refused(bad)
+    assert list(error.path) == ["results", 1, "status"]
+    assert error.message == jsonschema.exceptions.best_match(REFERENCE.iter_errors(bad)).message
+
+
+@pytest.mark.parametrize(("expires", "valid"), [
+    ("2099-01-01", True), ("2024-02-29", True), ("2023-02-29", False), ("0000-01-01", False),
+    ("2099-1-01", False), ("2099-01-01T00:00:00Z", False),
+])
+def test_formats_are_the_reference_validators(expires: str, valid: bool) -> None:
+    candidate = record()
+    candidate["results"][0]["waived"]["expires"] = expires
+    assert REFERENCE.is_valid(candidate) is valid
+    if valid:
+        validate_record(candidate)
+    else:
+        assert list(refused(candidate).path) == ["results", 0, "waived", "expires"]
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    (("results", 0, "target"), "tcp/23\n"),
+    (("results", 2, "target"), "http:\r"),
+    (("profile", "digest"), "sha256:" + "ab" * 32 + "\n"),
+    (("started_at",), "2026-11-29T03:25:42Z\n"),
+])
+def test_patterns_are_read_as_the_schemas_dialect(where: tuple[str | int, ...],
+                                                  value: str) -> None:
+    """ECMA 262, the dialect of JSON Schema's patterns: `$` is the end of the string and `.`
+    matches no line terminator. Python's `re` would let these through; they are refused."""
+    candidate = _changed([(where, value)])
+    assert REFERENCE.is_valid(candidate)
+    error = refused(candidate)
+    assert tuple(error.path) == where
+    assert error.validator == "pattern"
+    assert "does not match" in error.message
+
+
+def test_a_value_that_is_not_json_is_judged_by_the_reference() -> None:
+    candidate = record()
+    candidate["services"][0]["port"] = object()
+    assert list(refused(candidate).path) == ["services", 0, "port"]
+    candidate = record()
+    candidate["device"] = MappingProxyType(candidate["device"])
+    assert list(refused(candidate).path) == ["device"]
+
+
+PATHS = [p for p in _paths(record()) if "evidence" not in p[:-1]]
+"""Every place in a record the schema can constrain (evidence is any object)."""
+NEAR = [
+    "", "pass", "fail", "waived", "tcp", "udp", "tcp/80", "udp/123456", "device", "x:y", "X:y",
+    "net.open-ports", "Net.open-ports", "iso-27400-2022", "nist", "critical", "conformant",
+    "iotprobe.record/v1", "sha256:" + "0" * 64, "sha256:" + "0" * 63, "2026-01-01",
+    "2026-01-01T00:00:00Z", "2026-1-01T00:00:00Z", "0000-01-01", "2026-02-30", "\U0001f600",
+    None, True, False, 0, 1, -1, 1.0, 1.5, 65535, 65536, 2**64, -2**64, [], {}, ["a"], [1],
+    {"a": 1}, {"justification": "j", "expires": "2099-01-01"}, DELETE,
+]
+"""Values near the schema's constraints, the wrong types, and deletion."""
+
+
+def _agrees(candidate: dict[str, Any]) -> bool:
+    try:
+        validate_record(candidate)
+    except jsonschema.ValidationError:
+        return not REFERENCE.is_valid(candidate)
+    return REFERENCE.is_valid(candidate)
+
+
+def test_validate_record_refuses_what_the_reference_refuses_one_change_at_a_time() -> None:
+    """Every constrained place, every value near a constraint: jsonschema-rs and the reference
+    agree (away from line terminators, see above)."""
+    disagree = [(where, value) for where in PATHS for value in NEAR
+                if not _agrees(_changed([(where, value)]))]
+    assert disagree == []
+
+
+_TEXT = st.text(st.characters(exclude_characters="\n\r\u2028\u2029",
+                              exclude_categories=["Cs"]), max_size=12)
+_SCALARS = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
+            | st.floats(allow_nan=False, allow_infinity=False) | _TEXT | st.sampled_from(NEAR))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(_TEXT, inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), _VALUES), min_size=1, max_size=3))
+def test_validate_record_refuses_what_the_reference_refuses_any_changes(
+        changes: list[tuple[tuple[str | int, ...], Any]]) -> None:
+    assert _agrees(_changed(changes))
