@@ -5,8 +5,10 @@ never sees half a record.
 
 Every record is validated before it is stored, so this is on the path of every device: the schema
 is judged by jsonschema-rs (compiled once, about 150 times faster than the pure-Python validator
-on a record). The pure-Python jsonschema stays the reference: it words the error of a refused
-record and supplies the format checks.
+on a record) and the record serialized by orjson (some 30 times faster than
+`json.dumps(indent=2)`, the same layout). The pure-Python jsonschema stays the reference: it
+words the error of a refused record and supplies the format checks. `bench/record.py` measures
+the path.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, TextIO
 
 import jsonschema
 import jsonschema_rs
+import orjson
 
 from probe import __version__
 from probe.engine import DeviceOutcome
@@ -133,7 +136,23 @@ def write_atomic(path: Path, text: str) -> None:
         handle.write(text)
 
 
+_ORJSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """The record as its file holds it: JSON indented by two, in the record's key order.
+
+    orjson writes the layout of `json.dumps(record, indent=2)`, the same values, with non-ASCII
+    characters unescaped (the file is UTF-8) and NaN written as null. What it refuses (an
+    integer beyond 64 bits, a lone surrogate) `json.dumps` writes, or refuses, as before.
+    """
+    try:
+        return orjson.dumps(record, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(record, indent=2) + "\n"
+
+
 def write_record(outdir: Path, record: dict[str, Any]) -> Path:
     path = outdir / record_filename(record["device"]["id"])
-    write_atomic(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
+    write_atomic(path, record_text(record))
     return path

@@ -1,10 +1,12 @@
 """The record path: build, validate (jsonschema-rs deciding, the pure-Python validator as the
-reference)."""
+reference), serialize and write."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from probe.engine import DeviceOutcome
 from probe.model import Device, Finding, Result, Service, Severity, Status, Waiver
 from probe.profile import Profile
-from probe.record import build_record, schema, validate_record
+from probe.record import build_record, record_text, schema, validate_record, write_record
 
 REFERENCE = jsonschema.Draft202012Validator(
     schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
@@ -186,3 +188,33 @@ _VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
 def test_validate_record_refuses_what_the_reference_refuses_any_changes(
         changes: list[tuple[tuple[str | int, ...], Any]]) -> None:
     assert _agrees(_changed(changes))
+
+
+def test_the_file_is_json_indented_by_two_in_the_records_order(tmp_path: Path) -> None:
+    built = record()
+    text = record_text(built)
+    assert text == json.dumps(built, indent=2, ensure_ascii=False) + "\n"
+    path = write_record(tmp_path, built)
+    assert path.name == "cam-1.record.json"
+    assert path.read_text(encoding="utf-8") == text
+    assert "café" in text
+
+
+@pytest.mark.parametrize("evidence", [{"serial": 2**70}, {"raw": "\udcff"}, {1: 2, "big": -2**64}])
+def test_what_orjson_refuses_is_written_as_json_dumps_writes_it(
+        tmp_path: Path, evidence: dict[Any, Any]) -> None:
+    built = record()
+    built["results"][2]["evidence"] = evidence
+    validate_record(built)
+    assert record_text(built) == json.dumps(built, indent=2) + "\n"
+    loaded = json.loads(write_record(tmp_path, built).read_text(encoding="utf-8"))
+    assert loaded["results"][2]["evidence"] == json.loads(json.dumps(evidence))
+    assert REFERENCE.is_valid(loaded)
+
+
+def test_a_value_json_cannot_write_is_still_refused(tmp_path: Path) -> None:
+    built = record()
+    built["results"][2]["evidence"] = {"serial": 2**70, "odd": {1, 2}}
+    with pytest.raises(TypeError):
+        write_record(tmp_path, built)
+    assert list(tmp_path.iterdir()) == []
