@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 import ssl
@@ -199,6 +200,27 @@ async def _close(writer: asyncio.StreamWriter, limit: float) -> None:
         raise
 
 
+class _Share:
+    """One shared resource of a device context (see `DeviceContext.shared`): the task that
+    opens it, the stack that closes it and how many users hold it."""
+
+    def __init__(self, manager: contextlib.AbstractAsyncContextManager[Any]) -> None:
+        self.users = 0
+        self.stack = contextlib.AsyncExitStack()
+        self.opening = asyncio.ensure_future(self.stack.enter_async_context(manager))
+
+    @property
+    def failed(self) -> bool:
+        return self.opening.done() and (self.opening.cancelled()
+                                        or self.opening.exception() is not None)
+
+    async def close(self) -> None:
+        if not self.opening.done():
+            self.opening.cancel()
+            await asyncio.wait([self.opening])
+        await self.stack.aclose()
+
+
 class DeviceContext:
     """One device during one scan: its address, options, parameters and observation cache."""
 
@@ -364,6 +386,33 @@ class DeviceContext:
         it hands that library."""
         async with self._slots:
             yield
+
+    @functools.cached_property
+    def _shares(self) -> dict[tuple[Any, ...], _Share]:
+        """The shared resources open now, by key (see `shared`)."""
+        return {}
+
+    @contextlib.asynccontextmanager
+    async def shared(
+        self, key: tuple[Any, ...], opener: Callable[[], contextlib.AbstractAsyncContextManager[T]],
+    ) -> AsyncIterator[T]:
+        """One resource for all the users that hold `key` at the same time (a keep-alive HTTP
+        client of one listener): the first to enter opens it with `opener()`, the others, also
+        those that enter while it is still opening, get the same one, and the last to leave
+        closes it, so what it holds (connections, device slots) is given back as soon as nobody
+        needs it. A failed opening fails the users waiting on it; the next user opens anew."""
+        share = self._shares.get(key)
+        if share is None or share.failed:
+            share = self._shares[key] = _Share(opener())
+        share.users += 1
+        try:
+            yield await asyncio.shield(share.opening)
+        finally:
+            share.users -= 1
+            if share.users == 0:
+                if self._shares.get(key) is share:
+                    del self._shares[key]
+                await share.close()
 
     async def read(
         self, reader: asyncio.StreamReader, max_bytes: int, *, deadline: float | None = None,
