@@ -173,11 +173,23 @@ def test_tftp_read_gets_file_not_found(lab: Lab) -> None:
 
 
 def test_http_serves_a_page(lab: Lab) -> None:
+    """HTTP/1.1 keeps the connection for the next request until the client asks to close."""
     with connect(lab.address["extra-ports"], 8080) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: device\r\n\r\n")
-        response = recv_all(sock)
-    assert response.startswith(b"HTTP/1.1 200 ")
-    assert b"<html>" in response
+        first = recv_until(sock, b"</html>\n")
+        sock.sendall(b"GET /other HTTP/1.1\r\nHost: device\r\nConnection: close\r\n\r\n")
+        last = recv_all(sock)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert b"<html>" in first and b"Connection: close" not in first
+    assert last.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nConnection: close\r\n" in last
+
+
+def test_http_closes_after_http_1_0_and_garbage(lab: Lab) -> None:
+    for request in (b"GET / HTTP/1.0\r\n\r\n", b"HELLO\r\n\r\n"):
+        with connect(lab.address["extra-ports"], 8080) as sock:
+            sock.sendall(request)
+            assert b"\r\nConnection: close\r\n" in recv_all(sock)
 
 
 def test_rfb_banner(lab: Lab) -> None:
@@ -242,6 +254,8 @@ def test_https_serves_a_page(lab: Lab) -> None:
     with connect(address, 443) as raw, \
             lab.tls_client().wrap_socket(raw, server_hostname=address) as tls:
         tls.sendall(b"GET / HTTP/1.1\r\nHost: camera\r\n\r\n")
+        assert recv_until(tls, b"</html>\n").startswith(b"HTTP/1.1 200 ")
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: camera\r\nConnection: close\r\n\r\n")
         assert recv_all(tls).startswith(b"HTTP/1.1 200 ")
 
 

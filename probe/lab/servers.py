@@ -14,7 +14,7 @@ import logging
 import ssl
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, cast
 
@@ -29,6 +29,8 @@ HANDSHAKE_TIMEOUT = 10.0
 MAX_READ = 8192
 MAX_DATAGRAM = 2048
 MAX_CONNECTIONS = 256
+MAX_REQUESTS = 100
+"""HTTP requests answered on one connection; the last answer closes it."""
 _MAX_COMMANDS = 32
 
 _PEER_ERRORS = (OSError, EOFError, TimeoutError, asyncio.LimitOverrunError, ValueError)
@@ -159,19 +161,58 @@ class FtpLogin:
         await writer.drain()
 
 
+HttpAnswer = Callable[[list[str], dict[str, str]], tuple[list[str], bytes]]
+"""(request line split on spaces, headers by lower-case name) -> (status line and headers, the
+body to send)."""
+
+
+async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     answer: HttpAnswer) -> None:
+    """Answer HTTP/1.x requests on one connection with `answer`, kept alive as HTTP/1.1 allows:
+    until the peer closes between requests or stays idle for IDLE_TIMEOUT, asks to close, is
+    not HTTP/1.1, sends a request body (never read) or has had MAX_REQUESTS answers. The last
+    answer says `Connection: close`."""
+    for served in range(1, MAX_REQUESTS + 1):
+        async with asyncio.timeout(IDLE_TIMEOUT):
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    raise
+                return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        headers = {k.strip().lower(): v.strip()
+                   for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        response, body = answer(parts, headers)
+        keep = served < MAX_REQUESTS and _persistent(parts, headers)
+        if not keep:
+            response = [*response, "Connection: close"]
+        writer.write(("\r\n".join(response) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+        if not keep:
+            return
+
+
+def _persistent(parts: list[str], headers: dict[str, str]) -> bool:
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    body = headers.get("content-length", "0").strip() != "0" or "transfer-encoding" in headers
+    return len(parts) == 3 and parts[2] == "HTTP/1.1" and "close" not in tokens and not body
+
+
 @dataclass(frozen=True)
 class HttpPage:
-    """A minimal HTTP/1.1 server: one page, 200 to GET and HEAD, one request per connection."""
+    """A minimal HTTP/1.1 server: one page, 200 to GET and HEAD, persistent connections."""
 
     title: str = "Device"
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with asyncio.timeout(IDLE_TIMEOUT):
-            head = await reader.readuntil(b"\r\n\r\n")
-        parts = head.split(b"\r\n", 1)[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        await serve_http(reader, writer, self._answer)
+
+    def _answer(self, parts: list[str], headers: dict[str, str]) -> tuple[list[str], bytes]:
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             status, body = "400 Bad Request", b""
-        elif parts[0] in (b"GET", b"HEAD"):
+        elif parts[0] in ("GET", "HEAD"):
             status = "200 OK"
             body = (
                 f"<!doctype html>\n<html><head><title>{self.title}</title></head>"
@@ -179,19 +220,15 @@ class HttpPage:
             ).encode()
         else:
             status, body = "405 Method Not Allowed", b""
-        headers = [
+        response = [
             f"HTTP/1.1 {status}",
             "Server: iotprobe-lab",
             "Content-Type: text/html; charset=utf-8",
             f"Content-Length: {len(body)}",
-            "Connection: close",
         ]
         if status.startswith("405"):
-            headers.append("Allow: GET, HEAD")
-        writer.write(("\r\n".join(headers) + "\r\n\r\n").encode())
-        if parts[0] != b"HEAD":
-            writer.write(body)
-        await writer.drain()
+            response.append("Allow: GET, HEAD")
+        return response, b"" if parts[0] == "HEAD" else body
 
 
 @dataclass(frozen=True)

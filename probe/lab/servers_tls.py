@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from probe.lab.servers import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_READ, StreamService
+from probe.lab.servers import HANDSHAKE_TIMEOUT, MAX_READ, StreamService, serve_http
 
 KeyKind = Literal["ec256", "rsa1024", "rsa2048"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -289,10 +289,10 @@ def security_txt(expires: dt.datetime, contact: str = "mailto:psirt@vendor.examp
 
 @dataclass(frozen=True)
 class WebApp:
-    """A device web interface: one request per connection, pages by exact path, Basic or
-    Digest authentication where a page asks for it, optional HSTS, a Date header that may be
-    off by `clock_offset` seconds (None: no Date at all). With `redirect_port`, every request is
-    redirected to https on that port instead."""
+    """A device web interface: persistent connections (`serve_http`), pages by exact path,
+    Basic or Digest authentication where a page asks for it, optional HSTS, a Date header that
+    may be off by `clock_offset` seconds (None: no Date at all). With `redirect_port`, every
+    request is redirected to https on that port instead."""
 
     pages: tuple[tuple[str, Page], ...] = ()
     credentials: tuple[str, str] | None = None
@@ -304,21 +304,18 @@ class WebApp:
                                compare=False, hash=False)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with asyncio.timeout(IDLE_TIMEOUT):
-            head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        headers = {k.strip().lower(): v.strip()
-                   for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        await serve_http(reader, writer, self._answer)
+
+    def _answer(self, parts: list[str], headers: dict[str, str]) -> tuple[list[str], bytes]:
         extra: dict[str, str] = {}
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             status, page = 400, Page(status=400)
         else:
-            status, page, extra = self._answer(parts[0], parts[1], headers)
-        await self._send(writer, status, page, extra, parts[0] == "HEAD")
+            status, page, extra = self._route(parts[0], parts[1], headers)
+        return self._response(status, page, extra, parts[0] == "HEAD")
 
-    def _answer(self, method: str, target: str, headers: dict[str, str]
-                ) -> tuple[int, Page, dict[str, str]]:
+    def _route(self, method: str, target: str, headers: dict[str, str]
+               ) -> tuple[int, Page, dict[str, str]]:
         if self.redirect_port is not None:
             host = headers.get("host", "").rsplit(":", 1)[0] or "device"
             port = "" if self.redirect_port == 443 else f":{self.redirect_port}"
@@ -378,22 +375,19 @@ class WebApp:
             expected = md5(f"{ha1}:{fields['nonce']}:{ha2}")
         return hmac.compare_digest(expected, fields.get("response", ""))
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, page: Page,
-                    extra: dict[str, str], head_only: bool) -> None:
-        body = page.body.encode()
+    def _response(self, status: int, page: Page, extra: dict[str, str], head_only: bool
+                  ) -> tuple[list[str], bytes]:
+        body = page.body.encode()[:MAX_READ * 8]
         headers = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
                    "Server: iotprobe-lab", f"Content-Type: {page.content_type}",
-                   f"Content-Length: {len(body)}", "Connection: close"]
+                   f"Content-Length: {len(body)}"]
         if self.clock_offset is not None:
             headers.append("Date: " + email.utils.formatdate(time.time() + self.clock_offset,
                                                              usegmt=True))
         if self.hsts is not None:
             headers.append(f"Strict-Transport-Security: {self.hsts}")
         headers += [f"{k}: {v}" for k, v in extra.items()]
-        writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
-        if not head_only:
-            writer.write(body[:MAX_READ * 8])
-        await writer.drain()
+        return headers, b"" if head_only else body
 
 
 def _digest_fields(value: str) -> dict[str, str]:
