@@ -46,7 +46,23 @@ def _port_option(value: str | None, field: str) -> tuple[int, ...] | None:
         raise InputError(str(exc), field=field) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The top-level group; `lab` is loaded only when asked for (it imports the emulated
+    devices and their servers, a second of start-up every other command, and every scanning
+    worker process, would pay for nothing)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "lab"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "lab" and "lab" not in self.commands:
+            from probe.lab.cli import lab_group
+
+            self.add_command(lab_group(), "lab")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iotprobe")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 def cli(verbose: int) -> None:
@@ -435,15 +451,6 @@ def profiles_checks() -> None:
     from probe.report.tables import catalogue_table, console
 
     console().print(catalogue_table(catalogue()))
-
-
-def _mount_lab() -> None:
-    from probe.lab.cli import lab_group
-
-    cli.add_command(lab_group(), "lab")
-
-
-_mount_lab()
 
 
 def main(argv: list[str] | None = None) -> Any:
