@@ -3,6 +3,7 @@ application served on the test's loop. Everything talks to 127.93.2.x only."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -12,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemons import Certificate, device_context, evaluate, issue, nginx_site
+from daemons import Certificate, Listener, device_context, evaluate, issue, nginx_site
 
+from probe.context import DeviceContext
 from probe.lab.servers import StreamServer
 from probe.lab.servers_tls import (
     LOGIN_FORM,
@@ -24,7 +26,7 @@ from probe.lab.servers_tls import (
     server_context,
 )
 from probe.model import Status
-from probe.observe.http import http_roots
+from probe.observe.http import MAX_BODY, http_endpoints, http_protected, http_roots, request
 from probe.observe.http import security_txt as security_txt_visits
 
 FUTURE = dt.datetime.now(dt.UTC) + dt.timedelta(days=180)
@@ -321,3 +323,143 @@ async def test_host_header_and_server_name_carry_the_hostname(tmp_path: Path,
         (bare,) = await ctx.observe(http_roots)
     assert named.final.status == 200
     assert bare.final.status == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Keep-alive: one connection per listener for the GETs that run together
+# ---------------------------------------------------------------------------------------------
+
+
+async def web_visits(ctx: DeviceContext) -> tuple[list[dict[str, Any]], int]:
+    """The evidence of the three collectors that the engine starts together after discovery,
+    and how many connections they opened."""
+    await ctx.observe(http_endpoints)
+    before = ctx.connections
+    groups = await asyncio.gather(ctx.observe(http_roots), ctx.observe(http_protected),
+                                  ctx.observe(security_txt_visits))
+    return [v.evidence() for group in groups for v in group], ctx.connections - before
+
+
+def logged_connections(log: Path, skip: int) -> dict[str, list[str]]:
+    """nginx's connection serial number of each request after the first `skip`, by port."""
+    out: dict[str, list[str]] = {}
+    for line in log.read_text().splitlines()[skip:]:
+        port, connection = line.split()
+        out.setdefault(port, []).append(connection)
+    return out
+
+
+@pytest.mark.parametrize("keepalive", ["75s", "0"])
+async def test_requests_to_a_listener_share_a_keep_alive_connection(
+        tmp_path: Path, cert: Certificate, keepalive: str) -> None:
+    """HTTP on 80 and HTTPS on 443 of nginx, 23 GETs: with keep-alive, one or two connections
+    per listener; with `keepalive_timeout 0` (nginx closes after every response), one per
+    request; the same evidence either way."""
+    address = "127.93.2.10"
+    log = tmp_path / f"requests-{keepalive}.log"
+    expires = security_txt(FUTURE).replace("\n", "\\n")
+    http = f"""
+        log_format connections '$server_port $connection';
+        server {{ listen {address}:80; listen {address}:443 ssl; default_type text/plain;
+          ssl_certificate {cert.cert}; ssl_certificate_key {cert.key};
+          access_log {log} connections; keepalive_timeout {keepalive};
+          location = /.well-known/security.txt {{ return 200 "{expires}"; }}
+          {protected_site(tmp_path, "Str0ng!")} }}"""
+    with nginx_site(tmp_path, address, [80, 443], http, name=f"keepalive-{keepalive}"), \
+            device_context(address, (80, 443)) as ctx:
+        await ctx.observe(http_endpoints)
+        discovery = len(log.read_text().splitlines())
+        evidence, opened = await web_visits(ctx)
+    served = logged_connections(log, discovery)
+    requests = sum(len(c) for c in served.values())
+    assert requests == 23 == sum(len(v["responses"]) for v in evidence)
+    assert opened == sum(len(set(c)) for c in served.values())
+    if keepalive == "0":
+        assert opened == requests
+    else:
+        assert {port: len(set(c)) <= 2 for port, c in served.items()} == {"80": True,
+                                                                          "443": True}
+    assert not [r for v in evidence for r in v["responses"] if "error" in r]
+    by_path = {(v["path"], len(v["responses"])): v["responses"][-1]["status"]
+               for v in evidence}
+    assert by_path[("/admin", 1)] == 401 and by_path[("/api", 1)] == 403
+    assert by_path[("/config", 2)] == 200 and by_path[("/setup", 2)] == 200
+    assert by_path[("/.well-known/security.txt", 1)] == 200
+
+
+async def test_requests_sharing_a_connection_share_no_cookies(tmp_path: Path) -> None:
+    """A cookie set on `/` is not sent with the requests made after it on the same
+    connection (the redirect from /admin to /panel): each GET sends what it would send
+    alone."""
+    address = "127.93.2.14"
+    with nginx_site(tmp_path, address, [8080], f"""
+          server {{ listen {address}:8080; default_type text/plain;
+                    location = / {{ add_header Set-Cookie "session=granted"; return 200 "home"; }}
+                    location = /admin {{ return 302 /panel; }}
+                    location = /panel {{ if ($cookie_session) {{ return 200 "open"; }}
+                                         return 401; }} }}""", name="cookies"), \
+            device_context(address, (8080,)) as ctx:
+        evidence, opened = await web_visits(ctx)
+    statuses = {v["path"]: [r["status"] for r in v["responses"]] for v in evidence}
+    assert (statuses["/"], statuses["/admin"], opened) == ([200], [302, 401], 1)
+
+
+async def test_a_dropped_keep_alive_connection_is_sent_again(tmp_path: Path) -> None:
+    """A server that answers one request per connection without saying so, and drops the
+    connection when the next request comes: a request dropped so is sent again on a new
+    connection, and every path gets its own answer."""
+    heads: list[bytes] = []
+
+    async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+            body = b"page " + heads[-1].split(b" ")[1]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+        except asyncio.IncompleteReadError:
+            return
+
+    address = "127.93.2.11"
+    params = {"http.authentication": {"protected_paths": ["/a", "/b", "/c"]}}
+    async with Listener(address, 8080, one_answer) as listener:
+        with device_context(address, (8080,), params=params) as ctx:
+            await ctx.observe(http_endpoints)
+            accepted, asked = listener.accepted, len(heads)
+            visits = await ctx.observe(http_protected)
+        accepted, asked = listener.accepted - accepted, len(heads) - asked
+    assert [(v.final.status, v.final.body) for v in visits] == [
+        (200, b"page /a"), (200, b"page /b"), (200, b"page /c")]
+    assert accepted == 3 < asked
+
+
+async def test_a_truncated_body_does_not_leave_its_connection_for_reuse(tmp_path: Path) -> None:
+    address = "127.93.2.12"
+    (tmp_path / "big").write_bytes(b"x" * (MAX_BODY * 2))
+    with nginx_site(tmp_path, address, [8080], f"""
+          server {{ listen {address}:8080; default_type text/plain;
+                    location = /big {{ root {tmp_path}; }}
+                    location = /small {{ return 200 "small"; }} }}""", name="truncated"), \
+            device_context(address, (8080,)) as ctx:
+        big, small = await asyncio.gather(request(ctx, 8080, False, "/big"),
+                                          request(ctx, 8080, False, "/small"))
+        connections = ctx.connections
+    assert big.truncated and big.body == b"x" * MAX_BODY
+    assert (small.status, small.body, small.error) == (200, b"small", None)
+    assert connections == 2
+
+
+async def test_the_lab_web_application_keeps_its_connection(tmp_path: Path) -> None:
+    """The lab's WebApp answers every GET of a scan over one HTTPS connection, Digest
+    challenge and redirects included."""
+    app = WebApp(pages=(("/", Page("home")), ("/admin", Page("secret", auth="digest")),
+                        ("/config", Page(status=302, location="/login")),
+                        ("/login", Page(LOGIN_FORM))), credentials=("admin", "admin"))
+    async with web_app("127.93.2.13", 443, app):
+        with device_context("127.93.2.13", (443,)) as ctx:
+            evidence, opened = await web_visits(ctx)
+    assert opened == 1
+    assert sum(len(v["responses"]) for v in evidence) == 11
+    statuses = {v["path"]: v["responses"][-1]["status"] for v in evidence}
+    assert statuses["/admin"] == 401 and statuses["/config"] == 200 and statuses["/"] == 200

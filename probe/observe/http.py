@@ -8,8 +8,18 @@ not checked here (the TLS checks do that), bodies are read up to `MAX_BODY` byte
 followed only within the listener (at most `MAX_REDIRECTS`), and each URL is fetched once per
 device (`fetch` is a per-URL collector), whichever checks read it.
 
+The GETs without credentials that run at the same time on one listener share one client and
+one keep-alive connection (`ctx.shared`), one request after the other; the last of them to
+finish closes it, which gives its device slot back. A request that fails on a connection that
+had already answered (the device may drop idle connections) is sent again on a new one, so only
+a connection opened for the request itself can fail it, as when each request had its own. A
+truncated body closes its connection, and a request still costs at most its timeout, counted
+from when it was made, its wait for the connection included.
+
 Credential trials (`default_credentials`, intrusive) use Basic or Digest as the listener asks,
-paced and bounded, and stop at the first accepted pair; passwords never leave the request.
+paced and bounded, and stop at the first accepted pair; passwords never leave the request. Each
+trial has a client and a connection of its own (`Connection: close`), as the device counts and
+times login attempts.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import asyncio
 import contextlib
 import email.utils
 import functools
+import http.cookiejar
 import ipaddress
 import re
 import ssl
@@ -120,8 +131,8 @@ class _Stream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
             return self._writer.get_extra_info("ssl_object")
-        if info == "is_readable":
-            return self._reader.at_eof()
+        if info == "is_readable":  # asked of an idle connection: has the device dropped it?
+            return self._reader.at_eof() or self._reader.exception() is not None
         return None
 
 
@@ -154,29 +165,76 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class _Transport(httpx.AsyncBaseTransport):
-    """httpx's transport interface over an httpcore pool that connects through `ctx`; one
-    request per connection (no keep-alive)."""
+_DROPPED = (httpcore.ReadError, httpcore.WriteError, httpcore.RemoteProtocolError)
+"""How a request ends on a kept-alive connection that the device closed or reset meanwhile."""
 
-    def __init__(self, ctx: DeviceContext) -> None:
+
+class _Attempt:
+    """The trace extension of one attempt at a request: notes whether the attempt opened a
+    connection of its own, and passes every event on to the request's own trace, if any."""
+
+    def __init__(self, trace: Any) -> None:
+        self.fresh = False
+        self._trace = trace
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.started":
+            self.fresh = True
+        if self._trace is not None:
+            await self._trace(event, info)
+
+
+class _Transport(httpx.AsyncBaseTransport):
+    """httpx's transport interface over an httpcore pool of one connection at a time, which
+    connects through `ctx`: kept alive for the next request, or one request per connection.
+
+    A request that fails with `_DROPPED` on a connection that had already answered (the attempt
+    opened no connection of its own) is sent again, until an attempt on a new connection
+    answers or fails. This ends: each such failure closes a connection that another request
+    opened, and a request opens at most one."""
+
+    def __init__(self, ctx: DeviceContext, keep_alive: bool) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_observer_tls(), max_connections=1, max_keepalive_connections=0,
-            retries=0, network_backend=_Backend(ctx))
+            ssl_context=_observer_tls(), max_connections=1,
+            max_keepalive_connections=1 if keep_alive else 0, retries=0,
+            network_backend=_Backend(ctx))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        core = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
-                             port=request.url.port, target=request.url.raw_path),
-            headers=request.headers.raw, content=request.stream,
-            extensions=request.extensions)
-        response = await self._pool.handle_async_request(core)
-        return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=_Body(response.stream), extensions=response.extensions)
+        while True:
+            attempt = _Attempt(request.extensions.get("trace"))
+            try:
+                response = await self._pool.handle_async_request(_core(request, attempt))
+            except _DROPPED:
+                if attempt.fresh:
+                    raise
+                continue
+            return httpx.Response(status_code=response.status, headers=response.headers,
+                                  stream=_Body(response.stream), extensions=response.extensions)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def _core(request: httpx.Request, trace: _Attempt) -> httpcore.Request:
+    """The httpcore request for `request`, traced by `trace`."""
+    assert isinstance(request.stream, httpx.AsyncByteStream)
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
+                         port=request.url.port, target=request.url.raw_path),
+        headers=request.headers.raw, content=request.stream,
+        extensions={**request.extensions, "trace": trace})
+
+
+def _client(ctx: DeviceContext, keep_alive: bool) -> httpx.AsyncClient:
+    """A client over `_Transport`: redirects not followed, no environment, no pool timeout
+    (`request` bounds the whole request). A keep-alive client is shared by unrelated requests,
+    so it keeps no cookies: each request sends only what it would send alone."""
+    no_domain = http.cookiejar.DefaultCookiePolicy(allowed_domains=())
+    return httpx.AsyncClient(
+        transport=_Transport(ctx, keep_alive), timeout=httpx.Timeout(ctx.timeout, pool=None),
+        follow_redirects=False, trust_env=False,
+        cookies=http.cookiejar.CookieJar(no_domain) if keep_alive else None)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -286,17 +344,30 @@ def host_header(ctx: DeviceContext, port: int, tls: bool) -> str:
 async def request(ctx: DeviceContext, port: int, tls: bool, path: str,
                   auth: httpx.Auth | None = None) -> Response:
     """One GET of `path` (with `auth` if given), capped in time and size; never raises for
-    what the network does."""
+    what the network does. Without credentials it goes over the listener's shared keep-alive
+    connection; with them, over a connection of its own. `sent_at` is when the request went
+    out (after any wait for the connection)."""
     headers = {"Host": host_header(ctx, port, tls), "User-Agent": USER_AGENT,
-               "Accept": "*/*", "Accept-Encoding": "identity", "Connection": "close"}
+               "Accept": "*/*", "Accept-Encoding": "identity"}
+    client: contextlib.AbstractAsyncContextManager[httpx.AsyncClient]
+    if auth is None:
+        client = ctx.shared(("http", port, tls), functools.partial(_client, ctx, True))
+    else:
+        headers["Connection"] = "close"
+        client = _client(ctx, keep_alive=False)
     sent = time.time()
+
+    async def on_event(event: str, info: dict[str, Any]) -> None:
+        nonlocal sent
+        if event == "http11.send_request_headers.started":
+            sent = time.time()
+
     body = bytearray()
     truncated = False
     try:
-        async with asyncio.timeout(ctx.timeout * 3), httpx.AsyncClient(
-                transport=_Transport(ctx), timeout=ctx.timeout, follow_redirects=False,
-                trust_env=False) as client, client.stream(
-                "GET", url_of(ctx, port, tls, path), headers=headers, auth=auth) as answer:
+        async with client as session, asyncio.timeout(ctx.timeout * 3), session.stream(
+                "GET", url_of(ctx, port, tls, path), headers=headers, auth=auth,
+                extensions={"trace": on_event}) as answer:
             received = time.time()
             async for chunk in answer.aiter_raw():
                 body += chunk
