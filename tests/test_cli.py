@@ -55,7 +55,8 @@ FAST = ("--timeout", "1", "--budget", "30", "--exclude-ports", "2024")
 
 def test_scan_of_the_lab_matches_every_declaration(lab: Lab, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run = iotprobe("scan", "-i", str(lab.inventory), "-o", str(out), *FAST, env=lab.env)
+    run = iotprobe("scan", "-i", str(lab.inventory), "-o", str(out), "--processes", "2", *FAST,
+                   env=lab.env)
     assert run.returncode == 1, run.stderr
     records = load_records(out)
     assert set(records) == set(lab.devices)
@@ -128,6 +129,8 @@ def test_bad_profile_and_usage_exit_2(tmp_path: Path) -> None:
     assert iotprobe("scan", "not a target!", "-o", str(tmp_path / "o")).returncode == 2
     assert iotprobe("scan", "127.0.0.1", "--ports", "70000").returncode == 2
     assert iotprobe("scan", "127.0.0.1", "--bogus").returncode == 2
+    zero = iotprobe("scan", "127.0.0.1", "--processes", "0", "-o", str(tmp_path / "o"))
+    assert zero.returncode == 2 and "--processes" in zero.stderr, zero.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -151,7 +154,7 @@ devices:
 """)
     out = tmp_path / "out"
     run = iotprobe("-vv", "scan", "-i", str(inventory), "-o", str(out), "--format", "jsonl",
-                   *FAST, env={"FLEET_PW": SECRET})
+                   "--processes", "2", *FAST, env={"FLEET_PW": SECRET})
     assert run.returncode == 1, run.stderr
     texts = [run.stdout, run.stderr] + [p.read_text() for p in out.iterdir()]
     assert all(SECRET not in text for text in texts)
