@@ -86,28 +86,55 @@ class Usage:
     code: int
 
 
+def tree_rss_mib(pid: int) -> float:
+    """The resident memory of `pid` and all its descendants (the probe's worker processes),
+    summed, from /proc; 0 for a process that is gone."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError, ValueError):
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines()
+                              if line.startswith("VmRSS:")))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total / 1024
+
+
 def run_measured(argv: Sequence[str], deadline: float, stdout: Any = subprocess.DEVNULL
                  ) -> Usage:
-    """Run `argv` to its end (killed after `deadline` s); wall time and the child's own rusage
-    (wait4: CPU seconds and peak RSS of that process alone)."""
+    """Run `argv` to its end (killed after `deadline` s); wall time, the CPU seconds of the
+    process and of the children it waited for (wait4: the probe's worker processes included),
+    and the peak of the process tree's summed RSS, sampled every 0.2 s."""
     begin = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout,
                             stderr=subprocess.PIPE, cwd=REPO)
     timer = threading.Timer(deadline, proc.kill)
     timer.start()
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], tree_rss_mib(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
         assert proc.stderr is not None
         errors = proc.stderr.read()
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
+        done.set()
+        sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - begin
     if proc.returncode not in (0, 1, 3):
         tail = errors.decode(errors="replace").strip().splitlines()[-3:]
         print(f"  ! {Path(argv[0]).name} exited {proc.returncode}: {' | '.join(tail)}",
               file=sys.stderr)
-    return Usage(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+    return Usage(seconds, usage.ru_utime + usage.ru_stime, max(peak[0], usage.ru_maxrss / 1024),
                  proc.returncode)
 
 
@@ -227,7 +254,8 @@ def statuses(outdir: Path) -> dict[str, tuple[tuple[str, str], ...]]:
 
 def scan_argv(inventory: Path, outdir: Path, args: argparse.Namespace) -> list[str]:
     return [IOTPROBE, "scan", "-i", str(inventory), "-q", "-o", str(outdir), "--concurrency",
-            str(args.concurrency), "--rate", str(args.rate), "--exclude-ports", str(FORBIDDEN)]
+            str(args.concurrency), "--rate", str(args.rate), "--processes", args.processes,
+            "--exclude-ports", str(FORBIDDEN)]
 
 
 def sslyze(devices: Sequence[dict[str, Any]], tmp: Path) -> tuple[Usage, str]:
@@ -370,7 +398,8 @@ def measure(size: int, tmp: Path, args: argparse.Namespace, tcp_ports: str) -> R
         if size == args.profile_size and shutil.which("py-spy", path=str(VENV)):
             raw = tmp / f"profile-{size}.txt"
             time.sleep(2.0)
-            run_measured([str(VENV / "py-spy"), "record", "--gil", "-r", "100", "-f", "raw",
+            run_measured([str(VENV / "py-spy"), "record", "--gil", "--subprocesses", "-r",
+                          "100", "-f", "raw",
                           "-o", str(raw), "--", *scan_argv(inventory, tmp / "prof", args)],
                          deadline=max(900, size * 2))
             report_profile(size, raw)
@@ -396,7 +425,8 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(rows: Sequence[Row], args: argparse.Namespace) -> None:
-    print(f"\nconcurrency {args.concurrency}, rate {args.rate:g}/s, persona {PERSONA} "
+    print(f"\nconcurrency {args.concurrency}, rate {args.rate:g}/s, processes "
+          f"{args.processes}, persona {PERSONA} "
           "(MQTT 1883, MQTT/TLS 8883, HTTPS 443, HTTP 80, CoAP 5683/udp)\n")
     print("| N | labs | wall s | devices/s | probe RSS MiB | probe CPU s | emulator CPU s | "
           "anchors on | iotprobe s | sslyze s | nmap s | vs sslyze | vs nmap |")
@@ -450,6 +480,8 @@ def main() -> None:
                         help="devices given to sslyze and nmap per size (0: none)")
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20000.0)
+    parser.add_argument("--processes", default="auto",
+                        help="the probe's --processes (default: auto, one per core)")
     parser.add_argument("--profile-size", type=int, default=100,
                         help="fleet size to profile with py-spy (0: none)")
     args = parser.parse_args()
