@@ -15,7 +15,8 @@ and takes every outcome back (fleet checks, records, progress and summary stay i
 - A worker that dies (killed, out of memory) costs its unfinished devices an `error` result for
   every check, with reason `internal`; the others carry on and take the rest of the scan.
 - Workers are spawned (not forked: the parent runs an event loop and threads), ignore SIGINT
-  (the parent decides when a scan ends) and are terminated and waited on when `run` ends.
+  (the parent decides when a scan ends) and are terminated and waited on when `run` ends; a
+  worker whose parent is killed sees its pipe close and exits at once.
 """
 
 from __future__ import annotations
@@ -232,14 +233,17 @@ async def _scan(conn: Connection, profile: Profile, options: ScanOptions) -> Non
     received: asyncio.Queue[tuple[int, Device] | None] = asyncio.Queue()
 
     def read() -> None:
+        """Devices in until the parent's None; then only watch the pipe: it closes when the
+        parent dies (killed), and scanning on for nobody would be traffic without a purpose."""
+        ended = False
         while True:
             try:
                 item = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
-                item = None
-            loop.call_soon_threadsafe(received.put_nowait, item)
-            if item is None:
-                return
+                os._exit(0)
+            if not ended:
+                loop.call_soon_threadsafe(received.put_nowait, item)
+                ended = item is None
 
     threading.Thread(target=read, daemon=True, name="iotprobe-devices").start()
     serials: dict[int, int] = {}

@@ -3,9 +3,13 @@ its own devices `error` results, never the scan."""
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from probe.pool import ProcessPool, worker_count
 from probe.record import build_record, validate_record
 from probe.secrets import Secret
 
+PR_SET_CHILD_SUBREAPER = 36
 PERSONA_NAMES = ("clean-sensor", "telnet-camera", "ftp-gateway", "snmp-public", "tftp-sensor",
                  "extra-ports", "dark")
 
@@ -93,3 +98,50 @@ def test_worker_count() -> None:
     cores = len(os.sched_getaffinity(0))
     assert worker_count(None, 10_000) == cores
     assert worker_count(None, 60) == min(cores, 2)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+async def test_workers_of_a_killed_scan_exit_at_once(fleet: dict[str, DeviceSpec],
+                                                     tmp_path: Path) -> None:
+    """kill -9 of the scanning command: its workers see their pipe close and exit, instead of
+    scanning on for nobody. This process becomes their subreaper so that it can reap them."""
+    hang = fleet["hang"]
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("defaults:\n  exclude_ports: [2024]\ndevices:\n"
+                         + "".join(f"  - {{id: d{i}, address: {hang.address}}}\n"
+                                   for i in range(4)))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        scan = subprocess.Popen(
+            [sys.executable, "-m", "probe", "scan", "-i", str(inventory), "-q", "-o",
+             str(tmp_path / "out"), "--processes", "2", "--timeout", "60", "--budget", "120"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        workers: list[int] = []
+        for _ in range(600):  # a guard against a hang, not a measure: at most a minute
+            workers = [pid for pid in _children(scan.pid)
+                       if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if len(workers) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(workers) == 2
+        workers = _children(scan.pid)  # multiprocessing's resource tracker too
+        scan.kill()
+        scan.wait()
+        for _ in range(600):
+            workers = [w for w in workers if os.waitpid(w, os.WNOHANG) == (0, 0)]
+            if not workers:
+                break
+            await asyncio.sleep(0.1)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert not workers, "workers outlived their killed parent"
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
