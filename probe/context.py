@@ -266,6 +266,8 @@ class DeviceContext:
         if task is None:
             task = asyncio.ensure_future(collector(self, *args))
             self._cache[key] = task
+        if task.done():
+            return task.result()
         return await asyncio.shield(task)
 
     def cancel_pending(self) -> None:
