@@ -36,6 +36,8 @@ from probe.model import Status
 from probe.observe import tls_hello
 from probe.observe.tls import endpoint_handshakes, hello, identity_matches
 from probe.observe.tls_hello import (
+    DEFLATE,
+    NULL_COMPRESSION,
     SSL2,
     SSL3,
     TLS10,
@@ -117,6 +119,11 @@ def test_client_hello_offers_exactly_the_suites_asked() -> None:
     assert client_hello(TLS10, offer)[1:3] == b"\x03\x01"
     assert client_hello(SSL3, offer)[1:3] == b"\x03\x00"
     assert sslv2_client_hello()[2] == 1  # SSL 2.0 CLIENT-HELLO
+    assert list(parsed.comp) == [NULL_COMPRESSION]
+    assert any(int(e.type) == 0xFF01 for e in parsed.ext)  # renegotiation_info (RFC 5746)
+    deflate = TLSClientHello(client_hello(TLS12, offer, "device.test",
+                                          (DEFLATE, NULL_COMPRESSION))[5:])
+    assert list(deflate.comp) == [DEFLATE, NULL_COMPRESSION] and list(deflate.ciphers) == offer
 
 
 def test_replies_parse_and_complete() -> None:
@@ -144,19 +151,45 @@ def _record(message: bytes) -> bytes:
 
 @given(version=st.sampled_from([SSL3, TLS10, TLS12]), suite=st.integers(0, 0xFFFF),
        sid=st.binary(max_size=32), chosen=st.one_of(st.none(), st.sampled_from([TLS12, TLS13])),
-       renegotiation=st.booleans())
+       renegotiation=st.booleans(), compression=st.integers(0, 255))
 def test_server_hello_reads_as_scapy_reads_it(version: int, suite: int, sid: bytes,
-                                              chosen: int | None, renegotiation: bool) -> None:
-    """The ServerHello is read by hand (scapy is slow at it): same version and suite as
-    scapy's dissection, a supported_versions extension included."""
+                                              chosen: int | None, renegotiation: bool,
+                                              compression: int) -> None:
+    """The ServerHello is read by hand (scapy is slow at it): same version, suite and
+    compression method as scapy's dissection, supported_versions and renegotiation_info
+    extensions included."""
     extensions: list[Any] = [] if chosen is None else [TLS_Ext_SupportedVersion_SH(version=chosen)]
     if renegotiation:
         extensions.insert(0, TLS_Ext_RenegotiationInfo())
-    message = bytes(TLSServerHello(version=version, cipher=suite, sid=sid, ext=extensions or None))
+    message = bytes(TLSServerHello(version=version, cipher=suite, sid=sid, comp=compression,
+                                   ext=extensions or None))
     reply = parse_reply(_record(message))
     dissected = TLSServerHello(message)
     assert (reply.outcome, reply.suite) == ("hello", int(dissected.cipher))
     assert reply.version == (chosen if chosen is not None else int(dissected.version))
+    assert [reply.compression] == list(dissected.comp) == [compression]
+    assert reply.renegotiation_info is renegotiation
+
+
+def test_renegotiation_info_and_compression_are_read_from_the_server_hello() -> None:
+    def reply(comp: int = NULL_COMPRESSION, extensions: bytes | None = None) -> Any:
+        message = bytes(TLSServerHello(version=TLS12, cipher=0xC02F, comp=comp))
+        if extensions is not None:
+            message += len(extensions).to_bytes(2, "big") + extensions
+            message = message[:1] + (len(message) - 4).to_bytes(3, "big") + message[4:]
+        return parse_reply(_record(message))
+
+    plain = reply()
+    assert (plain.compression, plain.renegotiation_info) == (NULL_COMPRESSION, False)
+    secure = reply(DEFLATE, bytes.fromhex("ff01000100"))
+    assert (secure.outcome, secure.compression, secure.renegotiation_info) == (
+        "hello", DEFLATE, True)
+    assert "DEFLATE compression" in secure.describe()
+    # A renegotiated_connection in an initial handshake is no support (RFC 5746 3.6), nor
+    # is another extension.
+    assert not reply(extensions=bytes.fromhex("ff010003026162")).renegotiation_info
+    assert not reply(extensions=bytes.fromhex("00170000")).renegotiation_info
+    assert reply(extensions=bytes.fromhex("ff0100")).outcome == "not-tls"
 
 
 @given(st.binary(min_size=1, max_size=120))

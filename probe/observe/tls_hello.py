@@ -2,11 +2,12 @@
 
 A version or cipher-class question ("does this server accept TLS 1.0?", "any RC4 suite?") is
 answered by one ClientHello offering exactly what is asked about and by reading the first answer:
-a ServerHello (its version and the suite it picked), an alert, or a closed connection. No
-handshake is ever completed. The hellos are built with scapy's TLS layer (imported on first use:
-it is slow to import; each hello's template is built once); records are framed and the
-ServerHello read here, so a reply that goes on to encrypted records or garbage is never taken
-for more than it is.
+a ServerHello (its version, the suite and compression method it picked, whether it answered the
+hello's renegotiation_info extension), an alert, or a closed connection. No handshake is ever
+completed. The hellos are built with scapy's TLS layer (imported on first use: it is slow to
+import; each hello's template is built once); records are framed and the ServerHello read
+here, so a reply that goes on to encrypted records or garbage is never taken for more than it
+is.
 
 The suite catalogue is scapy's copy of the IANA registry plus the ARIA suites (RFC 6209) it
 lacks; each suite's key exchange, bulk cipher and MAC are read from its IANA name.
@@ -30,6 +31,8 @@ LEGACY_VERSIONS = (SSL2, SSL3, TLS10, TLS11)
 HANDSHAKE, ALERT = 22, 21
 SERVER_HELLO = 2
 SUPPORTED_VERSIONS = 43  # the extension that carries a TLS 1.3 ServerHello's version
+RENEGOTIATION_INFO = 0xFF01  # RFC 5746: a server that supports secure renegotiation answers it
+NULL_COMPRESSION, DEFLATE = 0, 1
 SSL2_SERVER_HELLO = 4
 _RECORD_TYPES = frozenset({20, 21, 22, 23})
 _HELLO_RETRY = bytes.fromhex(
@@ -190,18 +193,21 @@ def _scapy() -> Any:
     return Layer
 
 
-def client_hello(version: int, suites: Sequence[int], server_name: str | None = None) -> bytes:
-    """One TLS record holding a ClientHello for `version` that offers exactly `suites`.
+def client_hello(version: int, suites: Sequence[int], server_name: str | None = None,
+                 compression: Sequence[int] = (NULL_COMPRESSION,)) -> bytes:
+    """One TLS record holding a ClientHello for `version` that offers exactly `suites` and the
+    `compression` methods (by default only null).
 
     TLS 1.3 is offered through supported_versions with an x25519 key share; earlier versions
-    through the legacy version field. Only the null compression method is offered. scapy
-    builds one hello per version and server name (a few milliseconds each); the suite list of
-    each hello sent is spliced into that template, so an elimination of k suites costs no
-    scapy work. Random, session id and key share repeat: no handshake is ever completed.
+    through the legacy version field. Every hello offers an empty renegotiation_info extension
+    (RFC 5746). scapy builds one hello per version, server name and compression list (a few
+    milliseconds each); the suite list of each hello sent is spliced into that template, so an
+    elimination of k suites costs no scapy work. Random, session id and key share repeat: no
+    handshake is ever completed.
     """
     if version == SSL2:
         return sslv2_client_hello(suites)
-    body, at = _template(version, server_name)
+    body, at = _template(version, server_name, tuple(compression))
     offer = b"".join(code.to_bytes(2, "big") for code in suites)
     body = body[:at] + len(offer).to_bytes(2, "big") + offer + body[at + 2:]
     message = bytes([body[0]]) + (len(body) - 4).to_bytes(3, "big") + body[4:]
@@ -211,9 +217,10 @@ def client_hello(version: int, suites: Sequence[int], server_name: str | None = 
 
 
 @functools.lru_cache(maxsize=64)
-def _template(version: int, server_name: str | None) -> tuple[bytes, int]:
+def _template(version: int, server_name: str | None,
+              compression: tuple[int, ...]) -> tuple[bytes, int]:
     """A ClientHello message for `version` with an empty suite list, built by scapy, and the
-    offset of that list's length field."""
+    offset of that list's length field (the compression methods follow the suites)."""
     s = _scapy()
     ext: list[Any] = []
     if server_name:
@@ -231,7 +238,7 @@ def _template(version: int, server_name: str | None) -> tuple[bytes, int]:
     session = os.urandom(32) if version == TLS13 else b""
     hello = s.hs.TLSClientHello(
         version=min(version, TLS12), random_bytes=os.urandom(32), sid=session, ciphers=[],
-        comp=[0], ext=ext)
+        comp=list(compression), ext=ext)
     return bytes(hello), 4 + 2 + 32 + 1 + len(session)
 
 
@@ -261,6 +268,8 @@ class ServerReply:
     suite: int | None = None  # the suite it chose
     alert: str | None = None
     retry: bool = False  # a TLS 1.3 HelloRetryRequest (the version is accepted)
+    compression: int = NULL_COMPRESSION  # the compression method the ServerHello chose
+    renegotiation_info: bool = False  # it answered renegotiation_info (RFC 5746 3.6)
     sslv2_suites: tuple[int, ...] = ()  # the cipher specs of an SSL 2.0 SERVER-HELLO
 
     def accepts(self, version: int) -> bool:
@@ -272,7 +281,10 @@ class ServerReply:
             if self.version == SSL2:
                 return f"SSL 2.0 SERVER-HELLO ({len(self.sslv2_suites)} cipher specs)"
             retry = " (HelloRetryRequest)" if self.retry else ""
-            return f"ServerHello {what}, {suite_name(self.suite or 0)}{retry}"
+            method = self.compression
+            compressed = "" if method == NULL_COMPRESSION else (
+                ", DEFLATE compression" if method == DEFLATE else f", compression {method}")
+            return f"ServerHello {what}, {suite_name(self.suite or 0)}{compressed}{retry}"
         if self.outcome == "alert":
             return f"alert {self.alert}"
         return {"closed": "connection closed without an answer",
@@ -349,15 +361,19 @@ def parse_reply(data: bytes, *, timed_out: bool = False) -> ServerReply:
 
 def _parse_server_hello(message: bytes) -> ServerReply:
     """A ServerHello message, header included (RFC 5246 7.4.1.3, RFC 8446 4.1.3): its version,
-    or the one its supported_versions extension names, and the suite it picked. Read here
-    rather than by scapy: this runs for every ClientHello, and scapy takes half a millisecond
-    for it; anything that does not frame exactly is not TLS."""
+    or the one its supported_versions extension names, the suite and compression method it
+    picked, and whether it carries the renegotiation_info extension with the empty
+    renegotiated_connection an initial handshake requires (RFC 5746 3.6). Read here rather than
+    by scapy: this runs for every ClientHello, and scapy takes half a millisecond for it;
+    anything that does not frame exactly is not TLS."""
     body = message[4:]
     sid_end = 35 + (body[34] if len(body) > 34 else 0)
     if len(body) < sid_end + 3:
         return ServerReply("not-tls")
     version = int.from_bytes(body[0:2], "big")
     suite = int.from_bytes(body[sid_end:sid_end + 2], "big")
+    compression = body[sid_end + 2]
+    renegotiation = False
     extensions = body[sid_end + 3:]
     if extensions:
         if len(extensions) < 2 or int.from_bytes(extensions[:2], "big") != len(extensions) - 2:
@@ -373,9 +389,12 @@ def _parse_server_hello(message: bytes) -> ServerReply:
                 return ServerReply("not-tls")
             if kind == SUPPORTED_VERSIONS and size == 2:
                 version = int.from_bytes(data, "big")
+            elif kind == RENEGOTIATION_INFO:
+                renegotiation = data == b"\x00"
             offset += 4 + size
     return ServerReply("hello", version=version, suite=suite,
-                       retry=message[6:38] == _HELLO_RETRY)
+                       retry=message[6:38] == _HELLO_RETRY, compression=compression,
+                       renegotiation_info=renegotiation)
 
 
 def _parse_sslv2(data: bytes) -> ServerReply:
