@@ -12,10 +12,15 @@ Versions and cipher classes (`tls_handshakes`) are decided by raw ClientHellos
 the highest accepted version below TLS 1.3, the whole class of weak suites, minus whatever the
 server picked, until it refuses (k offending suites cost k + 1 handshakes); at each lower
 accepted version, the weak suites not found yet; at TLS 1.2, the suites without forward
-secrecy that the weak run has not already seen accepted. Certificates (`tls_certificates`)
-and known vulnerabilities (`tls_vulnerabilities`) come from sslyze
-(`probe.observe.sslyze_scan`), which runs only on endpoints whose handshakes showed a TLS
-server, so a silent listener costs no sslyze time.
+secrecy that the weak run has not already seen accepted; and, beside those, one hello at the
+highest accepted version up to TLS 1.2 that offers DEFLATE compression before null. Two
+known flaws are read from these hellos: secure renegotiation (RFC 5746) from whether the
+ServerHello to that version's hello (every hello offers renegotiation_info) answers with the
+renegotiation_info extension, and TLS compression from the method the DEFLATE hello got.
+Certificates (`tls_certificates`) and the other known
+vulnerabilities (`tls_vulnerabilities`) come from sslyze (`probe.observe.sslyze_scan`), which
+runs only on endpoints whose handshakes showed a TLS server, so a silent listener costs no
+sslyze time.
 
 The server name sent is the device's `hostname` when the inventory gives one, else none;
 connections always go to the device's address.
@@ -40,6 +45,8 @@ from probe.observe.discovery import Services, services
 from probe.observe.identify import TLS_PORTS
 from probe.observe.tcp import service_ports
 from probe.observe.tls_hello import (
+    DEFLATE,
+    NULL_COMPRESSION,
     SSL2,
     SSL3,
     TLS10,
@@ -115,9 +122,11 @@ async def tls_endpoints(ctx: DeviceContext) -> tuple[TlsEndpoint, ...]:
 # ---------------------------------------------------------------------------------------------
 
 
-async def hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[int]) -> ServerReply:
-    """Offer `suites` at `version` on a fresh connection and read the first answer."""
-    payload = client_hello(version, suites, ctx.device.hostname)
+async def hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[int],
+                compression: Sequence[int] = (NULL_COMPRESSION,)) -> ServerReply:
+    """Offer `suites` (and the `compression` methods) at `version` on a fresh connection and
+    read the first answer."""
+    payload = client_hello(version, suites, ctx.device.hostname, compression)
     try:
         async with ctx.connect(port) as (reader, writer):
             writer.write(payload)
@@ -174,12 +183,14 @@ async def eliminate(ctx: DeviceContext, port: int, version: int,
 
 @dataclass(frozen=True)
 class Handshakes:
-    """What one TLS endpoint accepts: versions, weak suites, suites without forward secrecy."""
+    """What one TLS endpoint accepts: versions, weak suites, suites without forward secrecy,
+    compression."""
 
     endpoint: TlsEndpoint
     versions: Mapping[int, ServerReply] = field(default_factory=dict)
     weak: tuple[Elimination, ...] = ()
     forward_secrecy: Elimination | None = None
+    compression: ServerReply | None = None  # the answer to the DEFLATE hello (`classic`)
     handshakes: int = 0
 
     @property
@@ -198,6 +209,30 @@ class Handshakes:
     @property
     def highest(self) -> int | None:
         return max(self.accepted, default=None)
+
+    @property
+    def classic(self) -> int | None:
+        """The highest accepted version from SSL 3.0 to TLS 1.2: the one renegotiation and
+        compression exist at (None: the endpoint accepts TLS 1.3 or SSL 2.0 only)."""
+        return max((v for v in self.accepted if v in CLASSIC), default=None)
+
+    def secure_renegotiation(self) -> bool:
+        """Whether the ServerHello at `classic` answered renegotiation_info (RFC 5746). With
+        TLS 1.3 only there is no renegotiation at all, which counts as secure (sslyze's
+        verdict too)."""
+        version = self.classic
+        return version is None or self.versions[version].renegotiation_info
+
+    def compression_enabled(self) -> bool | None:
+        """Whether the server chose DEFLATE when offered it before null at `classic`: False
+        with TLS 1.3 only (it has no compression; sslyze's verdict too), None when the hello
+        got no ServerHello."""
+        if self.classic is None:
+            return False
+        reply = self.compression
+        if reply is None or reply.outcome != "hello":
+            return None
+        return reply.compression != NULL_COMPRESSION
 
     def offending(self) -> list[tuple[int, int]]:
         """Every accepted weak suite as (version, suite), each once."""
@@ -231,7 +266,8 @@ def _version_offer(version: int) -> Sequence[int]:
 
 async def endpoint_handshakes(ctx: DeviceContext, port: int) -> Handshakes:
     """Collector (per port): versions first (TLS 1.2 and 1.3, then the legacy ones only if the
-    endpoint answered at all), then the eliminations (see the module's description)."""
+    endpoint answered at all), then the eliminations and the compression hello (see the
+    module's description)."""
     known = {e.port: e for e in await ctx.observe(tls_endpoints)}
     endpoint = known.get(port) or TlsEndpoint(port, "tls", False, "", "")
     if endpoint.silent:
@@ -249,12 +285,14 @@ async def endpoint_handshakes(ctx: DeviceContext, port: int) -> Handshakes:
     accepted = [v for v in reversed(CLASSIC) if versions[v].accepts(v)]
     if not accepted:
         return Handshakes(endpoint, versions, handshakes=count)
-    head = await eliminate(ctx, port, accepted[0], weak_suites())
+    head, compression = await asyncio.gather(
+        eliminate(ctx, port, accepted[0], weak_suites()),
+        hello(ctx, port, accepted[0], classic_suites(), (DEFLATE, NULL_COMPRESSION)))
     weak, forward = await asyncio.gather(
         _lower_versions(ctx, port, accepted[1:], head),
         _forward_secrecy(ctx, port, head) if accepted[0] == TLS12 else _nothing())
-    count += sum(run.handshakes for run in (*weak, *([forward] if forward else [])))
-    return Handshakes(endpoint, versions, weak, forward, count)
+    count += 1 + sum(run.handshakes for run in (*weak, *([forward] if forward else [])))
+    return Handshakes(endpoint, versions, weak, forward, compression, count)
 
 
 async def _lower_versions(ctx: DeviceContext, port: int, versions: Sequence[int],
