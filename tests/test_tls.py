@@ -1,6 +1,7 @@
 """The TLS checks against real peers: nginx and `openssl s_server`, good and weak, with
 certificates made here; plus scripted peers for what Debian's OpenSSL cannot serve (3DES, RC4,
-SSL 2.0, SSL 3.0). Everything talks to 127.93.1.x only."""
+SSL 2.0, SSL 3.0, TLS compression, no secure renegotiation). Everything talks to 127.93.1.x
+only."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from scapy.layers.tls.record_sslv2 import SSLv2
 from probe.context import DeviceContext
 from probe.model import Status
 from probe.observe import tls_hello
+from probe.observe.sslyze_scan import run_command, server_info
 from probe.observe.tls import endpoint_handshakes, hello, identity_matches
 from probe.observe.tls_hello import (
     DEFLATE,
@@ -205,11 +207,14 @@ def test_a_mangled_server_hello_is_not_tls_never_an_exception(tail: bytes) -> No
 
 
 def scripted(suites_by_preference: list[int], versions: set[int],
-             mute_sslv2: bool = False) -> Any:
+             mute_sslv2: bool = False, *, renegotiation_info: bool = False,
+             deflate: bool = False) -> Any:
     """A TLS peer that answers a ClientHello with a ServerHello (the first of its suites that
-    is offered, at the offered version if it has that version) or a handshake_failure alert;
-    SSL 2.0 CLIENT-HELLOs get an SSL 2.0 SERVER-HELLO when SSL2 is in `versions`, silence
-    until the client goes with `mute_sslv2`, else the connection closes."""
+    is offered, at the offered version if it has that version; with `renegotiation_info`, the
+    RFC 5746 extension; with `deflate`, DEFLATE compression whenever it is offered) or a
+    handshake_failure alert; SSL 2.0 CLIENT-HELLOs get an SSL 2.0 SERVER-HELLO when SSL2 is in
+    `versions`, silence until the client goes with `mute_sslv2`, else the connection
+    closes."""
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         data = await asyncio.wait_for(reader.read(65536), 5)
         if not data or (data[0] != 0x16 and not data[0] & 0x80):
@@ -228,7 +233,10 @@ def scripted(suites_by_preference: list[int], versions: set[int],
         if version not in versions or chosen is None:
             writer.write(b"\x15\x03\x01\x00\x02\x02\x28")
         else:
-            body = bytes(TLSServerHello(version=version, cipher=chosen))
+            comp = DEFLATE if deflate and DEFLATE in list(offered.comp) else NULL_COMPRESSION
+            body = bytes(TLSServerHello(
+                version=version, cipher=chosen, comp=comp,
+                ext=[TLS_Ext_RenegotiationInfo()] if renegotiation_info else None))
             writer.write(b"\x16" + version.to_bytes(2, "big") + len(body).to_bytes(2, "big")
                          + body)
         await writer.drain()
@@ -270,6 +278,36 @@ async def test_ssl2_and_ssl3_are_found_and_failed() -> None:
     offending = {(e["version"], e["suite"]) for e in ciphers.evidence["offending_suites"]}
     assert ("SSL 2.0", "SSL_CK_RC4_128_WITH_MD5") in offending
     assert ("TLS 1.2", "TLS_RSA_WITH_RC4_128_SHA") in offending  # named at its highest version
+
+
+async def test_compression_and_missing_secure_renegotiation_are_known_flaws() -> None:
+    """Read from the raw hellos, not from sslyze (which cannot finish a handshake with these
+    peers): one peer answers DEFLATE and renegotiation_info, the other null compression and no
+    renegotiation_info. Every connection, sslyze's included, is counted."""
+    tls12 = {TLS12}
+    async with Listener("127.93.1.27", 443, scripted([0xC02F], tls12, renegotiation_info=True,
+                                                     deflate=True)) as first, \
+            Listener("127.93.1.28", 443, scripted([0xC02F], tls12)) as second:
+        with device_context("127.93.1.27", (443,), timeout=2.0) as ctx:
+            compressing = await ctx.observe(endpoint_handshakes, 443)
+            (deflate,) = await evaluate(ctx, "tls.known-vulnerabilities")
+            assert first.accepted == ctx.connections
+        with device_context("127.93.1.28", (443,), timeout=2.0) as ctx:
+            (insecure,) = await evaluate(ctx, "tls.known-vulnerabilities")
+            assert second.accepted == ctx.connections
+    assert compressing.compression is not None
+    assert compressing.compression.accepts(TLS12)
+    assert compressing.compression.compression == DEFLATE
+    assert compressing.versions[TLS12].compression == NULL_COMPRESSION  # offered null only
+    assert deflate.status is Status.FAIL and insecure.status is Status.FAIL
+    assert deflate.summary == "tcp/443: TLS compression: enabled"
+    assert insecure.summary == "tcp/443: secure renegotiation: not supported (RFC 5746)"
+    for finding, vulnerable in ((deflate, (True, False)), (insecure, (False, True))):
+        tests = {t["test"]: t for t in finding.evidence["tests"]}
+        assert (tests["TLS compression"]["vulnerable"],
+                tests["secure renegotiation"]["vulnerable"]) == vulnerable
+        assert "error" not in tests["TLS compression"]
+        assert "error" not in tests["secure renegotiation"]
 
 
 async def test_an_unanswered_legacy_hello_is_a_refusal() -> None:
@@ -473,6 +511,43 @@ async def test_known_vulnerabilities_pass_on_nginx(tmp_path: Path, ca: Any) -> N
     assert set(tests) == {"Heartbleed", "OpenSSL CCS injection", "secure renegotiation",
                           "client-initiated renegotiation", "TLS compression", "ROBOT"}
     assert "no suite with RSA key exchange" in tests["ROBOT"]["detail"]
+
+
+@pytest.mark.parametrize("server", ["nginx", "nginx TLS 1.3 only", "s_server TLS 1.0+"])
+async def test_hello_flaws_are_sslyze_verdicts(tmp_path: Path, ca: Any, server: str) -> None:
+    """Secure renegotiation and compression, read from the raw hellos, say what sslyze's own
+    scan commands say on the same endpoint (TLS 1.3 only: supported and off), in the words the
+    record has always used."""
+    import sslyze
+
+    _, issuer = ca
+    address = {"nginx": "127.93.1.29", "nginx TLS 1.3 only": "127.93.1.30",
+               "s_server TLS 1.0+": "127.93.1.31"}[server]
+    cert, _ = issue(tmp_path, "flaws", issuer, names=[address], key="rsa2048")
+    port = 4433 if server.startswith("s_server") else 443
+    daemon = (openssl_server(tmp_path, address, port, cert, "-www", "-min_protocol", "TLSv1",
+                             "-cipher", "DEFAULT:@SECLEVEL=0")
+              if server.startswith("s_server") else
+              nginx_tls(tmp_path, address, port, cert,
+                        protocols="TLSv1.3" if "1.3" in server else "TLSv1.2 TLSv1.3"))
+    with daemon, device_context(address, (port,)) as ctx:
+        found = await ctx.observe(endpoint_handshakes, port)
+        (finding,) = await evaluate(ctx, "tls.known-vulnerabilities")
+        info = server_info(ctx, found)
+        renegotiation = await run_command(
+            ctx, info, sslyze.ScanCommand.SESSION_RENEGOTIATION,
+            sslyze.SessionRenegotiationExtraArgument(client_renegotiation_attempts=1))
+        compression = await run_command(ctx, info, sslyze.ScanCommand.TLS_COMPRESSION)
+    tests = {t["test"]: t for t in finding.evidence["tests"]}
+    assert finding.status is Status.PASS
+    assert renegotiation.supports_secure_renegotiation is True
+    assert compression.supports_compression is False
+    assert tests["secure renegotiation"] == {"test": "secure renegotiation",
+                                             "detail": "supported", "vulnerable": False}
+    assert tests["TLS compression"] == {"test": "TLS compression", "detail": "off",
+                                        "vulnerable": False}
+    assert tests["client-initiated renegotiation"]["vulnerable"] is False
+    assert found.classic == (None if "1.3" in server else TLS12)
 
 
 async def test_mqtt_over_tls_is_a_tls_endpoint(tmp_path: Path, ca: Any) -> None:

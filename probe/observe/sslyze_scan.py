@@ -1,16 +1,24 @@
 """sslyze for what it does best: certificate chains validated against the trust anchor, and the
-known implementation flaws (Heartbleed, OpenSSL CCS injection, ROBOT, renegotiation,
-compression).
+known implementation flaws that need more than a ServerHello (Heartbleed, OpenSSL CCS
+injection, ROBOT, client-initiated renegotiation).
+
+Two flaws in the record are not sslyze's: secure renegotiation (RFC 5746) and TLS compression
+are read from the probe's raw hellos (`Handshakes.secure_renegotiation`,
+`Handshakes.compression_enabled`), with sslyze's verdicts, TLS 1.3-only servers included;
+sslyze paid a full handshake for each. Of its renegotiation command only the client-initiated
+renegotiation job runs (it needs a completed handshake).
 
 sslyze is driven one scan job at a time rather than through its `Scanner`: the probe's own
 handshakes (`probe.observe.tls`) already know the highest version and whether RSA key exchange
 is accepted, so sslyze's connectivity test (several handshakes) is replaced by a
 `ServerConnectivityInfo` built from those facts, and ROBOT is not run at all when no RSA key
-exchange is accepted (ROBOT needs one). A job opens at most one connection (sslyze's own
-three-attempt ROBOT test, run only to confirm a possible oracle, up to seven); before each job
-is handed to sslyze the probe takes a rate token per connection and one of the device's slots,
-counts the connections, and runs the job in the blocking-call pool under a cap shared by every
-device of the scan (`gate`). Name lookups never happen: sslyze gets the device's address as
+exchange is accepted (ROBOT needs one). Per endpoint that leaves four certificate jobs,
+Heartbleed and CCS injection (none on a TLS 1.3 server: sslyze skips both there), one client
+renegotiation job and ROBOT's. A job opens at most one connection (sslyze's own three-attempt
+ROBOT test, run only to confirm a possible oracle, up to seven); before each job is handed to
+sslyze the probe takes a rate token per connection and one of the device's slots, counts the
+connections, and runs the job in the blocking-call pool under a cap shared by every device of
+the scan (`gate`). Name lookups never happen: sslyze gets the device's address as
 `ip_address`.
 
 sslyze always sends a server name: the device's hostname when the inventory gives one, else
@@ -160,16 +168,12 @@ async def run_jobs(ctx: DeviceContext, jobs: Sequence[Any],
 
 
 async def run_command(ctx: DeviceContext, info: Any, command: Any, extra: Any = None,
-                      connections_per_job: int = 1, *, one_by_one: bool = False) -> Any:
-    """One sslyze scan command through `run_jobs` (its jobs at once, or `one_by_one`); its
-    result, or what it raised."""
+                      connections_per_job: int = 1) -> Any:
+    """One sslyze scan command, its jobs at once through `run_jobs`; its result, or what it
+    raised."""
     implementation = _sslyze().commands.get_implementation_cls(command)
     jobs = implementation.scan_jobs_for_scan_command(info, extra)
-    if one_by_one:
-        results = [result for job in jobs
-                   for result in await run_jobs(ctx, [job], connections_per_job)]
-    else:
-        results = await run_jobs(ctx, jobs, connections_per_job)
+    results = await run_jobs(ctx, jobs, connections_per_job)
     return implementation.result_for_completed_scan_jobs(info, results)
 
 
@@ -336,16 +340,17 @@ def _client_certificate_error(exc: BaseException) -> bool:
         exc).lower()
 
 
+def _undecided(name: str, exc: BaseException) -> Flaw:
+    return Flaw(name, None, "not decided", describe_error(exc), _client_certificate_error(exc))
+
+
 async def _flaw(ctx: DeviceContext, info: Any, name: str, command: Any, extra: Any,
-                judge: Any, connections: int = 1, one_by_one: bool = False) -> list[Flaw]:
+                judge: Any, connections: int = 1) -> list[Flaw]:
     try:
-        result = await run_command(ctx, info, command, extra, connections,
-                                   one_by_one=one_by_one)
+        result = await run_command(ctx, info, command, extra, connections)
     except Exception as exc:
-        needs = _client_certificate_error(exc)
-        return [Flaw(name, None, "not decided", describe_error(exc), needs)]
-    judged: Flaw | list[Flaw] = judge(result)
-    return judged if isinstance(judged, list) else [judged]
+        return [_undecided(name, exc)]
+    return [judge(result)]
 
 
 def _robot(result: Any) -> Flaw:
@@ -378,8 +383,7 @@ async def _robot_flaw(ctx: DeviceContext, info: Any, highest: int) -> list[Flaw]
         try:
             found = outcome.get_result()
         except Exception as exc:
-            return [Flaw("ROBOT", None, "not decided", describe_error(exc),
-                         _client_certificate_error(exc))]
+            return [_undecided("ROBOT", exc)]
         if found is not None:
             break
     if found is None:
@@ -391,30 +395,51 @@ async def _robot_flaw(ctx: DeviceContext, info: Any, highest: int) -> list[Flaw]
         try:
             answers.append(str(outcome.get_result()))
         except Exception as exc:
-            return [Flaw("ROBOT", None, "not decided", describe_error(exc),
-                         _client_certificate_error(exc))]
+            return [_undecided("ROBOT", exc)]
     if len(set(answers)) == 1:
         return [Flaw("ROBOT", False, "not_vulnerable_no_oracle (the five payloads got the "
                      "same answer)")]
     return await _flaw(ctx, info, "ROBOT", command, None, _robot, ROBOT_CONNECTIONS)
 
 
-def _renegotiation(result: Any) -> list[Flaw]:
-    accepted = result.client_renegotiations_success_count > 0
-    secure = bool(result.supports_secure_renegotiation)
-    return [
-        Flaw("secure renegotiation", not secure,
-             "supported" if secure else "not supported (RFC 5746)"),
-        Flaw("client-initiated renegotiation", accepted,
-             "accepted" if accepted else "refused"),
-    ]
+async def _client_renegotiation(ctx: DeviceContext, info: Any) -> Flaw:
+    """sslyze's client-initiated renegotiation job alone (one renegotiation attempt), without
+    the secure-renegotiation job of the same scan command. The job's function is private to
+    sslyze's plugin: should a release rename it, the flaw is reported not decided."""
+    name = "client-initiated renegotiation"
+    try:
+        from sslyze.plugins.plugin_base import ScanJob
+        from sslyze.plugins.session_renegotiation_plugin import _test_client_renegotiation
+
+        (outcome,) = await run_jobs(ctx, [ScanJob(_test_client_renegotiation, [info, 1])])
+        _, (_, renegotiations) = outcome.get_result()
+    except Exception as exc:
+        return _undecided(name, exc)
+    accepted = renegotiations > 0
+    return Flaw(name, accepted, "accepted" if accepted else "refused")
+
+
+def _hello_flaws(found: Handshakes) -> tuple[Flaw, Flaw]:
+    """Secure renegotiation and TLS compression, from the probe's raw hellos."""
+    secure = found.secure_renegotiation()
+    renegotiation = Flaw("secure renegotiation", not secure,
+                         "supported" if secure else "not supported (RFC 5746)")
+    compressed = found.compression_enabled()
+    if compressed is None:
+        answer = found.compression.describe() if found.compression else "none"
+        compression = Flaw("TLS compression", None, "not decided",
+                           f"the hello offering DEFLATE got no ServerHello: {answer}")
+    else:
+        compression = Flaw("TLS compression", compressed, "enabled" if compressed else "off")
+    return renegotiation, compression
 
 
 async def vulnerability_scan(ctx: DeviceContext, port: int) -> VulnerabilityScan:
-    """Collector (per port): Heartbleed, CCS injection, ROBOT, compression, then
-    renegotiation, last and one job after the other: a server may stall the next connection
-    after a client renegotiation (openssl s_server does, for a second), so it runs once the
-    endpoint's other sslyze work, the certificate scan included, is over."""
+    """Collector (per port): Heartbleed, CCS injection and ROBOT from sslyze, secure
+    renegotiation and compression from the raw hellos, then client-initiated renegotiation,
+    last: a server may stall the next connection after a client renegotiation (openssl
+    s_server does, for a second), so it runs once the endpoint's other sslyze work, the
+    certificate scan included, is over."""
     found = await ctx.observe(endpoint_handshakes, port)
     problem = _unusable(found)
     if problem is not None:
@@ -435,9 +460,6 @@ async def vulnerability_scan(ctx: DeviceContext, port: int) -> VulnerabilityScan
               lambda r: Flaw("OpenSSL CCS injection", bool(r.is_vulnerable_to_ccs_injection),
                              "vulnerable" if r.is_vulnerable_to_ccs_injection
                              else "not vulnerable"), early),
-        _flaw(ctx, info, "TLS compression", commands.TLS_COMPRESSION, None,
-              lambda r: Flaw("TLS compression", bool(r.supports_compression),
-                             "enabled" if r.supports_compression else "off")),
     ]
     known: list[Flaw] = []
     if found.rsa_key_exchange() is False:
@@ -445,12 +467,12 @@ async def vulnerability_scan(ctx: DeviceContext, port: int) -> VulnerabilityScan
                           "accepted at TLS 1.2 (seen in the probe's handshakes)"))
     else:
         tests.append(_robot_flaw(ctx, info, found.highest or TLS12))
-    outcomes = await asyncio.gather(*tests)
+    heartbleed, ccs, *robot = await asyncio.gather(*tests)
     await ctx.observe(certificate_scan, port)
-    reneg = api.lib.SessionRenegotiationExtraArgument(client_renegotiation_attempts=1)
-    last = await _flaw(ctx, info, "renegotiation", commands.SESSION_RENEGOTIATION, reneg,
-                       _renegotiation, one_by_one=True)
-    flaws = [flaw for outcome in outcomes for flaw in outcome] + known + last
+    renegotiation, compression = _hello_flaws(found)
+    client = await _client_renegotiation(ctx, info)
+    flaws = [*heartbleed, *ccs, compression, *(f for r in robot for f in r), *known,
+             renegotiation, client]
     return VulnerabilityScan(port, tuple(flaws))
 
 
