@@ -1,5 +1,6 @@
-"""The HTTP checks and the two 6.5 checks read over HTTP(S), against nginx and the lab's web
-application served on the test's loop. Everything talks to 127.93.2.x only."""
+"""The HTTP checks and the two 6.5 checks read over HTTP(S), against nginx and the lab's
+services (its web application, its hostile peers, small HTTP peers) served on the test's loop.
+Everything talks to 127.93.2.x only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import pytest
 from daemons import Certificate, Listener, device_context, evaluate, issue, nginx_site
 
 from probe.context import DeviceContext
-from probe.lab.servers import StreamServer
+from probe.lab.servers import StreamServer, StreamService
+from probe.lab.servers_hostile import Garbage
 from probe.lab.servers_tls import (
     LOGIN_FORM,
     Page,
@@ -53,9 +56,10 @@ def cert(tmp_path: Path) -> Certificate:
 
 
 @asynccontextmanager
-async def web_app(address: str, port: int, app: WebApp, tls: bool = True
+async def web_app(address: str, port: int, app: StreamService, tls: bool = True
                   ) -> AsyncIterator[StreamServer]:
-    """The lab's web application on the test's loop (HTTPS with a vendor certificate)."""
+    """A lab service (its web application unless said otherwise) on the test's loop, over
+    HTTPS with a vendor certificate unless `tls` is False."""
     server = StreamServer(app)
     context = server_context(persona_certificate("vendor", address), "modern") if tls else None
     await server.start(address, port, context)
@@ -463,3 +467,141 @@ async def test_the_lab_web_application_keeps_its_connection(tmp_path: Path) -> N
     assert sum(len(v["responses"]) for v in evidence) == 11
     statuses = {v["path"]: v["responses"][-1]["status"] for v in evidence}
     assert statuses["/admin"] == 401 and statuses["/config"] == 200 and statuses["/"] == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP/1.1 as devices speak it: body framing, connections that end, answers that are not HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+async def test_chunked_and_close_delimited_bodies(tmp_path: Path, cert: Certificate,
+                                                  tls: bool) -> None:
+    """nginx with SSI answers without a length: chunked, and with `chunked_transfer_encoding
+    off` a body that ends when nginx closes. Chunked answers share one connection; a body
+    delimited by the close costs its connection; a chunked body past MAX_BODY is cut there and
+    its connection is not used again."""
+    address, port = "127.93.2.15", 443 if tls else 80
+    root = tmp_path / "www"
+    root.mkdir()
+    page = "chunk of a page " * 1000
+    (root / "page.html").write_text(page)
+    (root / "big.html").write_text("x" * (MAX_BODY * 2))
+    listen = f"{address}:{port}" + (" ssl" if tls else "")
+    with nginx_site(tmp_path, address, [port], f"""
+          server {{ listen {listen}; ssl_certificate {cert.cert};
+                    ssl_certificate_key {cert.key}; root {root}; default_type text/html; ssi on;
+            location /chunked/ {{ try_files /page.html =404; }}
+            location /big/ {{ try_files /big.html =404; }}
+            location /close/ {{ chunked_transfer_encoding off; try_files /page.html =404; }} }}
+          """, name="framing"), device_context(address, (port,)) as ctx:
+        counts = []
+        answers = []
+        for paths in (["/chunked/1", "/chunked/2", "/chunked/3"],
+                      ["/close/1", "/close/2", "/close/3"], ["/big/1", "/chunked/4"]):
+            before = ctx.connections
+            answers.append(await asyncio.gather(*(request(ctx, port, tls, p) for p in paths)))
+            counts.append(ctx.connections - before)
+    chunked, closed, (big, after) = answers
+    assert counts == [1, 3, 2]
+    for answer in [*chunked, after]:
+        assert (answer.status, answer.body.decode(), answer.error) == (200, page, None)
+        assert answer.header("transfer-encoding") == "chunked"
+        assert not answer.truncated
+    for answer in closed:
+        assert (answer.status, answer.body.decode(), answer.error) == (200, page, None)
+        assert answer.header("content-length") is None
+        assert answer.header("transfer-encoding") is None
+    assert big.truncated and big.body == b"x" * MAX_BODY
+
+
+@dataclass(frozen=True)
+class OneAnswer:
+    """An HTTP peer that answers the first request of a connection (`status_line`, `headers`,
+    a body naming the path, with a Content-Length if `length`) and never another: it hangs up
+    (`hang_up`) or reads on in silence."""
+
+    status_line: bytes
+    headers: bytes = b""
+    length: bool = True
+    hang_up: bool = True
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = b"page " + head.split(b" ")[1]
+        length = b"Content-Length: %d\r\n" % len(body) if self.length else b""
+        writer.write(self.status_line + b"\r\n" + self.headers + length + b"\r\n" + body)
+        await writer.drain()
+        if not self.hang_up:
+            while await reader.read(4096):
+                pass
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("peer", [
+    OneAnswer(b"HTTP/1.1 200 OK"),
+    OneAnswer(b"HTTP/1.1 200 OK", length=False),
+    OneAnswer(b"HTTP/1.1 200 OK", b"Connection: close\r\n", hang_up=False),
+    OneAnswer(b"HTTP/1.0 200 OK", hang_up=False),
+], ids=["hangs-up", "ends-body-by-closing", "says-close-stays", "http-1.0-stays"])
+async def test_a_server_that_ends_each_connection_after_one_answer(peer: OneAnswer,
+                                                                   tls: bool) -> None:
+    """One answer per connection, said (Connection: close, HTTP/1.0) or not (the device hangs
+    up): each path gets its own answer on a connection of its own, none waits on a connection
+    that will never answer again."""
+    address, port = "127.93.2.16", 8443 if tls else 8080
+    params = {"http.authentication": {"protected_paths": ["/a", "/b", "/c"]}}
+    async with web_app(address, port, peer, tls):
+        with device_context(address, (port,), params=params) as ctx:
+            await ctx.observe(http_endpoints)
+            before = ctx.connections
+            visits = await ctx.observe(http_protected)
+            opened = ctx.connections - before
+    assert [(v.final.status, v.final.body, v.final.error) for v in visits] == [
+        (200, b"page /a", None), (200, b"page /b", None), (200, b"page /c", None)]
+    assert opened == 3
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Answers the first request of a connection with `data`, then reads on in silence."""
+
+    data: bytes
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(self.data)
+        await writer.drain()
+        while await reader.read(4096):
+            pass
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize(("peer", "error"), [
+    (Garbage(seed=8082), "no answer before the timeout"),
+    (Answer(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n"),
+     "RemoteProtocolError: illegal status line: bytearray(b'RTSP/1.0 200 OK')"),
+    (Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"),
+     "no answer before the timeout"),
+], ids=["noise", "another-protocol", "body-never-completed"])
+async def test_answers_that_are_not_http_end_in_an_error(peer: StreamService, error: str,
+                                                         tls: bool) -> None:
+    """Noise without a line end (the lab's hostile Garbage), another protocol's head, a body
+    shorter than its length: no status, the error, and a connection per request (none is used
+    again)."""
+    address, port = "127.93.2.17", 8443 if tls else 8080
+    async with web_app(address, port, peer, tls):
+        with device_context(address, (port,), timeout=0.5) as ctx:
+            answers = await asyncio.gather(*(request(ctx, port, tls, p) for p in ("/a", "/b")))
+            connections = ctx.connections
+    assert [(a.status, a.error) for a in answers] == [(None, error), (None, error)]
+    assert connections == 2
+
+
+async def test_noise_on_an_https_listener_fails_the_handshake() -> None:
+    """The lab's Garbage without TLS where HTTPS is expected: the handshake fails at once."""
+    address = "127.93.2.18"
+    async with web_app(address, 8443, Garbage(seed=8443), tls=False):
+        with device_context(address, (8443,)) as ctx:
+            answer = await request(ctx, 8443, True, "/")
+    assert (answer.status, answer.error) == (None, "ConnectError: TLS handshake failed: SSLError")
