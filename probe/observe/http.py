@@ -253,7 +253,8 @@ class _Body(httpx.AsyncByteStream):
 @functools.cache
 def _observer_tls() -> ssl.SSLContext:
     """A client context that accepts any certificate and every version the local OpenSSL has:
-    observation, not validation."""
+    observation, not validation. It offers ALPN http/1.1, as httpcore makes the context it is
+    given (this one) offer, so that every HTTPS connection says the same whoever opens it."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -261,6 +262,7 @@ def _observer_tls() -> ssl.SSLContext:
         warnings.simplefilter("ignore", DeprecationWarning)
         context.minimum_version = ssl.TLSVersion.TLSv1
     context.set_ciphers("ALL:@SECLEVEL=0")
+    context.set_alpn_protocols(["http/1.1"])
     return context
 
 
