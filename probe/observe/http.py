@@ -1,25 +1,29 @@
 """HTTP(S) collectors: the device's web listeners and what they answer.
 
-Requests go through httpx with a network backend that opens every connection with
-`ctx.connect`, so each one is scoped to the device, rate-limited, holds a device slot and is
-bounded by the timeout. URLs name the device's address (never a name to look up); the Host
-header and the TLS server name carry the inventory hostname when there is one. Certificates are
-not checked here (the TLS checks do that), bodies are read up to `MAX_BODY` bytes, redirects are
-followed only within the listener (at most `MAX_REDIRECTS`), and each URL is fetched once per
-device (`fetch` is a per-URL collector), whichever checks read it.
+Every connection is opened with `ctx.connect`, so each one is scoped to the device,
+rate-limited, holds a device slot and is bounded by the timeout. URLs name the device's address
+(never a name to look up); the Host header and the TLS server name carry the inventory hostname
+when there is one. Certificates are not checked here (the TLS checks do that), bodies are read
+up to `MAX_BODY` bytes, redirects are followed only within the listener (at most
+`MAX_REDIRECTS`), and each URL is fetched once per device (`fetch` is a per-URL collector),
+whichever checks read it.
 
-The GETs without credentials that run at the same time on one listener share one client and
-one keep-alive connection (`ctx.shared`), one request after the other; the last of them to
-finish closes it, which gives its device slot back. A request that fails on a connection that
-had already answered (the device may drop idle connections) is sent again on a new one, so only
-a connection opened for the request itself can fail it, as when each request had its own. A
-truncated body closes its connection, and a request still costs at most its timeout, counted
-from when it was made, its wait for the connection included.
+The GETs without credentials speak HTTP/1.1 through h11 (the sans-IO protocol library under
+httpcore) over the streams of `ctx.connect`: through httpx (its client, pool, anyio locks and
+cancel scopes) a GET cost about three times the CPU it costs here (issue 8). Those that run at the
+same time on one listener share one keep-alive connection (`ctx.shared`), one request after the
+other; the last of them to finish closes it, which gives its device slot back. h11 says when a
+connection may carry the next request: both sides done, and neither a `Connection: close`, an
+HTTP/1.0 answer nor a body left unread (a truncated one). A request that fails on a connection
+that had already answered (the device may drop idle connections) is sent again on a new one, so
+only a connection opened for the request itself can fail it, as when each request had its own.
+A request costs at most three times the timeout, counted from when it was made, its wait for
+the connection included, and each read at most the timeout.
 
-Credential trials (`default_credentials`, intrusive) use Basic or Digest as the listener asks,
-paced and bounded, and stop at the first accepted pair; passwords never leave the request. Each
-trial has a client and a connection of its own (`Connection: close`), as the device counts and
-times login attempts.
+Credential trials (`default_credentials`, intrusive) use Basic or Digest through httpx as the
+listener asks, paced and bounded, and stop at the first accepted pair; passwords never leave the
+request. Each trial has a client and a connection of its own (`Connection: close`), as the
+device counts and times login attempts.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import asyncio
 import contextlib
 import email.utils
 import functools
-import http.cookiejar
 import ipaddress
 import re
 import ssl
@@ -36,9 +39,10 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
+import h11
 import httpcore
 import httpx
 
@@ -81,7 +85,188 @@ async def http_endpoints(ctx: DeviceContext) -> tuple[HttpEndpoint, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The transport: httpx over ctx.connect
+# GETs without credentials: h11 over ctx.connect, one keep-alive connection per listener
+# ---------------------------------------------------------------------------------------------
+
+
+_READ = 64 * 1024
+"""Bytes asked of the connection at a time (as httpcore asks)."""
+_MAX_HEAD = 100 * 1024
+"""The most h11 buffers for a response head, as httpcore lets it: more is 'Receive buffer too
+long'."""
+
+
+@dataclass
+class _Get:
+    """One GET without credentials: its target and headers, and when it last went out (each
+    attempt on a connection sets it)."""
+
+    target: bytes
+    headers: list[tuple[str, str]]
+    sent: float
+
+
+class _Answer(NamedTuple):
+    status: int
+    headers: tuple[tuple[str, str], ...]  # names lower-cased
+    body: bytes
+    truncated: bool
+    received: float  # when the response head came
+
+
+class _Connection:
+    """One HTTP/1.1 connection to a listener, opened by `ctx.connect` and driven by h11: a GET
+    goes out, its response comes back, and the connection carries another GET only when h11
+    has started a new cycle (`ready`). Failures are raised as the credential trials' httpcore
+    backend raises them (`_Backend`), so that evidence reads the same whichever path failed."""
+
+    def __init__(self, ctx: DeviceContext, stack: contextlib.AsyncExitStack,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._timeout = ctx.timeout
+        self._stack = stack
+        self._reader = reader
+        self._writer = writer
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+
+    @classmethod
+    async def open(cls, ctx: DeviceContext, port: int, tls: bool) -> _Connection:
+        """A connection to the listener; over TLS with the observer's context and the inventory
+        hostname as server name, as `_Stream.start_tls` does."""
+        stack = contextlib.AsyncExitStack()
+        try:
+            reader, writer = await stack.enter_async_context(ctx.connect(
+                port, tls=_observer_tls() if tls else None, server_hostname=ctx.device.hostname))
+        except TimeoutError:
+            raise  # no connection or no handshake before the timeout
+        except OSError as exc:
+            raise _connect_error(exc, tls) from exc
+        return cls(ctx, stack, reader, writer)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the connection can carry another GET: h11 began a new cycle (both sides were
+        done, neither asked to close) and the device has not closed it since."""
+        return (self._h11.our_state is h11.IDLE and self._reader.exception() is None
+                and not self._reader.at_eof())
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def get(self, get: _Get) -> _Answer:
+        """Send `get` and read its response: the head, then the body up to MAX_BODY."""
+        request = h11.Request(method="GET", target=get.target, headers=get.headers)
+        get.sent = time.time()
+        await self._send(b"".join(self._h11.send(event) or b""
+                                  for event in (request, h11.EndOfMessage())))
+        head = await self._event()
+        while not isinstance(head, h11.Response):  # informational (1xx) answers come first
+            head = await self._event()
+        received = time.time()
+        body = bytearray()
+        while len(body) < MAX_BODY:
+            event = await self._event()
+            if not isinstance(event, h11.Data):  # the end of the message
+                break
+            body += event.data
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers)
+        return _Answer(head.status_code, headers, bytes(body[:MAX_BODY]),
+                       len(body) >= MAX_BODY, received)
+
+    async def _send(self, data: bytes) -> None:
+        """Send a request. A connection that the device closed or reset is left for the read
+        that follows to tell: it may still hold an answer (httpcore does the same)."""
+        self._writer.write(data)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._writer.drain()
+        except TimeoutError:
+            raise
+        except OSError:
+            pass
+
+    async def _event(self) -> h11.Event:
+        """The response's next event, read from the connection as h11 needs, each read bounded
+        by the timeout."""
+        event = self._h11.next_event()
+        while event is h11.NEED_DATA:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    data = await self._reader.read(_READ)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise httpcore.ReadError(type(exc).__name__) from exc
+            if not data and self._h11.their_state is h11.SEND_RESPONSE:
+                raise h11.RemoteProtocolError("Server disconnected without sending a response.")
+            self._h11.receive_data(data)
+            event = self._h11.next_event()
+        assert isinstance(event, h11.Event)  # h11 pauses only after the end of a response
+        return event
+
+
+def _connect_error(exc: OSError, tls: bool) -> httpcore.ConnectError:
+    """A failed connection in `_Backend`'s words: the TLS handshake's failure (an SSL error,
+    or the device resetting or closing the connection) by the exception's name, the TCP
+    connection's by the system's message."""
+    handshake = isinstance(exc, ssl.SSLError) or (isinstance(exc, ConnectionError)
+                                                  and not isinstance(exc, ConnectionRefusedError))
+    if tls and handshake:
+        return httpcore.ConnectError(f"TLS handshake failed: {type(exc).__name__}")
+    return httpcore.ConnectError(exc.strerror or type(exc).__name__)
+
+
+_DROPPED = (httpcore.ReadError, h11.RemoteProtocolError)
+"""How a request ends on a kept-alive connection that the device closed or reset meanwhile."""
+
+
+class _Listener(contextlib.AbstractAsyncContextManager["_Listener"]):
+    """The GETs without credentials of one listener that run at the same time (`ctx.shared`):
+    one connection, kept alive between them, carrying them one after the other; leaving closes
+    it.
+
+    A GET that fails with `_DROPPED` on a connection that had already answered is sent again
+    on a new connection, whose failure is its own: at most two attempts."""
+
+    def __init__(self, ctx: DeviceContext, port: int, tls: bool) -> None:
+        self._ctx = ctx
+        self._port = port
+        self._tls = tls
+        self._turn = asyncio.Lock()
+        self._connection: _Connection | None = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._drop()
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    async def get(self, get: _Get) -> _Answer:
+        async with self._turn:
+            while True:
+                connection, fresh = self._connection, False
+                if connection is None or not connection.ready:
+                    await self._drop()
+                    connection = self._connection = await _Connection.open(
+                        self._ctx, self._port, self._tls)
+                    fresh = True
+                try:
+                    answer = await connection.get(get)
+                except BaseException as exc:
+                    await self._drop()
+                    if fresh or not isinstance(exc, _DROPPED):
+                        raise
+                    continue
+                if not connection.ready:
+                    await self._drop()
+                return answer
+
+
+# ---------------------------------------------------------------------------------------------
+# Credential trials: httpx over ctx.connect, a connection per trial
 # ---------------------------------------------------------------------------------------------
 
 
@@ -131,8 +316,6 @@ class _Stream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
             return self._writer.get_extra_info("ssl_object")
-        if info == "is_readable":  # asked of an idle connection: has the device dropped it?
-            return self._reader.at_eof() or self._reader.exception() is not None
         return None
 
 
@@ -165,76 +348,40 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-_DROPPED = (httpcore.ReadError, httpcore.WriteError, httpcore.RemoteProtocolError)
-"""How a request ends on a kept-alive connection that the device closed or reset meanwhile."""
-
-
-class _Attempt:
-    """The trace extension of one attempt at a request: notes whether the attempt opened a
-    connection of its own, and passes every event on to the request's own trace, if any."""
-
-    def __init__(self, trace: Any) -> None:
-        self.fresh = False
-        self._trace = trace
-
-    async def __call__(self, event: str, info: dict[str, Any]) -> None:
-        if event == "connection.connect_tcp.started":
-            self.fresh = True
-        if self._trace is not None:
-            await self._trace(event, info)
-
-
 class _Transport(httpx.AsyncBaseTransport):
-    """httpx's transport interface over an httpcore pool of one connection at a time, which
-    connects through `ctx`: kept alive for the next request, or one request per connection.
+    """httpx's transport interface over an httpcore pool that connects through `ctx`, one
+    request per connection."""
 
-    A request that fails with `_DROPPED` on a connection that had already answered (the attempt
-    opened no connection of its own) is sent again, until an attempt on a new connection
-    answers or fails. This ends: each such failure closes a connection that another request
-    opened, and a request opens at most one."""
-
-    def __init__(self, ctx: DeviceContext, keep_alive: bool) -> None:
+    def __init__(self, ctx: DeviceContext) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_observer_tls(), max_connections=1,
-            max_keepalive_connections=1 if keep_alive else 0, retries=0,
-            network_backend=_Backend(ctx))
+            ssl_context=_observer_tls(), max_connections=1, max_keepalive_connections=0,
+            retries=0, network_backend=_Backend(ctx))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        while True:
-            attempt = _Attempt(request.extensions.get("trace"))
-            try:
-                response = await self._pool.handle_async_request(_core(request, attempt))
-            except _DROPPED:
-                if attempt.fresh:
-                    raise
-                continue
-            return httpx.Response(status_code=response.status, headers=response.headers,
-                                  stream=_Body(response.stream), extensions=response.extensions)
+        response = await self._pool.handle_async_request(_core(request))
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=_Body(response.stream), extensions=response.extensions)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
 
 
-def _core(request: httpx.Request, trace: _Attempt) -> httpcore.Request:
-    """The httpcore request for `request`, traced by `trace`."""
+def _core(request: httpx.Request) -> httpcore.Request:
+    """The httpcore request for `request`."""
     assert isinstance(request.stream, httpx.AsyncByteStream)
     return httpcore.Request(
         method=request.method,
         url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
                          port=request.url.port, target=request.url.raw_path),
-        headers=request.headers.raw, content=request.stream,
-        extensions={**request.extensions, "trace": trace})
+        headers=request.headers.raw, content=request.stream, extensions=request.extensions)
 
 
-def _client(ctx: DeviceContext, keep_alive: bool) -> httpx.AsyncClient:
+def _client(ctx: DeviceContext) -> httpx.AsyncClient:
     """A client over `_Transport`: redirects not followed, no environment, no pool timeout
-    (`request` bounds the whole request). A keep-alive client is shared by unrelated requests,
-    so it keeps no cookies: each request sends only what it would send alone."""
-    no_domain = http.cookiejar.DefaultCookiePolicy(allowed_domains=())
+    (`request` bounds the whole request)."""
     return httpx.AsyncClient(
-        transport=_Transport(ctx, keep_alive), timeout=httpx.Timeout(ctx.timeout, pool=None),
-        follow_redirects=False, trust_env=False,
-        cookies=http.cookiejar.CookieJar(no_domain) if keep_alive else None)
+        transport=_Transport(ctx), timeout=httpx.Timeout(ctx.timeout, pool=None),
+        follow_redirects=False, trust_env=False)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -267,8 +414,8 @@ def _observer_tls() -> ssl.SSLContext:
 
 
 NETWORK_ERRORS = (httpx.HTTPError, httpcore.TimeoutException, httpcore.NetworkError,
-                  httpcore.ProtocolError, httpcore.UnsupportedProtocol, OSError, ssl.SSLError,
-                  TimeoutError)
+                  httpcore.ProtocolError, httpcore.UnsupportedProtocol, h11.ProtocolError,
+                  OSError, ssl.SSLError, TimeoutError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,14 +496,36 @@ async def request(ctx: DeviceContext, port: int, tls: bool, path: str,
     what the network does. Without credentials it goes over the listener's shared keep-alive
     connection; with them, over a connection of its own. `sent_at` is when the request went
     out (after any wait for the connection)."""
-    headers = {"Host": host_header(ctx, port, tls), "User-Agent": USER_AGENT,
-               "Accept": "*/*", "Accept-Encoding": "identity"}
-    client: contextlib.AbstractAsyncContextManager[httpx.AsyncClient]
     if auth is None:
-        client = ctx.shared(("http", port, tls), functools.partial(_client, ctx, True))
-    else:
-        headers["Connection"] = "close"
-        client = _client(ctx, keep_alive=False)
+        return await _fetch(ctx, port, tls, path)
+    return await _authenticated(ctx, port, tls, path, auth)
+
+
+async def _fetch(ctx: DeviceContext, port: int, tls: bool, path: str) -> Response:
+    """A GET without credentials, through h11 over the listener's shared connection; the
+    request line and headers are those httpx sent (its normalised target, then Host,
+    Connection: keep-alive, User-Agent, Accept, Accept-Encoding)."""
+    get = _Get(httpx.URL(url_of(ctx, port, tls, path)).raw_path,
+               [("Host", host_header(ctx, port, tls)), ("Connection", "keep-alive"),
+                ("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Accept-Encoding", "identity")],
+               time.time())
+    try:
+        async with ctx.shared(("http", port, tls),
+                              functools.partial(_Listener, ctx, port, tls)) as listener, \
+                asyncio.timeout(ctx.timeout * 3):
+            answer = await listener.get(get)
+    except NETWORK_ERRORS as exc:
+        return Response(port, tls, path, sent_at=get.sent, received_at=time.time(),
+                        error=_describe(exc))
+    return Response(port, tls, path, answer.status, answer.headers, answer.body,
+                    answer.truncated, get.sent, answer.received)
+
+
+async def _authenticated(ctx: DeviceContext, port: int, tls: bool, path: str,
+                         auth: httpx.Auth) -> Response:
+    """A GET with credentials, through httpx over a connection of its own."""
+    headers = {"Host": host_header(ctx, port, tls), "User-Agent": USER_AGENT,
+               "Accept": "*/*", "Accept-Encoding": "identity", "Connection": "close"}
     sent = time.time()
 
     async def on_event(event: str, info: dict[str, Any]) -> None:
@@ -367,7 +536,7 @@ async def request(ctx: DeviceContext, port: int, tls: bool, path: str,
     body = bytearray()
     truncated = False
     try:
-        async with client as session, asyncio.timeout(ctx.timeout * 3), session.stream(
+        async with _client(ctx) as session, asyncio.timeout(ctx.timeout * 3), session.stream(
                 "GET", url_of(ctx, port, tls, path), headers=headers, auth=auth,
                 extensions={"trace": on_event}) as answer:
             received = time.time()
