@@ -94,8 +94,8 @@ def tree_rss_mib(pid: int) -> float:
         current = todo.pop()
         with contextlib.suppress(OSError, ValueError):
             status = Path(f"/proc/{current}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines()
-                              if line.startswith("VmRSS:")))
+            total += int(next((line.split()[1] for line in status.splitlines()
+                               if line.startswith("VmRSS:")), 0))  # none: a zombie
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
     return total / 1024
