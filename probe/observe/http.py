@@ -477,7 +477,9 @@ class Response:
         return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _host(address: str) -> str:
+    """The address as a URL host ([v6]); cached, since every request of a device asks."""
     return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
 
 
