@@ -2,7 +2,8 @@
 sslyze and nmap on the same devices.
 
 Run as root from the repository: `.venv/bin/python bench/fleet.py` (options: `--sizes`,
-`--anchors`, `--concurrency`, `--rate`, `--profile-size`). For each fleet size N:
+`--anchors`, `--anchor-size`, `--concurrency`, `--rate`, `--processes`, `--profile-size`). For
+each fleet size N:
 
 - the lab (`iotprobe lab up --foreground --devices n --personas bench-device`) runs in child
   processes of this one, never in the probe's: every device has cleartext MQTT (1883, open to
@@ -11,9 +12,11 @@ Run as root from the repository: `.venv/bin/python bench/fleet.py` (options: `--
   a process); larger fleets run in several, each with its own CA, named per device in the
   inventory;
 - `iotprobe scan -i <inventory> -q` with the default, non-intrusive iso27400 profile, as a
-  child process: wall time, devices per second, its peak RSS and CPU seconds (`wait4`), and the
-  emulator's CPU seconds (/proc/<pid>/stat) over the same interval;
-- on the first `--anchors` devices (all of them when the fleet is that small): iotprobe again on
+  child process: wall time, devices per second, the peak of its process tree's summed RSS
+  (the scan and its worker processes, sampled), its CPU seconds with its workers' (`wait4`),
+  and the emulator's CPU seconds (/proc/<pid>/stat) over the same interval;
+- on the first `--anchors` devices of the `--anchor-size` fleet (default: the smallest; all of
+  them when the fleet is that small): iotprobe again on
   just those, then the sslyze CLI with the scan commands of the same TLS verdicts on their two
   TLS ports, then nmap `-n -Pn -sT -sU` on the probe's TCP ports and 5683/udp with
   `ssl-enum-ciphers,mqtt-subscribe,coap-resources`; the ratios are tool time / iotprobe time;
@@ -381,7 +384,7 @@ def measure(size: int, tmp: Path, args: argparse.Namespace, tcp_ports: str) -> R
         print(f"  N={size}: {probe.seconds:.1f} s, {size / probe.seconds:.1f} devices/s, "
               f"RSS {probe.max_rss_mib:.0f} MiB, CPU {probe.cpu:.1f} s, emulator "
               f"{row.emulator_cpu:.1f} s, {len(row.records)} records", flush=True)
-        if args.anchors:
+        if args.anchors and size == args.anchor_size:
             row.anchors = min(args.anchors, size, SHARD)
             subset = tmp / f"subset-{size}.yaml"
             chosen = merged_inventory(shards, subset, row.anchors)
@@ -476,6 +479,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000",
                         help="fleet sizes, comma-separated (default: 100,1000,5000)")
+    parser.add_argument("--anchor-size", type=int, default=None,
+                        help="the fleet size whose first devices the anchors scan (default: the "
+                        "smallest; the same devices in any fleet, so once is enough)")
     parser.add_argument("--anchors", type=int, default=100,
                         help="devices given to sslyze and nmap per size (0: none)")
     parser.add_argument("--concurrency", type=int, default=100)
@@ -486,6 +492,8 @@ def main() -> None:
                         help="fleet size to profile with py-spy (0: none)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.anchor_size is None:
+        args.anchor_size = min(sizes)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     tcp_ports = profile_tcp_ports()
