@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import load_records
+from scapy.arch.linux import L2ListenSocket
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.sendrecv import AsyncSniffer
 from test_hostile import Lab, iotprobe, write_profile
@@ -36,23 +38,49 @@ RANGE = ipaddress.IPv4Network("127.97.5.0/24")
 PERSONAS = ("clean-sensor", "mqtt-open-broker", "coap-sensor", "telnet-camera",
             "ftp-gateway", "hang")
 TARGETS = ("mqtt-open-broker", "coap-sensor")
+MARKER = b"iotprobe-capture-end"
+SO_RCVBUFFORCE = 33
 RATE_TARGET = "127.97.6.9"
 """Nothing listens there: every port refuses at once, so the rate cap alone paces the scan."""
 
 
 class Capture:
-    """Packets on `lo` to or from `network`, from `start()` to `stop()`."""
+    """Packets on `lo` to or from `network`, from `start()` to `stop()`.
+
+    `stop()` first sends one datagram to itself at an address of the range (a socket there
+    receives it) and lets the sniffer run until it has read that one: every packet before it
+    has been read too (a busy machine leaves packets queued in the sniffer's socket, which a
+    plain stop would lose). The packet socket gets a 64 MiB buffer (root may force it past
+    rmem_max): a scan's bursts outrun scapy's dissection, and the default buffer overflows.
+    The marker is left out of the result."""
 
     def __init__(self, network: str) -> None:
         ready = threading.Event()
-        self.sniffer = AsyncSniffer(iface="lo", filter=f"net {network}", store=True,
-                                    started_callback=ready.set)
+        net = ipaddress.ip_network(network)
+        self.marker = str(net[-2] if net.num_addresses > 2 else net[0])
+        self.listener = L2ListenSocket(iface="lo", filter=f"net {network}")
+        self.listener.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+        self.sniffer = AsyncSniffer(opened_socket=self.listener, store=True,
+                                    started_callback=ready.set, stop_filter=self._is_marker)
         self.sniffer.start()
         assert ready.wait(30), "the sniffer did not start"
 
+    def _is_marker(self, packet: Any) -> bool:
+        return bool(packet.haslayer(UDP) and packet[IP].dst == self.marker
+                    and bytes(packet[UDP].payload) == MARKER)
+
     def stop(self) -> list[Any]:
-        self.sniffer.stop()
-        return [p for p in self.sniffer.results or [] if p.haslayer(IP)]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            receiver.bind((self.marker, 9))  # received, so no port-unreachable comes back
+            sender.bind((self.marker, 0))
+            sender.sendto(MARKER, (self.marker, 9))
+            self.sniffer.join(30)
+        if self.sniffer.running:
+            self.sniffer.stop()
+        self.listener.close()
+        return [p for p in self.sniffer.results or [] if p.haslayer(IP)
+                and not self._is_marker(p)]
 
 
 def in_range(address: str) -> bool:
