@@ -192,7 +192,8 @@ async def _close(writer: asyncio.StreamWriter, limit: float) -> None:
     its connection aborted, so nothing of it outlives the `connect` block."""
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), min(limit, 1.0))
+        async with asyncio.timeout(min(limit, 1.0)):
+            await writer.wait_closed()
     except Exception:
         writer.transport.abort()
     except asyncio.CancelledError:
@@ -244,6 +245,8 @@ class DeviceContext:
         self.connections = 0
         self.datagrams = 0
         self._budget_ends = time.monotonic() + options.budget
+        self._family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 \
+            else socket.AF_INET
 
     @property
     def timeout(self) -> float:
@@ -296,17 +299,15 @@ class DeviceContext:
             await self.network.rate.acquire()
             self.connections += 1
             handshake = limit if tls is not None else None
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            async with asyncio.timeout(limit):
+                reader, writer = await asyncio.open_connection(
                     self.address,
                     port,
                     ssl=tls,
                     server_hostname=server_hostname if tls is not None else None,
                     ssl_handshake_timeout=handshake,
                     limit=256 * 1024,
-                ),
-                limit,
-            )
+                )
             try:
                 yield reader, writer
             finally:
@@ -318,15 +319,13 @@ class DeviceContext:
         slot, rate token, count and timeout; raises ConnectionRefusedError, TimeoutError or
         OSError as the network answers."""
         limit = self.timeout if timeout is None else timeout
-        family = socket.AF_INET6 if ipaddress.ip_address(self.address).version == 6 \
-            else socket.AF_INET
         async with self._slots:
             await self.network.rate.acquire()
             self.connections += 1
-            with socket.socket(family, socket.SOCK_STREAM) as sock:
+            with socket.socket(self._family, socket.SOCK_STREAM) as sock:
                 sock.setblocking(False)
-                await asyncio.wait_for(
-                    asyncio.get_running_loop().sock_connect(sock, (self.address, port)), limit)
+                async with asyncio.timeout(limit):
+                    await asyncio.get_running_loop().sock_connect(sock, (self.address, port))
 
     def declared(self, address: str) -> bool:
         """Whether `address` is an IP literal that the device's inventory `monitor:` names as
@@ -434,7 +433,8 @@ class DeviceContext:
             if left <= 0:
                 return bytes(data), True
             try:
-                chunk = await asyncio.wait_for(reader.read(max_bytes - len(data)), left)
+                async with asyncio.timeout(left):
+                    chunk = await reader.read(max_bytes - len(data))
             except TimeoutError:
                 return bytes(data), True
             if not chunk:
