@@ -152,8 +152,8 @@ class UdpConversation:
         protocol = self._protocol
         if not protocol.first.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(protocol.first),
-                                       self._ctx.timeout if wait is None else wait)
+                async with asyncio.timeout(self._ctx.timeout if wait is None else wait):
+                    await asyncio.shield(protocol.first)
         if protocol.replies and linger > 0:
             await asyncio.sleep(linger)
         got = protocol.collected()
@@ -481,9 +481,8 @@ class DeviceContext:
             try:
                 transport.sendto(payload, (self.address, port) if any_source_port else None)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        asyncio.shield(proto.first), self.timeout if wait is None else wait
-                    )
+                    async with asyncio.timeout(self.timeout if wait is None else wait):
+                        await asyncio.shield(proto.first)
                 if proto.replies:
                     await asyncio.sleep(linger)
             finally:

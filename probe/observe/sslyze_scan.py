@@ -158,8 +158,8 @@ async def run_jobs(ctx: DeviceContext, jobs: Sequence[Any],
                 await ctx.network.rate.acquire()
             ctx.connections += connections_per_job
             try:
-                value = await asyncio.wait_for(
-                    ctx.blocking(job.function_to_call, *job.function_arguments), limit)
+                async with asyncio.timeout(limit):
+                    value = await ctx.blocking(job.function_to_call, *job.function_arguments)
             except Exception as exc:
                 return api.JobResult(None, exc)
             return api.JobResult(value, None)
