@@ -19,7 +19,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -186,6 +186,14 @@ def _unconnected_udp(address: str) -> socket.socket:
     return sock
 
 
+async def _outcome(task: asyncio.Task[T]) -> T:
+    """A shared task's result: at once when it is done, else awaited through a shield (one
+    waiter's cancellation must not cancel the task the device's other checks wait for)."""
+    if task.done():
+        return task.result()
+    return await asyncio.shield(task)
+
+
 async def _close(writer: asyncio.StreamWriter, limit: float) -> None:
     """Close a connection, waiting at most a second (or `limit`) for an orderly end; a peer that
     never completes it (a TLS close_notify that never comes, a stream that keeps pouring in) has
@@ -264,14 +272,22 @@ class DeviceContext:
         `collector(ctx, *args)` runs once; every later call with the same arguments awaits the
         same task, so concurrent checks share one round trip.
         """
+        return await _outcome(self._task(collector, *args))
+
+    async def observe_all(self, collectors: Sequence[Callable[..., Awaitable[Any]]]
+                          ) -> list[Any]:
+        """`observe` for several collectors (without arguments): all are started before any
+        is awaited, so they run at once, without a gather's task per collector."""
+        tasks = [self._task(collector) for collector in collectors]
+        return [await _outcome(task) for task in tasks]
+
+    def _task(self, collector: Callable[..., Awaitable[T]], *args: Any) -> asyncio.Task[T]:
         key = (collector, *args)
         task: asyncio.Task[T] | None = self._cache.get(key)
         if task is None:
             task = asyncio.ensure_future(collector(self, *args))
             self._cache[key] = task
-        if task.done():
-            return task.result()
-        return await asyncio.shield(task)
+        return task
 
     def cancel_pending(self) -> None:
         for task in self._cache.values():

@@ -154,7 +154,7 @@ class Engine:
             return [skipped("intrusive check: run with --intrusive (or an intrusive profile) "
                             "to enable it", reason="intrusive")]
         try:
-            values = await asyncio.gather(*(ctx.observe(c) for c in check.needs))
+            values = await ctx.observe_all(check.needs)
             findings = list(check.evaluate(Observations(ctx.device, dict(zip(
                 check.needs, values, strict=True))), planned.params))
         except Exception as exc:
