@@ -227,12 +227,15 @@ def _yaml() -> YAML:
 def merged_inventory(shards: Sequence[LabShard], path: Path, limit: int | None = None
                      ) -> list[dict[str, Any]]:
     """One inventory of every shard's devices (the first `limit`), each naming its shard's CA;
-    the devices as written."""
+    the devices as written. Every lab process numbers its devices from 1, so the devices of
+    the second shard on are renamed `s<shard>-<id>` (the first keep their names, by which
+    fleets are compared)."""
     devices: list[dict[str, Any]] = []
-    for shard in shards:
+    for index, shard in enumerate(shards):
         data = _yaml().load(shard.inventory.read_text())
         anchor = data["defaults"]["trust_anchor"]
-        devices += [{**d, "trust_anchor": anchor} for d in data["devices"]]
+        devices += [{**d, "trust_anchor": anchor} | ({"id": f"s{index}-{d['id']}"} if index else {})
+                    for d in data["devices"]]
     devices = devices[:limit]
     out = StringIO()
     _yaml().dump({"defaults": {"exclude_ports": [FORBIDDEN]}, "devices": devices}, out)
