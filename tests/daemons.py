@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
 import functools
 import ipaddress
+import os
 import socket
 import subprocess
 import time
@@ -340,6 +342,34 @@ async def udp_responder(address: str, port: int,
         yield protocol
     finally:
         transport.close()
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[None]:
+    """Orphans of this test (the daemons of a killed lab, the workers of a killed scan) become
+    our children, to be reaped by PID here rather than lingering as zombies under a PID 1
+    that does not reap."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
+
+
+def reaped(pid: int, timeout: float) -> bool:
+    """Whether the child `pid` exited and was reaped within `timeout` s (a guard against a
+    hang, not a measure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ its own devices `error` results, never the scan."""
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -14,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from daemons import reaped, subreaper
 from test_engine import NET_ONLY, devices_of, write_profile
 
 from probe.context import ScanOptions
@@ -25,7 +25,6 @@ from probe.pool import ProcessPool, worker_count
 from probe.record import build_record, validate_record
 from probe.secrets import Secret
 
-PR_SET_CHILD_SUBREAPER = 36
 PERSONA_NAMES = ("clean-sensor", "telnet-camera", "ftp-gateway", "snmp-public", "tftp-sensor",
                  "extra-ports", "dark")
 
@@ -116,9 +115,7 @@ async def test_workers_of_a_killed_scan_exit_at_once(fleet: dict[str, DeviceSpec
     inventory.write_text("defaults:\n  exclude_ports: [2024]\ndevices:\n"
                          + "".join(f"  - {{id: d{i}, address: {hang.address}}}\n"
                                    for i in range(4)))
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    try:
+    with subreaper():
         scan = subprocess.Popen(
             [sys.executable, "-m", "probe", "scan", "-i", str(inventory), "-q", "-o",
              str(tmp_path / "out"), "--processes", "2", "--timeout", "60", "--budget", "120"],
@@ -134,14 +131,8 @@ async def test_workers_of_a_killed_scan_exit_at_once(fleet: dict[str, DeviceSpec
         workers = _children(scan.pid)  # multiprocessing's resource tracker too
         scan.kill()
         scan.wait()
-        for _ in range(600):
-            workers = [w for w in workers if os.waitpid(w, os.WNOHANG) == (0, 0)]
-            if not workers:
-                break
-            await asyncio.sleep(0.1)
-        for pid in workers:
+        lingering = [pid for pid in workers if not reaped(pid, 60)]
+        for pid in lingering:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        assert not workers, "workers outlived their killed parent"
-    finally:
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        assert not lingering, "workers outlived their killed parent"

@@ -10,8 +10,6 @@ Debian packages: mosquitto, nginx, libcoap3-bin, busybox-static, openssl.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -20,7 +18,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
+from daemons import reaped, subreaper
 
 from probe.errors import InputError
 from probe.inventory import load_inventory
@@ -50,7 +48,6 @@ BASE = "127.73.0.1"
 KILL_BASE = "127.74.0.1"
 TIMEOUT = 5.0
 LAB = lab_dir()
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def iotprobe(*args: str, state: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -292,28 +289,6 @@ def test_the_real_lab_stays_on_loopback_and_runs_each_device_once(tmp_path: Path
     refused = iotprobe("lab", "up", "--real", "--devices", "3", state=tmp_path)
     assert refused.returncode == 2 and "--devices" in refused.stderr
     assert not (tmp_path / "lab.json").exists()
-
-
-@contextlib.contextmanager
-def subreaper() -> Iterator[None]:
-    """Orphans of this test (the daemons of a killed lab) become our children, to be reaped
-    by PID here rather than lingering as zombies under a PID 1 that does not reap."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
-    try:
-        yield
-    finally:
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
-
-
-def reaped(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_lab_killed_with_sigkill_takes_its_daemons_with_it(tmp_path: Path) -> None:
