@@ -1,0 +1,7 @@
+"""The HTTP peers of the interoperability matrix (see `interop`)."""
+
+from __future__ import annotations
+
+from interop import Peer
+
+PEERS: list[Peer] = []
