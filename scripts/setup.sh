@@ -47,6 +47,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ -n "$created_policy" ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+# Node.js runs the matrix's Node peers (aedes, node-coap). Many machines ship Node.js with its npm;
+# where neither is there, Debian's packages bring both.
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: npm is missing; run as root or install Node.js" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: nodejs npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
@@ -58,4 +70,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
+fi
+
+# Node.js peers of the interoperability matrix: exact versions from the committed lock file,
+# into tests/interop/node/node_modules (ignored by git), again whenever the lock file changes.
+node_stamp=tests/interop/node/node_modules/.iotprobe-lock
+node_want=$(sha256sum tests/interop/node/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
+  echo "setup: installing the Node.js interop peers"
+  (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_want" > "$node_stamp"
 fi
