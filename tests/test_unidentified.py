@@ -17,6 +17,7 @@ from daemons import (
     Listener,
     dropbear,
     evaluate,
+    greet,
     issue,
     make_ca,
     nginx,
@@ -91,6 +92,15 @@ async def test_an_oversized_certificate_chain_makes_the_web_checks_error(tmp_pat
 async def test_an_ssh_only_device_has_no_web_service(tmp_path: Path) -> None:
     with dropbear(tmp_path, "127.136.0.3"):
         found = await _web("127.136.0.3", (22, 443, 8080))
+    for check, findings in found.items():
+        assert [f.status for f in findings] == [Status.NOT_APPLICABLE], check
+
+
+async def test_a_port_that_speaks_first_is_no_web_service() -> None:
+    """A greeting before any request (here VNC's RFB banner; no Debian VNC server is in the
+    test set) rules out TLS, HTTP and MQTT, whose servers never speak first."""
+    async with Listener("127.136.0.5", 5900, greet(b"RFB 003.008\n")):
+        found = await _web("127.136.0.5", (5900,))
     for check, findings in found.items():
         assert [f.status for f in findings] == [Status.NOT_APPLICABLE], check
 

@@ -95,6 +95,8 @@ async def _identify_all(ctx: DeviceContext, ports: tuple[int, ...],
     """Every port identified, the ports whose service is named or conventional first (the
     device's slots are granted in that order); what is not done within `allowance` seconds
     is cancelled and kept as not identified."""
+    if not ports:
+        return ()
     order = sorted(ports, key=lambda port: (not conventional(ctx, port), port))
     tasks = {port: asyncio.ensure_future(identify(ctx, port)) for port in order}
     try:

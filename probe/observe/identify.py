@@ -32,12 +32,13 @@ TLS_PORTS = frozenset({443, 4443, 5443, 8443, 8883, 8884, 9001, 9443})
 MQTT_TLS_PORTS = frozenset({8883, 8884})
 RSH_PORTS = {513: "rlogin", 514: "rsh"}
 RTSP_PORTS = frozenset({554, 8554})
-SERVICES = ("tls", "http", "https", "mqtt")  # what `could_serve` names, in this order
-SERVICE_NAMES = {"tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS", "mqtt": "MQTT"}
+SERVICES = ("tls", "http", "https", "mqtt", "mqtts")  # what `could_serve` names, in order
+SERVICE_NAMES = {"tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS",
+                 "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS"}
 _NAMED_SERVES = {"http": {"http"}, "https": {"tls", "https"}, "wss": {"tls", "https"},
-                 "mqtt": {"mqtt"}, "mqtts": {"tls", "mqtt"}, "tls": {"tls"}, "ssl": {"tls"},
+                 "mqtt": {"mqtt"}, "mqtts": {"tls", "mqtts"}, "tls": {"tls"}, "ssl": {"tls"},
                  "amqps": {"tls"}, "ftps": {"tls"}}
-_PORT_SERVES = ((MQTT_TLS_PORTS, {"tls", "mqtt"}), (TLS_PORTS, {"tls", "https"}),
+_PORT_SERVES = ((MQTT_TLS_PORTS, {"tls", "mqtts"}), (TLS_PORTS, {"tls", "https"}),
                 (HTTP_PORTS, {"http"}), (frozenset({1883}), {"mqtt"}))
 _PLANS = {  # first attempt by hint, then the rest
     "banner": ("banner", "tls", "http", "mqtt"), "http": ("http", "tls", "mqtt"),
@@ -301,12 +302,14 @@ def could_serve(port: int, name: str | None) -> frozenset[str]:
 
 def undecided(ident: Identification, serves: frozenset[str]) -> frozenset[str]:
     """Which of `serves` the identification of the port left open: all of them when nothing
-    was identified; those carried inside TLS (HTTPS, MQTT) when TLS answered but what runs in
-    it was not identified (or the handshake was refused); none once a protocol answered."""
+    was identified, unless the port spoke first (a greeting before any request: TLS, HTTP and
+    MQTT servers never do); those carried inside TLS (HTTPS, MQTT) when TLS answered but what
+    runs in it was not identified (or the handshake was refused); none once a protocol
+    answered."""
     if ident.protocol == "unknown":
-        return serves
+        return frozenset() if ident.evidence.get("spoke_first") else serves
     if ident.protocol == "tls":
-        return serves & {"https", "mqtt"}
+        return serves & {"https", "mqtts"}
     return frozenset()
 
 
@@ -323,6 +326,7 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
     tried: list[str] = []
     seen = b""
     tls_error: str | None = None
+    spoke_first = False  # the banner attempt got bytes before the probe sent any
     weak: Identification | None = None
     silent = False
     resets = True  # every attempt so far was reset before a byte
@@ -342,6 +346,7 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
         weak = weak or found
         seen = seen or reply.data
         tls_error = tls_error or reply.tls_error
+        spoke_first = spoke_first or (kind == "banner" and bool(reply.data))
         resets = resets and reply.reset
         quiet_banner = kind == "banner" and hint != "banner" and not reply.data
         if reply.stalled and not quiet_banner:
@@ -352,6 +357,8 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
     evidence: dict[str, Any] = {"probes": tried}
     if seen:
         evidence |= {"first_bytes": head_hex(seen), "banner": excerpt(seen)}
+    if spoke_first:
+        evidence["spoke_first"] = True
     if port in RSH_PORTS:
         name = RSH_PORTS[port]
         return Identification(port, name, False, f"nothing else answered: {name} by port "
