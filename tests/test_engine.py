@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -103,14 +104,30 @@ async def test_unreachable_device_is_inconclusive_with_reason(
 
 async def test_hanging_device_finishes_within_budget_with_errors(
         exposure_fleet: tuple[DeviceSpec, ...], tmp_path: Path) -> None:
-    """Every read of the hang persona waits out the timeout; the budget cuts the device off."""
-    profile = write_profile(tmp_path, NET_ONLY)
+    """Every read of the hang persona waits out the timeout: identification stops at half the
+    budget, so its open ports are still judged from the port scan; a check still waiting when
+    the budget runs out is cut off with an `error`."""
+    async def never(ctx: DeviceContext) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    stuck = Check(id="test.stuck", title="stuck", control=CONTROL_COMMUNICATION,
+                  severity=Severity.LOW, needs=(never,), evaluate=lambda obs, params: [],
+                  remediation="-")
+    profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.stuck"])
     hang = [s for s in exposure_fleet if s.persona.name == "hang"]
-    outcome = (await scan(profile, devices_of(hang), timeout=3.0, budget=1.0))[hang[0].id]
-    assert {r.check for r in outcome.results} == set(NET_CHECKS)
-    assert all(r.status is Status.ERROR for r in outcome.results)
-    assert all(r.finding.evidence["reason"] == "budget" for r in outcome.results)
-    assert verdict_of(list(outcome.results)) is Verdict.INCONCLUSIVE
+    outcomes: list[DeviceOutcome] = []
+    await Engine(profile, ScanOptions(timeout=3.0, budget=1.0),
+                 checks={**catalogue(), "test.stuck": stuck}).run(devices_of(hang),
+                                                                   outcomes.append)
+    results = {r.check: r for r in outcomes[0].results}
+    assert set(results) == {*NET_CHECKS, "test.stuck"}
+    assert results["net.open-ports"].status is Status.FAIL
+    assert "tcp/23 (unknown)" in results["net.open-ports"].finding.summary
+    assert results["net.cleartext-management"].status is Status.ERROR
+    assert results["test.stuck"].status is Status.ERROR
+    assert results["test.stuck"].finding.evidence["reason"] == "budget"
+    assert verdict_of(list(outcomes[0].results)) is Verdict.NONCONFORMANT
 
 
 async def test_checks_share_one_observation(

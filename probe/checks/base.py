@@ -4,6 +4,13 @@ A check names the collectors it needs; the engine gathers those once per device 
 every other check that needs them) and calls `evaluate` with what they returned and the profile's
 parameters for this device. `evaluate` does no I/O: it reads observations and returns findings,
 one per target (endpoint) it judged.
+
+A check that judges TCP services names them in `applies_to` ("tls", "http" for cleartext HTTP,
+"https", "mqtt"). Then every open port that may carry one of them (`could_serve`) but whose
+identification left it open (`undecided`: silent, unrecognised, TLS with nothing identified
+inside) gets an `error` finding from that check, unless the check judged that port itself; and
+the check's "not applicable" goes, since the probe does not know there is no such service. This
+is the one place that rule lives; a check that was skipped stays skipped.
 """
 
 from __future__ import annotations
@@ -13,13 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from probe.context import Params
-from probe.model import Device, Finding, Severity
+from probe.model import Device, Finding, Severity, Status, errored
 from probe.observe.base import Collector
+from probe.observe.discovery import Identification, services
+from probe.observe.identify import SERVICE_NAMES, SERVICES
 
 T = TypeVar("T")
 
 CONTROL_COMMUNICATION = "27400-6.2"
 CONTROL_MONITORING = "27400-6.5"
+MAX_PORT_FINDINGS = 16
+"""More undecided ports than this make one device-level `error` instead of one per port."""
+MAX_LISTED_PORTS = 256
 
 
 class Observations:
@@ -47,6 +59,7 @@ class Check:
     remediation: str
     intrusive: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    applies_to: frozenset[str] = frozenset()
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -62,16 +75,24 @@ def check(
     remediation: str,
     intrusive: bool = False,
     defaults: Mapping[str, Any] | None = None,
+    applies_to: tuple[str, ...] = (),
 ) -> Callable[[Evaluate], Evaluate]:
-    """Register the decorated function as the evaluation of check `id`."""
+    """Register the decorated function as the evaluation of check `id` (with the undecided
+    ports of the services it `applies_to` made errors, as the module says)."""
+    unknown = set(applies_to) - set(SERVICES)
+    if unknown:
+        raise RuntimeError(f"check {id} applies to unknown services {sorted(unknown)}")
+    wanted = frozenset(applies_to)
 
     def register(evaluate: Evaluate) -> Evaluate:
         if id in _REGISTRY:
             raise RuntimeError(f"check {id} is declared twice")
+        judged = _undecided_ports(evaluate, wanted) if wanted else evaluate
         _REGISTRY[id] = Check(
-            id=id, title=title, control=control, severity=severity, needs=needs,
-            evaluate=evaluate, remediation=remediation, intrusive=intrusive,
-            defaults=dict(defaults or {}),
+            id=id, title=title, control=control, severity=severity,
+            needs=needs if not wanted or services in needs else (*needs, services),
+            evaluate=judged, remediation=remediation, intrusive=intrusive,
+            defaults=dict(defaults or {}), applies_to=wanted,
         )
         return evaluate
 
@@ -80,3 +101,41 @@ def check(
 
 def registry() -> Mapping[str, Check]:
     return _REGISTRY
+
+
+def _undecided_ports(evaluate: Evaluate, wanted: frozenset[str]) -> Evaluate:
+    def judged(obs: Observations, params: Params) -> Iterable[Finding]:
+        findings = list(evaluate(obs, params))
+        if findings and all(f.status is Status.SKIPPED for f in findings):
+            return findings
+        judged_targets = {f.target for f in findings}
+        open_ = [(i, s) for i, s in obs[services].unresolved(wanted)
+                 if f"tcp/{i.port}" not in judged_targets]
+        if not open_:
+            return findings
+        kept = [f for f in findings if f.status is not Status.NOT_APPLICABLE]
+        return kept + undecided_findings(open_)
+    return judged
+
+
+def _names(served: Iterable[str]) -> str:
+    return " or ".join(SERVICE_NAMES[s] for s in SERVICES if s in set(served))
+
+
+def undecided_findings(ports: list[tuple[Identification, frozenset[str]]]) -> list[Finding]:
+    """The `error` findings for open ports whose identification left a judged service open:
+    one per port, or one for the device when there are more than MAX_PORT_FINDINGS."""
+    if len(ports) <= MAX_PORT_FINDINGS:
+        return [errored(f"tcp/{i.port} is open but could not be identified: {i.detail}; it may "
+                        f"serve {_names(served)}, so this check could not be decided there",
+                        f"tcp/{i.port}", reason="unidentified", port=i.port,
+                        protocol=i.protocol, tls=i.tls, silent=i.silent,
+                        may_serve=sorted(served), identified_by=dict(i.evidence))
+                for i, served in ports]
+    listed = ", ".join(f"tcp/{i.port}" for i, _ in ports[:MAX_PORT_FINDINGS])
+    every: set[str] = set().union(*(served for _, served in ports))
+    return [errored(f"{len(ports)} open TCP ports could not be identified ({listed}, ...); each "
+                    f"may serve {_names(every)}, so this check could not be decided there",
+                    reason="unidentified", count=len(ports), may_serve=sorted(every),
+                    ports=[{"port": i.port, "detail": i.detail, "silent": i.silent}
+                           for i, _ in ports[:MAX_LISTED_PORTS]])]

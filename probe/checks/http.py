@@ -31,6 +31,7 @@ def _listener(endpoint: HttpEndpoint) -> dict[str, Any]:
 
 @check(
     "http.cleartext",
+    applies_to=("http",),
     title="No content is served over cleartext HTTP",
     control=CONTROL_COMMUNICATION,
     severity=Severity.MEDIUM,
@@ -87,6 +88,7 @@ def _outcome(item: Visit) -> tuple[str, str]:
 
 @check(
     "http.authentication",
+    applies_to=("http", "https"),
     title="Management paths need credentials",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
@@ -125,6 +127,7 @@ def _authentication(endpoint: HttpEndpoint, visits: list[Visit]) -> Finding:
 
 @check(
     "http.default-credentials",
+    applies_to=("http", "https"),
     title="HTTP authentication accepts no default credentials",
     control=CONTROL_COMMUNICATION,
     severity=Severity.CRITICAL,
@@ -178,6 +181,7 @@ def max_age(value: str) -> int | None:
 
 @check(
     "http.hsts",
+    applies_to=("https",),
     title="HTTPS responses carry HSTS",
     control=CONTROL_COMMUNICATION,
     severity=Severity.LOW,

@@ -21,6 +21,7 @@ MAX_FIELDS = 200
 
 @check(
     "monitor.clock-sync",
+    applies_to=("http", "https"),
     title="The device clock is synchronised",
     control=CONTROL_MONITORING,
     severity=Severity.MEDIUM,
@@ -98,6 +99,7 @@ def parse_expires(value: str) -> dt.datetime | None:
 
 @check(
     "monitor.vulnerability-disclosure",
+    applies_to=("https",),
     title="A security contact is published (security.txt)",
     control=CONTROL_MONITORING,
     severity=Severity.LOW,

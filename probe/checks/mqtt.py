@@ -45,6 +45,7 @@ def _levels(anonymous: Anonymous) -> str:
 
 @check(
     "mqtt.cleartext-listener",
+    applies_to=("mqtt",),
     title="No MQTT listener without TLS",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
@@ -80,6 +81,7 @@ def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
 
 @check(
     "mqtt.anonymous-access",
+    applies_to=("mqtt", "mqtts"),
     title="MQTT refuses clients without credentials",
     control=CONTROL_COMMUNICATION,
     severity=Severity.CRITICAL,
@@ -129,6 +131,7 @@ def _pairs_tried(trial: CredentialTrial) -> dict[str, Any]:
 
 @check(
     "mqtt.default-credentials",
+    applies_to=("mqtt", "mqtts"),
     title="MQTT accepts no default credentials",
     control=CONTROL_COMMUNICATION,
     severity=Severity.CRITICAL,
@@ -255,6 +258,7 @@ def _topic_finding(probe: TopicProbe) -> Finding:
 
 @check(
     "mqtt.topic-authorization",
+    applies_to=("mqtt", "mqtts"),
     title="MQTT identities receive nothing outside their scope",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
@@ -274,6 +278,7 @@ def topic_auth(obs: Observations, params: Params) -> Iterable[Finding]:
 
 @check(
     "mqtt.client-certificate",
+    applies_to=("mqtts",),
     title="MQTT over TLS requires a client certificate",
     control=CONTROL_COMMUNICATION,
     severity=Severity.MEDIUM,

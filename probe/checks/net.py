@@ -25,6 +25,13 @@ def _udp(service: UdpService) -> dict[str, Any]:
     return {"port": service.port, "protocol": service.protocol, "detail": service.detail}
 
 
+def _scanned(found: Services, port: int) -> str:
+    """An open port as the port scan found it, named by its identification when there is one
+    (identification never decides whether a port counts: the scan does)."""
+    ident = found.tcp_port(port)
+    return f"tcp/{port} ({ident.protocol if ident else 'unknown'})"
+
+
 def _ports(params: Params, key: str) -> list[int]:
     return sorted({int(p) for p in params.get(key, [])})
 
@@ -43,7 +50,7 @@ def _ports(params: Params, key: str) -> list[int]:
 def open_ports(obs: Observations, params: Params) -> Iterable[Finding]:
     found: Services = obs[services]
     allowed_tcp, allowed_udp = _ports(params, "allowed_tcp"), _ports(params, "allowed_udp")
-    extra = [f"tcp/{i.port} ({i.protocol})" for i in found.tcp if i.port not in allowed_tcp]
+    extra = [_scanned(found, port) for port in found.scan.open if port not in allowed_tcp]
     extra += [f"udp/{u.port} ({u.protocol})" for u in found.udp if u.port not in allowed_udp]
     evidence: dict[str, Any] = {
         "open_tcp": [_tcp(i) for i in found.tcp], "udp_services": [_udp(u) for u in found.udp],

@@ -63,6 +63,7 @@ def _per_endpoint(items: Sequence[T], judge: Callable[[T], Finding]) -> list[Fin
 
 @check(
     "tls.protocol-versions",
+    applies_to=("tls",),
     title="Only TLS 1.2 and 1.3 are accepted",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
@@ -104,6 +105,7 @@ def _versions(found: Handshakes) -> Finding:
 
 @check(
     "tls.cipher-suites",
+    applies_to=("tls",),
     title="No weak cipher suite is accepted",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
@@ -179,6 +181,7 @@ def _now() -> dt.datetime:
 
 @check(
     "tls.certificate-validity",
+    applies_to=("tls",),
     title="The certificate is valid and not about to expire",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
@@ -223,6 +226,7 @@ def _validity_evidence(deployment: Deployment, now: dt.datetime) -> dict[str, An
 
 @check(
     "tls.certificate-trust",
+    applies_to=("tls",),
     title="The certificate chains to the trust anchor and names the device",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
@@ -267,6 +271,7 @@ def _trust(scan: CertificateScan) -> Finding:
 
 @check(
     "tls.certificate-strength",
+    applies_to=("tls",),
     title="The certificate key and signature are strong",
     control=CONTROL_COMMUNICATION,
     severity=Severity.MEDIUM,
@@ -308,6 +313,7 @@ def _strength(scan: CertificateScan) -> Finding:
 
 @check(
     "tls.known-vulnerabilities",
+    applies_to=("tls",),
     title="No known TLS implementation flaw",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,

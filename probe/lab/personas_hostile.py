@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from probe.lab.personas import (
     CLEARTEXT_MANAGEMENT,
-    NO_MQTT,
     NO_WEB,
     OPEN_PORTS,
     Persona,
@@ -76,8 +75,9 @@ register(Persona(
         *(TcpListener(port, Garbage(seed=port)) for port in (23, 80, 443, 1883, 8883)),
         *(UdpListener(port, GarbageDatagrams(seed=port)) for port in (161, 5683, 5684)),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error", **NO_MQTT,
-            **tls_expect("not_applicable"), **NO_WEB, **NO_COAP},
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error",
+            **mqtt_expect("error", "error", "error", "error"), **tls_expect("error"),
+            **web_expect("error"), **NO_COAP},
     expect_verdict="nonconformant",
 ))
 
@@ -111,7 +111,8 @@ register(Persona(
     device_class="camera",
     listeners=(TcpListener(8883, TlsStall()), TcpListener(443, TlsStall())),
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **SILENT_MQTTS,
-            **tls_expect("error"), **NO_WEB, **NO_COAP},
+            **tls_expect("error"), **web_expect("error", cleartext="not_applicable"),
+            **NO_COAP},
     expect_verdict="inconclusive",
 ))
 

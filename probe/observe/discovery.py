@@ -1,21 +1,34 @@
 """Discovery: the device's open TCP ports, its answering UDP services, and what each one is.
 
 Collectors (each gathered once per device through `ctx.observe`): `tcp_ports` (connect scan,
-or SYN scan with `--syn`), `udp_services`, `identify(ctx, port)` and `services`, which runs the
-others and is what the exposure checks and the record's service list read.
+or SYN scan with `--syn`), `udp_services` and `services`, which runs those, identifies every open
+TCP port (`identify`) and is what the exposure checks and the record's service list read.
+
+Identification is bounded twice: each port costs about one timeout (see `probe.observe.identify`)
+and all of them together at most `IDENTIFY_SHARE` of what the device budget has left once the
+port scan is done. Ports the inventory or convention names go first (in port order), then the
+others; a port not reached in time is kept as `unknown` and silent, with that reason. So
+a device with hundreds of silent ports still has its open ports judged, from the port scan.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from probe.context import DeviceContext
 from probe.model import Service
 from probe.observe.base import Unreachable
-from probe.observe.identify import Identification, identify
+from probe.observe.identify import (
+    Identification,
+    conventional,
+    could_serve,
+    identify,
+    undecided,
+)
 from probe.observe.syn import syn_scan
-from probe.observe.tcp import PortScan, connect_scan, port_set
+from probe.observe.tcp import PortScan, connect_scan, port_set, service_ports
 from probe.observe.udp import UdpService, udp_services
 
 __all__ = [
@@ -23,12 +36,16 @@ __all__ = [
     "tcp_ports", "udp_services",
 ]
 
+IDENTIFY_SHARE = 0.5
+"""The part of the device budget left after the port scan that identification may use."""
+
 
 @dataclass(frozen=True)
 class Services:
     tcp: tuple[Identification, ...]
     udp: tuple[UdpService, ...]
     scan: PortScan
+    serves: Mapping[int, frozenset[str]] = field(default_factory=dict)  # `could_serve`, by port
 
     def as_services(self) -> list[Service]:
         """The endpoints as the record lists them."""
@@ -38,6 +55,16 @@ class Services:
 
     def tcp_port(self, port: int) -> Identification | None:
         return next((i for i in self.tcp if i.port == port), None)
+
+    def unresolved(self, wanted: frozenset[str]) -> list[tuple[Identification, frozenset[str]]]:
+        """The open ports that may carry one of the `wanted` services but whose identification
+        left it open, each with the services it left open (by `could_serve` and `undecided`)."""
+        out = []
+        for ident in self.tcp:
+            open_ = undecided(ident, self.serves.get(ident.port, frozenset())) & wanted
+            if open_:
+                out.append((ident, open_))
+        return out
 
 
 async def tcp_ports(ctx: DeviceContext) -> PortScan:
@@ -57,6 +84,35 @@ async def services(ctx: DeviceContext) -> Services:
             f"no TCP port open among {scan.scanned} scanned ({len(scan.filtered)} filtered) "
             "and no UDP service answered"
         )
-    identified = (ctx.observe(identify, port) for port in scan.open)
-    tcp = await asyncio.gather(*identified)
-    return Services(tcp=tuple(tcp), udp=udp, scan=scan)
+    named = service_ports(ctx, udp=False)
+    serves = {port: could_serve(port, named.get(port)) for port in scan.open}
+    tcp = await _identify_all(ctx, scan.open, ctx.remaining() * IDENTIFY_SHARE)
+    return Services(tcp=tcp, udp=udp, scan=scan, serves=serves)
+
+
+async def _identify_all(ctx: DeviceContext, ports: tuple[int, ...],
+                        allowance: float) -> tuple[Identification, ...]:
+    """Every port identified, the ports whose service is named or conventional first (the
+    device's slots are granted in that order); what is not done within `allowance` seconds
+    is cancelled and kept as not identified."""
+    if not ports:
+        return ()
+    order = sorted(ports, key=lambda port: (not conventional(ctx, port), port))
+    tasks = {port: asyncio.ensure_future(identify(ctx, port)) for port in order}
+    try:
+        await asyncio.wait(tasks.values(), timeout=allowance)
+    finally:
+        late = [task for task in tasks.values() if not task.done()]
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+    return tuple(_identified(tasks[port], port) for port in ports)
+
+
+def _identified(task: asyncio.Task[Identification], port: int) -> Identification:
+    if not task.cancelled():
+        return task.result()
+    return Identification(port, "unknown", False, "not identified: identification of the open "
+                          "ports stopped at half of the device budget left after the port scan",
+                          True, {"probes": [], "not_identified": "budget"})

@@ -6,6 +6,11 @@ answer that identifies the port, and at the first attempt that meets silence unt
 per port, not one per attempt. A port is `silent` (nothing about it can be decided) when it never
 sent a byte: it hung, reset every connection, or refused the connection it had accepted
 during the port scan (the device went away).
+
+`could_serve` says which of the services the checks judge (TLS, cleartext HTTP, HTTPS, MQTT) a
+port may carry, by the inventory's name for it or else by its number, and `undecided` which of
+those an identification left open: the checks turn each of them into an `error` on that port
+(see `probe.checks.base`), never into "not applicable".
 """
 
 from __future__ import annotations
@@ -26,6 +31,15 @@ HTTP_PORTS = frozenset({80, 81, 8000, 8008, 8080, 8081, 8088, 8888})
 TLS_PORTS = frozenset({443, 4443, 5443, 8443, 8883, 8884, 9001, 9443})
 MQTT_TLS_PORTS = frozenset({8883, 8884})
 RSH_PORTS = {513: "rlogin", 514: "rsh"}
+RTSP_PORTS = frozenset({554, 8554})
+SERVICES = ("tls", "http", "https", "mqtt", "mqtts")  # what `could_serve` names, in order
+SERVICE_NAMES = {"tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS",
+                 "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS"}
+_NAMED_SERVES = {"http": {"http"}, "https": {"tls", "https"}, "wss": {"tls", "https"},
+                 "mqtt": {"mqtt"}, "mqtts": {"tls", "mqtts"}, "tls": {"tls"}, "ssl": {"tls"},
+                 "amqps": {"tls"}, "ftps": {"tls"}}
+_PORT_SERVES = ((MQTT_TLS_PORTS, {"tls", "mqtts"}), (TLS_PORTS, {"tls", "https"}),
+                (HTTP_PORTS, {"http"}), (frozenset({1883}), {"mqtt"}))
 _PLANS = {  # first attempt by hint, then the rest
     "banner": ("banner", "tls", "http", "mqtt"), "http": ("http", "tls", "mqtt"),
     "tls": ("tls", "http", "mqtt"), "mqtt": ("mqtt", "tls", "http"),
@@ -60,6 +74,7 @@ class _Reply:
     alert: str | None = None  # the TLS error that ended the exchange
     certificate_requested: bool = False
     reset: bool = False  # the peer reset the connection before it sent a byte
+    tls_error: str | None = None  # why a TLS handshake failed without an alert
 
 
 class TlsClient:
@@ -231,8 +246,8 @@ async def _tls(ctx: DeviceContext, port: int,
         try:
             reply = await _converse(ctx, port, app, tls=client, wait=ctx.timeout)
         except ssl.SSLError as exc:
-            if "alert" not in _reason(exc):
-                return None, _Reply()  # the peer does not speak TLS
+            if "alert" not in _reason(exc):  # not TLS, or TLS the client cannot finish
+                return None, _Reply(tls_error=_reason(exc))
             reply = _Reply(alert=_reason(exc))
         except (TimeoutError, ConnectionAbortedError):
             return None, _Reply(stalled=True)  # a handshake that never ends
@@ -267,7 +282,40 @@ def _hint(ctx: DeviceContext, port: int) -> str:
     for hint, ports in (("banner", BANNER_PORTS), ("http", HTTP_PORTS), ("tls", TLS_PORTS)):
         if port in ports:
             return hint
-    return {1883: "mqtt", 554: "rtsp", 8554: "rtsp"}.get(port, "other")
+    return "mqtt" if port == 1883 else "rtsp" if port in RTSP_PORTS else "other"
+
+
+def could_serve(port: int, name: str | None) -> frozenset[str]:
+    """The judged services (`SERVICES`) `port` may carry: those of the inventory's name for it
+    (none for the name of another service: the inventory said what it is); else those its
+    number conventionally carries (none for the SSH, Telnet, FTP, SMTP, r-command and RTSP
+    ports); else all of them, since nothing tells what an unconventional port serves."""
+    if name is not None:
+        return frozenset(_NAMED_SERVES.get(name, ()))
+    for ports, serves in _PORT_SERVES:
+        if port in ports:
+            return frozenset(serves)
+    if port in BANNER_PORTS or port in RSH_PORTS or port in RTSP_PORTS:
+        return frozenset()
+    return frozenset(SERVICES)
+
+
+def undecided(ident: Identification, serves: frozenset[str]) -> frozenset[str]:
+    """Which of `serves` the identification of the port left open: all of them when nothing
+    was identified, unless the port spoke first (a greeting before any request: TLS, HTTP and
+    MQTT servers never do); those carried inside TLS (HTTPS, MQTT) when TLS answered but what
+    runs in it was not identified (or the handshake was refused); none once a protocol
+    answered."""
+    if ident.protocol == "unknown":
+        return frozenset() if ident.evidence.get("spoke_first") else serves
+    if ident.protocol == "tls":
+        return serves & {"https", "mqtts"}
+    return frozenset()
+
+
+def conventional(ctx: DeviceContext, port: int) -> bool:
+    """Whether the inventory or the port's number says what the port serves."""
+    return _hint(ctx, port) != "other"
 
 
 async def identify(ctx: DeviceContext, port: int) -> Identification:
@@ -277,6 +325,8 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
     inner = ("mqtt", "http") if mqtt_inside else ("http", "mqtt")
     tried: list[str] = []
     seen = b""
+    tls_error: str | None = None
+    spoke_first = False  # the banner attempt got bytes before the probe sent any
     weak: Identification | None = None
     silent = False
     resets = True  # every attempt so far was reset before a byte
@@ -295,6 +345,8 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
             return replace(found, evidence={**found.evidence, "probes": tried})
         weak = weak or found
         seen = seen or reply.data
+        tls_error = tls_error or reply.tls_error
+        spoke_first = spoke_first or (kind == "banner" and bool(reply.data))
         resets = resets and reply.reset
         quiet_banner = kind == "banner" and hint != "banner" and not reply.data
         if reply.stalled and not quiet_banner:
@@ -305,14 +357,19 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
     evidence: dict[str, Any] = {"probes": tried}
     if seen:
         evidence |= {"first_bytes": head_hex(seen), "banner": excerpt(seen)}
+    if spoke_first:
+        evidence["spoke_first"] = True
     if port in RSH_PORTS:
         name = RSH_PORTS[port]
         return Identification(port, name, False, f"nothing else answered: {name} by port "
                               f"convention ({port}/tcp)", silent, evidence)
     if silent:
-        what = "accepted but never answered"
+        what = f"accepted but never answered within {ctx.timeout:g} s"
     elif not seen and resets:
         what, silent = "accepted, then reset every connection before a byte", True
     else:
         what = "answered, but nothing was identified"
+    if tls_error and not silent:
+        evidence["tls_error"] = tls_error
+        what += f" (the TLS handshake failed: {tls_error})"
     return Identification(port, "unknown", False, what, silent, evidence)
