@@ -199,9 +199,11 @@ def _certificate_readings(attempt: Any) -> dict[str, Reading]:
 NO_STAPLING = ("sslyze's certificate scan asks for OCSP stapling (status_request) and wolfSSL "
                "drops that handshake when it has nothing to staple; the probe reads the chain "
                "without the request, as any browser would get it")
-NO_PSK = ("sslyze never offers PSK suites (its OpenSSL client has no PSK); the probe's raw "
-          "hello got a ServerHello for TLS_PSK_WITH_CHACHA20_POLY1305_SHA256 (no forward "
-          "secrecy) from wolfSSL's default suite list")
+NO_PSK = ("sslyze never offers PSK suites (its OpenSSL client has no PSK); wolfSSL's default "
+          "list answers the probe's hello with ServerHello + ServerHelloDone for "
+          "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256 (no forward secrecy), which the probe reads as "
+          "accepted: the hello cannot see whether a key is provisioned (here none is, and the "
+          "handshake would fail later)")
 
 
 def _peer(implementation: str, package: str, configuration: str, serve: Serve,
