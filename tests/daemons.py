@@ -9,7 +9,8 @@ that accepts and stays silent, a reply that drips, SSDP, mDNS) `Listener` and `U
 serve it from the test's own event loop.
 
 Debian packages: busybox-static, vsftpd, snmpd, mosquitto, nginx, openssl, libcoap3-bin,
-tftpd-hpa, dropbear-bin, rsyslog, rsyslog-gnutls, bsdutils (logger).
+tftpd-hpa, dropbear-bin, rsyslog, rsyslog-gnutls, bsdutils (logger), lighttpd and its
+lighttpd-mod-{wolfssl,mbedtls,gnutls,openssl} modules.
 """
 
 from __future__ import annotations
@@ -525,3 +526,41 @@ def monitored_context(address: str, ports: tuple[int, ...], monitor: dict[str, d
         yield DeviceContext(target, address, scan_options, network, params=params_for)
     finally:
         network.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# lighttpd over the TLS stacks of embedded devices (wolfSSL, mbed TLS, GnuTLS; OpenSSL)
+# ---------------------------------------------------------------------------------------------
+
+LIGHTTPD_TLS_MODULES = ("wolfssl", "mbedtls", "gnutls", "openssl")
+
+
+def lighttpd_tls(tmp: Path, address: str, port: int, cert: Certificate,
+                 module: str = "wolfssl", protocols: tuple[str, str] = ("TLSv1.2", "TLSv1.3"),
+                 ciphers: str | None = None) -> Daemon:
+    """lighttpd in the foreground (`-D`, one process, as root) serving HTTPS on address:port
+    through its TLS `module` (Debian: lighttpd-mod-wolfssl, -mbedtls, -gnutls, -openssl).
+    `protocols` are (MinProtocol, MaxProtocol) and `ciphers` the CipherString, both through
+    `ssl.openssl.ssl-conf-cmd`, which every module reads (each maps OpenSSL-style cipher names
+    onto its own library); None keeps the module's defaults."""
+    if module not in LIGHTTPD_TLS_MODULES:
+        raise ValueError(f"no lighttpd TLS module {module!r}")
+    if port == RESERVED_PORT:
+        raise ValueError("port 2024 belongs to the machine")
+    root = tmp / f"lighttpd-{module}-{port}"
+    (root / "htdocs").mkdir(parents=True, exist_ok=True)
+    (root / "htdocs" / "index.html").write_text("device\n")
+    commands = {"MinProtocol": protocols[0], "MaxProtocol": protocols[1]}
+    if ciphers is not None:
+        commands["CipherString"] = ciphers
+    conf_cmd = ", ".join(f'"{key}" => "{value}"' for key, value in commands.items())
+    conf = root / "lighttpd.conf"
+    conf.write_text("\n".join([
+        f'server.document-root = "{root / "htdocs"}"',
+        f'server.bind = "{address}"', f"server.port = {port}",
+        f'server.errorlog = "{root / "error.log"}"', f'server.upload-dirs = ("{root}")',
+        f'server.modules = ("mod_{module}")',
+        'ssl.engine = "enable"', f'ssl.pemfile = "{cert.cert}"', f'ssl.privkey = "{cert.key}"',
+        f"ssl.openssl.ssl-conf-cmd = ({conf_cmd})", ""]))
+    return start(f"lighttpd-{module}", ["lighttpd", "-D", "-f", str(conf)], tmp, address,
+                 [(port, "tcp")])

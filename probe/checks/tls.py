@@ -18,6 +18,7 @@ from probe.observe.sslyze_scan import (
     tls_vulnerabilities,
 )
 from probe.observe.tls import (
+    CLASSIC,
     Handshakes,
     TlsEndpoint,
     pick_evidence,
@@ -57,6 +58,14 @@ def _no_handshake(found: Handshakes) -> Finding | None:
                    answers=answers, **_endpoint(endpoint))
 
 
+def _unanswered(found: Handshakes, versions: Iterable[int]) -> dict[str, str]:
+    """Those of `versions` the hellos left undecided (an alert complaining about the hello, an
+    answer that is not TLS, a connection refused mid-scan), each with the answer it got.
+    Silence is no acceptance: a hello left unanswered counts as refused."""
+    return {version_name(v): found.versions[v].describe() for v in found.undecided
+            if v in versions and found.versions[v].outcome != "timeout"}
+
+
 def _per_endpoint(items: Sequence[T], judge: Callable[[T], Finding]) -> list[Finding]:
     return [judge(item) for item in items] or [not_applicable(NO_ENDPOINT)]
 
@@ -91,13 +100,11 @@ def _versions(found: Handshakes) -> Finding:
     if legacy:
         return failed(f"{target} accepts {', '.join(legacy)}", target, legacy=legacy,
                       **evidence)
-    # Silence is no acceptance: a legacy hello left unanswered counts as refused; only a
-    # connection refused mid-scan or an answer that is not TLS leaves the question open.
-    undecided = [version_name(v) for v in found.undecided if v in LEGACY_VERSIONS
-                 and found.versions[v].outcome != "timeout"]
+    undecided = _unanswered(found, LEGACY_VERSIONS)
     if undecided:
-        return errored(f"{target}: no decisive answer to {', '.join(undecided)}", target,
-                       reason="undecided", undecided=undecided, **evidence)
+        what = ", ".join(f"{name} ({answer})" for name, answer in undecided.items())
+        return errored(f"{target}: no decisive answer to {what}", target,
+                       reason="undecided", undecided=list(undecided), **evidence)
     if not {TLS12, TLS13} & set(found.accepted):
         return failed(f"{target} accepts neither TLS 1.2 nor TLS 1.3", target, **evidence)
     return passed(f"{target} accepts only {' and '.join(accepted)}", target, **evidence)
@@ -146,6 +153,11 @@ def _suites(found: Handshakes, require_forward_secrecy: bool) -> Finding:
         return failed(f"{target} accepts " + "; ".join(parts), target,
                       offending_suites=pick_evidence(offending),
                       without_forward_secrecy=pick_evidence(plain), **evidence)
+    unanswered = _unanswered(found, CLASSIC)
+    if unanswered:
+        what = ", ".join(f"{name} ({answer})" for name, answer in unanswered.items())
+        return errored(f"{target}: no decisive answer to {what}, so its suites are unknown",
+                       target, reason="undecided", undecided=list(unanswered), **evidence)
     runs = [*found.weak, *([found.forward_secrecy] if found.forward_secrecy and
                            require_forward_secrecy else [])]
     unfinished = [run for run in runs if not run.complete]

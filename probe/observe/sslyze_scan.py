@@ -21,6 +21,9 @@ connections, and runs the job in the blocking-call pool under a cap shared by ev
 the scan (`gate`). Name lookups never happen: sslyze gets the device's address as
 `ip_address`.
 
+The certificate jobs are sslyze's, minus the OCSP stapling request (`_received_chain`): a
+stack that cannot staple may drop a handshake that asks for it.
+
 sslyze always sends a server name: the device's hostname when the inventory gives one, else
 the address itself (and the certificate is then validated against that IP address).
 """
@@ -72,6 +75,7 @@ def _sslyze() -> Any:
     class Api:
         lib = sslyze
         commands = scan_commands.ScanCommandsRepository
+        Job = plugin_base.ScanJob
         JobResult = plugin_base.ScanJobResult
         ConnectivityInfo = ServerConnectivityInfo
 
@@ -249,10 +253,34 @@ def _validate(store: Any, chain: list[str], subject: x509.GeneralName) -> str | 
     return str(result.validation_error or "validation failed")
 
 
+def _received_chain(info: Any, custom_ca_file: Path | None, version: Any,
+                    cipher_string: str | None,
+                    server_name: bool) -> tuple[list[str], None, Path | None, bool]:
+    """sslyze's certificate job (`get_certificate_chain`: one handshake, the chain as
+    received) without its OCSP stapling request: wolfSSL cannot staple for a self-signed or
+    private chain and drops a handshake that asks (status_request), although it serves the
+    certificate to any other client. No check reads a stapled response."""
+    from nassl.ssl_client import ClientCertificateRequested
+
+    connection = info.get_preconfigured_tls_connection(
+        override_tls_version=version, should_enable_server_name_indication=server_name)
+    if cipher_string:
+        connection.ssl_client.set_cipher_list(cipher_string)
+    try:
+        connection.connect()
+        chain = connection.ssl_client.get_received_chain()
+    except ClientCertificateRequested:
+        chain = connection.ssl_client.get_received_chain()
+    finally:
+        connection.close()
+    return chain, None, custom_ca_file, server_name
+
+
 async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
     """Collector (per port): every chain the endpoint serves (sslyze's certificate jobs: with
-    and without a server name, RSA and non-RSA authentication), each validated by sslyze
-    against the trust anchor and the device identity (its hostname, else its address)."""
+    and without a server name, RSA and non-RSA authentication; `_received_chain`, without
+    OCSP stapling), each validated by sslyze against the trust anchor and the device identity
+    (its hostname, else its address)."""
     found = await ctx.observe(endpoint_handshakes, port)
     anchor, source = trust_anchor(ctx)
     problem = _unusable(found)
@@ -263,7 +291,9 @@ async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
         info = server_info(ctx, found)
         implementation = api.commands.get_implementation_cls(
             api.lib.ScanCommand.CERTIFICATE_INFO)
-        results = await run_jobs(ctx, implementation.scan_jobs_for_scan_command(info, None))
+        jobs = [api.Job(_received_chain, job.function_arguments)
+                for job in implementation.scan_jobs_for_scan_command(info, None)]
+        results = await run_jobs(ctx, jobs)
     except Exception as exc:
         return CertificateScan(port, anchor, source, error=describe_error(exc))
     chains: dict[str, tuple[list[str], bool]] = {}

@@ -8,12 +8,15 @@ one raw ClientHello with a ServerHello; and ports that are TLS by convention or 
 (those already cost discovery a timeout and are not probed again).
 
 Versions and cipher classes (`tls_handshakes`) are decided by raw ClientHellos
-(`probe.observe.tls_hello`) over `ctx.connect`, one connection each: one per version; then, at
+(`probe.observe.tls_hello`) over `ctx.connect`, one connection each, none offering more than
+`MAX_OFFER` suites (`offer`: a larger offer is asked in chunks, until one is accepted; it is
+refused only when every chunk is): one offer per version; then, at
 the highest accepted version below TLS 1.3, the whole class of weak suites, minus whatever the
-server picked, until it refuses (k offending suites cost k + 1 handshakes); at each lower
+server picked, until it refuses (k offending suites cost k + 1 handshakes per chunk); at each lower
 accepted version, the weak suites not found yet; at TLS 1.2, the suites without forward
 secrecy that the weak run has not already seen accepted; and, beside those, one hello at the
-highest accepted version up to TLS 1.2 that offers DEFLATE compression before null. Two
+highest accepted version up to TLS 1.2 that offers the suite it chose and DEFLATE compression
+before null. Two
 known flaws are read from these hellos: secure renegotiation (RFC 5746) from whether the
 ServerHello to that version's hello (every hello offers renegotiation_info) answers with the
 renegotiation_info extension, and TLS compression from the method the DEFLATE hello got.
@@ -29,6 +32,7 @@ connections always go to the device's address.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
@@ -47,6 +51,7 @@ from probe.observe.tcp import service_ports
 from probe.observe.tls_hello import (
     DEFLATE,
     NULL_COMPRESSION,
+    SMALL_OFFER,
     SSL2,
     SSL3,
     TLS10,
@@ -56,6 +61,7 @@ from probe.observe.tls_hello import (
     VERSION_NAMES,
     ServerReply,
     catalogue,
+    chunks,
     classic_suites,
     client_hello,
     non_forward_secret_suites,
@@ -70,8 +76,8 @@ from probe.observe.tls_hello import (
 MAX_REPLY = 32 * 1024
 MAX_ROUNDS = 64
 """At most this many handshakes per elimination (a server that keeps picking is cut off)."""
+PROTOCOL_VERSION_ALERT = 70
 TLS_SERVICE_NAMES = frozenset({"https", "mqtts", "tls", "ssl", "amqps", "wss", "ftps"})
-UNDECIDED = frozenset({"timeout", "not-tls", "refused"})
 CLASSIC = (SSL3, TLS10, TLS11, TLS12)
 
 
@@ -90,13 +96,14 @@ class TlsEndpoint:
 
 async def tls_endpoints(ctx: DeviceContext) -> tuple[TlsEndpoint, ...]:
     """Collector: the device's TLS endpoints. Discovery's findings, plus every open port it
-    could not identify that answers one ClientHello (TLS 1.2, every suite) with a ServerHello:
-    a server whose handshake the ssl module cannot finish is still a TLS endpoint."""
+    could not identify that answers a ClientHello (TLS 1.2, every suite, in chunks) with a
+    ServerHello: a server whose handshake the ssl module cannot finish is still a TLS
+    endpoint."""
     found: Services = await ctx.observe(services)
     named = service_ports(ctx, udp=False)
     unknown = [i.port for i in found.tcp if i.protocol == "unknown" and not i.silent]
-    replies = await asyncio.gather(*(hello(ctx, port, TLS12, classic_suites())
-                                     for port in unknown))
+    replies = [reply for reply, _ in await asyncio.gather(
+        *(offer(ctx, port, TLS12, classic_suites()) for port in unknown))]
     answered = {port: reply for port, reply in zip(unknown, replies, strict=True)
                 if reply.outcome == "hello"}
     out = []
@@ -140,7 +147,46 @@ async def hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[in
         return ServerReply("timeout")
     except OSError:
         return ServerReply("refused")
-    return parse_reply(data, timed_out=stalled)
+    return dataclasses.replace(parse_reply(data, timed_out=stalled), offered=len(suites))
+
+
+async def offer(ctx: DeviceContext, port: int, version: int,
+                suites: Sequence[int]) -> tuple[ServerReply, int]:
+    """Whether the server takes `version` with any of `suites`, asked in `chunks` one after
+    the other; the answer and the hellos it cost. The first ServerHello decides; a
+    protocol_version alert refuses the version whatever was offered; otherwise the version is
+    refused only if every chunk was, and any undecided answer (an alert complaining about the
+    hello, no connection, not TLS) leaves it undecided, that answer named."""
+    if version == SSL2:
+        return await hello(ctx, port, version, suites), 1
+    answers: list[ServerReply] = []
+    cost = 0
+    for chunk in chunks(suites):
+        reply, spent = await _ask(ctx, port, version, chunk)
+        answers.append(reply)
+        cost += spent
+        if reply.outcome == "hello" or reply.alert_code == PROTOCOL_VERSION_ALERT:
+            return reply, cost
+    unsure = [reply for reply in answers if reply.undecided]
+    return (unsure or answers)[0], cost
+
+
+async def _ask(ctx: DeviceContext, port: int, version: int,
+               chunk: Sequence[int]) -> tuple[ServerReply, int]:
+    """One chunk offered; if the answer is an alert complaining about the hello, the chunk
+    again in pieces of `SMALL_OFFER` suites (the same rules as `offer`); the answer and the
+    hellos it cost."""
+    reply = await hello(ctx, port, version, chunk)
+    if not (reply.undecided and reply.outcome == "alert") or len(chunk) <= SMALL_OFFER:
+        return reply, 1
+    answers: list[ServerReply] = []
+    for piece in chunks(chunk, SMALL_OFFER):
+        answers.append(await hello(ctx, port, version, piece))
+        if answers[-1].outcome == "hello" or answers[-1].alert_code == PROTOCOL_VERSION_ALERT:
+            break
+    decided = [answer for answer in answers if answer.outcome == "hello"]
+    unsure = [answer for answer in answers if answer.undecided]
+    return (decided or unsure or answers)[0], 1 + len(answers)
 
 
 @dataclass(frozen=True)
@@ -154,16 +200,34 @@ class Elimination:
 
     @property
     def complete(self) -> bool:
-        return self.end.outcome not in UNDECIDED
+        return not self.end.undecided
 
 
 async def eliminate(ctx: DeviceContext, port: int, version: int,
-                    offer: Sequence[int]) -> Elimination:
-    remaining = list(offer)
+                    suites: Sequence[int]) -> Elimination:
+    """`suites` offered at `version` in `chunks`, each eliminated until refused; complete
+    only when every chunk ended in a refusal (the first undecided end is the run's end)."""
+    accepted: list[tuple[int, int]] = []
+    ends: list[ServerReply] = []
+    rounds = 0
+    for chunk in chunks(suites) if suites else []:
+        run = await _eliminate_chunk(ctx, port, version, chunk, MAX_ROUNDS - rounds)
+        accepted += run.accepted
+        ends.append(run.end)
+        rounds += run.handshakes
+    unsure = [end for end in ends if end.undecided]
+    end = unsure[0] if unsure else ends[-1] if ends else ServerReply("closed")
+    return Elimination(version, tuple(accepted), end, rounds)
+
+
+async def _eliminate_chunk(ctx: DeviceContext, port: int, version: int, suites: Sequence[int],
+                           budget: int) -> Elimination:
+    """One chunk offered, minus each pick, until a refusal (at most `budget` handshakes)."""
+    remaining = list(suites)
     accepted: list[tuple[int, int]] = []
     end = ServerReply("closed")
     rounds = 0
-    while remaining and rounds < MAX_ROUNDS:
+    while remaining and rounds < budget:
         rounds += 1
         end = await hello(ctx, port, version, remaining)
         chosen, negotiated = end.suite, end.version
@@ -199,8 +263,7 @@ class Handshakes:
 
     @property
     def undecided(self) -> tuple[int, ...]:
-        return tuple(v for v, reply in sorted(self.versions.items())
-                     if reply.outcome in UNDECIDED)
+        return tuple(v for v, reply in sorted(self.versions.items()) if reply.undecided)
 
     @property
     def speaks_tls(self) -> bool:
@@ -273,21 +336,24 @@ async def endpoint_handshakes(ctx: DeviceContext, port: int) -> Handshakes:
     if endpoint.silent:
         return Handshakes(endpoint)
 
+    costs: dict[int, int] = {}
+
     async def probe(version: int) -> tuple[int, ServerReply]:
-        return version, await hello(ctx, port, version, _version_offer(version))
+        reply, costs[version] = await offer(ctx, port, version, _version_offer(version))
+        return version, reply
 
     versions = dict(await asyncio.gather(probe(TLS12), probe(TLS13)))
-    count = 2
-    if all(reply.outcome in UNDECIDED for reply in versions.values()):
-        return Handshakes(endpoint, versions, handshakes=count)
+    if all(reply.undecided for reply in versions.values()):
+        return Handshakes(endpoint, versions, handshakes=sum(costs.values()))
     versions.update(await asyncio.gather(*(probe(v) for v in (SSL2, SSL3, TLS10, TLS11))))
-    count += 4
+    count = sum(costs.values())
     accepted = [v for v in reversed(CLASSIC) if versions[v].accepts(v)]
     if not accepted:
         return Handshakes(endpoint, versions, handshakes=count)
+    chosen = [versions[accepted[0]].suite or 0]
     head, compression = await asyncio.gather(
         eliminate(ctx, port, accepted[0], weak_suites()),
-        hello(ctx, port, accepted[0], classic_suites(), (DEFLATE, NULL_COMPRESSION)))
+        hello(ctx, port, accepted[0], chosen, (DEFLATE, NULL_COMPRESSION)))
     weak, forward = await asyncio.gather(
         _lower_versions(ctx, port, accepted[1:], head),
         _forward_secrecy(ctx, port, head) if accepted[0] == TLS12 else _nothing())

@@ -9,6 +9,20 @@ import; each hello's template is built once); records are framed and the ServerH
 here, so a reply that goes on to encrypted records or garbage is never taken for more than it
 is.
 
+Small stacks refuse large hellos: wolfSSL answers a ClientHello with more than 150 suites with
+a decode_error alert. No hello offers more than `MAX_OFFER` suites; a larger question is asked
+in `chunks`, the suites servers commonly pick first. An alert that complains about the hello
+itself (decode_error, illegal_parameter, internal_error, ...) is no refusal: only
+`REFUSAL_ALERTS`, a closed connection and silence are (`ServerReply.undecided`). A chunk
+that draws such a complaint is asked again in pieces of `SMALL_OFFER` suites; an
+internal_error to a hello that small is a refusal (OpenSSL 3 answers a TLS 1.1 hello with it
+when it may not sign with SHA-1: no client gets that version).
+
+Nothing a server checks is left to chance: the TLS 1.3 key shares are real X25519 and P-256
+public keys (a random 32-byte x25519 share is dropped by wolfSSL whenever its top bit is set,
+half of the time). The random, session id and SSL 2.0 challenge stay random: a server reads
+nothing in them but their length.
+
 The suite catalogue is scapy's copy of the IANA registry plus the ARIA suites (RFC 6209) it
 lacks; each suite's key exchange, bulk cipher and MAC are read from its IANA name.
 """
@@ -39,6 +53,18 @@ _HELLO_RETRY = bytes.fromhex(
     "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 _SCSV = frozenset({0x00FF, 0x5600})
 _TLS13_CODES = range(0x1301, 0x1306)
+
+MAX_OFFER = 100
+"""The most suites one ClientHello offers (wolfSSL refuses more than 150 with decode_error)."""
+COMMON_KEY_EXCHANGES = ("ECDHE_ECDSA", "ECDHE_RSA", "DHE_RSA", "RSA")
+"""The key exchanges of the suites servers pick: their suites are offered in the first chunk."""
+SMALL_OFFER = 25
+"""The size of the pieces a chunk that drew a complaint is asked again in."""
+REFUSAL_ALERTS = frozenset({0, 40, 70, 71})
+INTERNAL_ERROR = 80
+"""close_notify, handshake_failure, protocol_version, insufficient_security: the alerts that
+refuse what a hello offered. Any other alert is a complaint about the hello (decode_error,
+illegal_parameter, internal_error, unrecognized_name...) and decides nothing."""
 
 WEAK_CLASSES = ("NULL", "anonymous", "EXPORT", "RC4", "DES", "3DES", "MD5-MAC")
 
@@ -170,6 +196,33 @@ def non_forward_secret_suites() -> tuple[int, ...]:
     return tuple(c for c in classic_suites() if not catalogue()[c].forward_secret)
 
 
+def chunks(suites: Sequence[int], most: int = MAX_OFFER) -> list[tuple[int, ...]]:
+    """`suites` in hellos of at most `most` suites, of near-equal sizes: those with a common
+    key exchange (`COMMON_KEY_EXCHANGES`) first, so that a server that takes the version
+    usually picks from the first hello; otherwise in the given order."""
+    table = catalogue()
+    ordered = sorted(suites, key=lambda code: code not in table or (
+        table[code].key_exchange not in COMMON_KEY_EXCHANGES))
+    count = max(1, -(-len(ordered) // most))
+    size = -(-len(ordered) // count)
+    return [tuple(ordered[at:at + size]) for at in range(0, len(ordered), size)] or [()]
+
+
+@functools.cache
+def _key_shares() -> tuple[bytes, bytes]:
+    """An X25519 and a P-256 (uncompressed point) public key, generated once per process: real
+    keys, so that no server refuses a share by chance (no handshake is ever completed, the
+    private halves are never used)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    x = x25519.X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw,
+                                                                     PublicFormat.Raw)
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.X962, PublicFormat.UncompressedPoint)
+    return x, p256
+
+
 @functools.cache
 def _scapy() -> Any:
     """scapy's TLS layer, imported once, on first use."""
@@ -198,12 +251,12 @@ def client_hello(version: int, suites: Sequence[int], server_name: str | None = 
     """One TLS record holding a ClientHello for `version` that offers exactly `suites` and the
     `compression` methods (by default only null).
 
-    TLS 1.3 is offered through supported_versions with an x25519 key share; earlier versions
-    through the legacy version field. Every hello offers an empty renegotiation_info extension
-    (RFC 5746). scapy builds one hello per version, server name and compression list (a few
-    milliseconds each); the suite list of each hello sent is spliced into that template, so an
-    elimination of k suites costs no scapy work. Random, session id and key share repeat: no
-    handshake is ever completed.
+    TLS 1.3 is offered through supported_versions with x25519 and secp256r1 key shares (real
+    public keys, `_key_shares`); earlier versions through the legacy version field. Every
+    hello offers an empty renegotiation_info extension (RFC 5746). scapy builds one hello per
+    version, server name and compression list (a few milliseconds each); the suite list of each
+    hello sent is spliced into that template, so an elimination of k suites costs no scapy
+    work. Random, session id and key shares repeat: no handshake is ever completed.
     """
     if version == SSL2:
         return sslv2_client_hello(suites)
@@ -232,9 +285,11 @@ def _template(version: int, server_name: str | None,
     if version >= TLS12:
         ext.append(s.ext.TLS_Ext_SignatureAlgorithms(sig_algs=_SIGNATURE_SCHEMES))
     if version == TLS13:
-        share = s.ks.KeyShareEntry(group=29, key_exchange=os.urandom(32))
+        x25519, p256 = _key_shares()
+        shares = [s.ks.KeyShareEntry(group=29, key_exchange=x25519),
+                  s.ks.KeyShareEntry(group=23, key_exchange=p256)]
         ext += [s.ext.TLS_Ext_SupportedVersion_CH(versions=[TLS13]),
-                s.ks.TLS_Ext_KeyShare_CH(client_shares=[share])]
+                s.ks.TLS_Ext_KeyShare_CH(client_shares=shares)]
     session = os.urandom(32) if version == TLS13 else b""
     hello = s.hs.TLSClientHello(
         version=min(version, TLS12), random_bytes=os.urandom(32), sid=session, ciphers=[],
@@ -267,6 +322,8 @@ class ServerReply:
     version: int | None = None  # the version the ServerHello chose
     suite: int | None = None  # the suite it chose
     alert: str | None = None
+    alert_code: int | None = None  # the TLS alert's description byte
+    offered: int = 0  # how many suites the hello it answers offered (0: not known)
     retry: bool = False  # a TLS 1.3 HelloRetryRequest (the version is accepted)
     compression: int = NULL_COMPRESSION  # the compression method the ServerHello chose
     renegotiation_info: bool = False  # it answered renegotiation_info (RFC 5746 3.6)
@@ -274,6 +331,18 @@ class ServerReply:
 
     def accepts(self, version: int) -> bool:
         return self.outcome == "hello" and self.version == version
+
+    @property
+    def undecided(self) -> bool:
+        """Neither an acceptance nor a refusal: no connection, an answer that is not TLS,
+        silence (a timeout: whether that counts as refusal is the check's to say), or an alert
+        that complains about the hello rather than refusing what it offers."""
+        if self.outcome == "alert":
+            code = self.alert_code
+            small = 0 < self.offered <= SMALL_OFFER
+            return code is not None and code not in REFUSAL_ALERTS and not (
+                code == INTERNAL_ERROR and small)
+        return self.outcome in ("timeout", "not-tls", "refused")
 
     def describe(self) -> str:
         if self.outcome == "hello":
@@ -353,7 +422,8 @@ def parse_reply(data: bytes, *, timed_out: bool = False) -> ServerReply:
     kind, body = first
     if kind == "alert":
         code = body[1]
-        return ServerReply("alert", alert=f"{_ALERTS.get(code, 'alert')} ({code})")
+        return ServerReply("alert", alert=f"{_ALERTS.get(code, 'alert')} ({code})",
+                           alert_code=code)
     if kind != "handshake" or body[0] != SERVER_HELLO:
         return ServerReply("not-tls")
     return _parse_server_hello(body)
