@@ -525,3 +525,74 @@ def monitored_context(address: str, ports: tuple[int, ...], monitor: dict[str, d
         yield DeviceContext(target, address, scan_options, network, params=params_for)
     finally:
         network.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Web servers other than nginx (HTTP verdicts on other servers, the HTTP matrix)
+# Debian packages: lighttpd (+ lighttpd-mod-gnutls for HTTPS), busybox-static (httpd),
+# mini-httpd
+# ---------------------------------------------------------------------------------------------
+
+
+def lighttpd_site(tmp: Path, address: str, ports: list[int], config: str,
+                  name: str = "lighttpd") -> Daemon:
+    """lighttpd in the foreground (`-D`, one process) serving `tmp/<name>/www`, with the common
+    modules loaded (auth, redirect, setenv, access log, GnuTLS) and the caller's `config`, which
+    says where it listens (`server.bind`, `server.port`, `$SERVER["socket"]`)."""
+    root = tmp / name
+    (root / "www").mkdir(parents=True, exist_ok=True)
+    conf = root / "lighttpd.conf"
+    conf.write_text("\n".join([
+        'server.modules = ("mod_access", "mod_auth", "mod_authn_file", "mod_redirect", '
+        '"mod_setenv", "mod_gnutls")',
+        f'server.document-root = "{root / "www"}"',
+        f'server.errorlog = "{root / "error.log"}"',
+        'mimetype.assign = (".html" => "text/html", ".txt" => "text/plain; charset=utf-8")',
+        'index-file.names = ("index.html")',
+        config, ""]))
+    argv = ["lighttpd", "-D", "-f", str(conf)]
+    return start(name, argv, tmp, address, [(port, "tcp") for port in ports])
+
+
+def busybox_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
+                  protected: dict[str, tuple[str, str]] | None = None,
+                  name: str = "busybox-httpd") -> Daemon:
+    """busybox httpd in the foreground (`-f`), the web server of router firmware: `pages` (path
+    -> content) under its document root, and Basic authentication (`/dir:user:password` lines
+    of its `-c` file) on each directory of `protected` (path -> (user, password))."""
+    root = tmp / name
+    www = root / "www"
+    www.mkdir(parents=True, exist_ok=True)
+    for path, content in pages.items():
+        page = www / path.lstrip("/")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(content)
+    conf = root / "httpd.conf"
+    conf.write_text("".join(f"{path}:{user}:{password}\n"
+                            for path, (user, password) in (protected or {}).items()))
+    argv = ["busybox", "httpd", "-f", "-p", f"{address}:{port}", "-h", str(www), "-c", str(conf)]
+    return start(name, argv, tmp, address, [(port, "tcp")])
+
+
+def mini_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
+               protected: dict[str, tuple[str, str]] | None = None,
+               name: str = "mini-httpd") -> Daemon:
+    """mini_httpd in the foreground (`-D`), serving `pages` (path -> content); each directory of
+    `protected` (path -> (user, password)) gets an .htpasswd, which mini_httpd answers with
+    Basic authentication."""
+    root = tmp / name
+    www = root / "www"
+    www.mkdir(parents=True, exist_ok=True)
+    for path, content in pages.items():
+        page = www / path.lstrip("/")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(content)
+    for path, (user, password) in (protected or {}).items():
+        folder = www / path.strip("/")
+        folder.mkdir(parents=True, exist_ok=True)
+        hashed = subprocess.run(["openssl", "passwd", "-1", password], check=True,
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        (folder / ".htpasswd").write_text(f"{user}:{hashed}\n")
+    argv = ["mini_httpd", "-D", "-h", address, "-p", str(port), "-d", str(www),
+            "-l", str(root / "access.log"), "-u", "root", "-T", "utf-8"]
+    return start(name, argv, tmp, address, [(port, "tcp")])
