@@ -131,14 +131,15 @@ def results(record: dict[str, Any], check: str) -> dict[str, dict[str, Any]]:
 
 def test_a_malformed_location_stays_its_listeners_own_error(tmp_path: Path) -> None:
     nginx_at, lighttpd_at = "127.132.0.6", "127.132.0.7"
-    with nginx_site(tmp_path, nginx_at, [80, 8080], f"""
+    with nginx_site(tmp_path, nginx_at, [80, 8080, 8081], f"""
               server {{ listen {nginx_at}:80; location / {{ return 200 "<h1>admin</h1>"; }} }}
-              server {{ listen {nginx_at}:8080; return 302 "http://[::1"; }}"""), \
+              server {{ listen {nginx_at}:8080; return 302 "http://[::1"; }}
+              server {{ listen {nginx_at}:8081; return 302 "http://[{'v' * 3000}]/"; }}"""), \
             lighttpd_site(tmp_path, lighttpd_at, [80], f'server.bind = "{lighttpd_at}"\n'
                           'server.port = 80\nurl.redirect = ("^/(.*)" => '
                           f'"http://{lighttpd_at}:99999/$1")'):
         records, stderr = scan(tmp_path, [{"id": "nginx", "address": nginx_at,
-                                           "ports": [80, 8080]},
+                                           "ports": [80, 8080, 8081]},
                                           {"id": "lighttpd", "address": lighttpd_at,
                                            "ports": [80]}])
     assert "Traceback" not in stderr and "internal error" not in stderr
@@ -150,6 +151,10 @@ def test_a_malformed_location_stays_its_listeners_own_error(tmp_path: Path) -> N
     assert auth["tcp/8080"]["status"] == "error"
     assert "unusable Location" in auth["tcp/8080"]["summary"]
     assert "Invalid IPv6 URL" in auth["tcp/8080"]["summary"]
+    assert auth["tcp/8081"]["status"] == "error"
+    assert "IPvFuture address is invalid" in auth["tcp/8081"]["summary"]
+    for path in auth["tcp/8081"]["evidence"]["paths"]:  # the 3,000-character host cut short
+        assert len(path["unusable_location"]) < 250 and len(path["why"]) < 300
     cleartext = results(nginx, "http.cleartext")
     assert (cleartext["tcp/80"]["status"], cleartext["tcp/8080"]["status"]) == ("fail", "error")
     assert {r["status"] for r in results(nginx, "monitor.clock-sync").values()} == {"pass"}

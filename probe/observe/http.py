@@ -285,7 +285,8 @@ async def visit(ctx: DeviceContext, endpoint: HttpEndpoint, path: str) -> Visit:
             target = urljoin(base, location)
             following = _same_listener(ctx, endpoint, target)
         except ValueError as exc:
-            why = f"{excerpt(location.encode('latin-1', 'replace'))} ({exc})"
+            said = str(exc).encode("latin-1", "replace")  # it may quote the device's host
+            why = f"{excerpt(location.encode('latin-1', 'replace'), 120)} ({excerpt(said, 80)})"
             return Visit(endpoint, path, tuple(hops), unusable=why)
         if following is None:
             return Visit(endpoint, path, tuple(hops), excerpt(target.encode("utf-8")),
