@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   busybox-static                # busybox telnetd and httpd: a real Telnet daemon, a firmware web server
   lighttpd lighttpd-mod-gnutls  # a second real web server (HTTPS through GnuTLS), as in firmware
   mini-httpd                    # a third small real web server (Basic authentication by .htpasswd)
+  apache2                       # a fourth real web server (Digest authentication, mod_ssl)
   vsftpd                        # a real FTP daemon
   snmpd                         # a real SNMP agent (community public)
   socat                         # small real listeners

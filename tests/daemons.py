@@ -596,3 +596,28 @@ def mini_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
     argv = ["mini_httpd", "-D", "-h", address, "-p", str(port), "-d", str(www),
             "-l", str(root / "access.log"), "-u", "root", "-T", "utf-8"]
     return start(name, argv, tmp, address, [(port, "tcp")])
+
+
+def apache_site(tmp: Path, address: str, ports: list[int], config: str,
+                name: str = "apache") -> Daemon:
+    """apache2 as one process in the foreground (`-X`, prefork), serving `tmp/<name>/www`,
+    with the modules of a small device's console loaded (auth Basic/Digest, headers, SSL,
+    rewrite) and the caller's `config`, which says where it listens (`Listen`). Each
+    <VirtualHost> of `config` needs a ServerName (an IP literal), or apache looks its address
+    up in the DNS."""
+    root = tmp / name
+    (root / "www").mkdir(parents=True, exist_ok=True)
+    modules = ["mpm_prefork", "authz_core", "authz_user", "authn_core", "authn_file",
+               "auth_basic", "auth_digest", "headers", "mime", "dir", "alias", "rewrite",
+               "ssl", "socache_shmcb"]
+    conf = root / "apache2.conf"
+    conf.write_text("\n".join([
+        *(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in modules),
+        f'ServerRoot "{root}"', f'PidFile "{root / "apache2.pid"}"',
+        f'ErrorLog "{root / "error.log"}"', f"ServerName {address}",
+        f'DocumentRoot "{root / "www"}"', "DirectoryIndex index.html",
+        "TypesConfig /etc/mime.types", f'Mutex file:{root} default',
+        config, ""]))
+    argv = ["apache2", "-X", "-f", str(conf)]
+    return start(name, argv, tmp, address, [(port, "tcp") for port in ports],
+                 env={"APACHE_RUN_DIR": str(root), "PATH": "/usr/sbin:/usr/bin:/bin"})

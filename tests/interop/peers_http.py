@@ -1,5 +1,5 @@
 """The HTTP peers of the interoperability matrix (see `interop`): nginx, lighttpd, busybox
-httpd (the web server of router firmware) and mini_httpd, each in good and bad
+httpd (the web server of router firmware), mini_httpd and apache, each in good and bad
 configurations, read by curl as the reference (IP literals only, never port 2024)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from daemons import (
     Certificate,
+    apache_site,
     busybox_httpd,
     issue,
     lighttpd_site,
@@ -275,6 +276,37 @@ auth.require = ("/admin" => ("method" => "basic", "realm" => "device",
 
 
 @contextmanager
+def apache_digest(tmp: Path, address: str) -> Iterator[Setup]:
+    """HTTPS with HSTS and Digest on the admin console, HTTP redirecting to HTTPS, and no
+    security.txt."""
+    _site(tmp / "apache" / "www")
+    cert = _certificate(tmp, address)
+    digest = subprocess.run(["openssl", "dgst", "-md5", "-r"], input=f"admin:device:{PASSWORD}",
+                            capture_output=True, text=True, check=True, timeout=30)
+    (tmp / "htdigest").write_text(f"admin:device:{digest.stdout.split()[0]}\n")
+    with apache_site(tmp, address, [80, 443], f"""Listen {address}:80
+Listen {address}:443
+<VirtualHost {address}:80>
+  ServerName {address}
+  Redirect permanent / https://{address}/
+</VirtualHost>
+<VirtualHost {address}:443>
+  ServerName {address}
+  SSLEngine on
+  SSLCertificateFile {cert.cert}
+  SSLCertificateKeyFile {cert.key}
+  Header always set Strict-Transport-Security "{HSTS}"
+  <Location /admin>
+    AuthType Digest
+    AuthName device
+    AuthUserFile {tmp / "htdigest"}
+    Require valid-user
+  </Location>
+</VirtualHost>"""):
+        yield _ports(PLAIN, TLS)
+
+
+@contextmanager
 def busybox_protected(tmp: Path, address: str) -> Iterator[Setup]:
     with busybox_httpd(tmp, address, 80, {"index.html": INDEX, "admin/index.html": ADMIN},
                        {"/admin": ("admin", PASSWORD)}):
@@ -340,6 +372,10 @@ PEERS: list[Peer] = [
           {"http.authentication": P, "http.hsts": F, "monitor.vulnerability-disclosure": F,
            "monitor.clock-sync": P}, TLS,
           notes={"monitor.vulnerability-disclosure": DISCLOSURE_NOTE}),
+    _peer("apache", "apache2", "HTTPS with HSTS, Digest on admin, no security.txt; HTTP "
+          "redirects", apache_digest,
+          {"http.cleartext": P, "http.authentication": P, "http.hsts": P,
+           "monitor.vulnerability-disclosure": F, "monitor.clock-sync": P}, PLAIN, TLS),
     _peer("busybox httpd", "busybox-static", "HTTP only, Basic on admin", busybox_protected,
           {"http.cleartext": F, "http.authentication": P, "monitor.clock-sync": P}, PLAIN),
     _peer("busybox httpd", "busybox-static", "HTTP only, admin console open", busybox_open,
