@@ -10,7 +10,10 @@ DEBIAN_PACKAGES=(
   libcoap3-bin                  # coap-server-notls / coap-server-openssl: real CoAP and DTLS peers
   nginx                         # real HTTP(S) peers, good and weak TLS
   openssl                       # openssl s_server, test certificates
-  busybox-static                # busybox telnetd: a real Telnet daemon
+  busybox-static                # busybox telnetd and httpd: a real Telnet daemon, a firmware web server
+  lighttpd lighttpd-mod-gnutls  # a second real web server (HTTPS through GnuTLS), as in firmware
+  mini-httpd                    # a third small real web server (Basic authentication by .htpasswd)
+  apache2                       # a fourth real web server (Digest authentication, mod_ssl)
   vsftpd                        # a real FTP daemon
   snmpd                         # a real SNMP agent (community public)
   socat                         # small real listeners

@@ -564,3 +564,99 @@ def lighttpd_tls(tmp: Path, address: str, port: int, cert: Certificate,
         f"ssl.openssl.ssl-conf-cmd = ({conf_cmd})", ""]))
     return start(f"lighttpd-{module}", ["lighttpd", "-D", "-f", str(conf)], tmp, address,
                  [(port, "tcp")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Web servers other than nginx (HTTP verdicts on other servers, the HTTP matrix)
+# Debian packages: lighttpd (+ lighttpd-mod-gnutls for HTTPS), busybox-static (httpd),
+# mini-httpd
+# ---------------------------------------------------------------------------------------------
+
+
+def lighttpd_site(tmp: Path, address: str, ports: list[int], config: str,
+                  name: str = "lighttpd") -> Daemon:
+    """lighttpd in the foreground (`-D`, one process) serving `tmp/<name>/www`, with the common
+    modules loaded (auth, redirect, setenv, access log, GnuTLS) and the caller's `config`, which
+    says where it listens (`server.bind`, `server.port`, `$SERVER["socket"]`)."""
+    root = tmp / name
+    (root / "www").mkdir(parents=True, exist_ok=True)
+    conf = root / "lighttpd.conf"
+    conf.write_text("\n".join([
+        'server.modules = ("mod_access", "mod_auth", "mod_authn_file", "mod_redirect", '
+        '"mod_setenv", "mod_gnutls")',
+        f'server.document-root = "{root / "www"}"',
+        f'server.errorlog = "{root / "error.log"}"',
+        'mimetype.assign = (".html" => "text/html", ".txt" => "text/plain; charset=utf-8")',
+        'index-file.names = ("index.html")',
+        config, ""]))
+    argv = ["lighttpd", "-D", "-f", str(conf)]
+    return start(name, argv, tmp, address, [(port, "tcp") for port in ports])
+
+
+def busybox_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
+                  protected: dict[str, tuple[str, str]] | None = None,
+                  name: str = "busybox-httpd") -> Daemon:
+    """busybox httpd in the foreground (`-f`), the web server of router firmware: `pages` (path
+    -> content) under its document root, and Basic authentication (`/dir:user:password` lines
+    of its `-c` file) on each directory of `protected` (path -> (user, password))."""
+    root = tmp / name
+    www = root / "www"
+    www.mkdir(parents=True, exist_ok=True)
+    for path, content in pages.items():
+        page = www / path.lstrip("/")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(content)
+    conf = root / "httpd.conf"
+    conf.write_text("".join(f"{path}:{user}:{password}\n"
+                            for path, (user, password) in (protected or {}).items()))
+    argv = ["busybox", "httpd", "-f", "-p", f"{address}:{port}", "-h", str(www), "-c", str(conf)]
+    return start(name, argv, tmp, address, [(port, "tcp")])
+
+
+def mini_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
+               protected: dict[str, tuple[str, str]] | None = None,
+               name: str = "mini-httpd") -> Daemon:
+    """mini_httpd in the foreground (`-D`), serving `pages` (path -> content); each directory of
+    `protected` (path -> (user, password)) gets an .htpasswd, which mini_httpd answers with
+    Basic authentication."""
+    root = tmp / name
+    www = root / "www"
+    www.mkdir(parents=True, exist_ok=True)
+    for path, content in pages.items():
+        page = www / path.lstrip("/")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(content)
+    for path, (user, password) in (protected or {}).items():
+        folder = www / path.strip("/")
+        folder.mkdir(parents=True, exist_ok=True)
+        hashed = subprocess.run(["openssl", "passwd", "-1", password], check=True,
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        (folder / ".htpasswd").write_text(f"{user}:{hashed}\n")
+    argv = ["mini_httpd", "-D", "-h", address, "-p", str(port), "-d", str(www),
+            "-l", str(root / "access.log"), "-u", "root", "-T", "utf-8"]
+    return start(name, argv, tmp, address, [(port, "tcp")])
+
+
+def apache_site(tmp: Path, address: str, ports: list[int], config: str,
+                name: str = "apache") -> Daemon:
+    """apache2 as one process in the foreground (`-X`, prefork), serving `tmp/<name>/www`,
+    with the modules of a small device's console loaded (auth Basic/Digest, headers, SSL,
+    rewrite) and the caller's `config`, which says where it listens (`Listen`). Each
+    <VirtualHost> of `config` needs a ServerName (an IP literal), or apache looks its address
+    up in the DNS."""
+    root = tmp / name
+    (root / "www").mkdir(parents=True, exist_ok=True)
+    modules = ["mpm_prefork", "authz_core", "authz_user", "authn_core", "authn_file",
+               "auth_basic", "auth_digest", "headers", "mime", "dir", "alias", "rewrite",
+               "ssl", "socache_shmcb"]
+    conf = root / "apache2.conf"
+    conf.write_text("\n".join([
+        *(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in modules),
+        f'ServerRoot "{root}"', f'PidFile "{root / "apache2.pid"}"',
+        f'ErrorLog "{root / "error.log"}"', f"ServerName {address}",
+        f'DocumentRoot "{root / "www"}"', "DirectoryIndex index.html",
+        "TypesConfig /etc/mime.types", f'Mutex file:{root} default',
+        config, ""]))
+    argv = ["apache2", "-X", "-f", str(conf)]
+    return start(name, argv, tmp, address, [(port, "tcp") for port in ports],
+                 env={"APACHE_RUN_DIR": str(root), "PATH": "/usr/sbin:/usr/bin:/bin"})

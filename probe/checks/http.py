@@ -20,6 +20,7 @@ from probe.observe.http import (
     http_roots,
     looks_like_login,
 )
+from probe.observe.tcp import excerpt
 
 PROTECTED = frozenset({401, 403, 404})
 _MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:;|$)", re.IGNORECASE)
@@ -52,6 +53,9 @@ def _cleartext(item: Visit) -> Finding:
     if final.error is not None:
         return errored(f"{target}: GET / got no answer: {final.error}", target,
                        reason="network", **evidence)
+    if item.unusable is not None:
+        return errored(f"{target}: GET / answered {final.status} with an unusable Location: "
+                       f"{item.unusable}", target, reason="undecided", **evidence)
     if item.left_to is not None and item.left_to.lower().startswith("https://"):
         return passed(f"{target} redirects to HTTPS ({item.left_to})", target, **evidence)
     if final.success and final.body:
@@ -63,19 +67,25 @@ def _cleartext(item: Visit) -> Finding:
 
 
 def _outcome(item: Visit) -> tuple[str, str]:
-    """(exposed | protected | undecided, why) for one path visited without credentials."""
+    """(exposed | protected | undecided, why) for one path visited without credentials. Only
+    what the catalogue names counts as protected: 401, 403 or 404, a redirect to a login page,
+    or (on cleartext HTTP) a redirect to HTTPS, whose listener is judged on its own. A 2xx is
+    exposed unless it is a login page; every other answer (a 5xx, with or without a body, an
+    unknown status, a redirect that cannot be followed) is undecided."""
     final = item.final
     if final.error is not None:
         return "undecided", f"no answer: {final.error}"
+    if item.unusable is not None:
+        return "undecided", f"{final.status} with an unusable Location: {item.unusable}"
     if item.left_to is not None:
         if not item.endpoint.tls and item.left_to.lower().startswith("https://"):
             return "protected", f"redirected to HTTPS ({item.left_to})"
         if looks_like_login(item):
             return "protected", f"redirected to a login page ({item.left_to})"
         return "undecided", f"redirected off the listener to {item.left_to} (not followed)"
+    where = f" at {final.path}" if len(item.hops) > 1 else ""
     if final.status in PROTECTED:
-        return "protected", f"{final.status}" + (f" at {final.path}" if len(item.hops) > 1
-                                                 else "")
+        return "protected", f"{final.status}{where}"
     if final.success:
         if looks_like_login(item):
             return "protected", f"a login page ({final.path})"
@@ -83,7 +93,9 @@ def _outcome(item: Visit) -> tuple[str, str]:
             f" (at {final.path})" if len(item.hops) > 1 else "")
     if final.redirect:
         return "undecided", f"still redirecting after {len(item.hops)} requests"
-    return "protected", f"{final.status}: nothing served"
+    served = f" with {len(final.body)} bytes" if final.body else ""
+    return "undecided", (f"{final.status}{served}{where}: neither a refusal (401, 403, 404) "
+                         "nor a redirect to a login page")
 
 
 @check(
@@ -110,7 +122,8 @@ def authentication(obs: Observations, params: Params) -> Iterable[Finding]:
 def _authentication(endpoint: HttpEndpoint, visits: list[Visit]) -> Finding:
     target = endpoint.target
     outcomes = [(v, *_outcome(v)) for v in visits]
-    paths = [{**v.evidence(), "outcome": kind, "why": why} for v, kind, why in outcomes]
+    paths = [{**v.evidence(), "outcome": kind, "why": why, **_body(v, kind)}
+             for v, kind, why in outcomes]
     evidence = {**_listener(endpoint), "paths": paths}
     exposed = [f"{v.path} ({why})" for v, kind, why in outcomes if kind == "exposed"]
     if exposed:
@@ -123,6 +136,13 @@ def _authentication(endpoint: HttpEndpoint, visits: list[Visit]) -> Finding:
                        reason="undecided", **evidence)
     return passed(f"{target}: every protected path ({len(visits)}) is refused or asks for "
                   "credentials", target, **evidence)
+
+
+def _body(item: Visit, kind: str) -> dict[str, str]:
+    """The start of the body an undecided path served (a 5xx page may be the admin page
+    itself, or a stack trace): to look at, escaped and bounded."""
+    body = item.final.body
+    return {"body_excerpt": excerpt(body)} if kind == "undecided" and body else {}
 
 
 @check(
@@ -174,9 +194,17 @@ def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
     return findings
 
 
+MAX_DELTA_SECONDS = 2**31
+"""RFC 9111 1.2.2: a delta-seconds value larger than 2^31 is read as 2^31 (a header's 5,000
+digits would otherwise be an int() too long for Python to convert)."""
+
+
 def max_age(value: str) -> int | None:
     match = _MAX_AGE.search(value)
-    return int(match.group(1)) if match else None
+    if match is None:
+        return None
+    digits = match.group(1).lstrip("0") or "0"
+    return MAX_DELTA_SECONDS if len(digits) > 10 else min(int(digits), MAX_DELTA_SECONDS)
 
 
 @check(
@@ -209,7 +237,7 @@ def _hsts(item: Visit, minimum: int) -> Finding:
     if header is None:
         return failed(f"{target}: no Strict-Transport-Security header (status "
                       f"{first.status})", target, **evidence)
-    evidence["strict_transport_security"] = header[:200]
+    evidence["strict_transport_security"] = excerpt(header.encode("latin-1", "replace"))
     age = max_age(header)
     if age is None:
         return failed(f"{target}: Strict-Transport-Security has no valid max-age", target,

@@ -4,9 +4,11 @@ disclosure contact."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from probe.checks.base import CONTROL_MONITORING, Observations, check
 from probe.context import Params
@@ -17,6 +19,8 @@ from probe.observe.tcp import excerpt
 DATE_RESOLUTION = 1.0
 """An HTTP Date has whole seconds: the device's clock read anywhere in [Date, Date + 1)."""
 MAX_FIELDS = 200
+ONE_YEAR = dt.timedelta(days=366)
+"""RFC 9116 2.5.5: Expires SHOULD be less than a year ahead (a leap year's 366 days allowed)."""
 
 
 @check(
@@ -59,7 +63,8 @@ def _clock(item: Visit, limit: float) -> Finding:
     low = device - first.received_at
     high = device + DATE_RESOLUTION - first.sent_at
     skew = (low + high) / 2
-    evidence |= {"date": header, "probe_time": _stamp(first.received_at),
+    evidence |= {"date": excerpt((header or "").encode("latin-1", "replace")),
+                 "probe_time": _stamp(first.received_at),
                  "skew_seconds": round(skew, 1)}
     nearest = 0.0 if low <= 0 <= high else min(abs(low), abs(high))
     if nearest > limit:
@@ -116,11 +121,16 @@ def vulnerability_disclosure(obs: Observations, params: Params) -> Iterable[Find
 
 
 def _disclosure(item: Visit) -> Finding:
+    """RFC 9116 read strictly on its MUSTs (a fail names each violation) and leniently on its
+    SHOULD: an Expires more than a year ahead passes, with the RFC's advice in the evidence."""
     target, final = item.endpoint.target, item.final
     evidence: dict[str, Any] = {"port": item.endpoint.port, **item.evidence()}
     if final.error is not None:
         return errored(f"{target}: GET {item.path} got no answer: {final.error}", target,
                        reason="network", **evidence)
+    if item.unusable is not None:
+        return errored(f"{target}: {item.path} answered {final.status} with an unusable "
+                       f"Location: {item.unusable}", target, reason="undecided", **evidence)
     if not final.success:
         return failed(f"{target}: {item.path} is not served (status {final.status})", target,
                       **evidence)
@@ -132,15 +142,52 @@ def _disclosure(item: Visit) -> Finding:
     problems = []
     if not contacts:
         problems.append("no Contact field")
+    wrong = [(c, why) for c in contacts if (why := contact_problem(c)) is not None]
+    if wrong:
+        evidence["invalid_contact"] = [{"contact": excerpt(c.encode()), "why": why}
+                                       for c, why in wrong[:5]]
+        problems.append(f"{len(wrong)} invalid Contact field(s): " + "; ".join(
+            f"{excerpt(c.encode(), 60)} is {why}" for c, why in wrong[:3]))
+    now = dt.datetime.now(dt.UTC)
+    moment = parse_expires(expires[0]) if len(expires) == 1 else None
     if len(expires) != 1:
         problems.append("no Expires field" if not expires else "more than one Expires field")
-    else:
-        moment = parse_expires(expires[0])
-        if moment is None:
-            problems.append(f"an unreadable Expires date ({excerpt(expires[0].encode())})")
-        elif moment <= dt.datetime.now(dt.UTC):
-            problems.append(f"expired on {moment.isoformat()}")
+    elif moment is None:
+        problems.append(f"an unreadable Expires date ({excerpt(expires[0].encode(), 60)}; "
+                        "RFC 9116 asks for an RFC 3339 date-time with a time zone)")
+    elif moment <= now:
+        problems.append(f"expired on {moment.isoformat()}")
     if problems:
         return failed(f"{target}: {item.path} has " + ", ".join(problems), target, **evidence)
-    return passed(f"{target}: {item.path} names {len(contacts)} contact(s), valid until "
-                  f"{expires[0]}", target, **evidence)
+    assert moment is not None
+    note = ""
+    if moment - now > ONE_YEAR:
+        evidence["expires_note"] = ("more than a year ahead: RFC 9116 2.5.5 recommends less "
+                                    "than a year, so that stale contacts expire")
+        note = " (more than a year ahead, against RFC 9116's advice)"
+    return passed(f"{target}: {item.path} names {len(contacts)} valid contact(s), valid until "
+                  f"{moment.isoformat()}{note}", target, **evidence)
+
+
+def contact_problem(value: str) -> str | None:
+    """Why a Contact value is not what RFC 9116 2.5.3 allows (a mailto:, https: or tel: URI),
+    or None when it is."""
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        return "not a URI (empty, or with spaces or control characters)"
+    scheme, colon, rest = value.partition(":")
+    scheme = scheme.lower()
+    if not colon or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        return "not a URI (no scheme)"
+    if scheme == "https":
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        return None if rest.startswith("//") and host else "an https: URI without a host"
+    if scheme == "mailto":
+        return None if "@" in rest else "a mailto: URI without an address"
+    if scheme == "tel":
+        return None if any(c.isdigit() for c in rest) else "a tel: URI without a number"
+    if scheme == "http":
+        return "an http: URI (RFC 9116 requires https: for a web contact)"
+    return f"a {scheme}: URI (RFC 9116 allows mailto:, https: and tel: only)"

@@ -48,6 +48,9 @@ DEFAULT_PROTECTED = ("/admin", "/api", "/config", "/cgi-bin/", "/setup", "/setti
                      "/system", "/management")
 SECURITY_TXT = "/.well-known/security.txt"
 MAX_REDIRECTS = 3
+UNUSABLE_CHALLENGE = (ValueError, KeyError, NotImplementedError)
+"""What httpx's Digest flow raises on a challenge it cannot answer (a field without '=', an
+unknown algorithm, qop=auth-int only): the device's answer, not the probe's failure."""
 USER_AGENT = "iotprobe"
 _LOGIN_PATH = re.compile(r"log-?in|sign-?in|logon|auth|sso|session", re.IGNORECASE)
 _PASSWORD_INPUT = re.compile(rb"<input[^>]+type\s*=\s*[\"']?password", re.IGNORECASE)
@@ -206,6 +209,9 @@ async def _authenticated(ctx: DeviceContext, port: int, tls: bool, path: str,
     except NETWORK_ERRORS as exc:
         return Response(port, tls, path, sent_at=sent, received_at=time.time(),
                         error=_describe(exc))
+    except UNUSABLE_CHALLENGE as exc:
+        return Response(port, tls, path, sent_at=sent, received_at=time.time(),
+                        error=f"an unusable WWW-Authenticate challenge: {_describe(exc)}")
     pairs = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
                   for k, v in answer.headers.raw)
     return Response(port, tls, path, answer.status_code, pairs, bytes(body[:MAX_BODY]),
@@ -232,6 +238,8 @@ class Visit:
     path: str
     hops: tuple[Response, ...]
     left_to: str | None = None  # a redirect not followed (another origin), if it ended so
+    left_path: str = ""  # the path of that redirect's target
+    unusable: str | None = None  # why the last hop's Location could not be followed, if so
 
     @property
     def final(self) -> Response:
@@ -241,34 +249,48 @@ class Visit:
         out: dict[str, Any] = {"path": self.path, "responses": [h.evidence() for h in self.hops]}
         if self.left_to is not None:
             out["left_to"] = self.left_to
+        if self.unusable is not None:
+            out["unusable_location"] = self.unusable
         return out
 
 
 def _same_listener(ctx: DeviceContext, endpoint: HttpEndpoint, url: str) -> str | None:
-    """The path of `url` if it points back at this listener, else None."""
+    """The path of `url` if it points back at this listener, else None. Raises ValueError
+    when the URL's host or port cannot be read (an unclosed [v6 literal, a port out of
+    range or not a number)."""
     parts = urlsplit(url)
+    port = parts.port
     if parts.scheme != endpoint.scheme:
         return None
     host = (parts.hostname or "").lower()
     names = {ctx.address.lower(), (ctx.device.hostname or "").lower()} - {""}
     default = 443 if endpoint.tls else 80
-    if host not in names or (parts.port or default) != endpoint.port:
+    if host not in names or (default if port is None else port) != endpoint.port:
         return None
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 async def visit(ctx: DeviceContext, endpoint: HttpEndpoint, path: str) -> Visit:
-    """GET `path`, following redirects that stay on the listener (at most MAX_REDIRECTS)."""
+    """GET `path`, following redirects that stay on the listener (at most MAX_REDIRECTS). A
+    Location that cannot be parsed ends the visit there, named in `unusable`: the device's
+    malformed header is this path's own outcome, never an exception for the whole device."""
     hops = [await ctx.observe(fetch, endpoint.port, endpoint.tls, path)]
     base = url_of(ctx, endpoint.port, endpoint.tls, path)
     for _ in range(MAX_REDIRECTS):
         last = hops[-1]
         if not last.redirect:
             break
-        target = urljoin(base, last.header("location") or "")
-        following = _same_listener(ctx, endpoint, target)
+        location = last.header("location") or ""
+        try:
+            target = urljoin(base, location)
+            following = _same_listener(ctx, endpoint, target)
+        except ValueError as exc:
+            said = str(exc).encode("latin-1", "replace")  # it may quote the device's host
+            why = f"{excerpt(location.encode('latin-1', 'replace'), 120)} ({excerpt(said, 80)})"
+            return Visit(endpoint, path, tuple(hops), unusable=why)
         if following is None:
-            return Visit(endpoint, path, tuple(hops), excerpt(target.encode("utf-8")))
+            return Visit(endpoint, path, tuple(hops), excerpt(target.encode("utf-8")),
+                         urlsplit(target).path)
         base = target
         hops.append(await ctx.observe(fetch, endpoint.port, endpoint.tls, following))
     return Visit(endpoint, path, tuple(hops))
@@ -278,7 +300,7 @@ def looks_like_login(visit: Visit) -> bool:
     """Whether the visit ended at a login page: a login-like path or a password form."""
     final = visit.final
     if visit.left_to is not None:
-        return bool(_LOGIN_PATH.search(urlsplit(visit.left_to).path))
+        return bool(_LOGIN_PATH.search(visit.left_path))
     return final.login_form or (len(visit.hops) > 1 and final.success
                                 and bool(_LOGIN_PATH.search(final.path)))
 
@@ -415,5 +437,5 @@ def date_of(response: Response) -> float | None:
         return None
     try:
         return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # e.g. a year or offset of 20 digits
         return None
