@@ -236,6 +236,36 @@ async def test_dtls_1_0_accepted_fails(tmp_path: Path) -> None:
     assert finding.evidence["versions"]["DTLS 1.2"] == "accepted"
 
 
+@pytest.mark.parametrize(("address", "credentials", "suite", "retried"), [
+    ("127.134.1.1", "psk", "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA", True),
+    ("127.134.1.2", "certificate", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", False),
+])
+async def test_libcoap_gnutls_silent_after_the_cookie_still_shows_dtls_1_0(
+        tmp_path: Path, address: str, credentials: str, suite: str, retried: bool) -> None:
+    # libcoap over GnuTLS takes the cookie exchange, then drops a hello whose first suite it
+    # has no credentials for (with a PSK only: ECDHE-ECDSA, offered first), without an alert;
+    # and it accepts DTLS 1.0. Once, nothing was decided and coap.dtls passed.
+    cert = certificate(tmp_path)
+    argv = ["coap-server-gnutls", "-A", address, "-p", "5683"]
+    argv += ["-k", "iotprobe-test-psk"] if credentials == "psk" else \
+        ["-c", str(cert.cert), "-j", str(cert.key)]
+    with start("coap-server", argv, tmp_path, address, [(5683, "udp"), (5684, "udp")]), \
+            scan_context(address) as ctx:
+        obs = await gather(ctx)
+    finding = one("coap.dtls", obs)
+    assert (finding.status, finding.target) == (Status.FAIL, "udp/5684")
+    assert finding.summary == f"udp/5684 accepts DTLS 1.0 (chose {suite})"
+    assert finding.evidence["versions"] == {"DTLS 1.2": "accepted", "DTLS 1.0": "accepted"}
+    hellos = {h["hello"]: h for h in finding.evidence["handshakes"]}
+    deciding = "dtls1.0-psk" if retried else "dtls1.0"
+    assert (hellos[deciding]["outcome"], hellos[deciding]["version"]) == ("server_hello",
+                                                                          "DTLS 1.0")
+    undecided = {name for name, h in hellos.items() if h["outcome"] == "hello_verify_request"}
+    # With a PSK only, the certificate hello (does it serve more than PSK?) gets silence too.
+    assert undecided == ({"dtls1.2", "dtls1.0", "dtls1.2-certificate"} if retried else set())
+    assert finding.evidence["psk_only"] is retried
+
+
 async def test_coaps_on_the_port_after_a_named_coap_port(tmp_path: Path) -> None:
     address = "127.83.1.8"
     argv = ["coap-server-openssl", "-A", address, "-p", "5700", "-k", "iotprobe-test-psk"]
