@@ -22,6 +22,7 @@ DEBIAN_PACKAGES=(
   postgresql                    # the sweep store on PostgreSQL, tested for real
   chromium                      # the HTML report, rendered headless in a test
   redis-server                  # the Celery broker of distributed sweeps, tested for real
+  autoconf automake             # build PyPI DTLSSocket's tinydtls (aiocoap's CoAPS server peer)
 )
 
 missing=()
