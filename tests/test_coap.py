@@ -359,15 +359,37 @@ async def test_max_resources_caps_the_reads() -> None:
 # --- odd peers ------------------------------------------------------------------------------
 
 
-async def test_silent_and_closed_ports_cost_one_datagram_each() -> None:
+async def test_silent_ports_cost_two_datagrams_and_closed_ports_one() -> None:
     async with udp_responder("127.83.3.1", 5683, lambda request: None) as silent:
         with scan_context("127.83.3.1", timeout=0.5) as ctx:
             quiet = await coap.fetch(ctx, 5683, "/x")
             closed = await coap.fetch(ctx, 5699, "/x")
-            assert ctx.datagrams == 2
-    assert silent.requests == 1
+            assert ctx.datagrams == 3  # the silent port's request is sent twice
+    assert silent.requests == 2
     assert (quiet.code, quiet.first.describe()) == (None, "no answer")
     assert closed.first.describe() == "refused (ICMP port unreachable)"
+
+
+async def test_a_lost_request_is_retransmitted_unchanged() -> None:
+    # A lossy link, scripted: no server on loopback loses a datagram. Once, the first request
+    # was the only one, and a lost datagram made the endpoint look absent.
+    seen: list[bytes] = []
+
+    def second_only(data: bytes) -> bytes | None:
+        seen.append(data)
+        if len(seen) == 1:
+            return None
+        asked = Message.decode(data)
+        return Message(coap.ACK, coap.CONTENT, asked.mid, asked.token,
+                       payload=b"</s>;ct=0").encode()
+
+    async with udp_responder("127.134.3.1", 5683, second_only):
+        with scan_context("127.134.3.1") as ctx:
+            (endpoint,) = await ctx.observe(coap.coap_survey)
+    assert seen[0] == seen[1]  # the same message id and token
+    first = endpoint.discovery.first
+    assert first.code == "2.05" and endpoint.discovery.body == b"</s>;ct=0"
+    assert first.request_bytes == 2 * len(seen[0])
 
 
 class Repeater(asyncio.DatagramProtocol):
