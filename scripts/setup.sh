@@ -25,9 +25,10 @@ DEBIAN_PACKAGES=(
   postgresql                    # the sweep store on PostgreSQL, tested for real
   chromium                      # the HTML report, rendered headless in a test
   redis-server                  # the Celery broker of distributed sweeps, tested for real
-  lighttpd lighttpd-mod-wolfssl lighttpd-mod-mbedtls lighttpd-mod-gnutls lighttpd-mod-openssl
+  lighttpd-mod-wolfssl lighttpd-mod-mbedtls lighttpd-mod-openssl
                                 # HTTPS over the TLS stacks of embedded devices (interop matrix)
   gnutls-bin                    # gnutls-serv / gnutls-cli: a GnuTLS peer and reference client
+  autoconf automake             # build PyPI DTLSSocket's tinydtls (aiocoap's CoAPS server peer)
 )
 
 missing=()

@@ -236,6 +236,36 @@ async def test_dtls_1_0_accepted_fails(tmp_path: Path) -> None:
     assert finding.evidence["versions"]["DTLS 1.2"] == "accepted"
 
 
+@pytest.mark.parametrize(("address", "credentials", "suite", "retried"), [
+    ("127.134.1.1", "psk", "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA", True),
+    ("127.134.1.2", "certificate", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", False),
+])
+async def test_libcoap_gnutls_silent_after_the_cookie_still_shows_dtls_1_0(
+        tmp_path: Path, address: str, credentials: str, suite: str, retried: bool) -> None:
+    # libcoap over GnuTLS takes the cookie exchange, then drops a hello whose first suite it
+    # has no credentials for (with a PSK only: ECDHE-ECDSA, offered first), without an alert;
+    # and it accepts DTLS 1.0. Once, nothing was decided and coap.dtls passed.
+    cert = certificate(tmp_path)
+    argv = ["coap-server-gnutls", "-A", address, "-p", "5683"]
+    argv += ["-k", "iotprobe-test-psk"] if credentials == "psk" else \
+        ["-c", str(cert.cert), "-j", str(cert.key)]
+    with start("coap-server", argv, tmp_path, address, [(5683, "udp"), (5684, "udp")]), \
+            scan_context(address) as ctx:
+        obs = await gather(ctx)
+    finding = one("coap.dtls", obs)
+    assert (finding.status, finding.target) == (Status.FAIL, "udp/5684")
+    assert finding.summary == f"udp/5684 accepts DTLS 1.0 (chose {suite})"
+    assert finding.evidence["versions"] == {"DTLS 1.2": "accepted", "DTLS 1.0": "accepted"}
+    hellos = {h["hello"]: h for h in finding.evidence["handshakes"]}
+    deciding = "dtls1.0-psk" if retried else "dtls1.0"
+    assert (hellos[deciding]["outcome"], hellos[deciding]["version"]) == ("server_hello",
+                                                                          "DTLS 1.0")
+    undecided = {name for name, h in hellos.items() if h["outcome"] == "hello_verify_request"}
+    # With a PSK only, the certificate hello (does it serve more than PSK?) gets silence too.
+    assert undecided == ({"dtls1.2", "dtls1.0", "dtls1.2-certificate"} if retried else set())
+    assert finding.evidence["psk_only"] is retried
+
+
 async def test_coaps_on_the_port_after_a_named_coap_port(tmp_path: Path) -> None:
     address = "127.83.1.8"
     argv = ["coap-server-openssl", "-A", address, "-p", "5700", "-k", "iotprobe-test-psk"]
@@ -329,15 +359,37 @@ async def test_max_resources_caps_the_reads() -> None:
 # --- odd peers ------------------------------------------------------------------------------
 
 
-async def test_silent_and_closed_ports_cost_one_datagram_each() -> None:
+async def test_silent_ports_cost_two_datagrams_and_closed_ports_one() -> None:
     async with udp_responder("127.83.3.1", 5683, lambda request: None) as silent:
         with scan_context("127.83.3.1", timeout=0.5) as ctx:
             quiet = await coap.fetch(ctx, 5683, "/x")
             closed = await coap.fetch(ctx, 5699, "/x")
-            assert ctx.datagrams == 2
-    assert silent.requests == 1
+            assert ctx.datagrams == 3  # the silent port's request is sent twice
+    assert silent.requests == 2
     assert (quiet.code, quiet.first.describe()) == (None, "no answer")
     assert closed.first.describe() == "refused (ICMP port unreachable)"
+
+
+async def test_a_lost_request_is_retransmitted_unchanged() -> None:
+    # A lossy link, scripted: no server on loopback loses a datagram. Once, the first request
+    # was the only one, and a lost datagram made the endpoint look absent.
+    seen: list[bytes] = []
+
+    def second_only(data: bytes) -> bytes | None:
+        seen.append(data)
+        if len(seen) == 1:
+            return None
+        asked = Message.decode(data)
+        return Message(coap.ACK, coap.CONTENT, asked.mid, asked.token,
+                       payload=b"</s>;ct=0").encode()
+
+    async with udp_responder("127.134.3.1", 5683, second_only):
+        with scan_context("127.134.3.1") as ctx:
+            (endpoint,) = await ctx.observe(coap.coap_survey)
+    assert seen[0] == seen[1]  # the same message id and token
+    first = endpoint.discovery.first
+    assert first.code == "2.05" and endpoint.discovery.body == b"</s>;ct=0"
+    assert first.request_bytes == 2 * len(seen[0])
 
 
 class Repeater(asyncio.DatagramProtocol):

@@ -101,9 +101,9 @@ def _version_state(hello: Handshake) -> str:
 
 
 def _dtls_evidence(endpoint: DtlsEndpoint) -> dict[str, Any]:
-    hellos = [endpoint.dtls12, endpoint.dtls10]
-    if endpoint.certificate is not None:
-        hellos.append(endpoint.certificate)
+    hellos = [*endpoint.undecided]
+    hellos += [h for h in (endpoint.dtls12, endpoint.dtls10, endpoint.certificate)
+               if h is not None and h not in hellos]
     out: dict[str, Any] = {
         "versions": {"DTLS 1.2": _version_state(endpoint.dtls12),
                      "DTLS 1.0": _version_state(endpoint.dtls10)},
@@ -129,6 +129,10 @@ def _judge_dtls(endpoint: DtlsEndpoint) -> Finding:
                            **evidence)
         return failed(f"{target} does not complete a DTLS 1.2 hello: {versions['DTLS 1.2']}",
                       target, **evidence)
+    if endpoint.dtls10_unknown:
+        return errored(f"{target} answers DTLS 1.2, but whether it accepts DTLS 1.0 is unknown: "
+                       "every DTLS 1.0 hello got a cookie exchange and then no answer", target,
+                       **evidence)
     chose = f" with {evidence['suite']}" if "suite" in evidence else ""
     return passed(f"{target} answers DTLS 1.2{chose}; DTLS 1.0 {versions['DTLS 1.0']}",
                   target, **evidence)

@@ -5,11 +5,14 @@ aiocoap's retransmissions can be shortened per message (`transport_tuning`; by d
 port costs about 88 s), but its client still runs its own transport: its sockets bypass the
 scan's rate limiter and the device's connection slots, its block-wise and separate-response
 handling send datagrams the probe does not see, and it hides the datagrams whose exact sizes
-the amplification check needs. Here every request is one confirmable message, sent once and
-answered within the scan's timeout; an empty ACK is followed by waiting (within the same
-timeout) for the separate response, which is acknowledged; block-wise transfers (RFC 7959) are
-read with Block2 and written with Block1, up to `MAX_BODY` bytes. The tests check this codec
-against aiocoap's and libcoap's servers.
+the amplification check needs. Here every request is one confirmable message answered within
+the scan's timeout; when nothing at all (not even an ICMP refusal) has come back by half the
+timeout, it is sent once more unchanged (same message id and token, RFC 7252 4.2), so one lost
+datagram does not make an endpoint look absent, and both transmissions count as request bytes.
+An empty ACK is followed by waiting (within the same timeout) for the separate response,
+which is acknowledged; block-wise transfers (RFC 7959) are read with Block2 and written with
+Block1, up to `MAX_BODY` bytes. The tests check this codec against aiocoap's and libcoap's
+servers.
 
 Collectors: `well_known_core(ctx, port)` (discovery's CoAP probe, shared with the checks),
 `coap_survey` (every cleartext CoAP endpoint: its discovery document and a GET of each local
@@ -26,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from probe.context import DeviceContext, UdpConversation
+from probe.context import Datagrams, DeviceContext, UdpConversation
 from probe.observe import udp
 
 CON, NON, ACK, RST = 0, 1, 2, 3
@@ -254,6 +257,7 @@ class Answer:
 
     request: Message
     request_bytes: int
+    """The bytes of every transmission of the request (each retransmission counts)."""
     response: Message | None
     """The response (piggybacked, separate, or a reset); None when none came."""
     response_bytes: int = 0
@@ -294,7 +298,7 @@ async def ask(ctx: DeviceContext, conversation: UdpConversation, sent: Message, 
     raw = sent.encode()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.timeout
-    got = await conversation.exchange(raw, linger=linger)
+    got, sends = await _transmit(conversation, raw, deadline, linger)
     received = list(got.replies)
     response: Message | None = None
     size = count = 0
@@ -322,8 +326,20 @@ async def ask(ctx: DeviceContext, conversation: UdpConversation, sent: Message, 
             break
         got = await conversation.receive(wait=left, linger=linger)
         received += got.replies
-    return Answer(sent, len(raw), response, size, count, tuple(received),
+    return Answer(sent, len(raw) * sends, response, size, count, tuple(received),
                   got.refused and not received, acknowledged)
+
+
+async def _transmit(conversation: UdpConversation, raw: bytes, deadline: float,
+                    linger: float) -> tuple[Datagrams, int]:
+    """Send `raw`; if nothing (no datagram, no ICMP refusal) came back by half the time left,
+    send it again and wait out the rest. What came back, and how many times `raw` was sent."""
+    loop = asyncio.get_running_loop()
+    got = await conversation.exchange(raw, wait=(deadline - loop.time()) / 2, linger=linger)
+    if got.answered or got.refused or (left := deadline - loop.time()) <= 0:
+        return got, 1
+    await conversation.send(raw)
+    return await conversation.receive(wait=left, linger=linger), 2
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@ Collectors: `handshake(ctx, port, offer)` (one hello; discovery uses the DTLS 1.
 cleartext CoAP port, CoAPS's convention) with DTLS 1.2 and DTLS 1.0 hellos, and, when the server
 picked a PSK suite, with a DTLS 1.2 hello without PSK suites to learn whether it serves anything
 else.
+
+A server may take the cookie exchange and then fall silent: libcoap over GnuTLS does so when the
+first suite a hello offers needs credentials it lacks (a certificate for ECDHE-ECDSA), even
+though a PSK suite follows. Such a hello decides nothing, so the version is asked again with PSK
+suites only, then with certificate suites only; a version still undecided stays undecided (the
+check says `error`, never that the version is refused).
 """
 
 from __future__ import annotations
@@ -88,12 +94,21 @@ def is_psk(suite: int) -> bool:
     return "_PSK_" in SUITES.get(suite, "")
 
 
-Offer = Literal["dtls1.2", "dtls1.2-certificate", "dtls1.0"]
+Offer = Literal["dtls1.2", "dtls1.2-psk", "dtls1.2-certificate", "dtls1.0", "dtls1.0-psk",
+                "dtls1.0-certificate"]
 OFFERS: dict[Offer, tuple[int, tuple[int, ...]]] = {
     "dtls1.2": (DTLS_1_2, tuple(SUITES)),
+    "dtls1.2-psk": (DTLS_1_2, tuple(s for s in SUITES if is_psk(s))),
     "dtls1.2-certificate": (DTLS_1_2, tuple(s for s in SUITES if not is_psk(s))),
     "dtls1.0": (DTLS_1_0, DTLS_1_0_SUITES),
+    "dtls1.0-psk": (DTLS_1_0, tuple(s for s in DTLS_1_0_SUITES if is_psk(s))),
+    "dtls1.0-certificate": (DTLS_1_0, tuple(s for s in DTLS_1_0_SUITES if not is_psk(s))),
 }
+RETRIES: dict[Offer, tuple[Offer, ...]] = {
+    "dtls1.2": ("dtls1.2-psk", "dtls1.2-certificate"),
+    "dtls1.0": ("dtls1.0-psk", "dtls1.0-certificate"),
+}
+"""The narrower hellos that ask a version again when the full offer decided nothing."""
 _GROUPS = (0x001D, 0x0017, 0x0018)  # x25519, secp256r1, secp384r1
 _SIGNATURE_ALGORITHMS = (0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0203, 0x0201)
 
@@ -237,6 +252,11 @@ class Handshake:
         return self.outcome == "server_hello" and self.version == self.offered_version
 
     @property
+    def decided(self) -> bool:
+        """The server accepted or refused this hello (a ServerHello or an alert)."""
+        return self.outcome in ("server_hello", "alert")
+
+    @property
     def alert(self) -> str | None:
         message = self.decided_by
         if message is None or message.alert is None:
@@ -320,14 +340,25 @@ async def handshake(ctx: DeviceContext, port: int, offer: Offer) -> Handshake:
 class DtlsEndpoint:
     port: int
     dtls12: Handshake
+    """The DTLS 1.2 hello that decided the version (the full offer, or the narrower one asked
+    after it decided nothing); the full offer when none did."""
     dtls10: Handshake
+    """Likewise for DTLS 1.0."""
     certificate: Handshake | None = None
     """The DTLS 1.2 hello without PSK suites, sent when the server chose a PSK suite."""
+    undecided: tuple[Handshake, ...] = ()
+    """The hellos the server took the cookie exchange for and then left unanswered."""
 
     @property
     def answers_dtls12(self) -> bool:
         """The server takes part in a DTLS 1.2 handshake (a cookie exchange, a ServerHello)."""
         return self.dtls12.accepted or self.dtls12.outcome == "hello_verify_request"
+
+    @property
+    def dtls10_unknown(self) -> bool:
+        """Whether DTLS 1.0 is accepted is unknown: every DTLS 1.0 hello got a cookie exchange
+        and then nothing."""
+        return self.dtls10.outcome == "hello_verify_request"
 
     @property
     def psk_only(self) -> bool | None:
@@ -339,14 +370,32 @@ class DtlsEndpoint:
         return self.certificate is not None and not self.certificate.accepted
 
 
+async def _version(ctx: DeviceContext, port: int, offer: Offer) -> list[Handshake]:
+    """The hellos of one version, in order: the full offer, then, while the server takes the
+    cookie exchange and decides nothing, the narrower offers (RETRIES)."""
+    asked = [await ctx.observe(handshake, port, offer)]
+    for narrower in RETRIES[offer]:
+        if asked[-1].outcome != "hello_verify_request":
+            break
+        asked.append(await ctx.observe(handshake, port, narrower))
+    return asked
+
+
+def _deciding(asked: list[Handshake]) -> Handshake:
+    return next((hello for hello in asked if hello.decided), asked[0])
+
+
 async def _endpoint(ctx: DeviceContext, port: int) -> DtlsEndpoint:
     # One after the other: a device may serve one handshake at a time.
-    dtls12 = await ctx.observe(handshake, port, "dtls1.2")
-    dtls10 = await ctx.observe(handshake, port, "dtls1.0")
+    asked12 = await _version(ctx, port, "dtls1.2")
+    asked10 = await _version(ctx, port, "dtls1.0")
+    dtls12, dtls10 = _deciding(asked12), _deciding(asked10)
     certificate = None
     if dtls12.accepted and dtls12.suite is not None and is_psk(dtls12.suite):
         certificate = await ctx.observe(handshake, port, "dtls1.2-certificate")
-    return DtlsEndpoint(port, dtls12, dtls10, certificate)
+    undecided = tuple(hello for hello in asked12 + asked10
+                      if hello.outcome == "hello_verify_request")
+    return DtlsEndpoint(port, dtls12, dtls10, certificate, undecided)
 
 
 def candidate_ports(ctx: DeviceContext, found: tuple[udp.UdpService, ...]) -> list[int]:
