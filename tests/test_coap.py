@@ -392,6 +392,28 @@ async def test_a_lost_request_is_retransmitted_unchanged() -> None:
     assert first.request_bytes == 2 * len(seen[0])
 
 
+async def test_an_answer_to_one_of_two_transmissions_is_not_a_pass_on_amplification() -> None:
+    # The first request is lost, the second drawn 15x its size: over both transmissions that
+    # is 7.5x, under the limit of 10, but the device answered one. Neither verdict is known.
+    seen: list[bytes] = []
+
+    def second_only(data: bytes) -> bytes | None:
+        seen.append(data)
+        if len(seen) == 1:
+            return None
+        asked = Message.decode(data)
+        return Message(coap.ACK, coap.CONTENT, asked.mid, asked.token,
+                       payload=b"x" * (15 * len(data) - 6)).encode()
+
+    async with udp_responder("127.134.3.2", 5683, second_only):
+        with scan_context("127.134.3.2") as ctx:
+            (finding,) = run("coap.amplification", await gather(ctx))
+    assert finding.status is Status.ERROR, finding
+    assert finding.evidence["reason"] == "undecided"
+    (unsure,) = finding.evidence["undecided"]
+    assert unsure["sends"] == 2 and unsure["ratio"] <= 10 < unsure["ratio_if_one_answered"]
+
+
 class Repeater(asyncio.DatagramProtocol):
     """Answers each GET with its response sent `copies` times, as a reflector would."""
 

@@ -208,9 +208,16 @@ def _ratios(endpoint: CoapEndpoint) -> list[dict[str, Any]]:
     for read in endpoint.fetches:
         first = read.first
         if first.response_bytes:
-            out.append({"resource": read.target, "request_bytes": first.request_bytes,
+            measured = {"resource": read.target, "request_bytes": first.request_bytes,
                         "response_bytes": first.response_bytes, "datagrams": first.datagrams,
-                        "ratio": round(first.response_bytes / first.request_bytes, 2)})
+                        "ratio": round(first.response_bytes / first.request_bytes, 2)}
+            if first.sends > 1:
+                # The request went out twice; if only one transmission was answered, the
+                # answer drew up to `sends` times the ratio over both.
+                measured["sends"] = first.sends
+                measured["ratio_if_one_answered"] = round(
+                    first.response_bytes * first.sends / first.request_bytes, 2)
+            out.append(measured)
     return sorted(out, key=lambda m: (-m["ratio"], m["resource"]))
 
 
@@ -235,8 +242,11 @@ def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
     for endpoint in endpoints:
         ratios = _ratios(endpoint)
         over = [m for m in ratios if m["ratio"] > limit]
+        unsure = [m for m in ratios if m["ratio"] <= limit < m.get("ratio_if_one_answered", 0)]
         evidence = {"max_amplification": limit, "measured": len(ratios),
                     "over_limit": len(over), "worst": ratios[:WORST]}
+        if unsure and not over:
+            evidence["undecided"] = unsure[:WORST]
         if over:
             worst = over[0]
             findings.append(failed(
@@ -244,6 +254,13 @@ def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
                 f"size; worst: GET {worst['resource']} ({worst['request_bytes']} bytes) got "
                 f"{worst['response_bytes']} bytes back ({worst['ratio']:g}x)",
                 endpoint.target, **evidence))
+        elif unsure:
+            first = unsure[0]
+            findings.append(errored(
+                f"GET {first['resource']} on {endpoint.target} went unanswered for half the "
+                f"timeout and was sent again; its answer is {first['ratio']:g}x the two "
+                f"requests but {first['ratio_if_one_answered']:g}x one of them, on both sides "
+                f"of {limit:g}x", endpoint.target, reason="undecided", **evidence))
         elif ratios:
             worst = ratios[0]
             findings.append(passed(

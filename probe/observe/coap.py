@@ -269,6 +269,9 @@ class Answer:
     refused: bool = False
     acknowledged: bool = False
     """An empty ACK came: the device took the request and owes a separate response."""
+    sends: int = 1
+    """How many times the request went out: 2 when the first drew nothing in half the time.
+    Which of the two the answers belong to is not known."""
 
     @property
     def code(self) -> str | None:
@@ -327,7 +330,7 @@ async def ask(ctx: DeviceContext, conversation: UdpConversation, sent: Message, 
         got = await conversation.receive(wait=left, linger=linger)
         received += got.replies
     return Answer(sent, len(raw) * sends, response, size, count, tuple(received),
-                  got.refused and not received, acknowledged)
+                  got.refused and not received, acknowledged, sends)
 
 
 async def _transmit(conversation: UdpConversation, raw: bytes, deadline: float,
