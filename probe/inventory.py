@@ -28,6 +28,7 @@ from pydantic import (
 
 from probe.errors import InputError
 from probe.model import Device
+from probe.observe.syslog import forwarder_networks
 from probe.secrets import Secret
 from probe.targets import (
     Network,
@@ -346,6 +347,8 @@ class _Loader:
             if table is not None:
                 fields[section] = {name: self._secrets(values, where.at(section, name))
                                    for name, values in table.items()}
+        if model.monitor is not None and "syslog" in model.monitor:
+            _forwarders(model.monitor["syslog"], where.at("monitor", "syslog"))
         if model.trust_anchor is not None:
             fields["trust_anchor"] = self._existing(model.trust_anchor, where, "trust_anchor")
         if model.ports is not None:
@@ -425,6 +428,15 @@ class _Loader:
         if not isinstance(value, str) or not value.strip() or "\0" in value:
             raise where.error(f"expected a file path, got {describe(value)}", key)
         return Path(os.path.normpath(self.base / Path(value).expanduser()))
+
+
+def _forwarders(syslog: dict[str, Any], where: Where) -> None:
+    """`monitor.syslog.forwarders` must be a list of IP addresses or CIDR blocks: the relays
+    whose syslog counts besides the device's own (`probe.observe.monitor`)."""
+    try:
+        forwarder_networks(syslog.get("forwarders"))
+    except ValueError as exc:
+        raise where.error(str(exc), "forwarders") from None
 
 
 def _fixed_line(line: int) -> Callable[[DocPath], int]:

@@ -6,6 +6,7 @@ parsers, the sink declarations, the matching rules and the scope of `connect_dec
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,9 @@ THROTTLING = "monitor.bruteforce-throttling"
 HEARTBEAT = "monitor.heartbeat"
 FAST_EVENTS = {AUTH: {"event_timeout": 10}}
 SHORT_EVENTS = {AUTH: {"event_timeout": 2}}
+LOOPBACK_SENDERS = ["127.0.0.1"]
+"""nginx and rsyslog cannot choose their source address: on loopback the kernel sends from
+127.0.0.1, so the tests declare it as the relay it stands for (monitor.syslog.forwarders)."""
 BURST = {THROTTLING: {"attempts": 10, "max_rate": 20.0}}
 
 
@@ -200,7 +204,7 @@ def _event(text: str) -> Event:
 
 
 def test_events_count_only_when_they_name_the_attempt_and_its_failure() -> None:
-    box = Box("iotprobe-0123456789ab")
+    box = Box("iotprobe-0123456789ab", "127.0.0.1")
     box.add_source("127.0.0.1:44392")
     box.offer(_event("1795914366: New connection from 127.0.0.1:44392 on port 1883."))
     box.offer(_event("1795914366: Client <unknown> disconnected, not authorised."))
@@ -211,6 +215,20 @@ def test_events_count_only_when_they_name_the_attempt_and_its_failure() -> None:
     box.offer(_event('{"user": "iotprobe-0123456789ab", "status": 403}'))
     assert len(box.matched) == 3 and box.found.is_set()
     assert box.seen == 6
+
+
+def test_an_mqtt_topic_counts_only_the_nonce_and_syslog_only_trusted_senders() -> None:
+    box = Box("iotprobe-0123456789ab", "127.67.5.1", (ipaddress.ip_network("127.67.5.8/30"),))
+    box.add_source("127.0.0.1:44392")
+    failed = "Failed password for x from 127.0.0.1 port 44392 ssh2"
+    box.offer(Event("mqtt", "MQTT", False, failed, 0.0, "security/auth"))
+    box.offer(_event(failed))  # from 127.0.0.1:1: neither the device nor a forwarder
+    box.offer(Event("syslog", "syslog over UDP", False, failed, 0.0, "[::ffff:127.67.5.7]:9"))
+    assert not box.matched and not box.found.is_set() and len(box.rejected) == 3
+    box.offer(Event("mqtt", "MQTT", False, "login failed: iotprobe-0123456789ab", 0.0, "t"))
+    box.offer(Event("syslog", "syslog over UDP", False, failed, 0.0, "[::ffff:127.67.5.9]:9"))
+    assert [(a.named_by, a.origin) for a in box.matched] == [
+        ("nonce", "the MQTT sink"), ("source", "a declared forwarder")]
 
 
 def test_event_texts_are_scrubbed_of_secrets() -> None:
@@ -234,6 +252,10 @@ def test_event_texts_are_scrubbed_of_secrets() -> None:
     ({"mqtt": {"address": "127.0.0.1", "adress": "x"}}, "monitor.mqtt.adress"),
     ({"syslog": {"listen": "tls://127.0.0.1:6514"}}, "cert_file"),
     ({"command": {"run": ""}}, "monitor.command.run"),
+    ({"syslog": {"listen": "udp://127.0.0.1:5514", "forwarders": ["relay.example"]}},
+     "monitor.syslog.forwarders"),
+    ({"syslog": {"listen": "udp://127.0.0.1:5514", "forwarders": "127.0.0.1"}},
+     "monitor.syslog.forwarders"),
     ({"command": {"run": ["x"], "timeout": -1}}, "monitor.command.timeout"),
 ])
 def test_malformed_sinks_name_the_file_and_field(monitor: dict[str, Any], field: str) -> None:
@@ -295,7 +317,8 @@ def sink_certificate(tmp_path: Path) -> Any:
 
 
 async def test_nginx_reports_over_udp_syslog_so_transport_fails(tmp_path: Path) -> None:
-    monitor = {"syslog": {"listen": f"udp://{SINK_ADDRESS}:15600"}}
+    monitor = {"syslog": {"listen": f"udp://{SINK_ADDRESS}:15600",
+                          "forwarders": LOOPBACK_SENDERS}}
     with web(tmp_path, 8080, syslog=f"{SINK_ADDRESS}:15600"), \
             monitored_context(WEB_ADDRESS, (8080,), monitor, params=FAST_EVENTS) as ctx:
         (event,) = await evaluate(ctx, AUTH)
@@ -316,7 +339,8 @@ async def test_rsyslog_forwards_over_tls_so_transport_passes(tmp_path: Path,
                                                              sink_certificate: Any) -> None:
     monitor = {"syslog": {"listen": f"tls://{SINK_ADDRESS}:16514",
                           "cert_file": str(sink_certificate.cert),
-                          "key_file": str(sink_certificate.key)}}
+                          "key_file": str(sink_certificate.key),
+                          "forwarders": LOOPBACK_SENDERS}}
     with rsyslog_tls_forwarder(tmp_path, RELAY_ADDRESS, 15515, (SINK_ADDRESS, 16514),
                                sink_certificate.cert), \
             web(tmp_path, 8080, syslog=f"{RELAY_ADDRESS}:15515"), \

@@ -79,7 +79,8 @@ def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
     if run.matched:
         event = evidence["events"][0]
         return [passed(f"the tagged failed login {run.tag} was reported through "
-                       f"{event['channel']} after {event['delay_seconds']:g} s", **evidence)]
+                       f"{event['channel']} by {event['delivered_by']} after "
+                       f"{event['delay_seconds']:g} s", **evidence)]
     sinks = ", ".join(r.channel for r in run.reports)
     if run.problems:
         problems = "; ".join(f"{r.sink}: {r.problem}" for r in run.problems)
@@ -90,7 +91,9 @@ def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
                         f"device budget left (event_timeout is {run.window:g} s)", **evidence,
                         reason="budget")]
     hint = ""
-    if run.named:
+    if run.rejected:
+        hint = f"; {len(run.rejected)} event(s) were rejected ({run.rejected[0].reason})"
+    elif run.named:
         hint = "; events named the attempt without saying that it failed"
     elif run.failures:
         hint = "; failure events arrived but named neither the nonce nor the probe's source"

@@ -458,6 +458,10 @@ def inventory_document(entries: Sequence[tuple[RealDevice, str, str | None]], st
                 "heartbeat_interval": sink.heartbeat_interval}
         if device.syslog:
             monitor["syslog"] = {"listen": f"udp://{probe}:{SYSLOG_PORT}"}
+            if ipaddress.ip_address(address).is_loopback:
+                # nginx cannot choose its source address: on loopback the kernel sends from
+                # 127.0.0.1, the relay the probe must be told about
+                monitor["syslog"]["forwarders"] = ["127.0.0.1"]
         if monitor:
             entry["monitor"] = monitor
         devices.append(entry)

@@ -77,16 +77,20 @@ class SyslogReporter:
         if len(self.pending) >= MAX_PENDING:
             return
         task = asyncio.get_running_loop().create_task(
-            self._send(self.address or device, self.message(device, text, data)))
+            self._send(self.address or device, device, self.message(device, text, data)))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _send(self, address: str, message: bytes) -> None:
+    async def _send(self, address: str, device: str, message: bytes) -> None:
+        """Send from the device's own address, as a device on a network would: the probe
+        accepts syslog only from the device or a declared forwarder."""
+        source = (device, 0)
         try:
             async with asyncio.timeout(SEND_TIMEOUT):
                 if self.transport == "udp":
                     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                        asyncio.DatagramProtocol, remote_addr=(address, self.port))
+                        asyncio.DatagramProtocol, remote_addr=(address, self.port),
+                        local_addr=source)
                     transport.sendto(message)
                     transport.close()
                     return
@@ -95,7 +99,8 @@ class SyslogReporter:
                     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
-                _, writer = await asyncio.open_connection(address, self.port, ssl=context)
+                _, writer = await asyncio.open_connection(address, self.port, ssl=context,
+                                                          local_addr=source)
                 try:
                     writer.write(str(len(message)).encode() + b" " + message)
                     await writer.drain()

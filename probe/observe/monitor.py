@@ -81,7 +81,7 @@ from probe.observe.sinks import (
     run_command,
     subscribed,
 )
-from probe.observe.syslog import Received, listening
+from probe.observe.syslog import Network, Received, listening
 from probe.observe.tcp import excerpt
 
 EVENT_CHECK = "monitor.auth-failure-event"
@@ -113,11 +113,40 @@ _MQTT_DENIED = {4: frozenset({4, 5}), 5: frozenset({0x86, 0x87, 0x8C})}
 _MQTT_REFUSED = {4: frozenset({3}), 5: frozenset({0x88, 0x89, 0x8A, 0x97, 0x9F})}
 _HTTP_DENIED = frozenset({401, 403, 407})
 _HTTP_REFUSED = frozenset({423, 429, 503})
+MAX_NAMED = 3
+"""An event naming more login attempts (client address:port pairs, nonces) is a spray."""
+SPRAY_DECOYS = 4
+"""Failures naming this many other ports of the probe's own address: source matches stop
+counting, only the nonce does."""
+MAX_SCANNED_CHARS = 64 * 1024
+
+FAILURE_RULE = """An event reports the probe's failed login when all of these hold:
+1. it came from the device's own address or from a forwarder the inventory declares
+   (monitor.syslog.forwarders), for syslog; an MQTT sink's and a command's events are taken
+   from the declared channel;
+2. it names the attempt: the nonce (iotprobe-<12 hex>, any case), or the exact source address
+   and port of the probe's MQTT attempt (not on an MQTT topic, where only the nonce counts,
+   and not once failures naming other ports of the probe's address show a spray);
+3. it names at most three attempts (client address:port pairs and nonces together);
+4. it says that the login failed: "fail" (failed, failure), denied/deny, refused, rejected,
+   invalid, unauthorized or not authorized, forbidden, locked, blocked; bad, wrong or
+   incorrect user name/password/credentials/login; "mismatch" or "does not match"/"doesn't
+   match"; a user "not found", a "nonexistent", "unknown" or "no such" user; or an HTTP 401,
+   403 or 407 as an access log writes it ("GET /admin HTTP/1.1" 401) or a status field."""
 _FAILURE = re.compile(
     r"fail|denied|\bden(?:y|ies)\b|refus|reject|invalid|unauthori[sz]ed|not authori[sz]ed"
-    r"|bad (?:user ?name|password|credentials)|incorrect|forbidden|locked|blocked"
+    r"|forbidden|locked|blocked|incorrect"
+    r"|(?:bad|wrong) (?:user ?name|password|credentials|login)"
+    r"|mismatch|\bdo(?:es)?(?:n['\u2019]t| not) match\b|\buser\b.{0,120}?\bnot found\b"
+    r"|\bnon-?existent user\b|\bunknown user\b|\bno such user\b"
     r"|\"\s+(?:401|403|407)\s|\bstatus[\"']?\s*[:=]\s*[\"']?(?:401|403|407)\b",
     re.IGNORECASE)
+_ENDPOINT = re.compile(
+    r"(?<![\w.:\[])(?:(?P<v4>\d{1,3}(?:\.\d{1,3}){3})(?::|\s+port\s+|#)(?P<p4>\d{1,5})"
+    r"|\[(?P<v6>[0-9a-f:.]{2,45})\]:(?P<p6>\d{1,5})"
+    r"|(?P<w6>[0-9a-f]{0,4}:[0-9a-f:.]{1,44})\s+port\s+(?P<pw>\d{1,5}))(?!\d)",
+    re.IGNORECASE)
+_NONCE = re.compile(r"iotprobe-[0-9a-f]{12}", re.IGNORECASE)
 
 
 def _number(params: Mapping[str, Any], check: str, name: str, *, low: float = 0.0,
@@ -321,47 +350,165 @@ def _source_pattern(source: str) -> re.Pattern[str]:
 
 
 def names_failure(text: str) -> bool:
-    """Whether an event text says that something failed."""
+    """Whether an event text says that a login failed (`FAILURE_RULE`)."""
     return _FAILURE.search(text) is not None
 
 
-class Box:
-    """Events that arrive while the probe watches, sorted by whether they name the attempt."""
+def _host(text: str) -> str | None:
+    """An IP address in its canonical form (IPv4-mapped IPv6 as IPv4); None if not one."""
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
-    def __init__(self, tag: str) -> None:
+
+def named_endpoints(text: str) -> set[tuple[str, str]]:
+    """The (address, port) pairs an event text names ("10.0.0.5:4711", "10.0.0.5 port 4711",
+    "[fe80::1]:4711", "fe80::1 port 4711"), the addresses canonical."""
+    found = set()
+    for match in _ENDPOINT.finditer(text[:MAX_SCANNED_CHARS]):
+        host = _host(match.group("v4") or match.group("v6") or match.group("w6") or "")
+        if host is not None:
+            found.add((host, match.group("p4") or match.group("p6") or match.group("pw")))
+    return found
+
+
+def attempts_named(text: str) -> int:
+    """How many distinct login attempts a text names: client endpoints plus nonces."""
+    window = text[:MAX_SCANNED_CHARS]
+    return len(named_endpoints(window)) + len({n.lower() for n in _NONCE.findall(window)})
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An event that counts, with why: it named the attempt by its "nonce" or its "source"
+    (address and port), and came from "the device", "a declared forwarder", "the MQTT sink"
+    or "the command sink"."""
+
+    event: Event
+    named_by: Literal["nonce", "source"]
+    origin: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An event that named the attempt or a failure but cannot count, and why."""
+
+    event: Event
+    reason: str
+
+
+class Box:
+    """Events that arrive while the probe watches, sorted by whether they count (module
+    docstring, and `FAILURE_RULE` for the wording)."""
+
+    def __init__(self, tag: str, device: str = "", forwarders: tuple[Network, ...] = ()
+                 ) -> None:
         self.tag = tag
         self.nonce = tag.rpartition("-")[2].lower()
+        self.device = _host(device)
+        self.forwarders = forwarders
         self.sources: list[re.Pattern[str]] = []
-        self.matched: list[Event] = []
+        self.own: set[tuple[str, str]] = set()
+        self.decoys: set[tuple[str, str]] = set()
+        self.by_nonce: list[Accepted] = []
+        self.by_source: list[Accepted] = []
         self.named: list[Event] = []
         self.failures: list[Event] = []
+        self.rejected: list[Rejected] = []
         self.seen = 0
         self.found = asyncio.Event()
 
     def add_source(self, source: str) -> None:
         self.sources.append(_source_pattern(source))
+        host, _, port = source.rpartition(":")
+        self.own.add((_host(host) or host, port))
 
     def names(self, text: str) -> bool:
         return self.nonce in text.lower() or any(p.search(text) for p in self.sources)
 
+    @property
+    def sprayed(self) -> bool:
+        """Whether failures naming other ports of the probe's own address arrived: someone
+        lists attempts the probe never made, so a source match proves nothing."""
+        return len(self.decoys) >= SPRAY_DECOYS
+
+    @property
+    def matched(self) -> list[Accepted]:
+        """The events that count, those naming the nonce first; source matches only while no
+        spray was seen."""
+        found = self.by_nonce + ([] if self.sprayed else self.by_source)
+        return found[:MAX_KEPT]
+
+    def origin(self, event: Event) -> str | None:
+        """Who delivered the event, if it may count: syslog only from the device or a
+        declared forwarder (by the sender's address); MQTT and command sinks are declared
+        channels whose publisher the probe cannot see."""
+        if event.sink == "mqtt":
+            return "the MQTT sink"
+        if event.sink == "command":
+            return "the command sink"
+        sender = _host(event.origin.rpartition(":")[0])
+        if sender is None:
+            return None
+        if sender == self.device:
+            return "the device"
+        address = ipaddress.ip_address(sender)
+        if any(address in network for network in self.forwarders):
+            return "a declared forwarder"
+        return None
+
+    def _reject(self, event: Event, reason: str) -> None:
+        if len(self.rejected) < MAX_KEPT:
+            self.rejected.append(Rejected(event, reason))
+
     def offer(self, event: Event) -> None:
         self.seen += 1
-        named, failed = self.names(event.text), names_failure(event.text)
-        if named and failed:
-            if len(self.matched) < MAX_KEPT:
-                self.matched.append(event)
-            self.found.set()
-        elif named and len(self.named) < MAX_KEPT:
+        text = event.text
+        by_nonce = self.nonce in text.lower()
+        by_source = not by_nonce and any(p.search(text) for p in self.sources)
+        failed = names_failure(text)
+        if not (by_nonce or by_source or failed):
+            return
+        origin = self.origin(event)
+        if origin is None:
+            self._reject(event, f"sent by {event.origin}, which is neither the device nor a "
+                                "declared forwarder (monitor.syslog.forwarders)")
+            return
+        count = attempts_named(text)
+        if count > MAX_NAMED:
+            self._reject(event, f"names {count} attempts: a spray, not a report")
+            return
+        if failed:
+            self.decoys |= {e for e in named_endpoints(text)
+                            if e not in self.own and e[0] in {h for h, _ in self.own}}
+        if by_source and failed and event.sink == "mqtt":
+            self._reject(event, "names only the attempt's source: on an MQTT topic anyone "
+                                "allowed to publish could have written it, so only the nonce "
+                                "counts there")
+            return
+        if (by_nonce or by_source) and failed:
+            kept = self.by_nonce if by_nonce else self.by_source
+            if len(kept) < MAX_KEPT:
+                kept.append(Accepted(event, "nonce" if by_nonce else "source", origin))
+            if by_nonce or not self.sprayed:
+                self.found.set()
+        elif (by_nonce or by_source) and len(self.named) < MAX_KEPT:
             self.named.append(event)
-        elif failed and not named and len(self.failures) < MAX_KEPT:
+        elif failed and not (by_nonce or by_source) and len(self.failures) < MAX_KEPT:
             self.failures.append(event)
 
 
 def _syslog_event(received: Received) -> Event:
     scheme = received.scheme.upper()
+    fields = received.message.fields()
+    if received.subject is not None:
+        fields["client_certificate"] = received.subject
     return Event("syslog", f"syslog over {scheme} ({received.url})", received.scheme == "tls",
-                 received.message.text, received.at, received.sender,
-                 received.message.fields())
+                 received.message.text, received.at, received.sender, fields)
 
 
 def _mqtt_event(sink: MqttSink, publication: Publication) -> Event:
@@ -406,9 +553,10 @@ class CanaryRun:
     reports: tuple[SinkReport, ...] = ()
     attempts: tuple[Attempt, ...] = ()
     first_sent: float | None = None
-    matched: tuple[Event, ...] = ()
+    matched: tuple[Accepted, ...] = ()
     named: tuple[Event, ...] = ()
     failures: tuple[Event, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
     events_seen: int = 0
     waited: float = 0.0
     cut_short: bool = False
@@ -431,7 +579,10 @@ class CanaryRun:
     def problems(self) -> tuple[SinkReport, ...]:
         return tuple(r for r in self.reports if r.problem is not None)
 
-    def event(self, event: Event) -> dict[str, Any]:
+    def event(self, item: Event | Accepted) -> dict[str, Any]:
+        """An event as evidence; an accepted one says what named the attempt and who
+        delivered it."""
+        event = item.event if isinstance(item, Accepted) else item
         out: dict[str, Any] = {"sink": event.sink, "channel": event.channel,
                                "origin": event.origin,
                                "text": excerpt(scrub(event.text, self.hide).encode(),
@@ -440,6 +591,8 @@ class CanaryRun:
             out["encrypted"] = event.encrypted
         if self.first_sent is not None:
             out["delay_seconds"] = round(max(0.0, event.at - self.first_sent), 3)
+        if isinstance(item, Accepted):
+            out.update(named_by=item.named_by, delivered_by=item.origin)
         out.update({k: v for k, v in event.fields.items() if k not in out})
         return out
 
@@ -459,6 +612,9 @@ class CanaryRun:
             out["naming_without_failure"] = [self.event(e) for e in self.named]
         if self.failures:
             out["failures_not_naming_the_attempt"] = [self.event(e) for e in self.failures]
+        if self.rejected:
+            out["rejected"] = [{**self.event(r.event), "rejected_because": r.reason}
+                               for r in self.rejected]
         if self.commands:
             out["command_runs"] = [r.evidence() for r in self.commands]
         if self.cut_short:
@@ -516,7 +672,7 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
         return CanaryRun(sinks, targets, window=window)
     tag, password = new_tag()
     hide = (*hidden_values(ctx.device), password)
-    box = Box(tag)
+    box = Box(tag, ctx.address, sinks.forwarders)
     problems: dict[str, str] = {}
     channels: dict[SinkName, str] = {}
     tasks: list[asyncio.Task[None]] = []
@@ -573,7 +729,8 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
     reports = tuple(SinkReport(name, channel, problems.get(name))
                     for name, channel in channels.items())
     return CanaryRun(sinks, targets, tag, window, reports, tuple(attempts), first,
-                     tuple(box.matched), tuple(box.named), tuple(box.failures), box.seen,
+                     tuple(box.matched), tuple(box.named), tuple(box.failures),
+                     tuple(box.rejected), box.seen,
                      time.monotonic() - (first if first is not None else begin), cut_short,
                      tuple(runs), hide)
 

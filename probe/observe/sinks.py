@@ -19,6 +19,7 @@ monitor:
     cert_file: pki/probe.crt           # tls:// only: the probe's certificate and key
     key_file: pki/probe.key
     ca_file: pki/fleet-ca.pem          # optional: require client certificates from this CA
+    forwarders: [10.20.0.3]            # relays whose events count besides the device's own
   command:               # a query (e.g. a SIEM search) that prints matching events
     run: ["siem-search", "--since", "{since}", "{nonce}"]   # or one string, split like a shell
     timeout: 20          # seconds per run (default 10)
@@ -71,7 +72,7 @@ from probe.observe.mqtt_codec import (
     parse_suback,
     subscribe_packet,
 )
-from probe.observe.syslog import ListenSpec, listen_spec
+from probe.observe.syslog import ListenSpec, Network, forwarder_networks, listen_spec
 from probe.secrets import Secret
 
 SinkName = Literal["mqtt", "syslog", "command"]
@@ -89,7 +90,7 @@ PLACEHOLDERS = ("nonce", "since", "until", "since_epoch", "until_epoch", "device
 _MQTT_KEYS = frozenset({"address", "port", "tls", "topic", "username", "password", "ca_file",
                         "hostname", "cert_file", "key_file", "heartbeat_topic",
                         "heartbeat_interval"})
-_SYSLOG_KEYS = frozenset({"listen", "cert_file", "key_file", "ca_file"})
+_SYSLOG_KEYS = frozenset({"listen", "cert_file", "key_file", "ca_file", "forwarders"})
 _COMMAND_KEYS = frozenset({"run", "timeout", "interval"})
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?")
 _UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -158,6 +159,8 @@ class Sinks:
     mqtt: MqttSink | None = None
     syslog: ListenSpec | None = None
     command: CommandSink | None = None
+    forwarders: tuple[Network, ...] = ()
+    """`monitor.syslog.forwarders`: besides the device itself, who may deliver its syslog."""
 
     @property
     def for_events(self) -> tuple[SinkName, ...]:
@@ -280,16 +283,22 @@ def declared_sinks(device: Device) -> Sinks:
         if not isinstance(entry, Mapping):
             raise _problem(device, name, "expected a mapping")
     syslog = None
+    forwarders: tuple[Network, ...] = ()
     if "syslog" in monitor:
         _unknown(device, "syslog", monitor["syslog"], _SYSLOG_KEYS)
         try:
             syslog = listen_spec(monitor["syslog"])
         except ValueError as exc:
             raise _problem(device, "syslog", str(exc)) from None
+        try:
+            forwarders = forwarder_networks(monitor["syslog"].get("forwarders"))
+        except ValueError as exc:
+            raise _problem(device, "syslog.forwarders", str(exc)) from None
     return Sinks(
         mqtt=_mqtt(device, monitor["mqtt"]) if "mqtt" in monitor else None,
         syslog=syslog,
         command=_command(device, monitor["command"]) if "command" in monitor else None,
+        forwarders=forwarders,
     )
 
 

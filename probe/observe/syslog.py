@@ -28,12 +28,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 Scheme = Literal["udp", "tcp", "tls"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_MESSAGE = 64 * 1024
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 300.0
 HANDSHAKE_TIMEOUT = 10.0
 FORBIDDEN_PORT = 2024
+MAX_FORWARDERS = 64
 _SCHEMES: tuple[Scheme, ...] = ("udp", "tcp", "tls")
 _LENGTH_DIGITS = 10
 _PRI = re.compile(r"<(\d{1,3})>")
@@ -200,13 +202,15 @@ def parse_syslog(data: bytes) -> SyslogMessage:
 
 @dataclass(frozen=True)
 class Received:
-    """A message and how it came: the listener's URL and scheme, the sender, the moment."""
+    """A message and how it came: the listener's URL and scheme, the sender (address:port),
+    the moment, and on TLS with client certificates required, the certificate's subject."""
 
     message: SyslogMessage
     url: str
     scheme: Scheme
     sender: str
     at: float  # time.monotonic()
+    subject: str | None = None
 
 
 Subscriber = Callable[[Received], None]
@@ -243,6 +247,16 @@ async def _frame(reader: asyncio.StreamReader) -> bytes | None:
     return first + line
 
 
+def _subject(certificate: object) -> str | None:
+    """The subject of a verified client certificate (`ssl` peercert form) as "CN=..,O=..",
+    bounded; None without one."""
+    if not isinstance(certificate, dict):
+        return None
+    parts = [f"{key}={value}" for rdn in certificate.get("subject", ())
+             for key, value in rdn]
+    return ",".join(parts)[:300] or None
+
+
 class _Shared:
     """One bound listener and its subscribers."""
 
@@ -254,9 +268,9 @@ class _Shared:
         self.clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def publish(self, data: bytes, sender: str) -> None:
+    def publish(self, data: bytes, sender: str, subject: str | None = None) -> None:
         received = Received(parse_syslog(data), self.spec.url, self.spec.scheme, sender,
-                            time.monotonic())
+                            time.monotonic(), subject)
         for subscriber in list(self.subscribers):
             subscriber(received)
 
@@ -293,12 +307,13 @@ class _Shared:
         self.clients[task] = writer
         peer = writer.get_extra_info("peername")
         sender = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unknown"
+        subject = _subject(writer.get_extra_info("peercert"))
         try:
             while True:
                 frame = await asyncio.wait_for(_frame(reader), IDLE_TIMEOUT)
                 if frame is None:
                     break
-                self.publish(frame, sender)
+                self.publish(frame, sender, subject)
         except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError,
                 asyncio.LimitOverrunError):
             pass
@@ -383,6 +398,26 @@ async def listening(spec: ListenSpec, subscriber: Subscriber) -> AsyncIterator[L
             finally:
                 if closing.done() and _REGISTRY.closing.get(key) is closing:
                     del _REGISTRY.closing[key]
+
+
+def forwarder_networks(value: object) -> tuple[Network, ...]:
+    """The `monitor.syslog.forwarders` list: IP addresses or CIDR blocks of the relays allowed
+    to deliver the device's events (at most `MAX_FORWARDERS`); ValueError says what is
+    wrong."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_FORWARDERS:
+        raise ValueError(f"expected a list of at most {MAX_FORWARDERS} IP addresses or CIDR "
+                         "blocks")
+    found = []
+    for item in value:
+        try:
+            found.append(ipaddress.ip_network(item if isinstance(item, str) else "",
+                                              strict=True))
+        except ValueError:
+            raise ValueError(f"{str(item)[:60]!r} is not an IP address or CIDR block (IP "
+                             "literals only)") from None
+    return tuple(found)
 
 
 def listen_spec(entry: Mapping[str, Any]) -> ListenSpec:

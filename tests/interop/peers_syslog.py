@@ -1,7 +1,138 @@
-"""The SYSLOG peers of the interoperability matrix (see `interop`)."""
+"""The SYSLOG peers of the interoperability matrix (see `interop`).
+
+A device here is lighttpd with Basic auth on /admin (port 8080): its error log, which names the
+user of a refused login (`password doesn't match for /admin username: NONCE`), is piped to a
+syslog sender that delivers it to the probe's declared sink on the device's own address:
+- util-linux `logger` straight to the sink over UDP (RFC 3164); not over TCP: logger connects
+  once when lighttpd starts it, before the probe's sink listens, and gives up;
+- `logger` over UDP to rsyslog on the device's address, which forwards over UDP, TCP or TLS
+  (RFC 5425, GnuTLS, RFC 5424 frames);
+- or nowhere (the error log goes to a file): the device reports nothing.
+Both senders send from 127.0.0.1 on loopback, declared as the relay it stands for
+(`monitor.syslog.forwarders`). No reference tool reads a syslog sink, so there is none.
+"""
 
 from __future__ import annotations
 
-from interop import Peer
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
 
-PEERS: list[Peer] = []
+from daemons import certificate, start
+
+from interop import Peer, Protocol, Setup, debian_version
+from probe.model import Status
+
+WEB_PORT = 8080
+SINK_PORT = 6514
+RELAY_PORT = 5514
+LOOPBACK_SENDER = ["127.0.0.1"]
+AUTH = "monitor.auth-failure-event"
+TRANSPORT = "monitor.event-transport"
+Transport = Literal["udp", "tcp", "tls"]
+
+
+def _lighttpd(tmp: Path, address: str, errorlog: str) -> contextlib.AbstractContextManager[object]:
+    """lighttpd in the foreground on address:8080; /admin asks for Basic credentials."""
+    (tmp / "www" / "admin").mkdir(parents=True, exist_ok=True)
+    (tmp / "www" / "admin" / "index.html").write_text("settings\n")
+    users = tmp / "users"
+    users.write_text("admin:web-Kq2-secret\n")
+    conf = tmp / "lighttpd.conf"
+    conf.write_text("\n".join([
+        'server.modules = ("mod_auth", "mod_authn_file")',
+        f'server.document-root = "{tmp / "www"}"', f'server.bind = "{address}"',
+        f"server.port = {WEB_PORT}", f'server.pid-file = "{tmp}/lighttpd.pid"',
+        f'server.errorlog = "{errorlog}"', 'auth.backend = "plain"',
+        f'auth.backend.plain.userfile = "{users}"',
+        'auth.require = ("/admin" => ("method" => "basic", "realm" => "device", '
+        '"require" => "valid-user"))', ""]))
+    return start("lighttpd", ["lighttpd", "-D", "-f", str(conf)], tmp, address,
+                 [(WEB_PORT, "tcp")])
+
+
+def _logger(address: str, port: int) -> str:
+    """lighttpd's piped error log: one RFC 3164 datagram per line."""
+    return f"|/usr/bin/logger -d -n {address} -P {port} --rfc3164 -t lighttpd"
+
+
+def _sink(tmp: Path, address: str, transport: Transport) -> dict[str, object]:
+    sink: dict[str, object] = {"listen": f"{transport}://{address}:{SINK_PORT}",
+                               "forwarders": LOOPBACK_SENDER}
+    if transport == "tls":
+        pki = certificate(tmp, "sink")
+        sink.update(cert_file=str(pki.cert), key_file=str(pki.key))
+    return sink
+
+
+def _inventory(sink: dict[str, object]) -> Setup:
+    return Setup({"ports": str(WEB_PORT), "monitor": {"syslog": sink}})
+
+
+def _rsyslog(tmp: Path, address: str, transport: Transport, ca: str | None
+             ) -> contextlib.AbstractContextManager[object]:
+    """rsyslogd in the foreground: UDP in on address:RELAY_PORT, forwarded to the sink."""
+    work = tmp / "rsyslog"
+    work.mkdir(exist_ok=True)
+    tls = ('StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="anon" '
+           if transport == "tls" else "")
+    protocol = "udp" if transport == "udp" else "tcp"
+    framing = 'TCP_Framing="octet-counted" ' if protocol == "tcp" else ""
+    drivers = (f' defaultNetstreamDriver="gtls" defaultNetstreamDriverCAFile="{ca}"'
+               if ca else "")
+    (work / "rsyslog.conf").write_text("\n".join([
+        f'global(workDirectory="{work}"{drivers})', 'module(load="imudp")',
+        f'input(type="imudp" address="{address}" port="{RELAY_PORT}")',
+        f'action(type="omfwd" target="{address}" port="{SINK_PORT}" protocol="{protocol}" '
+        f'{tls}{framing}template="RSYSLOG_SyslogProtocol23Format" '
+        # the probe's sink listens only while it scans: queue, and retry every second
+        'queue.type="LinkedList" action.resumeRetryCount="-1" action.resumeInterval="1")',
+        ""]))
+    argv = ["rsyslogd", "-n", "-f", str(work / "rsyslog.conf"), "-i", str(work / "rsyslogd.pid")]
+    return start("rsyslogd", argv, tmp, address, [(RELAY_PORT, "udp")])
+
+
+def logger_peer(transport: Literal["udp"]) -> Peer:
+    @contextlib.contextmanager
+    def run(tmp: Path, address: str) -> Iterator[Setup]:
+        with _lighttpd(tmp, address, _logger(address, SINK_PORT)):
+            yield _inventory(_sink(tmp, address, transport))
+
+    return Peer(Protocol.SYSLOG, "lighttpd + logger (util-linux)", debian_version("bsdutils"),
+                f"failed logins over {transport.upper()}", run,
+                {AUTH: Status.PASS, TRANSPORT: Status.FAIL})
+
+
+def rsyslog_peer(transport: Transport) -> Peer:
+    @contextlib.contextmanager
+    def run(tmp: Path, address: str) -> Iterator[Setup]:
+        sink = _sink(tmp, address, transport)
+        ca = str(sink["cert_file"]) if transport == "tls" else None
+        with _rsyslog(tmp, address, transport, ca), \
+                _lighttpd(tmp, address, _logger(address, RELAY_PORT)):
+            yield _inventory(sink)
+
+    return Peer(Protocol.SYSLOG, "lighttpd + rsyslog", debian_version("rsyslog"),
+                f"failed logins forwarded over {transport.upper()}", run,
+                {AUTH: Status.PASS,
+                 TRANSPORT: Status.PASS if transport == "tls" else Status.FAIL})
+
+
+@contextlib.contextmanager
+def _silent(tmp: Path, address: str) -> Iterator[Setup]:
+    sink = _sink(tmp, address, "tls")
+    with _rsyslog(tmp, address, "tls", str(sink["cert_file"])), \
+            _lighttpd(tmp, address, str(tmp / "error.log")):
+        yield _inventory(sink)
+
+
+PEERS: list[Peer] = [
+    rsyslog_peer("tls"),
+    rsyslog_peer("tcp"),
+    rsyslog_peer("udp"),
+    logger_peer("udp"),
+    Peer(Protocol.SYSLOG, "lighttpd + rsyslog", debian_version("rsyslog"),
+         "error log to a file: nothing reported over TLS", _silent,
+         {AUTH: Status.FAIL, TRANSPORT: Status.SKIPPED}),
+]
