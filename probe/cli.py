@@ -1,6 +1,6 @@
 """The `iotprobe` command line: scan, sweep, worker, diff, report, profiles, lab.
 
-Exit codes (PRODUCT.md): 0 every device conformant (failures below --fail-on tolerated),
+Exit codes (docs/cli.md): 0 every device conformant (failures below --fail-on tolerated),
 1 at least one device nonconformant, 2 usage or input error, 3 no failure but at least one
 device inconclusive.
 """

@@ -131,7 +131,7 @@ ClassName = Annotated[str, AfterValidator(token("device class"))]
 Framework = Literal["iso-27400-2022", "etsi-en-303-645", "owasp-isvs", "iec-62443-4-2",
                     "nistir-8259a"]
 FRAMEWORKS: tuple[str, ...] = get_args(Framework)
-"""The reference keys a profile may use (see CHECKS.md)."""
+"""The reference keys a profile may use (see docs/crosswalk.md)."""
 References = dict[Framework, Annotated[list[Text], Field(min_length=1)]]
 SeverityName = Literal["critical", "high", "medium", "low"]
 

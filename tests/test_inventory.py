@@ -55,7 +55,7 @@ def only(inventory: Inventory) -> Device:
 
 @pytest.fixture
 def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The inventory of PRODUCT.md, with its PKI files and environment."""
+    """A full inventory (docs/inventory.md), with its PKI files and environment."""
     monkeypatch.setenv("FLEET_MQTT_PASSWORD", SECRET)
     monkeypatch.setenv("FLEET_CANARY_PASSWORD", "canary-" + SECRET)
     monkeypatch.setenv("FLEET_MONITOR_PASSWORD", "monitor-" + SECRET)

@@ -115,7 +115,7 @@ def device_of_record(record: Mapping[str, Any]) -> Device:
 
 
 def record_verdict(results: Iterable[Mapping[str, Any]]) -> str:
-    """The verdict of recorded results (PRODUCT.md): as model.verdict_of, on dicts."""
+    """The verdict of recorded results (docs/record.md): as model.verdict_of, on dicts."""
     rows = list(results)
     if any(r["status"] == "fail" and "waived" not in r for r in rows):
         return "nonconformant"

@@ -104,7 +104,7 @@ ABSENT_WITHOUT: Mapping[str, tuple[str, ...]] = MappingProxyType({
     THROTTLING: ("mqtt.anonymous-access", "http.authentication"),
 })
 """An intrusive check is `not_applicable` on a device that declares these all
-`not_applicable` (no MQTT endpoint, no HTTP listener, no CoAP at all: CHECKS.md)."""
+`not_applicable` (no MQTT endpoint, no HTTP listener, no CoAP at all: docs/record.md)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class Row:
 
 
 def implied_verdict(statuses: Iterable[str]) -> str:
-    """The verdict that results with these statuses get (no waivers): PRODUCT.md."""
+    """The verdict that results with these statuses get (no waivers): docs/record.md."""
     seen = set(statuses)
     if "fail" in seen:
         return "nonconformant"

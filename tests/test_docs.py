@@ -1,0 +1,102 @@
+"""The documentation under docs/: generated parts current, every link inside the repository.
+
+A clone or a wheel is all a user has, so nothing may point outside the repository; and the
+tables generated from the code (command line, crosswalk) must say what the code does now.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+OUTSIDE = ("../" + "shared", "/work/" + "shared")
+"""Where the team's contract lived, outside any clone (spelled in pieces, so that this file
+does not match itself)."""
+LINK = re.compile(r"\]\((?P<target>[^)\s#]+)(?:#[^)\s]*)?\)")
+
+
+def _script(name: str) -> ModuleType:
+    """A generator of scripts/, loaded from its file (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stale(name: str) -> tuple[str, str]:
+    """(the committed file, what the generator makes of it)."""
+    script = _script(name)
+    committed = script.DOC.read_text(encoding="utf-8")
+    return committed, _script("docgen").fill(committed, script.render())
+
+
+def test_cli_docs_are_current() -> None:
+    committed, wanted = _stale("cli_docs")
+    assert committed == wanted, "docs/cli.md is stale: run scripts/cli_docs.py"
+
+
+def test_crosswalk_docs_are_current() -> None:
+    committed, wanted = _stale("crosswalk_docs")
+    assert committed == wanted, "docs/crosswalk.md is stale: run scripts/crosswalk_docs.py"
+
+
+def test_a_changed_option_makes_the_cli_docs_stale() -> None:
+    """The stale test can fail: an option table that differs from the code is caught, and a
+    command without its markers is refused."""
+    script, docgen = _script("cli_docs"), _script("docgen")
+    committed = script.DOC.read_text(encoding="utf-8")
+    edited = committed.replace("| Devices scanned at once. |", "| Devices at once. |", 1)
+    assert edited != committed
+    assert docgen.fill(edited, script.render()) == committed
+    without = re.sub(r"<!-- (BEGIN|END) generated: iotprobe diff -->\n?", "", committed)
+    with pytest.raises(docgen.StaleBlocks, match="iotprobe diff"):
+        docgen.fill(without, script.render())
+
+
+def _tracked() -> list[Path]:
+    """The repository's files: tracked, and new ones not ignored."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True).stdout.decode()
+    return [REPO / name for name in sorted(set(listing.split("\0"))) if name]
+
+
+def _text(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    if b"\0" in data:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def test_nothing_links_outside_the_repository() -> None:
+    found = []
+    for path in _tracked():
+        text = _text(path)
+        for number, line in enumerate((text or "").splitlines(), 1):
+            if any(place in line for place in OUTSIDE):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not found, "links outside the repository:\n" + "\n".join(found)
+
+
+def test_relative_links_in_the_docs_resolve() -> None:
+    """Every relative link of README.md and docs/*.md names a file of the repository."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for match in LINK.finditer(page.read_text(encoding="utf-8")):
+            target = match.group("target")
+            if re.match(r"[a-z]+:", target):
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(REPO) or not resolved.exists():
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert not broken, "broken links:\n" + "\n".join(broken)
