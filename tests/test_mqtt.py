@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemons import Daemon, Listener, scan_context, silent, start
+from daemons import Daemon, Listener, reply, scan_context, silent, start
+from interop import brokers_mqtt
 
 from probe.checks import catalogue
 from probe.checks.base import Observations
@@ -43,10 +44,15 @@ from probe.observe.mqtt import (
 )
 from probe.observe.mqtt_codec import (
     ANONYMOUS,
+    CONNACK,
+    PUBACK,
+    SUBACK,
     Identity,
     MalformedPacket,
+    connack_level,
     connect_packet,
     frame,
+    meaning,
 )
 from probe.secrets import Secret
 
@@ -540,3 +546,58 @@ def test_anonymous_access_is_a_shared_collector() -> None:
     assert needs["mqtt.anonymous-access"] == (anonymous_access,)
     assert needs["mqtt.cleartext-listener"] == needs["mqtt.client-certificate"] == (endpoints,)
     assert catalogue()["mqtt.default-credentials"].intrusive
+
+
+@pytest.mark.parametrize("broker", [brokers_mqtt.aedes, brokers_mqtt.amqtt],
+                         ids=["aedes", "amqtt"])
+async def test_brokers_without_mqtt5_are_judged_at_the_level_they_speak(
+        tmp_path: Path, broker: Any) -> None:
+    """aedes and amqtt answer an MQTT 5 CONNECT with the 3.1.1 CONNACK 1: the evidence names
+    that code in the 3.1.1 CONNACK table (it once read "CONNACK reason 1, granted QoS 1", from
+    the SUBACK table), and the verdict comes from MQTT 3.1.1, the level they speak."""
+    address = "127.133.0.1" if broker is brokers_mqtt.aedes else "127.133.0.2"
+    with broker(tmp_path / "closed", address, {1883: False}, users=brokers_mqtt.ACCOUNTS), \
+            device(address, (1883,)) as ctx:
+        (closed,) = await run(ctx, "mqtt.anonymous-access")
+    with broker(tmp_path / "open", address, {1883: False}), device(address, (1883,)) as ctx:
+        (open_door,) = await run(ctx, "mqtt.anonymous-access")
+    four, five = closed.evidence["levels"]
+    assert (four["connack_code"], five["connack_code"]) == (5, 1)
+    assert five == {"protocol_level": 5, "outcome": "connack", "source": "exchange",
+                    "connack_code": 1, "meaning": "unacceptable protocol version",
+                    "session_present": False, "connack_protocol_level": 4}
+    assert closed.status is Status.PASS
+    assert closed.summary == (
+        "CONNECT without credentials is refused on tcp/1883 at the level it speaks (MQTT "
+        "3.1.1: CONNACK 5, not authorized); it does not speak MQTT 5 (MQTT 3.1.1 CONNACK 1, "
+        "unacceptable protocol version (an MQTT 3.1.1 answer to the MQTT 5 CONNECT))")
+    assert "granted" not in json.dumps([closed.summary, closed.evidence])
+    assert open_door.status is Status.FAIL
+    assert open_door.evidence["protocol_level"] == 4
+
+
+async def test_a_peer_that_refuses_every_protocol_version_is_undecided() -> None:
+    """Refusing the protocol version says nothing about credentials: a peer that refuses both
+    3.1.1 and 5 (it may speak 3.1) is not judged to refuse anonymous clients. No broker
+    packaged for Debian, PyPI or npm answers this way, hence the scripted peer."""
+    address = "127.133.0.3"
+    async with Listener(address, 1883, reply(b"\x20\x02\x00\x01")):
+        with device(address, (1883,)) as ctx:
+            (finding,) = await run(ctx, "mqtt.anonymous-access")
+    assert (finding.status, finding.evidence["reason"]) == (Status.ERROR, "protocol-version")
+    assert [lv["meaning"] for lv in finding.evidence["levels"]] == [
+        "unacceptable protocol version"] * 2
+
+
+def test_codes_are_read_in_the_table_of_their_packet() -> None:
+    assert meaning(4, 1) == "unacceptable protocol version"
+    assert meaning(5, 1) == "unknown code"  # no MQTT 5 CONNACK reason code 1
+    assert meaning(5, 0x84, CONNACK) == "unsupported protocol version"
+    assert (meaning(4, 1, SUBACK), meaning(5, 1, SUBACK)) == ("granted QoS 1",) * 2
+    assert meaning(5, 0x87, SUBACK) == meaning(5, 0x87, PUBACK) == "not authorized"
+    assert meaning(5, 0x10, PUBACK) == "no matching subscribers"
+    assert meaning(5, 0x10, SUBACK) == "unknown code"
+    assert connack_level(5, b"\x00\x01") == 4  # a 3.1.1 CONNACK has no properties
+    assert connack_level(5, b"\x00\x87\x00") == 5
+    assert connack_level(4, b"\x00\x84\x00") == 5  # an MQTT 5 broker refusing 3.1.1
+    assert connack_level(4, b"\x00\x05") == 4

@@ -44,12 +44,14 @@ from probe.observe.mqtt_codec import (
     CONNACK,
     DISCONNECT_PACKET,
     MAX_PACKET,
+    PROTOCOL,
     PUBACK,
     PUBLISH,
     SUBACK,
     Identity,
     MalformedPacket,
     Packet,
+    connack_level,
     connect_packet,
     frame,
     meaning,
@@ -112,6 +114,19 @@ class Outcome:
     reason_string: str | None = None
     detail: str = ""
     source: Literal["identification", "exchange", "tls-layer"] = "exchange"
+    answered_at: int | None = None
+    """The protocol level the CONNACK is written in, where it is not the CONNECT's."""
+
+    @property
+    def packet_level(self) -> int:
+        """The level whose CONNACK table says what `code` means."""
+        return self.answered_at or self.level
+
+    @property
+    def version_refused(self) -> bool:
+        """The broker refused the CONNECT's protocol level: it does not speak it, which says
+        nothing about the credentials (3.1.1 return code 1, MQTT 5 reason code 0x84)."""
+        return self.result == "connack" and self.code == (1 if self.packet_level == 4 else 0x84)
 
     @property
     def accepted(self) -> bool:
@@ -129,8 +144,13 @@ class Outcome:
 
     def describe(self) -> str:
         if self.result == "connack" and self.code is not None:
-            word = "CONNACK" if self.level == 4 else "CONNACK reason"
-            return f"{word} {self.code}, {meaning(self.level, self.code)}"
+            level = self.packet_level
+            word = "CONNACK" if level == 4 else "CONNACK reason"
+            said = f"{word} {self.code}, {meaning(level, self.code)}"
+            if level == self.level:
+                return said
+            return (f"{PROTOCOL[level]} {said} (an {PROTOCOL[level]} answer to the "
+                    f"{PROTOCOL[self.level]} CONNECT)")
         if self.result == "timeout":
             return self.detail or "no answer before the deadline"
         text = DESCRIPTION.get(self.result, self.result)
@@ -140,9 +160,12 @@ class Outcome:
         out: dict[str, Any] = {"protocol_level": self.level, "outcome": self.result,
                                "source": self.source}
         if self.code is not None:
-            out["connack_code" if self.level == 4 else "reason_code"] = self.code
-            out["meaning"] = meaning(self.level, self.code)
+            level = self.packet_level
+            out["connack_code" if level == 4 else "reason_code"] = self.code
+            out["meaning"] = meaning(level, self.code)
             out["session_present"] = self.session_present
+            if level != self.level:
+                out["connack_protocol_level"] = level
         if self.reason_string:
             out["reason_string"] = self.reason_string
         if self.detail:
@@ -178,12 +201,19 @@ def _hello(ident: Identification, silent: bool) -> Outcome:
         return Outcome(4, "timeout", detail=f"identification: {ident.detail}",
                        source="identification")
     if "connack_code" in evidence:
-        return Outcome(4, "connack", int(evidence["connack_code"]),
-                       bool(evidence.get("session_present")), source="identification")
+        code = int(evidence["connack_code"])
+        return Outcome(4, "connack", code, bool(evidence.get("session_present")),
+                       source="identification", answered_at=_hello_level(code))
     if evidence.get("client_certificate_required"):
         return Outcome(4, "certificate-required", detail=str(evidence.get("tls_alert", "")),
                        source="identification")
     return Outcome(4, "not-mqtt", detail=ident.detail, source="identification")
+
+
+def _hello_level(code: int) -> int | None:
+    """5 when identification's CONNACK code is an MQTT 5 reason code (0x80 and up: 3.1.1
+    return codes stop at 5), the answer of a broker that speaks only MQTT 5."""
+    return 5 if code >= 0x80 else None
 
 
 async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
@@ -284,12 +314,13 @@ def _broken(level: int, exc: BaseException, client: TlsClient | None, presented:
 def _connack(level: int, packet: Packet, first: bytes) -> Outcome:
     if packet.kind != CONNACK or len(packet.body) < 2:
         return Outcome(level, "not-mqtt", detail=f"first bytes {head_hex(first)}")
+    answered = connack_level(level, packet.body)
     try:
-        properties, _ = read_properties(level, packet.body, 2)
+        properties, _ = read_properties(answered, packet.body, 2)
     except MalformedPacket as exc:
         return Outcome(level, "not-mqtt", detail=str(exc))
     return Outcome(level, "connack", packet.body[1], bool(packet.body[0] & 1),
-                   reason_string(properties))
+                   reason_string(properties), answered_at=None if answered == level else answered)
 
 
 def _client_id() -> str:
@@ -387,13 +418,18 @@ class Anonymous:
 
     @property
     def level(self) -> int:
-        """The level to log in with: 4, unless the endpoint refused that version."""
-        four = self.at(4)
-        if four is not None and four.result == "connack" and four.code == 1:
-            five = self.at(5)
-            if five is not None and five.result == "connack":
-                return 5
+        """The level to log in with: 4, unless the endpoint refused that version and answers
+        MQTT 5 in MQTT 5."""
+        four, five = self.at(4), self.at(5)
+        if four is not None and four.version_refused and five is not None and (
+                five.result == "connack" and not five.version_refused):
+            return 5
         return 4
+
+    @property
+    def spoken(self) -> tuple[Outcome, ...]:
+        """The answers at the levels the endpoint speaks (it did not refuse their version)."""
+        return tuple(o for o in self.levels if not o.version_refused)
 
 
 async def _anonymous(ctx: DeviceContext, endpoint: Endpoint) -> Anonymous:
@@ -680,7 +716,7 @@ async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> 
         elif puback is None:
             problem = f"no PUBACK within {link.ctx.timeout:g} s"
         elif puback >= 0x80:
-            problem = f"the broker refused the publication ({meaning(5, puback)})"
+            problem = f"the broker refused the publication ({meaning(link.level, puback, PUBACK)})"
         else:
             problem = "the broker acknowledged the publication but did not deliver it, not even "
             problem += "to the canary: it may not publish or read on its topic"

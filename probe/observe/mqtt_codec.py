@@ -20,24 +20,40 @@ PROTOCOL = {4: "MQTT 3.1.1", 5: "MQTT 5"}
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
 DISCONNECT_PACKET = b"\xe0\x00"
 
+# What a code means in the packet it came from: one table per packet and protocol level
+# (MQTT 3.1.1 3.2.2.3 and 3.9.3; MQTT 5.0 3.2.2.2, 3.4.2.1 and 3.9.3).
 CONNACK_V4 = {0: "connection accepted", 1: "unacceptable protocol version",
               2: "identifier rejected", 3: "server unavailable",
               4: "bad user name or password", 5: "not authorized"}
-SUBACK_V4 = {0: "granted QoS 0", 1: "granted QoS 1", 2: "granted QoS 2", 0x80: "failure"}
-REASON_V5 = {
-    0x00: "success", 0x01: "granted QoS 1", 0x02: "granted QoS 2",
-    0x10: "no matching subscribers", 0x80: "unspecified error", 0x81: "malformed packet",
+CONNACK_V5 = {
+    0x00: "success", 0x80: "unspecified error", 0x81: "malformed packet",
     0x82: "protocol error", 0x83: "implementation specific error",
     0x84: "unsupported protocol version", 0x85: "client identifier not valid",
     0x86: "bad user name or password", 0x87: "not authorized", 0x88: "server unavailable",
     0x89: "server busy", 0x8A: "banned", 0x8C: "bad authentication method",
-    0x8F: "topic filter invalid", 0x90: "topic name invalid", 0x91: "packet identifier in use",
-    0x95: "packet too large", 0x97: "quota exceeded", 0x99: "payload format invalid",
-    0x9A: "retain not supported", 0x9B: "QoS not supported", 0x9C: "use another server",
-    0x9D: "server moved", 0x9E: "shared subscriptions not supported",
-    0x9F: "connection rate exceeded", 0xA1: "subscription identifiers not supported",
+    0x90: "topic name invalid", 0x95: "packet too large", 0x97: "quota exceeded",
+    0x99: "payload format invalid", 0x9A: "retain not supported", 0x9B: "QoS not supported",
+    0x9C: "use another server", 0x9D: "server moved", 0x9F: "connection rate exceeded",
+}
+SUBACK_V4 = {0: "granted QoS 0", 1: "granted QoS 1", 2: "granted QoS 2", 0x80: "failure"}
+SUBACK_V5 = {
+    0x00: "granted QoS 0", 0x01: "granted QoS 1", 0x02: "granted QoS 2",
+    0x80: "unspecified error", 0x83: "implementation specific error", 0x87: "not authorized",
+    0x8F: "topic filter invalid", 0x91: "packet identifier in use", 0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported",
+    0xA1: "subscription identifiers not supported",
     0xA2: "wildcard subscriptions not supported",
 }
+PUBACK_V5 = {
+    0x00: "success", 0x10: "no matching subscribers", 0x80: "unspecified error",
+    0x83: "implementation specific error", 0x87: "not authorized", 0x90: "topic name invalid",
+    0x91: "packet identifier in use", 0x97: "quota exceeded", 0x99: "payload format invalid",
+}
+_TABLES: dict[tuple[int, int], Mapping[int, str]] = {
+    (CONNACK, 4): CONNACK_V4, (CONNACK, 5): CONNACK_V5, (SUBACK, 4): SUBACK_V4,
+    (SUBACK, 5): SUBACK_V5, (PUBACK, 5): PUBACK_V5,
+}
+PACKET_NAMES = {CONNACK: "CONNACK", SUBACK: "SUBACK", PUBACK: "PUBACK"}
 
 # MQTT 5 property identifiers by how their value is encoded (MQTT 5.0, 2.2.2.2).
 _PROPERTY_SIZE = {**dict.fromkeys((0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A), 1),
@@ -47,9 +63,23 @@ _PROPERTY_STRING = frozenset({0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x
 _PROPERTY_VARINT, _PROPERTY_PAIR, _REASON_STRING = 0x0B, 0x26, 0x1F
 
 
-def meaning(level: int, code: int, table: Mapping[int, str] = CONNACK_V4) -> str:
-    """What a CONNACK (or SUBACK) code says, per the protocol level's table."""
-    return (table if level == 4 else REASON_V5).get(code, "unknown code")
+def meaning(level: int, code: int, packet: int = CONNACK) -> str:
+    """What `code` says in a `packet` (CONNACK, SUBACK, PUBACK) read at protocol `level`."""
+    return _TABLES.get((packet, level), {}).get(code, "unknown code")
+
+
+def connack_level(level: int, body: bytes) -> int:
+    """The protocol level a CONNACK answering a level-`level` CONNECT is written in.
+
+    An MQTT 5 CONNACK always carries a property length after its two bytes, a 3.1.1 CONNACK
+    never: brokers that do not speak MQTT 5 (aedes, amqtt) answer its CONNECT with the 3.1.1
+    CONNACK "unacceptable protocol version", whose code 1 means nothing in MQTT 5.
+    """
+    if level == 5 and len(body) == 2:
+        return 4
+    if level == 4 and len(body) > 2 and body[1] >= 0x80:
+        return 5
+    return level
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,8 +236,6 @@ def parse_publish(level: int, packet: Packet) -> tuple[str, bytes]:
     at = 2 + size + (2 if (packet.flags >> 1) & 0x03 else 0)
     _, at = read_properties(level, body, at)
     return topic, body[at:]
-
-
 
 
 def _reveal(value: str | Secret) -> bytes:
