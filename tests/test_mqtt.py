@@ -52,7 +52,9 @@ from probe.observe.mqtt_codec import (
     connack_level,
     connect_packet,
     frame,
+    maximum_qos,
     meaning,
+    publish_packet,
 )
 from probe.secrets import Secret
 
@@ -400,13 +402,13 @@ async def test_attempts_are_paced_and_bounded(tmp_path: Path) -> None:
     assert all(b - a >= 0.15 for a, b in itertools.pairwise(logins))
 
 
-async def test_a_silent_broker_costs_one_timeout(tmp_path: Path) -> None:
+async def test_a_silent_broker_costs_two_timeouts(tmp_path: Path) -> None:
     address = "127.81.0.8"
     async with Listener(address, 1883, silent) as listener:
         with device(address, (1883,), creds=credentials(canary=True), **FAST) as ctx:
             results = {cid: await run(ctx, cid) for cid in MQTT_CHECKS}
         accepted = listener.accepted
-    assert accepted == 2  # the port scan and identification's CONNECT; nothing after
+    assert accepted == 3  # the port scan, identification's CONNECT and one MQTT 5 CONNECT
     for check_id in ("mqtt.cleartext-listener", "mqtt.anonymous-access",
                      "mqtt.default-credentials", "mqtt.topic-authorization"):
         (finding,) = results[check_id]
@@ -601,3 +603,36 @@ def test_codes_are_read_in_the_table_of_their_packet() -> None:
     assert connack_level(5, b"\x00\x87\x00") == 5
     assert connack_level(4, b"\x00\x84\x00") == 5  # an MQTT 5 broker refusing 3.1.1
     assert connack_level(4, b"\x00\x05") == 4
+
+
+async def test_a_broker_that_speaks_only_mqtt5_is_judged_at_mqtt5(tmp_path: Path) -> None:
+    """mqttools leaves a 3.1.1 CONNECT unanswered, accepts anyone at MQTT 5 and allows QoS 0
+    only: one MQTT 5 CONNECT after identification's silence makes it an MQTT endpoint (it was
+    "silent" and every check `error` before), and the canary publishes at QoS 0."""
+    address = "127.133.0.4"
+    with brokers_mqtt.mqttools(tmp_path, address), \
+            device(address, (1883,), creds=credentials(probe=False), **FAST) as ctx:
+        await ctx.observe(endpoints)
+        connections = ctx.connections
+        results = {cid: await run(ctx, cid) for cid in MQTT_CHECKS}
+    assert connections == 3  # the port scan, identification, one MQTT 5 CONNECT
+    status = {cid: [f.status for f in found] for cid, found in results.items()}
+    assert status == {"mqtt.cleartext-listener": [Status.FAIL],
+                      "mqtt.anonymous-access": [Status.FAIL],
+                      "mqtt.default-credentials": [Status.PASS],
+                      "mqtt.topic-authorization": [Status.FAIL],
+                      "mqtt.client-certificate": [Status.NOT_APPLICABLE]}
+    (anonymous,) = results["mqtt.anonymous-access"]
+    assert (anonymous.evidence["protocol_level"], anonymous.evidence["reason_code"]) == (5, 0)
+    (topics,) = results["mqtt.topic-authorization"]
+    assert topics.evidence["protocol_level"] == 5
+    assert topics.evidence["received"]["canary_received"] is True
+    assert topics.evidence["canary"]["qos"] == 0
+    (default,) = results["mqtt.default-credentials"]  # mqttools refuses any user name
+    assert {a["reason_code"] for a in default.evidence["attempts"]} == {0x86}
+
+
+def test_qos0_publications_and_maximum_qos() -> None:
+    assert publish_packet(4, 2, "t", b"x", 0) == b"\x30\x04\x00\x01tx"
+    assert publish_packet(4, 2, "t", b"x") == b"\x32\x06\x00\x01t\x00\x02x"
+    assert (maximum_qos({0x24: 0}), maximum_qos({0x24: 1}), maximum_qos({})) == (0, 1, 2)

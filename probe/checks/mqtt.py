@@ -44,7 +44,7 @@ def _refused(anonymous: Anonymous) -> str:
     whose version it refused (it does not speak it) is named as such, not as a refusal."""
     target = anonymous.endpoint.target
     refusals = "; ".join(f"{PROTOCOL[o.level]}: {o.describe()}" for o in anonymous.spoken)
-    unspoken = [o for o in anonymous.levels if o.version_refused]
+    unspoken = anonymous.unspoken
     if not unspoken:
         return f"CONNECT without credentials is refused on {target}: {refusals}"
     return (f"CONNECT without credentials is refused on {target} at the level it speaks "
@@ -68,7 +68,7 @@ def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
         return [not_applicable(NO_ENDPOINT)]
     findings = []
     for endpoint in found:
-        target, hello = endpoint.target, endpoint.hello
+        target, hello = endpoint.target, endpoint.answer
         evidence = {**endpoint.evidence(), "connect": hello.evidence()}
         if endpoint.silent:
             findings.append(_silent(endpoint, "whether it serves MQTT in cleartext"))
@@ -123,7 +123,8 @@ def anonymous(obs: Observations, params: Params) -> Iterable[Finding]:
                 f"{target} refused the protocol version of every CONNECT ({_levels(item)}): "
                 "whether it admits clients without credentials at the level it speaks is "
                 "undecided", target, **evidence, reason="protocol-version"))
-        elif all(o.refused for o in item.levels) and {o.level for o in item.levels} == {4, 5}:
+        elif item.spoken and all(o.refused for o in item.spoken) and (
+                {o.level for o in item.levels} == {4, 5}):
             findings.append(passed(_refused(item), target, **evidence))
         else:
             undecided = next(o for o in item.levels if not o.decided)
@@ -306,7 +307,7 @@ def client_certificate(obs: Observations, params: Params) -> Iterable[Finding]:
         return [not_applicable(what)]
     findings = []
     for endpoint in tls:
-        target, hello = endpoint.target, endpoint.hello
+        target, hello = endpoint.target, endpoint.answer
         evidence = {**endpoint.evidence(), "connect": hello.evidence()}
         if endpoint.silent:
             findings.append(_silent(endpoint, "whether it requires a client certificate"))

@@ -13,8 +13,15 @@ and "timed out" (one read deadline, never more).
 The anonymous level-4 CONNECT is not repeated: discovery (`probe.observe.identify`) already sent
 one to every MQTT endpoint, and `endpoints` turns that identification evidence into the level-4
 outcome. An endpoint that never sent a byte there (it hung, reset, or went away) is an MQTT
-endpoint when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`); it already
-cost one timeout, so no collector talks to it again.
+endpoint when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`). It gets
+one anonymous MQTT 5 CONNECT, because a broker that speaks only MQTT 5 ignores 3.1.1 (mqttools
+does): a CONNACK makes it an MQTT 5 endpoint, judged at level 5; after that second timeout no
+collector talks to a silent endpoint again.
+
+A code is read in the table of the packet and the level it came in: a broker that speaks only
+3.1.1 (aedes, amqtt) answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 1, which says
+"unacceptable protocol version", not MQTT 5's reason code 1. A refused or ignored protocol
+level says nothing about credentials: the checks judge the levels an endpoint speaks.
 
 Collectors (each gathered once per device through `ctx.observe`, shared by the checks):
 `endpoints`, `anonymous_access` (adds one level-5 CONNECT per endpoint), `default_credentials`
@@ -54,6 +61,7 @@ from probe.observe.mqtt_codec import (
     connack_level,
     connect_packet,
     frame,
+    maximum_qos,
     meaning,
     parse_puback,
     parse_publish,
@@ -116,6 +124,8 @@ class Outcome:
     source: Literal["identification", "exchange", "tls-layer"] = "exchange"
     answered_at: int | None = None
     """The protocol level the CONNACK is written in, where it is not the CONNECT's."""
+    qos: int = 2
+    """The highest QoS the CONNACK lets the client publish at (MQTT 5 Maximum QoS)."""
 
     @property
     def packet_level(self) -> int:
@@ -182,10 +192,18 @@ class Endpoint:
     silent: bool
     hello: Outcome
     tls_info: Mapping[str, Any]
+    mqtt5: Outcome | None = None
+    """The anonymous MQTT 5 CONNACK of an endpoint that left the 3.1.1 CONNECT unanswered: it
+    speaks MQTT 5 only (mqttools ignores 3.1.1)."""
 
     @property
     def target(self) -> str:
         return f"tcp/{self.port}"
+
+    @property
+    def answer(self) -> Outcome:
+        """The endpoint's answer to an anonymous CONNECT at the first level it answers."""
+        return self.mqtt5 if self.mqtt5 is not None else self.hello
 
     @property
     def needs_certificate(self) -> bool:
@@ -217,7 +235,8 @@ def _hello_level(code: int) -> int | None:
 
 
 async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
-    """Collector: the device's MQTT endpoints, from discovery (no traffic of its own)."""
+    """Collector: the device's MQTT endpoints, from discovery (traffic of its own only to a
+    silent one: the MQTT 5 CONNECT of `_mqtt5_only`)."""
     found: Services = await ctx.observe(services)
     named = service_ports(ctx, udp=False)
     out = []
@@ -231,8 +250,19 @@ async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
                                             is True)
         tls_info = {k: ident.evidence[k] for k in ("tls_version", "cipher")
                     if k in ident.evidence}
-        out.append(Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info))
+        endpoint = Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info)
+        out.append(await _mqtt5_only(ctx, endpoint) if silent else endpoint)
     return tuple(out)
+
+
+async def _mqtt5_only(ctx: DeviceContext, endpoint: Endpoint) -> Endpoint:
+    """A port that left identification's 3.1.1 CONNECT unanswered may be a broker that speaks
+    MQTT 5 only and ignores 3.1.1 (mqttools does): one anonymous MQTT 5 CONNECT decides. A
+    CONNACK makes it an MQTT 5 endpoint; anything else leaves it silent."""
+    outcome, _ = await login(ctx, endpoint, 5, None)
+    if outcome.result != "connack":
+        return endpoint
+    return replace(endpoint, silent=False, mqtt5=outcome)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +283,8 @@ class _Link:
         self.buffer = b""
         self.seen = b""
         self.received = 0
+        self.qos = 1
+        """The QoS to publish at: 1, or 0 where the broker allows no more."""
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -320,7 +352,8 @@ def _connack(level: int, packet: Packet, first: bytes) -> Outcome:
     except MalformedPacket as exc:
         return Outcome(level, "not-mqtt", detail=str(exc))
     return Outcome(level, "connack", packet.body[1], bool(packet.body[0] & 1),
-                   reason_string(properties), answered_at=None if answered == level else answered)
+                   reason_string(properties), answered_at=None if answered == level else answered,
+                   qos=maximum_qos(properties))
 
 
 def _client_id() -> str:
@@ -382,6 +415,7 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
                                detail=f"no CONNACK within {ctx.timeout:g} s"), None
             outcome = _connack(level, packet, link.seen)
             if outcome.accepted:
+                link.qos = min(1, outcome.qos)
                 if then is not None:
                     extra = await then(link)
                 with contextlib.suppress(OSError):
@@ -418,24 +452,33 @@ class Anonymous:
 
     @property
     def level(self) -> int:
-        """The level to log in with: 4, unless the endpoint refused that version and answers
+        """The level to log in with: 4, unless the endpoint does not speak 3.1.1 and answers
         MQTT 5 in MQTT 5."""
-        four, five = self.at(4), self.at(5)
-        if four is not None and four.version_refused and five is not None and (
-                five.result == "connack" and not five.version_refused):
+        five = self.at(5)
+        if (five is not None and five in self.spoken and five.result == "connack"
+                and any(o.level == 4 for o in self.unspoken)):
             return 5
         return 4
 
     @property
+    def unspoken(self) -> tuple[Outcome, ...]:
+        """The answers at levels the endpoint does not speak: it refused their version, or
+        left the 3.1.1 CONNECT unanswered and answered MQTT 5."""
+        return tuple(o for o in self.levels if o.version_refused or (
+            o.level == 4 and self.endpoint.mqtt5 is not None))
+
+    @property
     def spoken(self) -> tuple[Outcome, ...]:
-        """The answers at the levels the endpoint speaks (it did not refuse their version)."""
-        return tuple(o for o in self.levels if not o.version_refused)
+        """The answers at the levels the endpoint speaks."""
+        return tuple(o for o in self.levels if o not in self.unspoken)
 
 
 async def _anonymous(ctx: DeviceContext, endpoint: Endpoint) -> Anonymous:
     hello = endpoint.hello
     if endpoint.silent:
         return Anonymous(endpoint, (hello,))
+    if endpoint.mqtt5 is not None:
+        return Anonymous(endpoint, (hello, endpoint.mqtt5))
     if endpoint.needs_certificate:
         before = Outcome(5, "certificate-required", detail="the TLS handshake comes before "
                          "any CONNECT, whatever its level", source="tls-layer")
@@ -619,6 +662,7 @@ class Canary:
     problem: str = ""
     undecided: bool = False
     """The problem is a missing answer (timeout, broken connection), not a refusal."""
+    qos: int = 1
 
     @property
     def proved(self) -> bool:
@@ -627,7 +671,7 @@ class Canary:
 
     def evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {"identity": self.identity, "topic": self.topic,
-                               "echoed": self.echoed}
+                               "echoed": self.echoed, "qos": self.qos}
         if self.login is not None:
             out["login"] = self.login.evidence()
         if self.suback is not None:
@@ -687,7 +731,10 @@ async def _subscribe(link: _Link, filters: Sequence[str], watch: Watch | None
 
 
 async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> Canary:
-    """As the canary: subscribe to the canary topic, publish the nonce, see it come back."""
+    """As the canary: subscribe to the canary topic, publish the nonce, see it come back.
+
+    At QoS 1, or at QoS 0 where the broker allows no more (mqttools): no PUBACK then, and a
+    nonce that does not come back is undecided."""
     try:
         codes = await _subscribe(link, [topic], None)
         if codes is None:
@@ -696,7 +743,7 @@ async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> 
         if codes[0] >= 0x80:
             return Canary(label, topic, suback=codes[0],
                           problem="the canary may not subscribe to its own topic")
-        await link.send(publish_packet(link.level, 2, topic, nonce))
+        await link.send(publish_packet(link.level, 2, topic, nonce, link.qos))
         puback: int | None = None
         echoed = False
         loop = asyncio.get_running_loop()
@@ -709,10 +756,13 @@ async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> 
                 puback = parse_puback(link.level, packet.body)[1]
             elif packet.kind == PUBLISH:
                 echoed = echoed or parse_publish(link.level, packet) == (topic, nonce)
-            if echoed and puback is not None:
+            if echoed and (puback is not None or not link.qos):
                 break
         if echoed:
             problem = ""
+        elif not link.qos:
+            problem = (f"the QoS 0 publication did not come back within {link.ctx.timeout:g} s "
+                       "(the broker allows no higher QoS, so nothing acknowledges it)")
         elif puback is None:
             problem = f"no PUBACK within {link.ctx.timeout:g} s"
         elif puback >= 0x80:
@@ -721,7 +771,7 @@ async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> 
             problem = "the broker acknowledged the publication but did not deliver it, not even "
             problem += "to the canary: it may not publish or read on its topic"
         return Canary(label, topic, suback=codes[0], puback=puback, echoed=echoed,
-                      problem=problem, undecided=not echoed and puback is None)
+                      problem=problem, undecided=not echoed and puback is None, qos=link.qos)
     except (OSError, _Closed, MalformedPacket) as exc:
         return Canary(label, topic, problem=f"the exchange failed: {_tls_reason(exc)}",
                       undecided=True)

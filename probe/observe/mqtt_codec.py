@@ -60,7 +60,7 @@ _PROPERTY_SIZE = {**dict.fromkeys((0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2
                   **dict.fromkeys((0x13, 0x21, 0x22, 0x23), 2),
                   **dict.fromkeys((0x02, 0x11, 0x18, 0x27), 4)}
 _PROPERTY_STRING = frozenset({0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F})
-_PROPERTY_VARINT, _PROPERTY_PAIR, _REASON_STRING = 0x0B, 0x26, 0x1F
+_PROPERTY_VARINT, _PROPERTY_PAIR, _REASON_STRING, _MAXIMUM_QOS = 0x0B, 0x26, 0x1F, 0x24
 
 
 def meaning(level: int, code: int, packet: int = CONNACK) -> str:
@@ -166,11 +166,12 @@ def subscribe_packet(level: int, packet_id: int, filters: Sequence[str]) -> byte
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 
-def publish_packet(level: int, packet_id: int, topic: str, payload: bytes) -> bytes:
-    """PUBLISH at QoS 1, not retained."""
-    body = _string(topic.encode()) + packet_id.to_bytes(2, "big")
+def publish_packet(level: int, packet_id: int, topic: str, payload: bytes, qos: int = 1
+                   ) -> bytes:
+    """PUBLISH at QoS 1 (or 0: no packet identifier, no PUBACK), not retained."""
+    body = _string(topic.encode()) + (packet_id.to_bytes(2, "big") if qos else b"")
     body += (b"\x00" if level == 5 else b"") + payload
-    return _packet((PUBLISH << 4) | 0x02, body)
+    return _packet((PUBLISH << 4) | (qos << 1), body)
 
 
 def read_properties(level: int, body: bytes, offset: int) -> tuple[dict[int, Any], int]:
@@ -207,6 +208,12 @@ def read_properties(level: int, body: bytes, offset: int) -> tuple[dict[int, Any
     if at != end:
         raise MalformedPacket("properties overrun their length")
     return found, end
+
+
+def maximum_qos(properties: Mapping[int, Any]) -> int:
+    """The highest QoS an MQTT 5 CONNACK lets the client publish at (2 when it says nothing)."""
+    value = properties.get(_MAXIMUM_QOS, 2)
+    return value if isinstance(value, int) and value in (0, 1) else 2
 
 
 def reason_string(properties: Mapping[int, Any]) -> str | None:

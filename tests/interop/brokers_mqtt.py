@@ -8,7 +8,9 @@ identity, confined to the canary prefix `iotprobe/canary/#`). The passwords are 
 never written into an inventory: it names them through `password_env`.
 
 aedes 1.2.0 and amqtt 0.12 speak MQTT 3.1.1 only: both answer an MQTT 5 CONNECT with the 3.1.1
-CONNACK return code 1, "unacceptable protocol version". mosquitto speaks both levels.
+CONNACK return code 1, "unacceptable protocol version". mqttools 0.50 (PyPI) speaks MQTT 5 only,
+leaves a 3.1.1 CONNECT unanswered, accepts everyone and supports QoS 0 only. mosquitto speaks
+both levels.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from probe.lab.servers_mqtt import issue_client
 NODE_DIR = Path(__file__).resolve().parent / "node"
 AEDES_SCRIPT = NODE_DIR / "aedes_broker.mjs"
 AMQTT = Path(sys.executable).with_name("amqtt")
+MQTTOOLS = Path(sys.executable).with_name("mqttools")
 
 PROBE, CANARY = "probe", "canary"
 PROBE_PASSWORD = "pr0be-Hv7-interop-Qe2"
@@ -174,3 +177,10 @@ def _amqtt_passwords(tmp: Path, users: Mapping[str, str]) -> Path:
     path.write_text("".join(f"{user}:{hasher.hash(password)}\n"
                             for user, password in users.items()))
     return path
+
+
+def mqttools(tmp: Path, address: str, port: int = 1883) -> Daemon:
+    """mqttools' broker in cleartext: anyone, MQTT 5 only, no ACL. It would also listen on
+    --secure-port, but only when given a certificate, key and CA."""
+    return start("mqttools", [str(MQTTOOLS), "broker", "--host", address, "--port", str(port)],
+                 tmp, address, _ports(tmp, {port: False}))

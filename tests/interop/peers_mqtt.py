@@ -1,8 +1,10 @@
 """The MQTT peers of the interoperability matrix (see `interop`): mosquitto (Debian), aedes
 (npm) and amqtt (PyPI), each anonymous, with passwords, with passwords and a topic ACL, and
-over TLS (client certificate required, or only asked for by amqtt, which cannot require one).
-mosquitto speaks MQTT 3.1.1 and 5; aedes and amqtt speak 3.1.1 and answer an MQTT 5 CONNECT
-with the 3.1.1 CONNACK 1 (see `brokers_mqtt`), so their verdicts come from level 4.
+over TLS (client certificate required, or only asked for by amqtt, which cannot require one);
+and mqttools (PyPI), anonymous only. mosquitto speaks MQTT 3.1.1 and 5; aedes and amqtt speak
+3.1.1 and answer an MQTT 5 CONNECT with the 3.1.1 CONNACK 1, so their verdicts come from level
+4; mqttools speaks 5 only and ignores 3.1.1, so its verdicts come from level 5 (see
+`brokers_mqtt`).
 
 The reference tool is mosquitto_sub (mosquitto-clients): it connects without credentials at
 3.1.1 and at 5 (mqtt.anonymous-access), in cleartext (mqtt.cleartext-listener), over TLS
@@ -50,6 +52,8 @@ class Config:
     acl: bool = False
     tls: bool = False
     require_certificate: bool = False
+    versions: tuple[str, ...] = ("mqttv311", "mqttv5")
+    """The protocol versions the broker speaks, as mosquitto_sub's -V names them."""
 
 
 ANONYMOUS = Config("anonymous")
@@ -57,6 +61,7 @@ PASSWORD = Config("password, no ACL", users=True)
 ACL = Config("password and ACL", users=True, acl=True)
 MUTUAL_TLS = Config("TLS with client certificate, password and ACL", users=True, acl=True,
                     tls=True, require_certificate=True)
+MQTT5_ONLY = Config("anonymous, MQTT 5 only, QoS 0 only", versions=("mqttv5",))
 TLS_OPTIONAL = Config("TLS asking for a client certificate it does not require, password and "
                       "ACL", users=True, acl=True, tls=True)
 
@@ -65,6 +70,10 @@ def _starter(broker: Callable[..., Any], config: Config
              ) -> Callable[[Path, str], contextlib.AbstractContextManager[Setup]]:
     @contextlib.contextmanager
     def start(tmp: Path, address: str) -> Iterator[Setup]:
+        if broker is brokers.mqttools:
+            with brokers.mqttools(tmp / "broker", address, CLEARTEXT):
+                yield Setup(_inventory(config, None))
+            return
         tls = brokers.broker_tls(tmp, address) if config.tls else None
         certificate = ({"request_certificate": True} if broker is brokers.amqtt
                        else {"require_certificate": config.require_certificate})
@@ -108,7 +117,10 @@ class _Client:
 
     def argv(self, tool: str, version: str, *, tls: bool = True, certificate: bool = True,
              user: tuple[str, str] | None = None) -> list[str]:
-        argv = [tool, "-h", self.address, "-p", str(self.port), "-V", version, "-d"]
+        # A client id of its own per tool: at MQTT 5 both would otherwise send an empty one,
+        # and mqttools gives the publisher's session the subscriber's.
+        argv = [tool, "-h", self.address, "-p", str(self.port), "-V", version, "-d",
+                "-i", f"iotprobe-reference-{tool}"]
         if tls and self.ca is not None:
             argv += ["--cafile", self.ca, "--insecure"]
         if certificate and self.cert is not None:
@@ -151,8 +163,8 @@ def _anonymous(client: _Client) -> Reading:
     return Reading(status, "; ".join(said))
 
 
-def _cleartext(client: _Client) -> Reading:
-    output = _run([*client.argv("mosquitto_sub", "mqttv311", tls=False, certificate=False),
+def _cleartext(client: _Client, version: str) -> Reading:
+    output = _run([*client.argv("mosquitto_sub", version, tls=False, certificate=False),
                    "-t", "$SYS/#", "-E", "-W", str(WAIT)])
     line = _connack(output)
     if line is not None:
@@ -160,8 +172,8 @@ def _cleartext(client: _Client) -> Reading:
     return Reading(Status.PASS, f"no CONNACK in cleartext: {_last_line(output)}")
 
 
-def _client_certificate(client: _Client) -> Reading:
-    output = _run([*client.argv("mosquitto_sub", "mqttv311", certificate=False),
+def _client_certificate(client: _Client, version: str) -> Reading:
+    output = _run([*client.argv("mosquitto_sub", version, certificate=False),
                    "-t", "$SYS/#", "-E", "-W", str(WAIT)])
     line = _connack(output)
     if line is not None:
@@ -169,13 +181,13 @@ def _client_certificate(client: _Client) -> Reading:
     return Reading(Status.PASS, f"refused without a client certificate: {_last_line(output)}")
 
 
-def _topics(client: _Client, users: bool) -> Reading:
+def _topics(client: _Client, users: bool, version: str) -> Reading:
     """As the probe identity (anonymous without accounts), subscribe to `#` and `$SYS/#`;
     once subscribed, publish on the canary topic as the canary; any message received fails.
     mosquitto_sub's output is line-buffered (stdbuf) so that "Subscribed" is seen when said."""
     probe = (brokers.PROBE, brokers.PROBE_PASSWORD) if users else None
     canary = (brokers.CANARY, brokers.CANARY_PASSWORD) if users else None
-    argv = ["stdbuf", "-oL", *client.argv("mosquitto_sub", "mqttv311", user=probe),
+    argv = ["stdbuf", "-oL", *client.argv("mosquitto_sub", version, user=probe),
             "-t", "#", "-t", "$SYS/#", "-v", "-C", "1", "-W", str(WAIT)]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as sub:
@@ -184,8 +196,8 @@ def _topics(client: _Client, users: bool) -> Reading:
         for line in sub.stdout:  # ends by itself: -W bounds mosquitto_sub
             lines.append(line.strip())
             if line.startswith("Subscribed"):
-                _run([*client.argv("mosquitto_pub", "mqttv311", user=canary),
-                      "-t", "iotprobe/canary/reference", "-m", "canary", "-q", "1"])
+                _run([*client.argv("mosquitto_pub", version, user=canary),
+                      "-t", "iotprobe/canary/reference", "-m", "canary"])
         sub.wait(WAIT + 10)
     granted = next((line for line in lines if line.startswith("Subscribed")), "")
     received = [line for line in lines if "received PUBLISH" in line]
@@ -203,11 +215,12 @@ def _reference(config: Config) -> Callable[[str, Setup], Mapping[str, Reading]]:
         client = _Client(address, int(setup.inventory["ports"]),
                          setup.inventory.get("trust_anchor"),
                          (cert["cert_file"], cert["key_file"]) if cert else None)
+        version = config.versions[0]  # the first the broker speaks
         readings = {"mqtt.anonymous-access": _anonymous(client),
-                    "mqtt.cleartext-listener": _cleartext(client),
-                    "mqtt.topic-authorization": _topics(client, config.users)}
+                    "mqtt.cleartext-listener": _cleartext(client, version),
+                    "mqtt.topic-authorization": _topics(client, config.users, version)}
         if config.tls:
-            readings["mqtt.client-certificate"] = _client_certificate(client)
+            readings["mqtt.client-certificate"] = _client_certificate(client, version)
         return readings
     return read
 
@@ -229,6 +242,7 @@ EXPECT = {
     ACL: _expect(F, P, P, NA),
     MUTUAL_TLS: _expect(P, P, P, P),
     TLS_OPTIONAL: _expect(P, P, P, F),
+    MQTT5_ONLY: _expect(F, F, F, NA),
 }
 BROKERS: tuple[tuple[str, Callable[[], str], Callable[..., Any], tuple[Config, ...]], ...] = (
     ("mosquitto", debian_version("mosquitto"), brokers.mosquitto,
@@ -236,6 +250,7 @@ BROKERS: tuple[tuple[str, Callable[[], str], Callable[..., Any], tuple[Config, .
     ("aedes", npm_version("aedes", REPO / "tests" / "interop" / "node"), brokers.aedes,
      (ANONYMOUS, PASSWORD, ACL, MUTUAL_TLS)),
     ("amqtt", pypi_version("amqtt"), brokers.amqtt, (ANONYMOUS, PASSWORD, ACL, TLS_OPTIONAL)),
+    ("mqttools", pypi_version("mqttools"), brokers.mqttools, (MQTT5_ONLY,)),
 )
 AMQTT_MQTT5 = {"mqtt.anonymous-access": (
     "mosquitto_sub -V mqttv5 gets no answer: its MQTT 5 CONNECT carries a Receive Maximum "
