@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemons import Daemon, Listener, reply, scan_context, silent, start
+from daemons import (
+    Daemon,
+    Listener,
+    evaluate,
+    monitored_context,
+    reply,
+    scan_context,
+    silent,
+    start,
+)
 from interop import brokers_mqtt
 
 from probe.checks import catalogue
@@ -34,6 +43,7 @@ from probe.context import DeviceContext
 from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client
 from probe.model import Device, Finding, Status
+from probe.observe.monitor import login_targets
 from probe.observe.mqtt import (
     ClientCertificate,
     Endpoint,
@@ -615,6 +625,7 @@ async def test_a_broker_that_speaks_only_mqtt5_is_judged_at_mqtt5(tmp_path: Path
         await ctx.observe(endpoints)
         connections = ctx.connections
         results = {cid: await run(ctx, cid) for cid in MQTT_CHECKS}
+        targets = await ctx.observe(login_targets)
     assert connections == 3  # the port scan, identification, one MQTT 5 CONNECT
     status = {cid: [f.status for f in found] for cid, found in results.items()}
     assert status == {"mqtt.cleartext-listener": [Status.FAIL],
@@ -630,9 +641,27 @@ async def test_a_broker_that_speaks_only_mqtt5_is_judged_at_mqtt5(tmp_path: Path
     assert topics.evidence["canary"]["qos"] == 0
     (default,) = results["mqtt.default-credentials"]  # mqttools refuses any user name
     assert {a["reason_code"] for a in default.evidence["attempts"]} == {0x86}
+    (target,) = targets
+    assert (target.port, target.level) == (1883, 5)  # the monitor's failed login, at MQTT 5
 
 
 def test_qos0_publications_and_maximum_qos() -> None:
     assert publish_packet(4, 2, "t", b"x", 0) == b"\x30\x04\x00\x01tx"
     assert publish_packet(4, 2, "t", b"x") == b"\x32\x06\x00\x01t\x00\x02x"
     assert (maximum_qos({0x24: 0}), maximum_qos({0x24: 1}), maximum_qos({})) == (0, 1, 2)
+
+
+async def test_a_refused_sink_subscription_is_named_from_the_suback_table(tmp_path: Path
+                                                                          ) -> None:
+    """The monitor's MQTT sink named a refused SUBACK code from the CONNACK table ("unknown
+    code" for 0x80); aedes refuses a subscription outside the account's ACL with 0x80."""
+    address = "127.133.0.5"
+    sink = {"mqtt": {"address": address, "port": 1883, "username": brokers_mqtt.PROBE,
+                     "password": Secret(brokers_mqtt.PROBE_PASSWORD, "env:TEST"),
+                     "topic": "security/#"}}
+    with brokers_mqtt.aedes(tmp_path, address, {1883: False}, users=brokers_mqtt.ACCOUNTS,
+                            acl=brokers_mqtt.ACL), \
+            monitored_context(address, (1883,), sink) as ctx:
+        (event,) = await evaluate(ctx, "monitor.auth-failure-event")
+    assert (event.status, event.evidence["reason"]) == (Status.ERROR, "sink")
+    assert "refused the subscription to security/# (failure)" in event.summary
