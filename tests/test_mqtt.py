@@ -497,15 +497,20 @@ async def test_outcomes_are_told_apart(tmp_path: Path) -> None:
     assert used == 8  # one connection each
 
 
-async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path) -> None:
-    """Topic authorization at level 5 through a front that refuses MQTT 3.1.1 and forwards
-    MQTT 5 to mosquitto: SUBACK reason codes and PUBLISH properties parsed from the real one."""
+@pytest.mark.parametrize("refusal", [
+    b"\x20\x02\x00\x01",  # a 3.1.1 CONNACK: unacceptable protocol version
+    b"\x20\x03\x00\x84\x00",  # an MQTT 5 CONNACK: unsupported protocol version
+], ids=["connack-3.1.1", "connack-5"])
+async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path, refusal: bytes) -> None:
+    """Topic authorization at level 5 through a front that refuses MQTT 3.1.1 (in either
+    CONNACK form) and forwards MQTT 5 to mosquitto: SUBACK reason codes and PUBLISH properties
+    parsed from the real one."""
     address = "127.81.0.11"
 
     async def only_v5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.read(4096)
         if b"MQTT\x05" not in head:
-            writer.write(b"\x20\x02\x00\x01")  # unacceptable protocol version
+            writer.write(refusal)
             await writer.drain()
             return
         upstream_reader, upstream_writer = await asyncio.open_connection(address, 11883)
@@ -532,8 +537,11 @@ async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path) -> None:
                 (topics,) = await run(ctx, "mqtt.topic-authorization")
     assert anonymous.status is Status.FAIL
     assert anonymous.evidence["protocol_level"] == 5
-    assert [lv.get("connack_code", lv.get("reason_code")) for lv in
-            anonymous.evidence["levels"]] == [1, 0]
+    four, five = anonymous.evidence["levels"]
+    assert (four.get("connack_code", four.get("reason_code")), five["reason_code"]) == (
+        refusal[3], 0)
+    assert four["meaning"] == ("unacceptable protocol version" if refusal[3] == 1
+                               else "unsupported protocol version")
     assert topics.status is Status.FAIL
     assert topics.evidence["protocol_level"] == 5
     assert topics.evidence["received"]["canary_received"] is True
