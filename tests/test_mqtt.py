@@ -673,3 +673,27 @@ async def test_a_refused_sink_subscription_is_named_from_the_suback_table(tmp_pa
         (event,) = await evaluate(ctx, "monitor.auth-failure-event")
     assert (event.status, event.evidence["reason"]) == (Status.ERROR, "sink")
     assert "refused the subscription to security/# (failure)" in event.summary
+
+
+async def test_silence_at_3_1_1_is_undecided_even_when_mqtt5_refuses() -> None:
+    """A 3.1.1 CONNECT left unanswered may be a login that hangs, not a level the broker does
+    not speak: with MQTT 5 refusing anonymous clients, anonymous access stays undecided (a
+    pass would rest on one level only). mqttools, the real MQTT-5-only broker, accepts
+    anonymous clients, hence the scripted peer."""
+    address = "127.133.0.6"
+
+    async def refuse_v5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read(4096)
+        if b"MQTT\x05" in data:
+            writer.write(b"\x20\x03\x00\x87\x00")
+            await writer.drain()
+            return
+        await silent(reader, writer)
+
+    async with Listener(address, 1883, refuse_v5):
+        with device(address, (1883,), timeout=1.0) as ctx:
+            (anonymous,) = await run(ctx, "mqtt.anonymous-access")
+            (cleartext,) = await run(ctx, "mqtt.cleartext-listener")
+    assert (anonymous.status, anonymous.evidence["reason"]) == (Status.ERROR, "timeout")
+    assert [lv["outcome"] for lv in anonymous.evidence["levels"]] == ["timeout", "connack"]
+    assert cleartext.status is Status.FAIL  # it answers MQTT 5 in cleartext

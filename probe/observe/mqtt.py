@@ -15,8 +15,9 @@ one to every MQTT endpoint, and `endpoints` turns that identification evidence i
 outcome. An endpoint that never sent a byte there (it hung, reset, or went away) is an MQTT
 endpoint when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`). It gets
 one anonymous MQTT 5 CONNECT, because a broker that speaks only MQTT 5 ignores 3.1.1 (mqttools
-does): a CONNACK makes it an MQTT 5 endpoint, judged at level 5; after that second timeout no
-collector talks to a silent endpoint again.
+does): a CONNACK makes it an MQTT 5 endpoint, logged into at level 5 (its 3.1.1 silence stays
+undecided: it may be a login that hangs); after that second timeout no collector talks to a
+silent endpoint again.
 
 A code is read in the table of the packet and the level it came in: a broker that speaks only
 3.1.1 (aedes, amqtt) answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 1, which says
@@ -452,20 +453,19 @@ class Anonymous:
 
     @property
     def level(self) -> int:
-        """The level to log in with: 4, unless the endpoint does not speak 3.1.1 and answers
-        MQTT 5 in MQTT 5."""
+        """The level to log in with: 4, unless the endpoint answers MQTT 5 in MQTT 5 and
+        refused the 3.1.1 version or left the 3.1.1 CONNECT unanswered."""
         five = self.at(5)
-        if (five is not None and five in self.spoken and five.result == "connack"
-                and any(o.level == 4 for o in self.unspoken)):
+        if five is not None and five.result == "connack" and not five.version_refused and (
+                self.endpoint.mqtt5 is not None or any(o.level == 4 for o in self.unspoken)):
             return 5
         return 4
 
     @property
     def unspoken(self) -> tuple[Outcome, ...]:
-        """The answers at levels the endpoint does not speak: it refused their version, or
-        left the 3.1.1 CONNECT unanswered and answered MQTT 5."""
-        return tuple(o for o in self.levels if o.version_refused or (
-            o.level == 4 and self.endpoint.mqtt5 is not None))
+        """The answers at levels the endpoint does not speak: it refused their version. An
+        unanswered CONNECT is no such answer: it may be a login that hangs."""
+        return tuple(o for o in self.levels if o.version_refused)
 
     @property
     def spoken(self) -> tuple[Outcome, ...]:
