@@ -25,7 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemons import Daemon, Listener, scan_context, silent, start
+from daemons import (
+    Daemon,
+    Listener,
+    evaluate,
+    monitored_context,
+    reply,
+    scan_context,
+    silent,
+    start,
+)
+from interop import brokers_mqtt
 
 from probe.checks import catalogue
 from probe.checks.base import Observations
@@ -33,6 +43,7 @@ from probe.context import DeviceContext
 from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client
 from probe.model import Device, Finding, Status
+from probe.observe.monitor import login_targets
 from probe.observe.mqtt import (
     ClientCertificate,
     Endpoint,
@@ -43,10 +54,17 @@ from probe.observe.mqtt import (
 )
 from probe.observe.mqtt_codec import (
     ANONYMOUS,
+    CONNACK,
+    PUBACK,
+    SUBACK,
     Identity,
     MalformedPacket,
+    connack_level,
     connect_packet,
     frame,
+    maximum_qos,
+    meaning,
+    publish_packet,
 )
 from probe.secrets import Secret
 
@@ -394,13 +412,13 @@ async def test_attempts_are_paced_and_bounded(tmp_path: Path) -> None:
     assert all(b - a >= 0.15 for a, b in itertools.pairwise(logins))
 
 
-async def test_a_silent_broker_costs_one_timeout(tmp_path: Path) -> None:
+async def test_a_silent_broker_costs_two_timeouts(tmp_path: Path) -> None:
     address = "127.81.0.8"
     async with Listener(address, 1883, silent) as listener:
         with device(address, (1883,), creds=credentials(canary=True), **FAST) as ctx:
             results = {cid: await run(ctx, cid) for cid in MQTT_CHECKS}
         accepted = listener.accepted
-    assert accepted == 2  # the port scan and identification's CONNECT; nothing after
+    assert accepted == 3  # the port scan, identification's CONNECT and one MQTT 5 CONNECT
     for check_id in ("mqtt.cleartext-listener", "mqtt.anonymous-access",
                      "mqtt.default-credentials", "mqtt.topic-authorization"):
         (finding,) = results[check_id]
@@ -479,15 +497,20 @@ async def test_outcomes_are_told_apart(tmp_path: Path) -> None:
     assert used == 8  # one connection each
 
 
-async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path) -> None:
-    """Topic authorization at level 5 through a front that refuses MQTT 3.1.1 and forwards
-    MQTT 5 to mosquitto: SUBACK reason codes and PUBLISH properties parsed from the real one."""
+@pytest.mark.parametrize("refusal", [
+    b"\x20\x02\x00\x01",  # a 3.1.1 CONNACK: unacceptable protocol version
+    b"\x20\x03\x00\x84\x00",  # an MQTT 5 CONNACK: unsupported protocol version
+], ids=["connack-3.1.1", "connack-5"])
+async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path, refusal: bytes) -> None:
+    """Topic authorization at level 5 through a front that refuses MQTT 3.1.1 (in either
+    CONNACK form) and forwards MQTT 5 to mosquitto: SUBACK reason codes and PUBLISH properties
+    parsed from the real one."""
     address = "127.81.0.11"
 
     async def only_v5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.read(4096)
         if b"MQTT\x05" not in head:
-            writer.write(b"\x20\x02\x00\x01")  # unacceptable protocol version
+            writer.write(refusal)
             await writer.drain()
             return
         upstream_reader, upstream_writer = await asyncio.open_connection(address, 11883)
@@ -514,8 +537,11 @@ async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path) -> None:
                 (topics,) = await run(ctx, "mqtt.topic-authorization")
     assert anonymous.status is Status.FAIL
     assert anonymous.evidence["protocol_level"] == 5
-    assert [lv.get("connack_code", lv.get("reason_code")) for lv in
-            anonymous.evidence["levels"]] == [1, 0]
+    four, five = anonymous.evidence["levels"]
+    assert (four.get("connack_code", four.get("reason_code")), five["reason_code"]) == (
+        refusal[3], 0)
+    assert four["meaning"] == ("unacceptable protocol version" if refusal[3] == 1
+                               else "unsupported protocol version")
     assert topics.status is Status.FAIL
     assert topics.evidence["protocol_level"] == 5
     assert topics.evidence["received"]["canary_received"] is True
@@ -540,3 +566,134 @@ def test_anonymous_access_is_a_shared_collector() -> None:
     assert needs["mqtt.anonymous-access"] == (anonymous_access,)
     assert needs["mqtt.cleartext-listener"] == needs["mqtt.client-certificate"] == (endpoints,)
     assert catalogue()["mqtt.default-credentials"].intrusive
+
+
+@pytest.mark.parametrize("broker", [brokers_mqtt.aedes, brokers_mqtt.amqtt],
+                         ids=["aedes", "amqtt"])
+async def test_brokers_without_mqtt5_are_judged_at_the_level_they_speak(
+        tmp_path: Path, broker: Any) -> None:
+    """aedes and amqtt answer an MQTT 5 CONNECT with the 3.1.1 CONNACK 1: the evidence names
+    that code in the 3.1.1 CONNACK table (it once read "CONNACK reason 1, granted QoS 1", from
+    the SUBACK table), and the verdict comes from MQTT 3.1.1, the level they speak."""
+    address = "127.133.0.1" if broker is brokers_mqtt.aedes else "127.133.0.2"
+    with broker(tmp_path / "closed", address, {1883: False}, users=brokers_mqtt.ACCOUNTS), \
+            device(address, (1883,)) as ctx:
+        (closed,) = await run(ctx, "mqtt.anonymous-access")
+    with broker(tmp_path / "open", address, {1883: False}), device(address, (1883,)) as ctx:
+        (open_door,) = await run(ctx, "mqtt.anonymous-access")
+    four, five = closed.evidence["levels"]
+    assert (four["connack_code"], five["connack_code"]) == (5, 1)
+    assert five == {"protocol_level": 5, "outcome": "connack", "source": "exchange",
+                    "connack_code": 1, "meaning": "unacceptable protocol version",
+                    "session_present": False, "connack_protocol_level": 4}
+    assert closed.status is Status.PASS
+    assert closed.summary == (
+        "CONNECT without credentials is refused on tcp/1883 at the level it speaks (MQTT "
+        "3.1.1: CONNACK 5, not authorized); it does not speak MQTT 5 (MQTT 3.1.1 CONNACK 1, "
+        "unacceptable protocol version (an MQTT 3.1.1 answer to the MQTT 5 CONNECT))")
+    assert "granted" not in json.dumps([closed.summary, closed.evidence])
+    assert open_door.status is Status.FAIL
+    assert open_door.evidence["protocol_level"] == 4
+
+
+async def test_a_peer_that_refuses_every_protocol_version_is_undecided() -> None:
+    """Refusing the protocol version says nothing about credentials: a peer that refuses both
+    3.1.1 and 5 (it may speak 3.1) is not judged to refuse anonymous clients. No broker
+    packaged for Debian, PyPI or npm answers this way, hence the scripted peer."""
+    address = "127.133.0.3"
+    async with Listener(address, 1883, reply(b"\x20\x02\x00\x01")):
+        with device(address, (1883,)) as ctx:
+            (finding,) = await run(ctx, "mqtt.anonymous-access")
+    assert (finding.status, finding.evidence["reason"]) == (Status.ERROR, "protocol-version")
+    assert [lv["meaning"] for lv in finding.evidence["levels"]] == [
+        "unacceptable protocol version"] * 2
+
+
+def test_codes_are_read_in_the_table_of_their_packet() -> None:
+    assert meaning(4, 1) == "unacceptable protocol version"
+    assert meaning(5, 1) == "unknown code"  # no MQTT 5 CONNACK reason code 1
+    assert meaning(5, 0x84, CONNACK) == "unsupported protocol version"
+    assert (meaning(4, 1, SUBACK), meaning(5, 1, SUBACK)) == ("granted QoS 1",) * 2
+    assert meaning(5, 0x87, SUBACK) == meaning(5, 0x87, PUBACK) == "not authorized"
+    assert meaning(5, 0x10, PUBACK) == "no matching subscribers"
+    assert meaning(5, 0x10, SUBACK) == "unknown code"
+    assert connack_level(5, b"\x00\x01") == 4  # a 3.1.1 CONNACK has no properties
+    assert connack_level(5, b"\x00\x87\x00") == 5
+    assert connack_level(4, b"\x00\x84\x00") == 5  # an MQTT 5 broker refusing 3.1.1
+    assert connack_level(4, b"\x00\x05") == 4
+
+
+async def test_a_broker_that_speaks_only_mqtt5_is_judged_at_mqtt5(tmp_path: Path) -> None:
+    """mqttools leaves a 3.1.1 CONNECT unanswered, accepts anyone at MQTT 5 and allows QoS 0
+    only: one MQTT 5 CONNECT after identification's silence makes it an MQTT endpoint (it was
+    "silent" and every check `error` before), and the canary publishes at QoS 0."""
+    address = "127.133.0.4"
+    with brokers_mqtt.mqttools(tmp_path, address), \
+            device(address, (1883,), creds=credentials(probe=False), **FAST) as ctx:
+        await ctx.observe(endpoints)
+        connections = ctx.connections
+        results = {cid: await run(ctx, cid) for cid in MQTT_CHECKS}
+        targets = await ctx.observe(login_targets)
+    assert connections == 3  # the port scan, identification, one MQTT 5 CONNECT
+    status = {cid: [f.status for f in found] for cid, found in results.items()}
+    assert status == {"mqtt.cleartext-listener": [Status.FAIL],
+                      "mqtt.anonymous-access": [Status.FAIL],
+                      "mqtt.default-credentials": [Status.PASS],
+                      "mqtt.topic-authorization": [Status.FAIL],
+                      "mqtt.client-certificate": [Status.NOT_APPLICABLE]}
+    (anonymous,) = results["mqtt.anonymous-access"]
+    assert (anonymous.evidence["protocol_level"], anonymous.evidence["reason_code"]) == (5, 0)
+    (topics,) = results["mqtt.topic-authorization"]
+    assert topics.evidence["protocol_level"] == 5
+    assert topics.evidence["received"]["canary_received"] is True
+    assert topics.evidence["canary"]["qos"] == 0
+    (default,) = results["mqtt.default-credentials"]  # mqttools refuses any user name
+    assert {a["reason_code"] for a in default.evidence["attempts"]} == {0x86}
+    (target,) = targets
+    assert (target.port, target.level) == (1883, 5)  # the monitor's failed login, at MQTT 5
+
+
+def test_qos0_publications_and_maximum_qos() -> None:
+    assert publish_packet(4, 2, "t", b"x", 0) == b"\x30\x04\x00\x01tx"
+    assert publish_packet(4, 2, "t", b"x") == b"\x32\x06\x00\x01t\x00\x02x"
+    assert (maximum_qos({0x24: 0}), maximum_qos({0x24: 1}), maximum_qos({})) == (0, 1, 2)
+
+
+async def test_a_refused_sink_subscription_is_named_from_the_suback_table(tmp_path: Path
+                                                                          ) -> None:
+    """The monitor's MQTT sink named a refused SUBACK code from the CONNACK table ("unknown
+    code" for 0x80); aedes refuses a subscription outside the account's ACL with 0x80."""
+    address = "127.133.0.5"
+    sink = {"mqtt": {"address": address, "port": 1883, "username": brokers_mqtt.PROBE,
+                     "password": Secret(brokers_mqtt.PROBE_PASSWORD, "env:TEST"),
+                     "topic": "security/#"}}
+    with brokers_mqtt.aedes(tmp_path, address, {1883: False}, users=brokers_mqtt.ACCOUNTS,
+                            acl=brokers_mqtt.ACL), \
+            monitored_context(address, (1883,), sink) as ctx:
+        (event,) = await evaluate(ctx, "monitor.auth-failure-event")
+    assert (event.status, event.evidence["reason"]) == (Status.ERROR, "sink")
+    assert "refused the subscription to security/# (failure)" in event.summary
+
+
+async def test_silence_at_3_1_1_is_undecided_even_when_mqtt5_refuses() -> None:
+    """A 3.1.1 CONNECT left unanswered may be a login that hangs, not a level the broker does
+    not speak: with MQTT 5 refusing anonymous clients, anonymous access stays undecided (a
+    pass would rest on one level only). mqttools, the real MQTT-5-only broker, accepts
+    anonymous clients, hence the scripted peer."""
+    address = "127.133.0.6"
+
+    async def refuse_v5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read(4096)
+        if b"MQTT\x05" in data:
+            writer.write(b"\x20\x03\x00\x87\x00")
+            await writer.drain()
+            return
+        await silent(reader, writer)
+
+    async with Listener(address, 1883, refuse_v5):
+        with device(address, (1883,), timeout=1.0) as ctx:
+            (anonymous,) = await run(ctx, "mqtt.anonymous-access")
+            (cleartext,) = await run(ctx, "mqtt.cleartext-listener")
+    assert (anonymous.status, anonymous.evidence["reason"]) == (Status.ERROR, "timeout")
+    assert [lv["outcome"] for lv in anonymous.evidence["levels"]] == ["timeout", "connack"]
+    assert cleartext.status is Status.FAIL  # it answers MQTT 5 in cleartext

@@ -24,11 +24,7 @@ from probe.observe.mqtt import (
     endpoints,
     topic_authorization,
 )
-from probe.observe.mqtt_codec import (
-    PROTOCOL,
-    SUBACK_V4,
-    meaning,
-)
+from probe.observe.mqtt_codec import PROTOCOL, SUBACK, meaning
 
 NO_ENDPOINT = "no MQTT endpoint on the device"
 
@@ -41,6 +37,19 @@ def _silent(endpoint: Endpoint, what: str) -> Finding:
 
 def _levels(anonymous: Anonymous) -> str:
     return "; ".join(f"{PROTOCOL[o.level]}: {o.describe()}" for o in anonymous.levels)
+
+
+def _refused(anonymous: Anonymous) -> str:
+    """Why anonymous access is refused, from the levels the endpoint speaks only: a level
+    whose version it refused (it does not speak it) is named as such, not as a refusal."""
+    target = anonymous.endpoint.target
+    refusals = "; ".join(f"{PROTOCOL[o.level]}: {o.describe()}" for o in anonymous.spoken)
+    unspoken = anonymous.unspoken
+    if not unspoken:
+        return f"CONNECT without credentials is refused on {target}: {refusals}"
+    return (f"CONNECT without credentials is refused on {target} at the level it speaks "
+            f"({refusals}); it does not speak "
+            + "; ".join(f"{PROTOCOL[o.level]} ({o.describe()})" for o in unspoken))
 
 
 @check(
@@ -60,7 +69,7 @@ def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
         return [not_applicable(NO_ENDPOINT)]
     findings = []
     for endpoint in found:
-        target, hello = endpoint.target, endpoint.hello
+        target, hello = endpoint.target, endpoint.answer
         evidence = {**endpoint.evidence(), "connect": hello.evidence()}
         if endpoint.silent:
             findings.append(_silent(endpoint, "whether it serves MQTT in cleartext"))
@@ -106,14 +115,19 @@ def anonymous(obs: Observations, params: Params) -> Iterable[Finding]:
         if endpoint.silent:
             findings.append(_silent(endpoint, "anonymous access"))
         elif accepted is not None:
-            code_key = "connack_code" if accepted.level == 4 else "reason_code"
+            code_key = "connack_code" if accepted.packet_level == 4 else "reason_code"
             findings.append(failed(
                 f"{PROTOCOL[accepted.level]} CONNECT without credentials was accepted on "
                 f"{target} (CONNACK {accepted.code})", target, **evidence,
                 protocol_level=accepted.level, **{code_key: accepted.code}))
-        elif all(o.refused for o in item.levels) and {o.level for o in item.levels} == {4, 5}:
-            findings.append(passed(f"CONNECT without credentials is refused on {target}: "
-                                   f"{_levels(item)}", target, **evidence))
+        elif all(o.refused for o in item.levels) and not item.spoken:
+            findings.append(errored(
+                f"{target} refused the protocol version of every CONNECT ({_levels(item)}): "
+                "whether it admits clients without credentials at the level it speaks is "
+                "undecided", target, **evidence, reason="protocol-version"))
+        elif item.spoken and all(o.refused for o in item.spoken) and (
+                {o.level for o in item.levels} == {4, 5}):
+            findings.append(passed(_refused(item), target, **evidence))
         else:
             undecided = next(o for o in item.levels if not o.decided)
             findings.append(errored(
@@ -192,7 +206,7 @@ def _topic_evidence(probe: TopicProbe) -> dict[str, Any]:
     if probe.login is not None:
         out["login"] = probe.login.evidence()
     if probe.suback:
-        out["suback"] = {f: {"code": c, "meaning": meaning(probe.level, c, SUBACK_V4)}
+        out["suback"] = {f: {"code": c, "meaning": meaning(probe.level, c, SUBACK)}
                          for f, c in probe.suback.items()}
     if probe.canary is not None:
         out["canary"] = probe.canary.evidence()
@@ -298,7 +312,7 @@ def client_certificate(obs: Observations, params: Params) -> Iterable[Finding]:
         return [not_applicable(what)]
     findings = []
     for endpoint in tls:
-        target, hello = endpoint.target, endpoint.hello
+        target, hello = endpoint.target, endpoint.answer
         evidence = {**endpoint.evidence(), "connect": hello.evidence()}
         if endpoint.silent:
             findings.append(_silent(endpoint, "whether it requires a client certificate"))

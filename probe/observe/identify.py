@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from probe.context import DeviceContext
+from probe.observe.mqtt_codec import meaning
 from probe.observe.tcp import RESET_AFTER_HANDSHAKE, excerpt, head_hex, service_ports
 
 BANNER_PORTS = frozenset({21, 22, 23, 25, 513, 514, 2323})
@@ -48,8 +49,6 @@ _PLANS = {  # first attempt by hint, then the rest
 _HINT_BY_NAME = {"telnet": "banner", "ftp": "banner", "ssh": "banner", "smtp": "banner",
                  "http": "http", "https": "tls", "mqtts": "tls", "mqtt": "mqtt", "rtsp": "rtsp"}
 READ_CAP = {"banner": 1024, "http": 8192, "rtsp": 4096, "mqtt": 64}
-CONNACK = {0: "accepted", 1: "unacceptable protocol version", 2: "identifier rejected",
-           3: "server unavailable", 4: "bad user name or password", 5: "not authorized"}
 DISCONNECT = b"\xe0\x00"
 HANDSHAKE, CERTIFICATE_REQUEST = 22, 13
 _PROMPT = re.compile(rb"(login|username|user name|password)\s*:\s*$", re.IGNORECASE)
@@ -166,7 +165,7 @@ def classify(port: int, kind: str, data: bytes) -> tuple[str, str, dict[str, Any
             return "mqtt", f"malformed MQTT CONNACK: {problem}", {
                 "first_bytes": head_hex(data), "malformed": problem}
         code = data[3]
-        return "mqtt", f"MQTT 3.1.1 CONNACK {code} ({CONNACK.get(code, 'unknown code')})", {
+        return "mqtt", f"MQTT 3.1.1 CONNACK {code} ({meaning(4, code)})", {
             "connack_code": code, "protocol_level": 4, "session_present": bool(data[2] & 1)}
     if kind == "banner" and _PROMPT.search(data):
         return "telnet", "login prompt without Telnet negotiation", {"banner": excerpt(data)}

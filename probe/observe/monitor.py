@@ -199,7 +199,7 @@ async def login_targets(ctx: DeviceContext) -> tuple[LoginTarget, ...]:
     found: list[LoginTarget] = []
     certificate = client_certificate(ctx.device)
     for endpoint in await ctx.observe(endpoints):
-        level = 5 if (endpoint.hello.result == "connack" and endpoint.hello.code == 1) else 4
+        level = 5 if endpoint.mqtt5 is not None or endpoint.hello.version_refused else 4
         why = ""
         if endpoint.silent:
             why = "the endpoint never answered a CONNECT"

@@ -13,8 +13,16 @@ and "timed out" (one read deadline, never more).
 The anonymous level-4 CONNECT is not repeated: discovery (`probe.observe.identify`) already sent
 one to every MQTT endpoint, and `endpoints` turns that identification evidence into the level-4
 outcome. An endpoint that never sent a byte there (it hung, reset, or went away) is an MQTT
-endpoint when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`); it already
-cost one timeout, so no collector talks to it again.
+endpoint when its port says so (1883, 8883, 8884, or the inventory's `mqtt`/`mqtts`). It gets
+one anonymous MQTT 5 CONNECT, because a broker that speaks only MQTT 5 ignores 3.1.1 (mqttools
+does): a CONNACK makes it an MQTT 5 endpoint, logged into at level 5 (its 3.1.1 silence stays
+undecided: it may be a login that hangs); after that second timeout no collector talks to a
+silent endpoint again.
+
+A code is read in the table of the packet and the level it came in: a broker that speaks only
+3.1.1 (aedes, amqtt) answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 1, which says
+"unacceptable protocol version", not MQTT 5's reason code 1. A refused or ignored protocol
+level says nothing about credentials: the checks judge the levels an endpoint speaks.
 
 Collectors (each gathered once per device through `ctx.observe`, shared by the checks):
 `endpoints`, `anonymous_access` (adds one level-5 CONNECT per endpoint), `default_credentials`
@@ -44,14 +52,17 @@ from probe.observe.mqtt_codec import (
     CONNACK,
     DISCONNECT_PACKET,
     MAX_PACKET,
+    PROTOCOL,
     PUBACK,
     PUBLISH,
     SUBACK,
     Identity,
     MalformedPacket,
     Packet,
+    connack_level,
     connect_packet,
     frame,
+    maximum_qos,
     meaning,
     parse_puback,
     parse_publish,
@@ -112,6 +123,21 @@ class Outcome:
     reason_string: str | None = None
     detail: str = ""
     source: Literal["identification", "exchange", "tls-layer"] = "exchange"
+    answered_at: int | None = None
+    """The protocol level the CONNACK is written in, where it is not the CONNECT's."""
+    qos: int = 2
+    """The highest QoS the CONNACK lets the client publish at (MQTT 5 Maximum QoS)."""
+
+    @property
+    def packet_level(self) -> int:
+        """The level whose CONNACK table says what `code` means."""
+        return self.answered_at or self.level
+
+    @property
+    def version_refused(self) -> bool:
+        """The broker refused the CONNECT's protocol level: it does not speak it, which says
+        nothing about the credentials (3.1.1 return code 1, MQTT 5 reason code 0x84)."""
+        return self.result == "connack" and self.code == (1 if self.packet_level == 4 else 0x84)
 
     @property
     def accepted(self) -> bool:
@@ -129,8 +155,13 @@ class Outcome:
 
     def describe(self) -> str:
         if self.result == "connack" and self.code is not None:
-            word = "CONNACK" if self.level == 4 else "CONNACK reason"
-            return f"{word} {self.code}, {meaning(self.level, self.code)}"
+            level = self.packet_level
+            word = "CONNACK" if level == 4 else "CONNACK reason"
+            said = f"{word} {self.code}, {meaning(level, self.code)}"
+            if level == self.level:
+                return said
+            return (f"{PROTOCOL[level]} {said} (an {PROTOCOL[level]} answer to the "
+                    f"{PROTOCOL[self.level]} CONNECT)")
         if self.result == "timeout":
             return self.detail or "no answer before the deadline"
         text = DESCRIPTION.get(self.result, self.result)
@@ -140,9 +171,12 @@ class Outcome:
         out: dict[str, Any] = {"protocol_level": self.level, "outcome": self.result,
                                "source": self.source}
         if self.code is not None:
-            out["connack_code" if self.level == 4 else "reason_code"] = self.code
-            out["meaning"] = meaning(self.level, self.code)
+            level = self.packet_level
+            out["connack_code" if level == 4 else "reason_code"] = self.code
+            out["meaning"] = meaning(level, self.code)
             out["session_present"] = self.session_present
+            if level != self.level:
+                out["connack_protocol_level"] = level
         if self.reason_string:
             out["reason_string"] = self.reason_string
         if self.detail:
@@ -159,10 +193,18 @@ class Endpoint:
     silent: bool
     hello: Outcome
     tls_info: Mapping[str, Any]
+    mqtt5: Outcome | None = None
+    """The anonymous MQTT 5 CONNACK of an endpoint that left the 3.1.1 CONNECT unanswered: it
+    speaks MQTT 5 only (mqttools ignores 3.1.1)."""
 
     @property
     def target(self) -> str:
         return f"tcp/{self.port}"
+
+    @property
+    def answer(self) -> Outcome:
+        """The endpoint's answer to an anonymous CONNECT at the first level it answers."""
+        return self.mqtt5 if self.mqtt5 is not None else self.hello
 
     @property
     def needs_certificate(self) -> bool:
@@ -178,16 +220,24 @@ def _hello(ident: Identification, silent: bool) -> Outcome:
         return Outcome(4, "timeout", detail=f"identification: {ident.detail}",
                        source="identification")
     if "connack_code" in evidence:
-        return Outcome(4, "connack", int(evidence["connack_code"]),
-                       bool(evidence.get("session_present")), source="identification")
+        code = int(evidence["connack_code"])
+        return Outcome(4, "connack", code, bool(evidence.get("session_present")),
+                       source="identification", answered_at=_hello_level(code))
     if evidence.get("client_certificate_required"):
         return Outcome(4, "certificate-required", detail=str(evidence.get("tls_alert", "")),
                        source="identification")
     return Outcome(4, "not-mqtt", detail=ident.detail, source="identification")
 
 
+def _hello_level(code: int) -> int | None:
+    """5 when identification's CONNACK code is an MQTT 5 reason code (0x80 and up: 3.1.1
+    return codes stop at 5), the answer of a broker that speaks only MQTT 5."""
+    return 5 if code >= 0x80 else None
+
+
 async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
-    """Collector: the device's MQTT endpoints, from discovery (no traffic of its own)."""
+    """Collector: the device's MQTT endpoints, from discovery (traffic of its own only to a
+    silent one: the MQTT 5 CONNECT of `_mqtt5_only`)."""
     found: Services = await ctx.observe(services)
     named = service_ports(ctx, udp=False)
     out = []
@@ -201,8 +251,19 @@ async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
                                             is True)
         tls_info = {k: ident.evidence[k] for k in ("tls_version", "cipher")
                     if k in ident.evidence}
-        out.append(Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info))
+        endpoint = Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info)
+        out.append(await _mqtt5_only(ctx, endpoint) if silent else endpoint)
     return tuple(out)
+
+
+async def _mqtt5_only(ctx: DeviceContext, endpoint: Endpoint) -> Endpoint:
+    """A port that left identification's 3.1.1 CONNECT unanswered may be a broker that speaks
+    MQTT 5 only and ignores 3.1.1 (mqttools does): one anonymous MQTT 5 CONNECT decides. A
+    CONNACK makes it an MQTT 5 endpoint; anything else leaves it silent."""
+    outcome, _ = await login(ctx, endpoint, 5, None)
+    if outcome.result != "connack":
+        return endpoint
+    return replace(endpoint, silent=False, mqtt5=outcome)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +284,8 @@ class _Link:
         self.buffer = b""
         self.seen = b""
         self.received = 0
+        self.qos = 1
+        """The QoS to publish at: 1, or 0 where the broker allows no more."""
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -284,12 +347,14 @@ def _broken(level: int, exc: BaseException, client: TlsClient | None, presented:
 def _connack(level: int, packet: Packet, first: bytes) -> Outcome:
     if packet.kind != CONNACK or len(packet.body) < 2:
         return Outcome(level, "not-mqtt", detail=f"first bytes {head_hex(first)}")
+    answered = connack_level(level, packet.body)
     try:
-        properties, _ = read_properties(level, packet.body, 2)
+        properties, _ = read_properties(answered, packet.body, 2)
     except MalformedPacket as exc:
         return Outcome(level, "not-mqtt", detail=str(exc))
     return Outcome(level, "connack", packet.body[1], bool(packet.body[0] & 1),
-                   reason_string(properties))
+                   reason_string(properties), answered_at=None if answered == level else answered,
+                   qos=maximum_qos(properties))
 
 
 def _client_id() -> str:
@@ -351,6 +416,7 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
                                detail=f"no CONNACK within {ctx.timeout:g} s"), None
             outcome = _connack(level, packet, link.seen)
             if outcome.accepted:
+                link.qos = min(1, outcome.qos)
                 if then is not None:
                     extra = await then(link)
                 with contextlib.suppress(OSError):
@@ -387,19 +453,32 @@ class Anonymous:
 
     @property
     def level(self) -> int:
-        """The level to log in with: 4, unless the endpoint refused that version."""
-        four = self.at(4)
-        if four is not None and four.result == "connack" and four.code == 1:
-            five = self.at(5)
-            if five is not None and five.result == "connack":
-                return 5
+        """The level to log in with: 4, unless the endpoint answers MQTT 5 in MQTT 5 and
+        refused the 3.1.1 version or left the 3.1.1 CONNECT unanswered."""
+        five = self.at(5)
+        if five is not None and five.result == "connack" and not five.version_refused and (
+                self.endpoint.mqtt5 is not None or any(o.level == 4 for o in self.unspoken)):
+            return 5
         return 4
+
+    @property
+    def unspoken(self) -> tuple[Outcome, ...]:
+        """The answers at levels the endpoint does not speak: it refused their version. An
+        unanswered CONNECT is no such answer: it may be a login that hangs."""
+        return tuple(o for o in self.levels if o.version_refused)
+
+    @property
+    def spoken(self) -> tuple[Outcome, ...]:
+        """The answers at the levels the endpoint speaks."""
+        return tuple(o for o in self.levels if o not in self.unspoken)
 
 
 async def _anonymous(ctx: DeviceContext, endpoint: Endpoint) -> Anonymous:
     hello = endpoint.hello
     if endpoint.silent:
         return Anonymous(endpoint, (hello,))
+    if endpoint.mqtt5 is not None:
+        return Anonymous(endpoint, (hello, endpoint.mqtt5))
     if endpoint.needs_certificate:
         before = Outcome(5, "certificate-required", detail="the TLS handshake comes before "
                          "any CONNECT, whatever its level", source="tls-layer")
@@ -583,6 +662,7 @@ class Canary:
     problem: str = ""
     undecided: bool = False
     """The problem is a missing answer (timeout, broken connection), not a refusal."""
+    qos: int = 1
 
     @property
     def proved(self) -> bool:
@@ -591,7 +671,7 @@ class Canary:
 
     def evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {"identity": self.identity, "topic": self.topic,
-                               "echoed": self.echoed}
+                               "echoed": self.echoed, "qos": self.qos}
         if self.login is not None:
             out["login"] = self.login.evidence()
         if self.suback is not None:
@@ -651,7 +731,10 @@ async def _subscribe(link: _Link, filters: Sequence[str], watch: Watch | None
 
 
 async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> Canary:
-    """As the canary: subscribe to the canary topic, publish the nonce, see it come back."""
+    """As the canary: subscribe to the canary topic, publish the nonce, see it come back.
+
+    At QoS 1, or at QoS 0 where the broker allows no more (mqttools): no PUBACK then, and a
+    nonce that does not come back is undecided."""
     try:
         codes = await _subscribe(link, [topic], None)
         if codes is None:
@@ -660,7 +743,7 @@ async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> 
         if codes[0] >= 0x80:
             return Canary(label, topic, suback=codes[0],
                           problem="the canary may not subscribe to its own topic")
-        await link.send(publish_packet(link.level, 2, topic, nonce))
+        await link.send(publish_packet(link.level, 2, topic, nonce, link.qos))
         puback: int | None = None
         echoed = False
         loop = asyncio.get_running_loop()
@@ -673,19 +756,22 @@ async def _publish_canary(link: _Link, label: str, topic: str, nonce: bytes) -> 
                 puback = parse_puback(link.level, packet.body)[1]
             elif packet.kind == PUBLISH:
                 echoed = echoed or parse_publish(link.level, packet) == (topic, nonce)
-            if echoed and puback is not None:
+            if echoed and (puback is not None or not link.qos):
                 break
         if echoed:
             problem = ""
+        elif not link.qos:
+            problem = (f"the QoS 0 publication did not come back within {link.ctx.timeout:g} s "
+                       "(the broker allows no higher QoS, so nothing acknowledges it)")
         elif puback is None:
             problem = f"no PUBACK within {link.ctx.timeout:g} s"
         elif puback >= 0x80:
-            problem = f"the broker refused the publication ({meaning(5, puback)})"
+            problem = f"the broker refused the publication ({meaning(link.level, puback, PUBACK)})"
         else:
             problem = "the broker acknowledged the publication but did not deliver it, not even "
             problem += "to the canary: it may not publish or read on its topic"
         return Canary(label, topic, suback=codes[0], puback=puback, echoed=echoed,
-                      problem=problem, undecided=not echoed and puback is None)
+                      problem=problem, undecided=not echoed and puback is None, qos=link.qos)
     except (OSError, _Closed, MalformedPacket) as exc:
         return Canary(label, topic, problem=f"the exchange failed: {_tls_reason(exc)}",
                       undecided=True)

@@ -20,36 +20,66 @@ PROTOCOL = {4: "MQTT 3.1.1", 5: "MQTT 5"}
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
 DISCONNECT_PACKET = b"\xe0\x00"
 
+# What a code means in the packet it came from: one table per packet and protocol level
+# (MQTT 3.1.1 3.2.2.3 and 3.9.3; MQTT 5.0 3.2.2.2, 3.4.2.1 and 3.9.3).
 CONNACK_V4 = {0: "connection accepted", 1: "unacceptable protocol version",
               2: "identifier rejected", 3: "server unavailable",
               4: "bad user name or password", 5: "not authorized"}
-SUBACK_V4 = {0: "granted QoS 0", 1: "granted QoS 1", 2: "granted QoS 2", 0x80: "failure"}
-REASON_V5 = {
-    0x00: "success", 0x01: "granted QoS 1", 0x02: "granted QoS 2",
-    0x10: "no matching subscribers", 0x80: "unspecified error", 0x81: "malformed packet",
+CONNACK_V5 = {
+    0x00: "success", 0x80: "unspecified error", 0x81: "malformed packet",
     0x82: "protocol error", 0x83: "implementation specific error",
     0x84: "unsupported protocol version", 0x85: "client identifier not valid",
     0x86: "bad user name or password", 0x87: "not authorized", 0x88: "server unavailable",
     0x89: "server busy", 0x8A: "banned", 0x8C: "bad authentication method",
-    0x8F: "topic filter invalid", 0x90: "topic name invalid", 0x91: "packet identifier in use",
-    0x95: "packet too large", 0x97: "quota exceeded", 0x99: "payload format invalid",
-    0x9A: "retain not supported", 0x9B: "QoS not supported", 0x9C: "use another server",
-    0x9D: "server moved", 0x9E: "shared subscriptions not supported",
-    0x9F: "connection rate exceeded", 0xA1: "subscription identifiers not supported",
+    0x90: "topic name invalid", 0x95: "packet too large", 0x97: "quota exceeded",
+    0x99: "payload format invalid", 0x9A: "retain not supported", 0x9B: "QoS not supported",
+    0x9C: "use another server", 0x9D: "server moved", 0x9F: "connection rate exceeded",
+}
+SUBACK_V4 = {0: "granted QoS 0", 1: "granted QoS 1", 2: "granted QoS 2", 0x80: "failure"}
+SUBACK_V5 = {
+    0x00: "granted QoS 0", 0x01: "granted QoS 1", 0x02: "granted QoS 2",
+    0x80: "unspecified error", 0x83: "implementation specific error", 0x87: "not authorized",
+    0x8F: "topic filter invalid", 0x91: "packet identifier in use", 0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported",
+    0xA1: "subscription identifiers not supported",
     0xA2: "wildcard subscriptions not supported",
 }
+PUBACK_V5 = {
+    0x00: "success", 0x10: "no matching subscribers", 0x80: "unspecified error",
+    0x83: "implementation specific error", 0x87: "not authorized", 0x90: "topic name invalid",
+    0x91: "packet identifier in use", 0x97: "quota exceeded", 0x99: "payload format invalid",
+}
+_TABLES: dict[tuple[int, int], Mapping[int, str]] = {
+    (CONNACK, 4): CONNACK_V4, (CONNACK, 5): CONNACK_V5, (SUBACK, 4): SUBACK_V4,
+    (SUBACK, 5): SUBACK_V5, (PUBACK, 5): PUBACK_V5,
+}
+PACKET_NAMES = {CONNACK: "CONNACK", SUBACK: "SUBACK", PUBACK: "PUBACK"}
 
 # MQTT 5 property identifiers by how their value is encoded (MQTT 5.0, 2.2.2.2).
 _PROPERTY_SIZE = {**dict.fromkeys((0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A), 1),
                   **dict.fromkeys((0x13, 0x21, 0x22, 0x23), 2),
                   **dict.fromkeys((0x02, 0x11, 0x18, 0x27), 4)}
 _PROPERTY_STRING = frozenset({0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F})
-_PROPERTY_VARINT, _PROPERTY_PAIR, _REASON_STRING = 0x0B, 0x26, 0x1F
+_PROPERTY_VARINT, _PROPERTY_PAIR, _REASON_STRING, _MAXIMUM_QOS = 0x0B, 0x26, 0x1F, 0x24
 
 
-def meaning(level: int, code: int, table: Mapping[int, str] = CONNACK_V4) -> str:
-    """What a CONNACK (or SUBACK) code says, per the protocol level's table."""
-    return (table if level == 4 else REASON_V5).get(code, "unknown code")
+def meaning(level: int, code: int, packet: int = CONNACK) -> str:
+    """What `code` says in a `packet` (CONNACK, SUBACK, PUBACK) read at protocol `level`."""
+    return _TABLES.get((packet, level), {}).get(code, "unknown code")
+
+
+def connack_level(level: int, body: bytes) -> int:
+    """The protocol level a CONNACK answering a level-`level` CONNECT is written in.
+
+    An MQTT 5 CONNACK always carries a property length after its two bytes, a 3.1.1 CONNACK
+    never: brokers that do not speak MQTT 5 (aedes, amqtt) answer its CONNECT with the 3.1.1
+    CONNACK "unacceptable protocol version", whose code 1 means nothing in MQTT 5.
+    """
+    if level == 5 and len(body) == 2:
+        return 4
+    if level == 4 and len(body) > 2 and body[1] >= 0x80:
+        return 5
+    return level
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,11 +166,12 @@ def subscribe_packet(level: int, packet_id: int, filters: Sequence[str]) -> byte
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 
-def publish_packet(level: int, packet_id: int, topic: str, payload: bytes) -> bytes:
-    """PUBLISH at QoS 1, not retained."""
-    body = _string(topic.encode()) + packet_id.to_bytes(2, "big")
+def publish_packet(level: int, packet_id: int, topic: str, payload: bytes, qos: int = 1
+                   ) -> bytes:
+    """PUBLISH at QoS 1 (or 0: no packet identifier, no PUBACK), not retained."""
+    body = _string(topic.encode()) + (packet_id.to_bytes(2, "big") if qos else b"")
     body += (b"\x00" if level == 5 else b"") + payload
-    return _packet((PUBLISH << 4) | 0x02, body)
+    return _packet((PUBLISH << 4) | (qos << 1), body)
 
 
 def read_properties(level: int, body: bytes, offset: int) -> tuple[dict[int, Any], int]:
@@ -179,6 +210,12 @@ def read_properties(level: int, body: bytes, offset: int) -> tuple[dict[int, Any
     return found, end
 
 
+def maximum_qos(properties: Mapping[int, Any]) -> int:
+    """The highest QoS an MQTT 5 CONNACK lets the client publish at (2 when it says nothing)."""
+    value = properties.get(_MAXIMUM_QOS, 2)
+    return value if isinstance(value, int) and value in (0, 1) else 2
+
+
 def reason_string(properties: Mapping[int, Any]) -> str | None:
     value = properties.get(_REASON_STRING)
     return value.decode("utf-8", "replace")[:200] if isinstance(value, bytes) else None
@@ -206,8 +243,6 @@ def parse_publish(level: int, packet: Packet) -> tuple[str, bytes]:
     at = 2 + size + (2 if (packet.flags >> 1) & 0x03 else 0)
     _, at = read_properties(level, body, at)
     return topic, body[at:]
-
-
 
 
 def _reveal(value: str | Secret) -> bytes:

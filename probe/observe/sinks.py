@@ -427,7 +427,7 @@ async def _login(ctx: DeviceContext, sink: MqttSink, topics: Sequence[str],
                 code = codes[0] if codes else 0x80
                 raise SinkUnavailable("the broker refused the subscription to "
                                       f"{', '.join(refused) or 'the topics'} "
-                                      f"({meaning(level, code)})")
+                                      f"({meaning(level, code, SUBACK)})")
             return link
     raise SinkUnavailable(f"no SUBACK within {ctx.timeout:g} s")
 
