@@ -42,6 +42,7 @@ from probe.observe.discovery import (
     tcp_ports,
     udp_services,
 )
+from probe.observe.identify import classify
 from probe.observe.tcp import port_set
 
 HEAD_HEX_MAX = 64
@@ -312,3 +313,15 @@ async def test_nothing_answers_is_unreachable() -> None:
             pytest.raises(Unreachable) as caught:
         await services(ctx)
     assert caught.value.reason == "unreachable"
+
+
+def test_a_connack_is_named_in_the_level_it_is_written_in() -> None:
+    # An MQTT 5 broker answers the 3.1.1 CONNECT of identification with an MQTT 5 CONNACK
+    # (a property length after the two bytes): 0x84 is "unsupported protocol version" there,
+    # and an unknown code in the 3.1.1 table.
+    five = classify(1883, "mqtt", bytes([0x20, 0x03, 0x00, 0x84, 0x00]))
+    assert five is not None
+    assert five[1] == "MQTT 5 CONNACK 132 (unsupported protocol version) to an MQTT 3.1.1 CONNECT"
+    assert five[2]["protocol_level"] == 5
+    four = classify(1883, "mqtt", bytes([0x20, 0x02, 0x00, 0x05]))
+    assert four is not None and four[1] == "MQTT 3.1.1 CONNACK 5 (not authorized)"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from probe.context import DeviceContext
-from probe.observe.mqtt_codec import meaning
+from probe.observe.mqtt_codec import connack_level, meaning
 from probe.observe.tcp import RESET_AFTER_HANDSHAKE, excerpt, head_hex, service_ports
 
 BANNER_PORTS = frozenset({21, 22, 23, 25, 513, 514, 2323})
@@ -165,6 +165,11 @@ def classify(port: int, kind: str, data: bytes) -> tuple[str, str, dict[str, Any
             return "mqtt", f"malformed MQTT CONNACK: {problem}", {
                 "first_bytes": head_hex(data), "malformed": problem}
         code = data[3]
+        level = connack_level(4, data[2:2 + data[1]])
+        if level == 5:
+            return "mqtt", (f"MQTT 5 CONNACK {code} ({meaning(5, code)}) to an MQTT 3.1.1 "
+                            "CONNECT"), {"connack_code": code, "protocol_level": 5,
+                                         "session_present": bool(data[2] & 1)}
         return "mqtt", f"MQTT 3.1.1 CONNACK {code} ({meaning(4, code)})", {
             "connack_code": code, "protocol_level": 4, "session_present": bool(data[2] & 1)}
     if kind == "banner" and _PROMPT.search(data):
