@@ -1,11 +1,12 @@
-"""DTLS over a lossy link: real servers behind a relay in this event loop that loses one chosen
-datagram, on 127.146.x.y. The verdict must be the one the same server gets over a lossless link.
+"""UDP over a lossy link: real servers behind a relay in this event loop that loses chosen
+datagrams, on 127.146.x.y. The verdict must be the one the same server gets over a lossless link.
 
-Loopback loses nothing, so the loss is scripted, but every answer comes from a real DTLS stack:
-libcoap's coap-server-openssl with a PSK, and `openssl s_server -dtls` (which accepts DTLS 1.0).
-Once, a ClientHello was sent once: a lost hello read as "no DTLS endpoint" (coap.dtls failed with
-"cleartext only"), a lost cookie exchange left a version undecided, and a lost DTLS 1.0 hello
-let a server that accepts DTLS 1.0 pass.
+Loopback loses nothing, so the loss is scripted, but every answer comes from a real stack:
+libcoap's coap-server-openssl with a PSK, `openssl s_server -dtls` (which accepts DTLS 1.0) and
+net-snmp's snmpd. Once, a ClientHello was sent once: a lost hello read as "no DTLS endpoint"
+(coap.dtls failed with "cleartext only"), a lost cookie exchange left a version undecided, and a
+lost DTLS 1.0 hello let a server that accepts DTLS 1.0 pass. Discovery's SNMP requests were sent
+once too: lost, the agent vanished and net.open-ports and net.cleartext-management passed.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemons import certificate, coap_server, scan_context, start
+from daemons import Listener, certificate, coap_server, scan_context, silent, snmpd, start
 
 from probe.checks import catalogue
 from probe.checks.base import Observations
-from probe.model import Finding
+from probe.model import Finding, Status
 from probe.observe import coap, dtls
-from probe.observe.discovery import udp_services
+from probe.observe.discovery import services, udp_services
 
 PSK = "iotprobe-test-psk"
 TIMEOUT = 3.0
@@ -146,6 +147,19 @@ def first(wanted: Callable[[Direction, bytes], bool]) -> Drop:
         if lost or not wanted(direction, data):
             return False
         lost.append(data)
+        return True
+
+    return drop
+
+
+def first_transmissions() -> Drop:
+    """Lose the first transmission of every distinct datagram to the server."""
+    seen: set[bytes] = set()
+
+    def drop(direction: Direction, data: bytes) -> bool:
+        if direction != "to server" or data in seen:
+            return False
+        seen.add(data)
         return True
 
     return drop
@@ -287,3 +301,29 @@ async def test_a_slow_server_is_not_undecided_by_its_answers_to_retransmissions(
             slow = await scan(device)
     assert verdicts(slow) == verdicts(prompt)
     assert sent(slow) > sent(prompt)  # the retransmissions happened and are counted
+
+
+async def test_an_snmp_agent_whose_first_requests_are_lost_is_still_found(
+        tmp_path: Path) -> None:
+    # Every first transmission to udp/161 is lost (all four GetRequests); the agent must still
+    # count against the allow-list and as SNMP with a well-known community. A silent TCP port
+    # keeps the device reachable whatever UDP finds.
+    device, behind = "127.146.8.1", "127.146.8.2"
+    with snmpd(tmp_path, behind):
+        async with Listener(device, 443, silent), relay(device, behind, (161,)) as link:
+            lossless = await exposure(device)
+            link.drop = first_transmissions()
+            lossy = await exposure(device)
+    assert len(link.dropped) == 4
+    assert lossy == lossless
+    assert lossless["net.open-ports"][0][0] is Status.FAIL
+    assert lossless["net.cleartext-management"][0][0] is Status.FAIL
+
+
+async def exposure(address: str) -> dict[str, list[tuple[Status, str]]]:
+    """net.open-ports and net.cleartext-management: status and summary of each finding."""
+    with scan_context(address, tcp_ports=(443,), timeout=TIMEOUT) as ctx:
+        obs = Observations(ctx.device, {services: await ctx.observe(services)})
+    return {check_id: [(f.status, f.summary) for f in catalogue()[check_id].evaluate(
+        obs, catalogue()[check_id].defaults)]
+        for check_id in ("net.open-ports", "net.cleartext-management")}
