@@ -78,6 +78,8 @@ class Datagrams:
     replies: tuple[bytes, ...]
     refused: bool = False
     truncated: bool = False
+    sent: int = 1
+    """How many times the request went out (see `DeviceContext.exchange_udp`'s `again_after`)."""
 
     @property
     def answered(self) -> bool:
@@ -184,6 +186,15 @@ def _unconnected_udp(address: str) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+async def _first(protocol: _Collecting, wait: float) -> bool:
+    """Whether a first reply (or an ICMP refusal) came within `wait` seconds."""
+    if not protocol.first.done():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(wait, 0.0)):
+                await asyncio.shield(protocol.first)
+    return protocol.first.done()
 
 
 async def _outcome(task: asyncio.Task[T]) -> T:
@@ -470,6 +481,7 @@ class DeviceContext:
         max_datagrams: int = 16,
         max_bytes: int = 64 * 1024,
         any_source_port: bool = False,
+        again_after: float | None = None,
     ) -> Datagrams:
         """Send one datagram to the device and collect what comes back.
 
@@ -478,7 +490,9 @@ class DeviceContext:
         cannot grow memory). With `any_source_port`, replies from any port of the device count
         (a TFTP server answers from a new port); the socket is then unconnected and asks the
         kernel for ICMP errors (IP_RECVERR), so a closed port is still seen as refused at once
-        instead of costing the whole wait.
+        instead of costing the whole wait. With `again_after`, the same datagram is sent once
+        more from the same socket when nothing at all (no reply, no refusal) came back by then,
+        within the same total wait: one lost datagram then does not hide a service.
         """
         loop = asyncio.get_running_loop()
         async with self._slots:
@@ -494,17 +508,23 @@ class DeviceContext:
                     lambda: _Collecting(max_datagrams, max_bytes),
                     remote_addr=(self.address, port),
                 )
+            destination = (self.address, port) if any_source_port else None
+            deadline = loop.time() + (self.timeout if wait is None else wait)
+            sent = 1
             try:
-                transport.sendto(payload, (self.address, port) if any_source_port else None)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.timeout if wait is None else wait):
-                        await asyncio.shield(proto.first)
+                transport.sendto(payload, destination)
+                if again_after is not None and not await _first(proto, again_after):
+                    await self.network.rate.acquire()
+                    self.datagrams += 1
+                    sent = 2
+                    transport.sendto(payload, destination)
+                await _first(proto, deadline - loop.time())
                 if proto.replies:
                     await asyncio.sleep(linger)
             finally:
                 transport.close()
         return Datagrams(tuple(proto.replies), proto.refused and not proto.replies,
-                         proto.truncated)
+                         proto.truncated, sent)
 
     @contextlib.asynccontextmanager
     async def udp_conversation(

@@ -6,7 +6,10 @@ cookie to the client's address and port), reads the ServerHello or the alert, an
 handshake with a fatal `user_canceled` alert so the server drops its state at once (a
 single-client server such as `openssl s_server` would otherwise wait for the rest of the
 handshake). Each hello offers PSK, ECDHE-ECDSA, ECDHE-RSA, DHE-RSA and RSA suites, so a PSK
-server and a certificate server both answer.
+server and a certificate server both answer. A hello (the first, or the one with the cookie)
+that draws nothing by half the timeout is retransmitted as RFC 6347 4.2.4 asks, within the same
+wait, so one lost datagram decides nothing; every ClientHello sent counts in the evidence
+(`client_hellos`).
 
 Collectors: `handshake(ctx, port, offer)` (one hello; discovery uses the DTLS 1.2 one) and
 `dtls_survey`, which probes every DTLS endpoint discovery found (and the port after each
@@ -29,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from probe.context import DeviceContext
+from probe.context import Datagrams, DeviceContext, UdpConversation
 from probe.observe import udp
 from probe.observe.tcp import excluded_ports
 
@@ -137,9 +140,10 @@ def handshake_message(kind: int, message_seq: int, body: bytes) -> bytes:
     return bytes([kind]) + size + _u16(message_seq) + b"\x00\x00\x00" + size + body
 
 
-def client_hello(version: int, suites: tuple[int, ...], random: bytes, cookie: bytes = b"",
-                 message_seq: int = 0) -> bytes:
-    """A ClientHello record: `version` as the highest version, `suites` in that order."""
+def hello_message(version: int, suites: tuple[int, ...], random: bytes, cookie: bytes = b"",
+                  message_seq: int = 0) -> bytes:
+    """A ClientHello handshake message: `version` as the highest version, `suites` in that
+    order."""
     extensions = (_extension(0x000A, vector(b"".join(map(_u16, _GROUPS)), 2))
                   + _extension(0x000B, b"\x01\x00")
                   + _extension(0x000D, vector(b"".join(map(_u16, _SIGNATURE_ALGORITHMS)), 2))
@@ -147,9 +151,13 @@ def client_hello(version: int, suites: tuple[int, ...], random: bytes, cookie: b
     body = (_u16(version) + random + vector(b"", 1) + vector(cookie, 1)
             + vector(b"".join(map(_u16, suites)), 2) + vector(b"\x00", 1)
             + vector(extensions, 2))
-    # The record layer says DTLS 1.0 on a first flight, whatever the hello offers.
-    return record(HANDSHAKE, DTLS_1_0, message_seq,
-                  handshake_message(CLIENT_HELLO, message_seq, body))
+    return handshake_message(CLIENT_HELLO, message_seq, body)
+
+
+def hello_record(message: bytes, sequence: int) -> bytes:
+    """A ClientHello message in the record numbered `sequence`; the record layer says DTLS 1.0
+    on a first flight, whatever the hello offers."""
+    return record(HANDSHAKE, DTLS_1_0, sequence, message)
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,8 @@ class Handshake:
     cookie: bool = False
     """The server sent a HelloVerifyRequest and the hello was repeated with its cookie."""
     decided_by: ServerMessage | None = None
+    sent: int = 1
+    """ClientHello records sent, retransmissions included (one to four)."""
 
     @property
     def answered(self) -> bool:
@@ -266,7 +276,8 @@ class Handshake:
     def summary(self) -> dict[str, object]:
         """The evidence: what was offered and what came back."""
         out: dict[str, object] = {"offered": VERSIONS[self.offered_version],
-                                  "outcome": self.outcome, "hello_verify_request": self.cookie}
+                                  "outcome": self.outcome, "hello_verify_request": self.cookie,
+                                  "client_hellos": self.sent}
         if self.version is not None:
             out["version"] = VERSIONS.get(self.version, hex(self.version))
         if self.outcome == "server_hello" and self.suite is not None:
@@ -283,7 +294,7 @@ class Handshake:
         rec = message.record
         version = VERSIONS[rec.version]
         evidence: dict[str, object] = {"record": CONTENT_TYPES[rec.content_type],
-                                       "version": version}
+                                       "version": version, "client_hellos": self.sent}
         if message.alert is not None:
             evidence["alert"] = message.alert
             what = f"alert {alert_name(message.alert)}"
@@ -297,41 +308,107 @@ class Handshake:
 
 
 def _decide(port: int, offer: str, version: int, replies: tuple[bytes, ...],
-            flight: tuple[bytes, ...], cookie: bool) -> Handshake:
+            flight: tuple[bytes, ...], cookie: bool, sent: int) -> Handshake:
     messages = server_messages(flight)
     for message in messages:
         if message.alert is not None:
-            return Handshake(port, offer, version, "alert", replies, cookie, message)
+            return Handshake(port, offer, version, "alert", replies, cookie, message, sent)
         if message.handshake == SERVER_HELLO and message.suite is not None:
-            return Handshake(port, offer, version, "server_hello", replies, cookie, message)
+            return Handshake(port, offer, version, "server_hello", replies, cookie, message,
+                             sent)
     if messages:
         last = messages[-1]
         outcome: Outcome = "hello_verify_request" \
             if last.handshake == HELLO_VERIFY_REQUEST else "other"
-        return Handshake(port, offer, version, outcome, replies, cookie, last)
-    return Handshake(port, offer, version, "not_dtls", replies, cookie)
+        return Handshake(port, offer, version, outcome, replies, cookie, last, sent)
+    return Handshake(port, offer, version, "not_dtls", replies, cookie, sent=sent)
+
+
+MAX_STALE = 4
+"""Repeated HelloVerifyRequests passed over while waiting for the answer to one hello."""
+
+
+def _repeats(datagram: bytes, cookie: bytes) -> bool:
+    """Whether `datagram` holds nothing but a HelloVerifyRequest carrying `cookie`: a late
+    answer to the retransmission of the hello before, not an answer to the one with it."""
+    messages = server_messages((datagram,))
+    return bool(cookie) and bool(messages) and all(
+        m.handshake == HELLO_VERIFY_REQUEST and m.cookie == cookie for m in messages)
+
+
+class _Flight:
+    """The client's side of one handshake on one conversation.
+
+    Every record gets the next record sequence number, a retransmission too (RFC 6347 4.1
+    numbers records, not messages, and a server's replay window drops a number it has seen);
+    a retransmitted hello keeps its message bytes, message_seq included (RFC 6347 4.2.2).
+    """
+
+    def __init__(self, ctx: DeviceContext, conversation: UdpConversation) -> None:
+        self._ctx = ctx
+        self._conversation = conversation
+        self.sequence = 0
+        self.hellos = 0
+        """ClientHello records sent so far."""
+
+    async def _send(self, message: bytes) -> None:
+        await self._conversation.send(hello_record(message, self.sequence))
+        self.sequence += 1
+        self.hellos += 1
+
+    async def _answer(self, until: float, repeated: bytes) -> Datagrams:
+        """What came back by `until`, the datagrams that only repeat the HelloVerifyRequest
+        with the cookie `repeated` passed over (the wait goes on after them)."""
+        loop = asyncio.get_running_loop()
+        got = Datagrams(())
+        for _ in range(MAX_STALE + 1):
+            got = await self._conversation.receive(wait=max(until - loop.time(), 0.0))
+            fresh = tuple(d for d in got.replies if not _repeats(d, repeated))
+            if fresh or not got.replies or loop.time() >= until:
+                return Datagrams(fresh, got.refused, got.truncated)
+        return Datagrams((), got.refused, got.truncated)
+
+    async def hello(self, message: bytes, repeated: bytes = b"") -> Datagrams:
+        """Send the ClientHello `message` and wait up to the timeout for the answer; when
+        nothing at all (no datagram, no ICMP refusal) came back by half of it, send the same
+        message again (RFC 6347 4.2.4) and wait out the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ctx.timeout
+        await self._send(message)
+        got = await self._answer(loop.time() + self._ctx.timeout / 2, repeated)
+        if got.answered or got.refused or loop.time() >= deadline:
+            return got
+        await self._send(message)
+        return await self._answer(deadline, repeated)
 
 
 async def handshake(ctx: DeviceContext, port: int, offer: Offer) -> Handshake:
-    """Collector: the server's answer on `port` to the ClientHello `offer` (see OFFERS)."""
+    """Collector: the server's answer on `port` to the ClientHello `offer` (see OFFERS).
+
+    The hello, and the hello with the cookie, are each sent once more when nothing came back
+    by half the timeout (see `_Flight.hello`): one lost datagram, the hello or the server's
+    answer, does not read as "no DTLS endpoint" or as a version left undecided.
+    """
     version, suites = OFFERS[offer]
     random = secrets.token_bytes(32)
     async with ctx.udp_conversation(port) as conversation:
-        first = await conversation.exchange(client_hello(version, suites, random))
+        flight = _Flight(ctx, conversation)
+        first = await flight.hello(hello_message(version, suites, random))
         if not first.answered:
-            return Handshake(port, offer, version, "no_answer")
-        flight, cookie = first.replies, False
+            return Handshake(port, offer, version, "no_answer", sent=flight.hellos)
+        answer, cookie = first.replies, False
         verify = next((m for m in server_messages(first.replies)
                        if m.handshake == HELLO_VERIFY_REQUEST), None)
         if verify is not None:
-            second = await conversation.exchange(
-                client_hello(version, suites, random, verify.cookie, message_seq=1))
+            second = await flight.hello(
+                hello_message(version, suites, random, verify.cookie, message_seq=1),
+                repeated=verify.cookie)
             cookie = True
             if second.answered:
-                flight = second.replies
-        result = _decide(port, offer, version, first.replies, flight, cookie)
+                answer = second.replies
+        result = _decide(port, offer, version, first.replies, answer, cookie, flight.hellos)
         if result.outcome == "server_hello":
-            abort = record(ALERT, version, 2 if cookie else 1, bytes([FATAL, USER_CANCELED]))
+            abort = record(ALERT, version, flight.sequence, bytes([FATAL, USER_CANCELED]))
             await conversation.send(abort)
         return result
 

@@ -1,6 +1,8 @@
 """UDP service discovery: one real request per protocol, and only a reply that parses counts.
 
-SNMP, mDNS and TFTP messages are built and parsed with scapy's layers and the SSDP M-SEARCH is
+Each request that draws nothing (no reply, no ICMP refusal) by half the timeout is sent once
+more, unchanged, within the same wait: a lost datagram does not hide a service. SNMP, mDNS and
+TFTP messages are built and parsed with scapy's layers and the SSDP M-SEARCH is
 built by hand; the CoAP request (GET /.well-known/core) and the DTLS ClientHello come from
 `probe.observe.coap` and `probe.observe.dtls`, whose collectors the CoAP checks share, so
 discovery's round trips are not repeated (those two modules read `udp_services` in turn, so
@@ -15,7 +17,7 @@ import functools
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scapy.asn1.asn1 import ASN1_OID
@@ -150,9 +152,16 @@ def _judge(port: int, protocol: str, replies: tuple[bytes, ...], parse: Parser) 
 
 async def _ask(ctx: DeviceContext, port: int, protocol: str,
                request: tuple[bytes, Parser]) -> UdpService | None:
+    """Send the request, and once more when nothing came back by half the timeout (a lost
+    datagram must not hide a service `net.open-ports` or `net.cleartext-management` judges);
+    the evidence says how many requests went out."""
     payload, parse = request
-    reply = await ctx.exchange_udp(port, payload, any_source_port=protocol == "tftp")
-    return _judge(port, protocol, reply.replies, parse) if reply.answered else None
+    reply = await ctx.exchange_udp(port, payload, any_source_port=protocol == "tftp",
+                                   again_after=ctx.timeout / 2)
+    if not reply.answered:
+        return None
+    found = _judge(port, protocol, reply.replies, parse)
+    return replace(found, evidence={**found.evidence, "requests": reply.sent})
 
 
 async def _snmp(ctx: DeviceContext, port: int) -> UdpService | None:
