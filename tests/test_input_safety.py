@@ -1,0 +1,176 @@
+"""Inputs are checked before the first packet: device ids, output paths, numbers, stores.
+
+Each refused input is given to the real CLI (`python -m probe` in a subprocess) with a silent
+TCP listener at the device's address: the test asserts exit code 2, a message that locates
+the problem, and that the listener never saw a connection and nothing was written. Addresses
+are 127.138.x.y only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import load_records
+from daemons import Listener, silent
+
+from probe.ids import MAX_ID_LENGTH, MAX_STEM_BYTES, file_stem, id_problem
+from probe.record import record_filename
+
+PORT = 8081
+QUICK = ("--no-udp", "--ports", str(PORT), "--exclude-ports", "2024", "--timeout", "0.5",
+         "--budget", "10", "-q")
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def said(self) -> str:
+        """stderr with the terminal's line wrapping undone."""
+        return " ".join(self.stderr.split())
+
+
+async def iotprobe(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
+    """The real CLI in a subprocess, while the test's listeners keep serving."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "probe", *args, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})})
+    try:
+        async with asyncio.timeout(300):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert "Traceback" not in err.decode(), err.decode()
+    return Run(process.returncode or 0, out.decode(), err.decode())
+
+
+@pytest.fixture
+async def device() -> AsyncIterator[Listener]:
+    """A silent TCP service at 127.138.1.1:PORT: it counts every connection the probe makes."""
+    async with Listener("127.138.1.1", PORT, silent) as listener:
+        yield listener
+
+
+def inventory(tmp: Path, text: str, name: str = "inv.yaml") -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def refused(run: Run, *where: str) -> None:
+    """Exit 2, and each of `where` in the message."""
+    assert run.code == 2, (run.code, run.stdout, run.stderr)
+    for text in where:
+        assert text in run.said, (text, run.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Device ids: one record file each, bounded, printable
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_id_has_a_file_name_of_its_own() -> None:
+    ids = ["cam:1", "cam_1", "cam%3A1", "fd00::1", "fd00__1", "fe80::1%eth0", ".hidden",
+           "%2Ehidden", "a" * MAX_ID_LENGTH]
+    names = [record_filename(device_id) for device_id in ids]
+    assert len(set(names)) == len(ids)
+    assert names[:2] == ["cam%3A1.record.json", "cam_1.record.json"]
+    assert all("/" not in name and not name.startswith(".") and len(name.encode()) <= 255
+               for name in names)
+
+
+def test_the_longest_valid_id_fits_a_file_name() -> None:
+    assert id_problem("a" * MAX_ID_LENGTH) is None
+    assert id_problem("a" * (MAX_ID_LENGTH + 1)) is not None
+    worst = "a" + ":" * ((MAX_STEM_BYTES - 1) // 3)
+    assert id_problem(worst) is None and len(file_stem(worst)) <= MAX_STEM_BYTES
+    assert id_problem(worst + ":") is not None
+    assert len(f".{record_filename(worst)}.XXXXXXXX".encode()) <= 255
+    assert id_problem("cam\u202e1") is not None and id_problem("cam 1") is not None
+
+
+async def test_ids_that_shared_a_file_name_each_keep_their_record(tmp_path: Path,
+                                                                 device: Listener) -> None:
+    path = inventory(tmp_path, """
+        devices:
+          - {id: "cam:1", address: 127.138.1.1}
+          - {id: cam_1, address: 127.138.1.2}
+          - {id: "fd00::1", address: 127.138.1.3}
+          - {id: fd00__1, address: 127.138.1.4}
+        """)
+    out = tmp_path / "out"
+    run = await iotprobe("scan", "-i", str(path), "127.138.2.0/30", "-o", str(out),
+                         "--format", "html", "--format", "junit", *QUICK)
+    assert run.code in (1, 3), run.stderr
+    records = load_records(out)
+    ids = {"cam:1", "cam_1", "fd00::1", "fd00__1", "127.138.2.1", "127.138.2.2"}
+    assert set(records) == ids
+    assert records["cam:1"]["device"]["address"] == "127.138.1.1"
+    assert records["cam_1"]["device"]["address"] == "127.138.1.2"
+    junit = (out / "report.junit.xml").read_text()
+    html = (out / "report.html").read_text()
+    for device_id in ids:
+        assert f'name="{device_id}"' in junit
+        assert device_id in html
+    assert device.accepted > 0
+
+
+async def test_an_overlong_id_is_refused_before_any_packet(tmp_path: Path,
+                                                           device: Listener) -> None:
+    long_id = "cam-" + "x" * MAX_ID_LENGTH
+    path = inventory(tmp_path, f"""
+        devices:
+          - {{id: ok, address: 127.138.1.1}}
+          - {{id: {long_id}, address: 127.138.1.1}}
+        """)
+    out = tmp_path / "out"
+    run = await iotprobe("scan", "-i", str(path), "-o", str(out), *QUICK)
+    refused(run, f"{path}:3:", "devices[1].id", f"at most {MAX_ID_LENGTH} characters")
+    assert device.accepted == 0 and not out.exists()
+
+
+async def test_an_id_whose_file_name_is_too_long_is_refused(tmp_path: Path,
+                                                            device: Listener) -> None:
+    path = inventory(tmp_path, "id,address\n" + "a" + ":" * 100 + ",127.138.1.1\n",
+                     "inv.csv")
+    run = await iotprobe("scan", "-i", str(path), "-o", str(tmp_path / "out"), *QUICK)
+    refused(run, f"{path}:2:", "id:", "record file name")
+    assert device.accepted == 0
+
+
+async def test_a_host_name_target_too_long_for_an_id_is_refused(tmp_path: Path,
+                                                                device: Listener) -> None:
+    name = ".".join(["a" * 60] * 3) + ".example"
+    run = await iotprobe("scan", "127.138.1.1", name, "-o", str(tmp_path / "out"), *QUICK)
+    refused(run, "TARGET", f"at most {MAX_ID_LENGTH} characters")
+    assert device.accepted == 0
+
+
+async def test_an_ipv6_zone_with_control_characters_is_refused(tmp_path: Path,
+                                                               device: Listener) -> None:
+    run = await iotprobe("scan", "127.138.1.1", "fe80::1%\x1b[2J", "-o",
+                         str(tmp_path / "out"), *QUICK)
+    refused(run, "TARGET", "zone")
+    assert device.accepted == 0
+
+
+async def test_the_longest_id_is_scanned_and_written(tmp_path: Path, device: Listener) -> None:
+    longest = "c" * MAX_ID_LENGTH
+    path = inventory(tmp_path, f"devices:\n  - {{id: {longest}, address: 127.138.1.1}}\n")
+    out = tmp_path / "out"
+    run = await iotprobe("scan", "-i", str(path), "-o", str(out), *QUICK)
+    assert run.code in (1, 3), run.stderr
+    assert set(load_records(out)) == {longest} and device.accepted > 0
