@@ -161,6 +161,7 @@ def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
     """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile."""
     from probe.inventory import inventory_from_targets, load_inventory
     from probe.model import Severity
+    from probe.outputs import check_scan_outputs
     from probe.run import run_scan
 
     try:
@@ -172,6 +173,7 @@ def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
             sources.append(load_inventory(inventory))
         if targets:
             sources.append(inventory_from_targets(list(targets)))
+        check_scan_outputs(outdir, sources, formats)
     except InputError as exc:
         _input_error(exc)
     code = asyncio.run(run_scan(
@@ -393,10 +395,13 @@ def diff(store_url: str | None, inventory: Path | None, sweeps: tuple[int, ...],
 def report(store_url: str | None, inventory: Path | None, number: int | None, fmt: str,
            output: Path) -> None:
     """Render a stored sweep (default: the latest finished) as html, junit or oscal."""
+    from probe.outputs import check_file
     from probe.report.source import write_report, write_report_file
     from probe.sweep import pick_sweep, sweep_source
 
     try:
+        if str(output) != "-":
+            check_file(output, "--output")
         with _find_store(store_url, inventory) as store:
             chosen = pick_sweep(store, number)
             if not chosen.finished:

@@ -174,3 +174,60 @@ async def test_the_longest_id_is_scanned_and_written(tmp_path: Path, device: Lis
     run = await iotprobe("scan", "-i", str(path), "-o", str(out), *QUICK)
     assert run.code in (1, 3), run.stderr
     assert set(load_records(out)) == {longest} and device.accepted > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs: checked before the first packet
+# ---------------------------------------------------------------------------------------------
+
+
+def entries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+async def test_an_outdir_below_a_regular_file_is_refused(tmp_path: Path,
+                                                         device: Listener) -> None:
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "out"
+    run = await iotprobe("scan", "127.138.1.1", "-o", str(out), *QUICK)
+    refused(run, "--outdir", str(out), "Not a directory")
+    assert device.accepted == 0 and entries(tmp_path) == ["file"]
+
+
+async def test_an_outdir_in_proc_is_refused(device: Listener) -> None:
+    run = await iotprobe("scan", "127.138.1.1", "-o", "/proc/self/iotprobe-out", *QUICK)
+    refused(run, "--outdir", "/proc/self/iotprobe-out")
+    assert device.accepted == 0
+
+
+@pytest.mark.parametrize("blocker", ["127.138.1.1.record.json", "report.html"])
+async def test_a_directory_where_an_output_goes_is_refused(tmp_path: Path, device: Listener,
+                                                           blocker: str) -> None:
+    out = tmp_path / "out"
+    (out / blocker).mkdir(parents=True)
+    run = await iotprobe("scan", "127.138.1.1", "-o", str(out), "--format", "html", *QUICK)
+    refused(run, "--outdir", str(out / blocker), "it is a directory")
+    assert device.accepted == 0 and entries(out) == [blocker]
+
+
+async def test_a_fifo_where_a_record_of_a_block_goes_is_refused(tmp_path: Path,
+                                                                  device: Listener) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "127.138.1.2.record.json")
+    run = await iotprobe("scan", "127.138.1.0/30", "-o", str(out), *QUICK)
+    refused(run, str(out / "127.138.1.2.record.json"), "device 127.138.1.2",
+            "not a regular file")
+    assert device.accepted == 0 and entries(out) == ["127.138.1.2.record.json"]
+
+
+async def test_a_symbolic_link_where_a_record_goes_is_replaced(tmp_path: Path,
+                                                               device: Listener) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "127.138.1.1.record.json").symlink_to(tmp_path / "elsewhere")
+    run = await iotprobe("scan", "127.138.1.1", "-o", str(out), *QUICK)
+    assert run.code in (1, 3), run.stderr
+    assert set(load_records(out)) == {"127.138.1.1"} and device.accepted > 0
+    assert entries(tmp_path / "elsewhere") == []
