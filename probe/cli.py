@@ -20,6 +20,7 @@ from rich.console import Console
 
 from probe import __version__
 from probe.errors import InputError
+from probe.numbers import MAX_BUDGET, MAX_RATE, MAX_TIMEOUT, Finite
 
 if TYPE_CHECKING:
     from probe.context import ScanOptions
@@ -89,11 +90,11 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
                      "and --rate); auto: one per core, at most one per 50 devices."),
         click.option("--per-device", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Connections open at once to one device."),
-        click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True,
+        click.option("--rate", type=Finite(1, MAX_RATE), default=500.0, show_default=True,
                      help="New connections and datagrams per second, whole scan."),
-        click.option("--timeout", type=click.FloatRange(min=0.05), default=5.0,
+        click.option("--timeout", type=Finite(0.05, MAX_TIMEOUT), default=5.0,
                      show_default=True, help="Seconds for any one network operation."),
-        click.option("--budget", type=click.FloatRange(min=0.1), default=120.0,
+        click.option("--budget", type=Finite(0.1, MAX_BUDGET), default=120.0,
                      show_default=True, help="Seconds for one device, all checks included."),
         click.option("--ports", help="TCP ports to scan instead of the profile's set, "
                      "e.g. 1-65535."),
@@ -323,7 +324,7 @@ def _sweep_status(store_url: str | None, inventory: Path | None) -> None:
               "was started with.")
 @click.option("--name", help="Worker name in the store and --status. Default: "
               "iotprobe-PID@HOST.")
-@click.option("--visibility-timeout", type=click.FloatRange(min=1), default=3600.0,
+@click.option("--visibility-timeout", type=Finite(1, 7 * MAX_BUDGET), default=3600.0,
               show_default=True, help="Seconds before the broker hands a shard whose worker "
               "went silent to another worker; longer than any shard takes.")
 def worker(broker: str, store_url: str, sites: tuple[str, ...], concurrency: int,

@@ -9,6 +9,7 @@ are 127.138.x.y only.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import textwrap
@@ -20,6 +21,7 @@ import pytest
 from conftest import load_records
 from daemons import Listener, silent
 
+from probe.context import ScanOptions
 from probe.ids import MAX_ID_LENGTH, MAX_STEM_BYTES, file_stem, id_problem
 from probe.record import record_filename
 
@@ -231,3 +233,78 @@ async def test_a_symbolic_link_where_a_record_goes_is_replaced(tmp_path: Path,
     assert run.code in (1, 3), run.stderr
     assert set(load_records(out)) == {"127.138.1.1"} and device.accepted > 0
     assert entries(tmp_path / "elsewhere") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers: finite and bounded
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--rate", "nan"), ("--rate", "inf"), ("--budget", "nan"), ("--budget", "inf"),
+    ("--budget", "-inf"), ("--timeout", "nan"), ("--timeout", "inf"), ("--timeout", "1e400"),
+])
+async def test_a_non_finite_scan_number_is_refused(tmp_path: Path, device: Listener,
+                                                   option: str, value: str) -> None:
+    out = tmp_path / "out"
+    run = await iotprobe("scan", "127.138.1.1", "-o", str(out),
+                         *[a for a in QUICK if a not in ("--timeout", "0.5", "--budget", "10")],
+                         option, value)
+    refused(run, f"Invalid value for '{option}'")
+    assert device.accepted == 0 and not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ("worker", "--broker", "redis://127.138.9.1:9/0", "--store", "x.sqlite",
+     "--visibility-timeout", "nan"),
+    ("lab", "selftest", "--base", "127.138.3.1", "--timeout", "nan"),
+    ("sweep", "-i", "inv.yaml", "--store", "s.sqlite", "--budget", "inf"),
+])
+async def test_a_non_finite_number_is_refused_by_every_command(tmp_path: Path,
+                                                               args: tuple[str, ...]) -> None:
+    inventory(tmp_path, "devices:\n  - {address: 127.138.1.1}\n")
+    run = await iotprobe(*args, cwd=tmp_path, env={"IOTPROBE_STATE_DIR": str(tmp_path / "st")})
+    refused(run, "Invalid value for", "finite" if "nan" in args else "range")
+    assert entries(tmp_path) == ["inv.yaml"]
+
+
+async def test_an_endless_interval_is_refused(tmp_path: Path) -> None:
+    inventory(tmp_path, "devices:\n  - {address: 127.138.1.1}\n")
+    run = await iotprobe("sweep", "-i", "inv.yaml", "--store", "s.sqlite", "--every",
+                         "9" * 400 + "d", cwd=tmp_path)
+    refused(run, "--every", "at most 366 days")
+    assert entries(tmp_path) == ["inv.yaml"]
+
+
+async def test_an_integer_beyond_64_bits_is_located(tmp_path: Path, device: Listener) -> None:
+    path = inventory(tmp_path, f"""
+        devices:
+          - address: 127.138.1.1
+            monitor:
+              command:
+                run: ["true"]
+                timeout: {"9" * 400}
+        """)
+    run = await iotprobe("scan", "-i", str(path), "-o", str(tmp_path / "out"), *QUICK)
+    refused(run, f"{path}:6:", "integers beyond")
+    profile = inventory(tmp_path, f"""
+        id: mine
+        title: mine
+        version: "1"
+        extends: iso27400-6.2
+        controls: {{}}
+        checks:
+          tls.certificate-validity:
+            params: {{min_days_remaining: {"9" * 400}}}
+        """, "profile.yaml")
+    run = await iotprobe("scan", "127.138.1.1", "-p", str(profile), "-o",
+                         str(tmp_path / "out"), *QUICK)
+    refused(run, f"{profile}:8:", "integers beyond")
+    assert device.accepted == 0 and not (tmp_path / "out").exists()
+
+
+def test_scan_options_are_finite() -> None:
+    for bad in ({"timeout": math.nan}, {"budget": math.inf}, {"rate": -math.inf},
+                {"timeout": 0.0}):
+        with pytest.raises(ValueError, match="finite number above zero"):
+            ScanOptions(**bad)
