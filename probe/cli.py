@@ -193,21 +193,21 @@ def _store_option(fn: Callable[..., None]) -> Callable[..., None]:
     return click.option("--store", "store_url", envvar="IOTPROBE_STORE", help=_STORE_HELP)(fn)
 
 
-def _find_store(store_url: str | None, inventory: Path | None) -> Store:
+def _find_store(store_url: str | None, inventory: Path | None, *, create: bool = False) -> Store:
     """The store named by --store, else the one beside the inventory, else the only one in
-    the working directory."""
+    the working directory. Only a sweep (`create`) makes one where there is none."""
     from probe.store import DEFAULT_SUFFIX, default_store, open_store
 
     if store_url:
-        return open_store(store_url)
+        return open_store(store_url, create=create)
     if inventory is not None:
-        return open_store(str(default_store(inventory)))
+        return open_store(str(default_store(inventory)), create=create)
     found = sorted(Path.cwd().glob(f"*{DEFAULT_SUFFIX}"))
     if len(found) != 1:
         what = "none" if not found else ", ".join(p.name for p in found)
         raise InputError(f"name the store with --store or -i INVENTORY (found {what} in the "
                          "working directory)", field="--store")
-    return open_store(str(found[0]))
+    return open_store(str(found[0]), create=create)
 
 
 _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
@@ -264,7 +264,7 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         elif shard_size is not None or no_wait:
             raise InputError("--shard-size and --no-wait go with --distributed",
                              field="--distributed")
-        store = _find_store(store_url, inventory)
+        store = _find_store(store_url, inventory, create=True)
     except InputError as exc:
         _input_error(exc)
     try:

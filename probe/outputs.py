@@ -27,6 +27,9 @@ def check_directory(directory: Path, field: str) -> None:
     saying why when either fails."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"cannot create the directory {directory}: a file of that name is "
+                         "not a directory", field=field) from None
     except OSError as exc:
         raise InputError(f"cannot create the directory {directory}: {_reason(exc)}",
                          field=field) from None

@@ -13,17 +13,20 @@ import math
 import os
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from conftest import load_records
 from daemons import Listener, silent
+from pgserver import PASSWORD, USER, PostgresServer, postgres_server
 
 from probe.context import ScanOptions
 from probe.ids import MAX_ID_LENGTH, MAX_STEM_BYTES, file_stem, id_problem
 from probe.record import record_filename
+from probe.store import mask
 
 PORT = 8081
 QUICK = ("--no-udp", "--ports", str(PORT), "--exclude-ports", "2024", "--timeout", "0.5",
@@ -308,3 +311,84 @@ def test_scan_options_are_finite() -> None:
                 {"timeout": 0.0}):
         with pytest.raises(ValueError, match="finite number above zero"):
             ScanOptions(**bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stores: read-only commands create nothing; credentials in a URL are masked
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+def tables(pg: PostgresServer, database: str) -> list[str]:
+    with psycopg.connect(host="127.0.0.1", port=pg.port, user=USER, password=PASSWORD,
+                         dbname=database) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return sorted(row[0] for row in rows)
+
+
+@pytest.mark.parametrize("args", [
+    ("diff", "--store", "nope.sqlite"),
+    ("diff", "--store", "sqlite:///sub/nope.sqlite"),
+    ("diff", "-i", "inv.yaml"),
+    ("report", "-i", "inv.yaml", "--format", "html", "-o", "r.html"),
+    ("report", "--store", "nope.sqlite", "--format", "junit", "-o", "-"),
+    ("sweep", "--status", "-i", "inv.yaml"),
+])
+async def test_a_read_only_command_creates_no_store(tmp_path: Path,
+                                                    args: tuple[str, ...]) -> None:
+    inventory(tmp_path, "devices:\n  - {address: 127.138.1.1}\n")
+    run = await iotprobe(*args, cwd=tmp_path)
+    refused(run, "--store", "no store at")
+    assert entries(tmp_path) == ["inv.yaml"]
+
+
+async def test_report_below_a_regular_file_is_refused_before_rendering(
+        tmp_path: Path, device: Listener) -> None:
+    path = inventory(tmp_path, "devices:\n  - {address: 127.138.1.1}\n")
+    swept = await iotprobe("sweep", "-i", str(path), *QUICK)
+    assert swept.code in (1, 3), swept.stderr
+    (tmp_path / "file").write_text("x")
+    before = entries(tmp_path)
+    run = await iotprobe("report", "-i", str(path), "--format", "html", "-o",
+                         str(tmp_path / "file" / "report.html"))
+    refused(run, "--output", "is not a directory")
+    assert entries(tmp_path) == before and (tmp_path / "file").read_text() == "x"
+
+
+async def test_credentials_in_a_postgresql_url_are_masked_everywhere(
+        tmp_path: Path, device: Listener, pg: PostgresServer) -> None:
+    database = pg.create_database()
+    base = f"postgresql://{USER}@127.0.0.1:{pg.port}/{database}"
+    store = f"{base}?password={PASSWORD}&sslmode=disable"
+    read = await iotprobe("diff", "--store", store)
+    refused(read, "holds no iotprobe store", "password=***")
+    assert tables(pg, database) == []
+    longest = "d" * MAX_ID_LENGTH
+    path = inventory(tmp_path, f"devices:\n  - {{id: {longest}, address: 127.138.1.1}}\n")
+    swept = await iotprobe("sweep", "-i", str(path), "--store", store,
+                           *[a for a in QUICK if a != "-q"])
+    assert swept.code in (1, 3), swept.stderr
+    assert "password=***" in swept.stdout
+    for query in (f"?password={PASSWORD}&passwd={PASSWORD}x", f"?sslpassword={PASSWORD}"):
+        wrong = await iotprobe("diff", "--store", f"{base}{query}")
+        assert wrong.code == 2 and "***" in wrong.stderr
+        assert PASSWORD not in wrong.stdout + wrong.stderr
+    resumed = await iotprobe("sweep", "-i", str(path), "--store", store, "--resume", *QUICK)
+    assert resumed.code in (1, 3), resumed.stderr
+    report = await iotprobe("report", "--store", store, "--format", "junit", "-o", "-")
+    assert report.code == 0 and f'name="{longest}"' in report.stdout
+    for run in (read, swept, resumed, report):
+        assert PASSWORD not in run.stdout + run.stderr
+    assert "alembic_version" in tables(pg, database)
+
+
+def test_every_form_of_a_url_credential_is_masked() -> None:
+    shown = mask("postgresql://u:pw-1@127.138.9.1:5/db?password=pw-2&passwd=pw-3"
+                 "&sslpassword=pw-4&sslmode=require&application_name=x")
+    assert "pw-" not in shown
+    assert shown.count("***") == 4 and "sslmode=require" in shown and "application_name=x" in shown
