@@ -25,6 +25,7 @@ from pgserver import PASSWORD, USER, PostgresServer, postgres_server
 
 from probe.context import ScanOptions
 from probe.ids import MAX_ID_LENGTH, MAX_STEM_BYTES, file_stem, id_problem
+from probe.inventory import inventory_from_targets, load_inventory
 from probe.record import record_filename
 from probe.store import mask
 
@@ -392,3 +393,18 @@ def test_every_form_of_a_url_credential_is_masked() -> None:
                  "&sslpassword=pw-4&sslmode=require&application_name=x")
     assert "pw-" not in shown
     assert shown.count("***") == 4 and "sslmode=require" in shown and "application_name=x" in shown
+
+
+def test_ipv6_targets_and_blocks_keep_files_apart_from_look_alike_ids(tmp_path: Path) -> None:
+    path = inventory(tmp_path, """
+        devices:
+          - {id: fd00__1, address: 127.138.1.1}
+          - {id: fd00__2, address: 127.138.1.2}
+        """)
+    look_alikes = [d.id for d in load_inventory(path).devices()]
+    from_targets = [d.id for d in inventory_from_targets(["fd00::/126", "fe80::1%eth0"])
+                    .devices()]
+    assert from_targets == ["fd00::", "fd00::1", "fd00::2", "fd00::3", "fe80::1%eth0"]
+    names = [record_filename(device_id) for device_id in look_alikes + from_targets]
+    assert len(set(names)) == len(names)
+    assert record_filename("fe80::1%eth0") == "fe80%3A%3A1%25eth0.record.json"
