@@ -401,9 +401,9 @@ def report(store_url: str | None, inventory: Path | None, number: int | None, fm
     from probe.sweep import pick_sweep, sweep_source
 
     try:
-        if str(output) != "-":
-            check_file(output, "--output")
         with _find_store(store_url, inventory) as store:
+            if str(output) != "-":
+                check_file(output, "--output")
             chosen = pick_sweep(store, number)
             if not chosen.finished:
                 Console(stderr=True, highlight=False).print(

@@ -2,9 +2,10 @@
 (exit 2) instead of failing after every device was probed.
 
 A file is written aside and renamed into place (probe.record.atomic_text), so what must hold
-is: the directory exists or can be made, a file can be created in it, and nothing at the
-file's own path is in the way of the rename (a directory, a FIFO, a socket or a device; a
-regular file or a symbolic link is replaced, never followed).
+is: the directory exists or can be made, a file can be created in it, and the file's own path
+is free, a regular file or a symbolic link (replaced, never followed). A directory there would
+stop the rename; a FIFO, socket or device node (`-o /dev/null` as root) would be replaced, and
+is not the probe's to replace.
 """
 
 from __future__ import annotations

@@ -408,3 +408,11 @@ def test_ipv6_targets_and_blocks_keep_files_apart_from_look_alike_ids(tmp_path: 
     names = [record_filename(device_id) for device_id in look_alikes + from_targets]
     assert len(set(names)) == len(names)
     assert record_filename("fe80::1%eth0") == "fe80%3A%3A1%25eth0.record.json"
+
+
+async def test_report_into_a_new_directory_without_a_store_makes_no_directory(
+        tmp_path: Path) -> None:
+    run = await iotprobe("report", "--store", "nope.sqlite", "--format", "html", "-o",
+                         "sub/r.html", cwd=tmp_path)
+    refused(run, "no store at")
+    assert entries(tmp_path) == []
