@@ -20,6 +20,7 @@ from rich.console import Console
 
 from probe import __version__
 from probe.errors import InputError
+from probe.numbers import MAX_BUDGET, MAX_RATE, MAX_TIMEOUT, Finite
 
 if TYPE_CHECKING:
     from probe.context import ScanOptions
@@ -89,11 +90,11 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
                      "and --rate); auto: one per core, at most one per 50 devices."),
         click.option("--per-device", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Connections open at once to one device."),
-        click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True,
+        click.option("--rate", type=Finite(1, MAX_RATE), default=500.0, show_default=True,
                      help="New connections and datagrams per second, whole scan."),
-        click.option("--timeout", type=click.FloatRange(min=0.05), default=5.0,
+        click.option("--timeout", type=Finite(0.05, MAX_TIMEOUT), default=5.0,
                      show_default=True, help="Seconds for any one network operation."),
-        click.option("--budget", type=click.FloatRange(min=0.1), default=120.0,
+        click.option("--budget", type=Finite(0.1, MAX_BUDGET), default=120.0,
                      show_default=True, help="Seconds for one device, all checks included."),
         click.option("--ports", help="TCP ports to scan instead of the profile's set, "
                      "e.g. 1-65535."),
@@ -161,6 +162,7 @@ def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
     """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile."""
     from probe.inventory import inventory_from_targets, load_inventory
     from probe.model import Severity
+    from probe.outputs import check_scan_outputs
     from probe.run import run_scan
 
     try:
@@ -172,6 +174,7 @@ def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
             sources.append(load_inventory(inventory))
         if targets:
             sources.append(inventory_from_targets(list(targets)))
+        check_scan_outputs(outdir, sources, formats)
     except InputError as exc:
         _input_error(exc)
     code = asyncio.run(run_scan(
@@ -190,21 +193,21 @@ def _store_option(fn: Callable[..., None]) -> Callable[..., None]:
     return click.option("--store", "store_url", envvar="IOTPROBE_STORE", help=_STORE_HELP)(fn)
 
 
-def _find_store(store_url: str | None, inventory: Path | None) -> Store:
+def _find_store(store_url: str | None, inventory: Path | None, *, create: bool = False) -> Store:
     """The store named by --store, else the one beside the inventory, else the only one in
-    the working directory."""
+    the working directory. Only a sweep (`create`) makes one where there is none."""
     from probe.store import DEFAULT_SUFFIX, default_store, open_store
 
     if store_url:
-        return open_store(store_url)
+        return open_store(store_url, create=create)
     if inventory is not None:
-        return open_store(str(default_store(inventory)))
+        return open_store(str(default_store(inventory)), create=create)
     found = sorted(Path.cwd().glob(f"*{DEFAULT_SUFFIX}"))
     if len(found) != 1:
         what = "none" if not found else ", ".join(p.name for p in found)
         raise InputError(f"name the store with --store or -i INVENTORY (found {what} in the "
                          "working directory)", field="--store")
-    return open_store(str(found[0]))
+    return open_store(str(found[0]), create=create)
 
 
 _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
@@ -261,7 +264,7 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         elif shard_size is not None or no_wait:
             raise InputError("--shard-size and --no-wait go with --distributed",
                              field="--distributed")
-        store = _find_store(store_url, inventory)
+        store = _find_store(store_url, inventory, create=True)
     except InputError as exc:
         _input_error(exc)
     try:
@@ -321,7 +324,7 @@ def _sweep_status(store_url: str | None, inventory: Path | None) -> None:
               "was started with.")
 @click.option("--name", help="Worker name in the store and --status. Default: "
               "iotprobe-PID@HOST.")
-@click.option("--visibility-timeout", type=click.FloatRange(min=1), default=3600.0,
+@click.option("--visibility-timeout", type=Finite(1, 7 * MAX_BUDGET), default=3600.0,
               show_default=True, help="Seconds before the broker hands a shard whose worker "
               "went silent to another worker; longer than any shard takes.")
 def worker(broker: str, store_url: str, sites: tuple[str, ...], concurrency: int,
@@ -393,11 +396,14 @@ def diff(store_url: str | None, inventory: Path | None, sweeps: tuple[int, ...],
 def report(store_url: str | None, inventory: Path | None, number: int | None, fmt: str,
            output: Path) -> None:
     """Render a stored sweep (default: the latest finished) as html, junit or oscal."""
+    from probe.outputs import check_file
     from probe.report.source import write_report, write_report_file
     from probe.sweep import pick_sweep, sweep_source
 
     try:
         with _find_store(store_url, inventory) as store:
+            if str(output) != "-":
+                check_file(output, "--output")
             chosen = pick_sweep(store, number)
             if not chosen.finished:
                 Console(stderr=True, highlight=False).print(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from probe.model import Device
+from probe.numbers import require_finite
 from probe.ratelimit import RateLimiter
 
 T = TypeVar("T")
@@ -51,6 +52,9 @@ class ScanOptions:
     trust_anchor: str | None = None
     blocking_threads: int = 8
     processes: int | None = 1  # worker processes of a scan; None: one per core (probe.pool)
+
+    def __post_init__(self) -> None:
+        require_finite(timeout=self.timeout, budget=self.budget, rate=self.rate)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from probe.errors import InputError
+from probe.ids import id_problem
 from probe.model import Device
 from probe.observe.syslog import forwarder_networks
 from probe.secrets import Secret
@@ -104,6 +105,11 @@ def inventory_from_targets(targets: Iterable[str], *,
         key = str(target)
         if key in seen:
             continue
+        problem = id_problem(key) if not isinstance(target, ipaddress.IPv4Network
+                                                    | ipaddress.IPv6Network) else None
+        if problem is not None:
+            raise InputError(f"{show(key)}: {problem}; name the device in an inventory "
+                             "with a shorter `id`", field="TARGET")
         seen.add(key)
         if isinstance(target, ipaddress.IPv4Network | ipaddress.IPv6Network):
             _refuse_overlap(target, items, lambda message: InputError(message, field="TARGET"))
@@ -141,6 +147,14 @@ def _nonempty_ports(value: Any) -> tuple[int, ...]:
     if not ports:
         fail("list at least one port")
     return ports
+
+
+def _device_id(value: str) -> str:
+    token("device id")(value)
+    problem = id_problem(value)
+    if problem is not None:
+        fail(problem)
+    return value
 
 
 def _text(value: str) -> str:
@@ -187,7 +201,7 @@ class _Shared(StrictModel):
 
 
 class _Entry(_Shared):
-    id: Annotated[str, AfterValidator(token("device id"))] | None = None
+    id: Annotated[str, AfterValidator(_device_id)] | None = None
     address: Annotated[str, AfterValidator(_address)] | None = None
     cidr: Annotated[str, AfterValidator(_cidr)] | None = None
     hostname: Annotated[str, AfterValidator(_hostname)] | None = None
@@ -317,6 +331,10 @@ class _Loader:
             return
         address = str(target)
         device_id = entry.id or address
+        problem = id_problem(device_id)
+        if problem is not None:
+            raise where.error(f"the address is the device's id, and {problem}: give the "
+                              "device a shorter `id`", key)
         first = self.ids.get(device_id)
         if first is not None:
             raise where.error(f"duplicate device id {show(device_id)} (first at {first[1]})",

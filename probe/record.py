@@ -17,7 +17,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -30,6 +29,7 @@ import orjson
 
 from probe import __version__
 from probe.engine import DeviceOutcome
+from probe.ids import RECORD_SUFFIX, file_stem
 from probe.model import verdict_of
 from probe.profile import Profile
 
@@ -104,11 +104,9 @@ def validate_record(record: dict[str, Any]) -> None:
         schema_path=error.schema_path, instance=error.instance)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
 def record_filename(device_id: str) -> str:
-    return _UNSAFE.sub("_", device_id) + ".record.json"
+    """The file of a device's record: one per id (see probe.ids.file_stem)."""
+    return file_stem(device_id) + RECORD_SUFFIX
 
 
 _UMASK = os.umask(0)

@@ -38,11 +38,14 @@ from probe.report.tables import console
 from probe.run import ScanRun, unique_devices
 from probe.store import FINISHED, INTERRUPTED, RUNNING, Store, StoreError, SweepInfo
 from probe.store.queries import CheckChange, Diff
+from probe.yamldoc import show
 
 T = TypeVar("T")
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
+MAX_INTERVAL = 366 * 86400.0
+"""The longest --every: a year (a longer one, or its digits, could overflow to infinity)."""
 
 
 def parse_interval(text: str) -> float:
@@ -58,6 +61,9 @@ def parse_interval(text: str) -> float:
         position = match.end()
     if seconds <= 0:
         raise InputError(f"{text!r}: the interval must be longer than zero", field="--every")
+    if seconds > MAX_INTERVAL:
+        raise InputError(f"{show(text)}: the interval must be at most {MAX_INTERVAL / 86400:g} "
+                         "days", field="--every")
     return seconds
 
 

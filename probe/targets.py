@@ -19,6 +19,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Target = ipaddress.IPv4Address | ipaddress.IPv6Address | Network | str
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_SCOPE = re.compile(r"[A-Za-z0-9._-]{1,15}")
+"""An IPv6 zone: an interface name (at most 15 characters on Linux) or index."""
 
 
 def is_host_name(text: str) -> bool:
@@ -40,9 +42,15 @@ def parse_target(text: str) -> Target:
     if "/" in text:
         return parse_block(text)
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         pass
+    else:
+        scope = address.scope_id if isinstance(address, ipaddress.IPv6Address) else None
+        if scope is not None and not _SCOPE.fullmatch(scope):
+            raise ValueError(f"{show(text)}: the zone after % must be an interface name or "
+                             "index (letters, digits, . _ -, at most 15)")
+        return address
     if is_host_name(text):
         return text
     raise ValueError(f"{show(text)} is not an IP address, host name or CIDR block")

@@ -45,6 +45,9 @@ DocPath = tuple[str | int, ...]
 MAX_VALUES = 1_000_000
 """The most values a document may hold once its aliases are expanded (a billion-laughs guard)."""
 
+MAX_INTEGER = 2**63 - 1
+"""The largest integer a document may hold: any larger one overflows a float or a database."""
+
 _NAME_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
@@ -238,6 +241,9 @@ class _Plain:
         if isinstance(node, str):
             return str(node)
         if isinstance(node, int):
+            if abs(node) > MAX_INTEGER:
+                raise InputError(f"integers beyond {MAX_INTEGER} are not supported",
+                                 file=self.file, line=line)
             return int(node)
         if isinstance(node, float):
             if not math.isfinite(node):
@@ -258,7 +264,13 @@ class _Plain:
             if isinstance(key, bool) or not isinstance(key, str | int):
                 raise InputError(f"a mapping key must be a name, not {describe(key)}",
                                  file=self.file, line=key_line)
-            out[str(key) if isinstance(key, str) else int(key)] = self.convert(value, key_line)
+            try:
+                out[str(key) if isinstance(key, str) else int(key)] = self.convert(value,
+                                                                                   key_line)
+            except InputError as exc:
+                if exc.field is None:
+                    exc.field = str(key)  # the innermost key names the field
+                raise
         return out
 
 

@@ -321,6 +321,7 @@ def test_bad_input_exits_2(tmp_path: Path, lab: Lab) -> None:
     bad = iotprobe("sweep", "-i", str(lab.inventory), "--store", str(tmp_path / "s.sqlite"),
                    "--every", "soon", *FAST)
     assert bad.returncode == 2 and "--every" in bad.stderr
+    open_store(str(tmp_path / "empty.sqlite")).close()
     nothing = iotprobe("diff", "--store", str(tmp_path / "empty.sqlite"))
     assert nothing.returncode == 2 and "0 finished sweep(s)" in nothing.stderr
     missing = iotprobe("report", "--store", str(tmp_path / "empty.sqlite"), "7", "--format",

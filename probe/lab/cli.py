@@ -50,6 +50,7 @@ from probe.lab.state import (
     write_atomically,
     write_state,
 )
+from probe.numbers import MAX_TIMEOUT, Finite
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +466,7 @@ def lab_group() -> click.Group:
     @click.option("--base", default=None,
                   help=f"Address of the first device. Default: {DEFAULT_BASE}, with --real "
                   f"{REAL_BASE}.")
-    @click.option("--timeout", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+    @click.option("--timeout", type=Finite(0.05, MAX_TIMEOUT), default=2.0, show_default=True,
                   help="Seconds for any one network operation of the scans.")
     @_state_dir_option
     def selftest(real: bool, base: str | None, timeout: float,

@@ -15,16 +15,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import URL, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import URL, Engine, create_engine, delete, event, func, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -122,12 +124,42 @@ def parse_store_url(text: str) -> URL:
                      "postgresql://USER@HOST:PORT/DB", field="--store")
 
 
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+"""Query parameters of a database URL whose value is (or may be) a credential: password,
+passwd, sslpassword, passfile, sslkey, auth_token, ..."""
+_MASK = "***"
+
+
 def mask(text: str) -> str:
-    """`text` with any password of a URL in it replaced by ***."""
+    """`text`, a database URL, with every credential in it replaced by ***."""
     try:
-        return make_url(text).render_as_string(hide_password=True)
+        return masked(make_url(text))
     except ArgumentError:
         return "<unparseable URL>"
+
+
+def masked(url: URL) -> str:
+    """`url` as text with its password and every credential query parameter shown as ***."""
+    query = {key: _MASK if _SECRET_PARAMETER.search(key) else value
+             for key, value in url.query.items()}
+    text = url.set(query=query).render_as_string(hide_password=True)
+    return text.replace(quote(_MASK, safe=""), _MASK)
+
+
+def _credentials(url: URL) -> list[str]:
+    """The credential values in `url`: its password and its credential query parameters."""
+    found = [url.password] if url.password else []
+    for key, value in url.query.items():
+        if _SECRET_PARAMETER.search(key):
+            found.extend([value] if isinstance(value, str) else value)
+    return [str(item) for item in found if item]
+
+
+def _hidden(text: str, url: URL) -> str:
+    """`text` with every credential value of `url` in it replaced by ***."""
+    for secret in sorted(_credentials(url), key=len, reverse=True):
+        text = text.replace(secret, _MASK)
+    return text
 
 
 def default_store(inventory: Path) -> Path:
@@ -154,12 +186,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Store:
     """The sweeps, their records and results, in one database."""
 
-    def __init__(self, url: URL, *, retry_for: float = RETRY_FOR) -> None:
+    def __init__(self, url: URL, *, retry_for: float = RETRY_FOR, create: bool = True) -> None:
+        """Open the store at `url`, made (or migrated) first; with `create` false, only a
+        store that exists already: nothing is made where there is none."""
         self.url = url
         self.retry_for = retry_for
-        self.location = url.render_as_string(hide_password=True)
+        self.location = masked(url)
+        if not create:
+            self._refuse_a_missing_file()
         self.engine = self._connect(url)
         try:
+            if not create:
+                self._refuse_an_empty_database()
             with self.engine.begin() as connection:
                 config = _migrations()
                 config.attributes["connection"] = connection
@@ -170,7 +208,25 @@ class Store:
                              f"knows (written by a newer version?): {exc}") from None
         except SQLAlchemyError as exc:
             self.engine.dispose()
-            raise StoreError(f"{self.location}: cannot open the store: {_cause(exc)}") from None
+            raise StoreError(f"{self.location}: cannot open the store: "
+                             f"{_hidden(_cause(exc), url)}") from None
+        except StoreError:
+            self.engine.dispose()
+            raise
+
+    def _refuse_a_missing_file(self) -> None:
+        database = self.url.database
+        if self.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+            return
+        if not Path(database).is_file():
+            raise StoreError(f"no store at {database}: run a sweep first, or name an existing "
+                             "store with --store")
+
+    def _refuse_an_empty_database(self) -> None:
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                raise StoreError(f"{self.location} holds no iotprobe store: run a sweep first, "
+                                 "or name an existing store with --store")
 
     @staticmethod
     def _connect(url: URL) -> Engine:
@@ -391,10 +447,12 @@ def _result_rows(number: int, record_id: int, record: dict[str, Any]) -> list[Re
             for r in record["results"]]
 
 
-def open_store(text: str) -> Store:
-    """The store at `text` (URL or SQLite path); InputError when it cannot be opened."""
+def open_store(text: str, *, create: bool = True) -> Store:
+    """The store at `text` (URL or SQLite path); InputError when it cannot be opened. With
+    `create` false (the commands that only read), a store that does not exist is an
+    InputError too, and nothing is made."""
     url = parse_store_url(text)
     try:
-        return Store(url)
+        return Store(url, create=create)
     except StoreError as exc:
         raise InputError(str(exc), field="--store") from None
