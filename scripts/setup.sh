@@ -29,6 +29,8 @@ DEBIAN_PACKAGES=(
                                 # HTTPS over the TLS stacks of embedded devices (interop matrix)
   gnutls-bin                    # gnutls-serv / gnutls-cli: a GnuTLS peer and reference client
   autoconf automake             # build PyPI DTLSSocket's tinydtls (aiocoap's CoAPS server peer)
+  libivykis0 libnet1 libjson-c5 libpcre3 libwrap0 libglib2.0-0 libcap2 libssl3
+                                # the libraries of syslog-ng, unpacked below (never installed)
 )
 
 missing=()
@@ -87,4 +89,19 @@ if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
   echo "setup: installing the Node.js interop peers"
   (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error)
   echo "$node_want" > "$node_stamp"
+fi
+
+# syslog-ng, the matrix's second syslog sender (TLS through OpenSSL). Debian's syslog-ng-core
+# conflicts with rsyslog, so it is never installed: its package is unpacked into .cache/interop
+# (ignored by git) with its control file, and the tests run the binary from there.
+syslog_ng=.cache/interop/syslog-ng
+if [ ! -x "$syslog_ng/usr/sbin/syslog-ng" ]; then
+  echo "setup: unpacking syslog-ng-core into $syslog_ng"
+  rm -rf "$syslog_ng" .cache/interop/syslog-ng-core_*.deb
+  mkdir -p .cache/interop
+  (cd .cache/interop && apt-get download -qq syslog-ng-core)
+  deb=$(echo .cache/interop/syslog-ng-core_*.deb)
+  dpkg-deb -x "$deb" "$syslog_ng"
+  dpkg-deb -e "$deb" "$syslog_ng/DEBIAN"
+  rm -f "$deb"
 fi

@@ -78,9 +78,11 @@ def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
     evidence = run.evidence()
     if run.matched:
         event = evidence["events"][0]
+        again = ("" if run.repeated_after is None else
+                 f" (the login was made again {run.repeated_after:.1f} s after the first)")
         return [passed(f"the tagged failed login {run.tag} was reported through "
                        f"{event['channel']} by {event['delivered_by']} after "
-                       f"{event['delay_seconds']:g} s", **evidence)]
+                       f"{event['delay_seconds']:g} s{again}", **evidence)]
     sinks = ", ".join(r.channel for r in run.reports)
     if run.problems:
         problems = "; ".join(f"{r.sink}: {r.problem}" for r in run.problems)

@@ -14,7 +14,11 @@ The canary (`canary`, shared by `monitor.auth-failure-event` and `monitor.event-
    failure, are kept as near misses for the evidence;
 4. the wait ends at the first counted event (plus `LINGER` to see it on other sinks too), or
    `event_timeout` after the first attempt, and never later than the device budget allows; a
-   `command` sink is run every `interval` seconds within that window.
+   `command` sink is run every `interval` seconds within that window;
+5. when nothing counted by half the window, each refused login is made once more with the same
+   nonce: a stream sender may still hold a session to the sink of an earlier scan, which it
+   finds dead only by losing the first event written into it (syslog-ng over TLS does not
+   read while idle, syslog-ng issue 3026), then reconnects and delivers the next one.
 
 The burst (`throttling`, intrusive): per login endpoint, at most `attempts` tagged failed logins,
 started at most `max_rate` per second, each timed from connect to answer; it stops early once
@@ -559,6 +563,8 @@ class CanaryRun:
     rejected: tuple[Rejected, ...] = ()
     events_seen: int = 0
     waited: float = 0.0
+    repeated_after: float | None = None
+    """Seconds after the first attempt when the refused logins were made once more."""
     cut_short: bool = False
     commands: tuple[CommandRun, ...] = ()
     hide: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -617,6 +623,8 @@ class CanaryRun:
                                for r in self.rejected]
         if self.commands:
             out["command_runs"] = [r.evidence() for r in self.commands]
+        if self.repeated_after is not None:
+            out["repeated_after_seconds"] = round(self.repeated_after, 3)
         if self.cut_short:
             out["cut_short_by_budget"] = True
         return out
@@ -660,6 +668,20 @@ async def _wait(box: Box, seconds: float) -> None:
         await asyncio.wait_for(box.found.wait(), max(0.0, seconds))
 
 
+async def _repeat(ctx: DeviceContext, box: Box, attempts: list[Attempt], password: str,
+                  first: float, deadline: float) -> float | None:
+    """Step 5 of the canary (module docstring): wait half the window for a counted event; if
+    none came and the window is still open, make each refused login once more. Returns when
+    the second round began (seconds after `first`), None without one."""
+    await _wait(box, min(first + (deadline - first) / 2, deadline) - time.monotonic())
+    if box.found.is_set() or time.monotonic() >= deadline:
+        return None
+    again = time.monotonic()
+    for denied in [a for a in attempts if a.kind == "denied"]:
+        attempts.append(await attempt(ctx, denied.target, box.tag, password, box.add_source))
+    return again - first
+
+
 async def canary(ctx: DeviceContext) -> CanaryRun:
     """Collector: the tagged failed logins and the events they caused (module docstring)."""
     sinks = declared_sinks(ctx.device)
@@ -680,6 +702,7 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
     attempts: list[Attempt] = []
     since = time.time() - 1.0
     first: float | None = None
+    repeated: float | None = None
     begin = time.monotonic()
     cut_short = False
     async with contextlib.AsyncExitStack() as stack:
@@ -718,6 +741,7 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
                     if sinks.command is not None:
                         tasks.append(asyncio.create_task(
                             _poll(ctx, sinks.command, box, since, deadline, runs)))
+                    repeated = await _repeat(ctx, box, attempts, password, first, deadline)
                     await _wait(box, deadline - time.monotonic())
                     if box.found.is_set():
                         await asyncio.sleep(max(0.0, min(LINGER, deadline - time.monotonic())))
@@ -731,8 +755,8 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
     return CanaryRun(sinks, targets, tag, window, reports, tuple(attempts), first,
                      tuple(box.matched), tuple(box.named), tuple(box.failures),
                      tuple(box.rejected), box.seen,
-                     time.monotonic() - (first if first is not None else begin), cut_short,
-                     tuple(runs), hide)
+                     time.monotonic() - (first if first is not None else begin), repeated,
+                     cut_short, tuple(runs), hide)
 
 
 # ---------------------------------------------------------------------------------------------
