@@ -41,6 +41,11 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _number(value: float) -> str:
+    """1000000 as "1,000,000", 0.05 as "0.05"."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 def _kind(param: click.Parameter, ctx: click.Context) -> str:
     """What the value is: its choices, its range, or click's name for its type."""
     kind = param.type
@@ -50,9 +55,9 @@ def _kind(param: click.Parameter, ctx: click.Context) -> str:
         return " \\| ".join(f"`{choice}`" for choice in kind.choices)
     if isinstance(kind, click.IntRange | click.FloatRange):
         number = "integer" if isinstance(kind, click.IntRange) else "number"
-        low = "" if kind.min is None else f"{kind.min:g}"
-        high = "" if kind.max is None else f"{kind.max:g}"
-        return f"{number} ≥ {low}" if not high else f"{number} {low}-{high}"
+        low = "" if kind.min is None else _number(kind.min)
+        high = "" if kind.max is None else _number(kind.max)
+        return f"{number} ≥ {low}" if not high else f"{number}, {low} to {high}"
     if isinstance(kind, click.Path):
         return "directory" if not kind.file_okay else "file" if not kind.dir_okay else "path"
     return {"INTEGER": "integer", "FLOAT": "number", "TEXT": "text"}.get(
