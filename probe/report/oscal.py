@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from probe import __version__
+from probe.escaping import shown
 from probe.report.source import RecordSource, stamp
 
 OSCAL_VERSION = "1.2.1"
@@ -40,6 +41,17 @@ def token(control: str) -> str:
 def _line(text: str) -> str:
     """One line, no surrounding space: what OSCAL titles and property values allow."""
     return _SPACE.sub(" ", text).strip() or "-"
+
+
+def _shown(value: Any) -> Any:
+    """`value` with every string's control and bidi characters written as \\xNN/\\uNNNN."""
+    if isinstance(value, str):
+        return shown(value, lines=True)
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    return value
 
 
 def _prop(name: str, value: str) -> dict[str, str]:
@@ -182,13 +194,13 @@ def write_oscal(source: RecordSource, out: TextIO) -> None:
     }
     out.write('{"assessment-results": {\n')
     for key, value in head.items():
-        out.write(f"{json.dumps(key)}: {json.dumps(value, indent=2)},\n")
+        out.write(f"{json.dumps(key)}: {json.dumps(_shown(value), indent=2)},\n")
     out.write('"results": [\n')
     written = 0
     for record in source.records():
         out.write(",\n" if written else "")
-        out.write(json.dumps(_result(document, record), indent=2))
+        out.write(json.dumps(_shown(_result(document, record)), indent=2))
         written += 1
     if not written:
-        out.write(json.dumps(_empty(document, source), indent=2))
+        out.write(json.dumps(_shown(_empty(document, source)), indent=2))
     out.write("\n]}}\n")
