@@ -12,6 +12,8 @@ URL-encoded and base64 forms included, from every record, log line and error mes
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 from urllib.parse import quote, quote_plus
@@ -85,13 +87,19 @@ def remember(value: str, *, shared: bool = False) -> None:
 
 def forms(value: str, users: Iterable[str] = ()) -> set[str]:
     """The ways a device or a library may echo `value`: as it is, URL-encoded, in hex, in
-    base64, and as the base64 of `user:value` (an HTTP Basic header) for each user it goes
-    with."""
+    base64, as the base64 of `user:value` (an HTTP Basic header) for each user it goes with,
+    and as the text of a distinguished name (RFC 4514: a certificate subject), of JSON and of a
+    Python repr."""
     raw = value.encode("utf-8", "surrogatepass")
     out = {value, quote(value, safe=""), quote_plus(value), _b64(value), raw.hex(),
-           raw.hex().upper()}
+           raw.hex().upper(), _RFC4514.sub(r"\\\g<0>", value),
+           json.dumps(value)[1:-1], repr(value)[1:-1]}
     out.update(_b64(f"{user}:{value}") for user in users)
     return {form for form in out if form}
+
+
+_RFC4514 = re.compile(r'[\\"+,;<>]')
+"""What RFC 4514 escapes with a backslash inside a distinguished name's value."""
 
 
 def _b64(text: str) -> str:

@@ -5,11 +5,13 @@ escape sequences, a C1 control, a bidi override, rich markup (`[/x]`, `[bold red
 `[link=...]`), the probe's own `user:password` (plain, as HTTP Basic base64 and URL-encoded)
 and the canary's password; the second publishes five 65 KB topic names. The first device also
 answers CoAP discovery with a link document that holds the probe's DTLS PSK and escape
-sequences. The servers are the lab's emulated ones (probe.lab.servers_mqtt, servers_coap)
-served from a thread of the test: MQTT forbids NUL in a topic, no real broker lets a client
-publish under `$SYS`, and no real CoAP server echoes a PSK it was never sent, so no real
-implementation behaves this way. The probe is always the `iotprobe` command; every record is validated
-against the schema; the terminal is a real pseudo-terminal. Addresses 127.137.0.x.
+sequences. A real mosquitto serves MQTT over TLS with a certificate whose subject holds escape
+sequences and the MQTT password. The other servers are the lab's emulated ones
+(probe.lab.servers_mqtt, servers_coap) served from a thread of the test: MQTT forbids NUL in a
+topic, no real broker lets a client publish under `$SYS`, and no real CoAP server echoes a PSK
+it was never sent, so no real implementation behaves this way. The probe is always the
+`iotprobe` command; every record is validated against the schema; the terminal is a real
+pseudo-terminal. Addresses 127.137.0.x.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import ipaddress
 import json
 import math
 import os
@@ -38,7 +41,11 @@ from urllib.parse import quote
 import pytest
 import yaml
 from conftest import load_records
-from daemons import bound
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from daemons import Certificate, bound, mosquitto
 from hypothesis import given
 from hypothesis import strategies as st
 from pgserver import postgres_server
@@ -58,7 +65,7 @@ from probe.secrets import Secret, device_redactor
 from probe.store import Store, open_store
 from probe.sweep import StoreSink
 
-ECHO, HUGE = "127.137.0.1", "127.137.0.2"
+ECHO, HUGE, TLS = "127.137.0.1", "127.137.0.2", "127.137.0.3"
 PASSWORD = "pw-Echo:d/By+The Broker%7"
 CANARY = "canary-Pw-9xQ-file"
 PSK = "coap-PSK-0ddba11"
@@ -85,7 +92,7 @@ id: device-data
 title: MQTT checks of hostile brokers
 version: "1"
 scan:
-  tcp_ports: "1883"
+  tcp_ports: "1883,8883"
 controls:
   27400-6.2:
     title: Secure communication
@@ -98,15 +105,19 @@ controls:
       mqtt.topic-authorization:
         params: {window_seconds: 0.5}
       coap.cleartext:
+      tls.certificate-validity:
 """
 
 
 def secret_forms() -> set[str]:
+    """Each secret's encoded forms, and every 8 characters of it (a secret escaped on the way,
+    as RFC 4514 does with `+` in a certificate subject, still shows a piece of itself)."""
     out: set[str] = set()
     for user, secret in ACCOUNTS:
         raw = secret.encode()
-        out |= {secret, raw.hex(), base64.b64encode(raw).decode(), quote(secret, safe=""),
+        out |= {raw.hex(), base64.b64encode(raw).decode(), quote(secret, safe=""),
                 base64.b64encode(f"{user}:{secret}".encode()).decode()}
+        out |= {secret[i:i + 8] for i in range(len(secret) - 7)}
     return out
 
 
@@ -215,6 +226,37 @@ def brokers() -> Iterator[Brokers]:
         running.stop(servers, coap)
 
 
+def hostile_certificate(tmp: Path) -> Certificate:
+    """A self-signed certificate whose subject holds an OSC sequence, a bidi override and the
+    probe's MQTT password."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, f"dev-{PASSWORD}"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "\x1b]0;owned\x07 [/x] \u202eexe")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                ipaddress.ip_address(TLS))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    paths = Certificate(tmp / "hostile.crt", tmp / "hostile.key")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real mosquitto on TLS:8883 with the hostile certificate."""
+    tmp = tmp_path_factory.mktemp("mosquitto")
+    with mosquitto(tmp, TLS, 8883, tls=hostile_certificate(tmp)):
+        yield
+
+
 @dataclass(frozen=True)
 class Setup:
     directory: Path
@@ -238,7 +280,8 @@ def make_setup(directory: Path) -> Setup:
             "mqtt_canary": {"username": "canary", "password_file": "canary.txt"},
             "coap": {"identity": "probe", "psk_env": "DD_COAP_PSK"}}},
         "devices": [{"id": "echo", "address": ECHO, "class": "broker"},
-                    {"id": "huge", "address": HUGE, "class": "broker"}]}))
+                    {"id": "huge", "address": HUGE, "class": "broker"},
+                    {"id": "tls", "address": TLS, "class": "broker"}]}))
     return Setup(directory, inventory, profile, {"DD_MQTT_PASSWORD": PASSWORD,
                                                  "DD_COAP_PSK": PSK, "COLUMNS": "400"})
 
@@ -284,7 +327,8 @@ class Scanned:
 
 
 @pytest.fixture(scope="module")
-def scanned(brokers: Brokers, tmp_path_factory: pytest.TempPathFactory) -> Scanned:
+def scanned(brokers: Brokers, tls_broker: None,
+            tmp_path_factory: pytest.TempPathFactory) -> Scanned:
     setup = make_setup(tmp_path_factory.mktemp("device-data"))
     outdir = setup.directory / "out"
     run = iotprobe("-vv", "scan", *setup.scan_args(), "-o", str(outdir), "--format", "jsonl",
@@ -306,8 +350,8 @@ def test_the_scan_ends_with_the_verdicts_of_the_data(scanned: Scanned) -> None:
     assert scanned.run.returncode == 1, scanned.run.stderr
     assert "Traceback" not in scanned.run.stderr
     records = load_records(scanned.outdir)
-    assert sorted(records) == ["echo", "huge"]
-    for record in records.values():
+    assert sorted(records) == ["echo", "huge", "tls"]
+    for record in (records["echo"], records["huge"]):
         statuses = {r["check"]: r["status"] for r in record["results"]}
         assert statuses["mqtt.anonymous-access"] == "fail"
         assert statuses["mqtt.topic-authorization"] == "fail"
@@ -346,6 +390,8 @@ def test_no_output_holds_a_secret(scanned: Scanned) -> None:
     echo = load_records(scanned.outdir)["echo"]
     assert any("alice:***/canary/***" in t for t in topics_of(echo))
     assert "</psk/***>" in json.dumps(echo)
+    subjects = [s for s in strings(load_records(scanned.outdir)["tls"]) if "CN=dev-" in s]
+    assert subjects and all("CN=dev-***" in s and "\\x1b]0" in s for s in subjects)
 
 
 def test_reports_show_controls_escaped(scanned: Scanned) -> None:
@@ -360,7 +406,7 @@ def test_reports_show_controls_escaped(scanned: Scanned) -> None:
     oscal = json.loads((scanned.outdir / "report.oscal.json").read_text())
     assert not [s for s in strings(oscal) if UNSAFE.search(s)]
     lines = [json.loads(line) for line in scanned.run.stdout.splitlines()]
-    assert sorted(r["device"]["id"] for r in lines) == ["echo", "huge"]
+    assert sorted(r["device"]["id"] for r in lines) == ["echo", "huge", "tls"]
     assert not [s for r in lines for s in strings(r) if UNSAFE.search(s)]
 
 
