@@ -90,6 +90,8 @@ def _cut(escaped: str, raw_length: int, limit: int) -> str:
 
 def bounded_text(text: str, limit: int = MAX_TEXT) -> str:
     """`text` escaped, and cut to `limit` characters plus a marker when longer."""
+    if len(text) <= limit and _RECORD.search(text) is None:
+        return text
     head = escape(text[:limit + 1])
     if len(text) <= limit and len(head) <= limit:
         return head
@@ -116,6 +118,8 @@ class Bounder:
         """`value` with every string escaped and cut, every list and object bounded."""
         if isinstance(value, str):
             return self.text(value)
+        if isinstance(value, int | float | None):
+            return value
         if isinstance(value, Mapping):
             return self._mapping(value, depth)
         if isinstance(value, list | tuple):
