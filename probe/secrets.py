@@ -70,8 +70,8 @@ _KNOWN: dict[str, None] = {}
 _SHARED: dict[str, None] = {}
 """The secrets of the process rather than of one device (store and broker passwords):
 redacted from every record too."""
-_FORMS: dict[str, tuple[str, ...]] = {}
-"""Cache of the forms of _KNOWN and _SHARED, cleared when either grows."""
+_REDACTORS: dict[str, Redactor] = {}
+"""Cache: the redactors of _KNOWN and _SHARED, dropped when either grows."""
 
 
 def remember(value: str, *, shared: bool = False) -> None:
@@ -82,7 +82,7 @@ def remember(value: str, *, shared: bool = False) -> None:
     for table in (_KNOWN, _SHARED) if shared else (_KNOWN,):
         if value not in table:
             table[value] = None
-            _FORMS.clear()
+            _REDACTORS.clear()
 
 
 def forms(value: str, users: Iterable[str] = ()) -> set[str]:
@@ -110,36 +110,35 @@ class Redactor:
     """Replaces the forms of a set of secret values with *** in a string."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        self._forms = tuple(sorted(set(values), key=lambda form: (-len(form), form)))
+        self.forms = tuple(sorted(set(values), key=lambda form: (-len(form), form)))
+        """Longest first, so that no shorter form leaves a piece of a longer one."""
 
     def __call__(self, text: str) -> str:
-        for form in self._forms:
+        for form in self.forms:
             if form in text:
                 text = text.replace(form, MASK)
         return text
 
-    def __bool__(self) -> bool:
-        return bool(self._forms)
 
-
-def _forms_of(name: str, table: dict[str, None]) -> tuple[str, ...]:
-    if name not in _FORMS:
+def _redactor_of(name: str, table: dict[str, None]) -> Redactor:
+    """The redactor of every value in `table`, built once until `table` grows."""
+    if name not in _REDACTORS:
         found: set[str] = set()
         for value in table:
             found |= forms(value)
-        _FORMS[name] = tuple(found)
-    return _FORMS[name]
+        _REDACTORS[name] = Redactor(found)
+    return _REDACTORS[name]
 
 
 def redact(text: str) -> str:
     """`text` without any secret this process holds: for log lines and error messages."""
-    return Redactor(_forms_of("known", _KNOWN))(text)
+    return _redactor_of("known", _KNOWN)(text)
 
 
 def device_redactor(*entries: Mapping[str, Any]) -> Redactor:
     """The redactor of one device's record: the secrets in its credentials and monitor
     `entries` (with the Basic forms of their users) and the process's shared ones."""
-    found = set(_forms_of("shared", _SHARED))
+    found = set(_redactor_of("shared", _SHARED).forms)
     for entry in entries:
         for secret, users in secret_pairs(entry):
             found |= forms(secret.reveal(), users)
