@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NoReturn
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 
@@ -114,6 +114,16 @@ class Redactor:
         """Longest first, so that no shorter form leaves a piece of a longer one."""
 
     def __call__(self, text: str) -> str:
+        """`text` with every form replaced; a text that holds a secret only once its
+        percent-escapes are decoded (a URL a device encoded its own way) is given decoded."""
+        text = self._replaced(text)
+        if "%" in text:
+            decoded = unquote(text)
+            if decoded != text and any(form in decoded for form in self.forms):
+                return self._replaced(decoded)
+        return text
+
+    def _replaced(self, text: str) -> str:
         for form in self.forms:
             if form in text:
                 text = text.replace(form, MASK)

@@ -6,7 +6,8 @@ escape sequences, a C1 control, a bidi override, rich markup (`[/x]`, `[bold red
 and the canary's password; the second publishes five 65 KB topic names. The first device also
 answers CoAP discovery with a link document that holds the probe's DTLS PSK and escape
 sequences. A real mosquitto serves MQTT over TLS with a certificate whose subject holds escape
-sequences and the MQTT password. The other servers are the lab's emulated ones
+sequences and the MQTT password; a real nginx redirects with a Location and a Content-Type
+that hold escape sequences and the password. The other servers are the lab's emulated ones
 (probe.lab.servers_mqtt, servers_coap) served from a thread of the test: MQTT forbids NUL in a
 topic, no real broker lets a client publish under `$SYS`, and no real CoAP server echoes a PSK
 it was never sent, so no real implementation behaves this way. The probe is always the
@@ -45,7 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from daemons import Certificate, bound, mosquitto
+from daemons import Certificate, bound, mosquitto, nginx_site
 from hypothesis import given
 from hypothesis import strategies as st
 from pgserver import postgres_server
@@ -65,7 +66,7 @@ from probe.secrets import Secret, device_redactor
 from probe.store import Store, open_store
 from probe.sweep import StoreSink
 
-ECHO, HUGE, TLS = "127.137.0.1", "127.137.0.2", "127.137.0.3"
+ECHO, HUGE, TLS, WEB = "127.137.0.1", "127.137.0.2", "127.137.0.3", "127.137.0.4"
 PASSWORD = "pw-Echo:d/By+The Broker%7"
 CANARY = "canary-Pw-9xQ-file"
 PSK = "coap-PSK-0ddba11"
@@ -92,7 +93,7 @@ id: device-data
 title: MQTT checks of hostile brokers
 version: "1"
 scan:
-  tcp_ports: "1883,8883"
+  tcp_ports: "1883,8883,8080"
 controls:
   27400-6.2:
     title: Secure communication
@@ -106,6 +107,7 @@ controls:
         params: {window_seconds: 0.5}
       coap.cleartext:
       tls.certificate-validity:
+      http.cleartext:
 """
 
 
@@ -257,6 +259,18 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+WEB_SITE = (f"server {{ listen {WEB}:8080; default_type \"text/html; charset={PASSWORD}"
+            "\x1b[2J\"; location / { return 302 "
+            f"\"http://{WEB}:8080/{PASSWORD}/\x1b]0;owned\x07/\u202e\"; }} }}")
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real nginx on 8080 whose redirect and content type echo the password and escapes."""
+    with nginx_site(tmp_path_factory.mktemp("nginx"), WEB, [8080], WEB_SITE, "echo"):
+        yield
+
+
 @dataclass(frozen=True)
 class Setup:
     directory: Path
@@ -281,7 +295,8 @@ def make_setup(directory: Path) -> Setup:
             "coap": {"identity": "probe", "psk_env": "DD_COAP_PSK"}}},
         "devices": [{"id": "echo", "address": ECHO, "class": "broker"},
                     {"id": "huge", "address": HUGE, "class": "broker"},
-                    {"id": "tls", "address": TLS, "class": "broker"}]}))
+                    {"id": "tls", "address": TLS, "class": "broker"},
+                    {"id": "web", "address": WEB, "class": "broker"}]}))
     return Setup(directory, inventory, profile, {"DD_MQTT_PASSWORD": PASSWORD,
                                                  "DD_COAP_PSK": PSK, "COLUMNS": "400"})
 
@@ -327,7 +342,7 @@ class Scanned:
 
 
 @pytest.fixture(scope="module")
-def scanned(brokers: Brokers, tls_broker: None,
+def scanned(brokers: Brokers, tls_broker: None, web: None,
             tmp_path_factory: pytest.TempPathFactory) -> Scanned:
     setup = make_setup(tmp_path_factory.mktemp("device-data"))
     outdir = setup.directory / "out"
@@ -350,7 +365,11 @@ def test_the_scan_ends_with_the_verdicts_of_the_data(scanned: Scanned) -> None:
     assert scanned.run.returncode == 1, scanned.run.stderr
     assert "Traceback" not in scanned.run.stderr
     records = load_records(scanned.outdir)
-    assert sorted(records) == ["echo", "huge", "tls"]
+    assert sorted(records) == ["echo", "huge", "tls", "web"]
+    web = {r["check"]: r for r in records["web"]["results"]}
+    assert web["http.cleartext"]["status"] != "error", web["http.cleartext"]
+    location = web["http.cleartext"]["evidence"]["responses"][0]["location"]
+    assert location.startswith(f"http://{WEB}:8080/***/\\x1b]0;owned\\x07"), location
     for record in (records["echo"], records["huge"]):
         statuses = {r["check"]: r["status"] for r in record["results"]}
         assert statuses["mqtt.anonymous-access"] == "fail"
@@ -406,7 +425,7 @@ def test_reports_show_controls_escaped(scanned: Scanned) -> None:
     oscal = json.loads((scanned.outdir / "report.oscal.json").read_text())
     assert not [s for s in strings(oscal) if UNSAFE.search(s)]
     lines = [json.loads(line) for line in scanned.run.stdout.splitlines()]
-    assert sorted(r["device"]["id"] for r in lines) == ["echo", "huge", "tls"]
+    assert sorted(r["device"]["id"] for r in lines) == ["echo", "huge", "tls", "web"]
     assert not [s for r in lines for s in strings(r) if UNSAFE.search(s)]
 
 
