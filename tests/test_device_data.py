@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from daemons import Certificate, bound, mosquitto, nginx_site
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pgserver import postgres_server
 from test_hostile import iotprobe
@@ -57,7 +57,7 @@ from probe.engine import DeviceOutcome, Engine
 from probe.escaping import EVIDENCE_BUDGET, MAX_ITEMS, MAX_TEXT, Bounder, escape, unescape
 from probe.lab.servers_coap import CoapDevice
 from probe.lab.servers_mqtt import MqttBroker
-from probe.model import Device, Finding, Result, Severity, Status
+from probe.model import Device, Finding, Result, Severity, Status, Verdict
 from probe.profile import Profile
 from probe.profile_loader import load_profiles
 from probe.record import validate_record
@@ -527,6 +527,7 @@ def test_escaping_is_reversible_and_leaves_no_control(text: str) -> None:
     assert not re.search("[\ud800-\udfff\u2028\u2029]", escaped)
 
 
+@settings(deadline=None)
 @given(st.recursive(st.text(max_size=3000) | st.integers() | st.booleans(),
                     lambda inner: st.lists(inner, max_size=120)
                     | st.dictionaries(st.text(max_size=50), inner, max_size=120),
@@ -597,3 +598,90 @@ def test_a_refused_record_becomes_an_error_and_the_sweep_goes_on() -> None:
     assert "could not be stored" in refused["mqtt.cleartext-listener"]["summary"]
     fine = {r["check"]: r for r in stored["b-fine"]["results"]}
     assert fine["mqtt.cleartext-listener"]["evidence"] == {"ratio": 0.5}
+
+
+# ------------------------------------------------------------------ every renderer, any text
+
+HOSTILE = st.lists(st.sampled_from(
+    ["\x00", "\x07", "\x1b", "\x1b]0;t\x07", "\x1b[2J", "\x1b]8;;http://e.example\x1b\\",
+     "\x9b", "\x85", "\u202e", "\u2066", "\u2028", "\ufeff", "\ud800", "\\", "[/x]",
+     "[bold red]", "[link=http://e.example]", ":smile:", "<script>", "&amp;", "\"", "'",
+     "a", "é", " ", "\n", "\t", "\r", PASSWORD]), max_size=40).map("".join)
+SGR = re.compile("\x1b\\[[0-9;]*m")
+"""rich's own styling (colours, bold): the only escape sequence a renderer may write."""
+
+
+def _renderings(text: str) -> dict[str, str]:
+    """`text` as a device sent it, through the record into every report and the terminal
+    summary and diff (a terminal-forced rich console)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from probe.record import build_record
+    from probe.report.html import write_html
+    from probe.report.junit import write_junit
+    from probe.report.oscal import write_oscal
+    from probe.report.source import RecordSource
+    from probe.report.tables import Summary
+    from probe.store import SweepInfo
+    from probe.store.queries import CheckChange, Diff
+    from probe.sweep import render_diff
+
+    profile = load_profiles(["iso27400"])
+    outcome = _outcome("dev", {"banner": text, "headers": {text: [text, text]}})
+    device = Device(id="dev", address=ECHO, site=text, credentials={
+        "mqtt": {"username": "alice", "password": Secret(PASSWORD, "env:TEST")}})
+    outcome = DeviceOutcome(device=device, address=ECHO, started_at=outcome.started_at,
+                            finished_at=outcome.finished_at, services=(),
+                            results=tuple(Result(r.check, r.control, r.severity, Finding(
+                                r.status, f"banner {text}", r.finding.target,
+                                r.finding.evidence), r.remediation, {}, 1)
+                                for r in outcome.results), intrusive=False)
+    record = build_record(outcome, profile)
+    validate_record(record)
+    older = {**record, "device": {**record["device"], "id": f"old{text}"},
+             "results": [{**r, "summary": f"banner {text}"} for r in record["results"]]}
+    """A record as an older probe stored it: the device's text raw, for the reports alone."""
+    source = RecordSource(title="t", identity="t", profile=profile.meta(),
+                          generated=outcome.started_at, records=lambda: iter([record, older]))
+    out: dict[str, str] = {"record": json.dumps(record, ensure_ascii=False)}
+    for name, writer in (("html", write_html), ("junit", write_junit), ("oscal", write_oscal)):
+        buffer = StringIO()
+        writer(source, buffer)
+        out[name] = buffer.getvalue()
+    terminal = StringIO()
+    console = Console(file=terminal, force_terminal=True, color_system="truecolor", width=200)
+    summary = Summary()
+    summary.add(outcome, Verdict(record["verdict"]))
+    console.print(summary.render(profile, text))
+    sweep = SweepInfo(1, outcome.started_at, None, "finished", text, 1, profile.meta(), "0",
+                      False, 1)
+    console.print(render_diff(Diff(sweep, sweep, regressions=[CheckChange(
+        text, "mqtt.anonymous-access", "tcp/1883", "high", "pass", "fail",
+        record["results"][0]["summary"])])))
+    out["terminal"] = SGR.sub("", terminal.getvalue())
+    return out
+
+
+@settings(deadline=None, max_examples=60)
+@given(HOSTILE)
+def test_any_device_text_is_data_in_every_renderer(text: str) -> None:
+    """Whatever the text, every output parses, holds no raw control (but rich's colours in
+    the terminal), no live markup and no secret, and the statuses are those of clean text."""
+    out = _renderings(text)
+    record = json.loads(out["record"])
+    assert [r["status"] for r in record["results"]] == ["fail", "pass"]
+    assert record["verdict"] == "nonconformant"
+    HTMLParser().feed(out["html"])
+    ET.fromstring(out["junit"])
+    json.loads(out["oscal"])
+    for name, rendered in out.items():
+        if name != "record":
+            rendered = rendered.replace(PASSWORD, "")
+        assert not UNSAFE.search(rendered.replace("\n", "").replace("\t", "")), name
+        assert not re.search("[\ud800-\udfff\u2028\u2029]", rendered), name
+    assert PASSWORD not in out["record"] and PASSWORD not in out["terminal"]
+    assert "<script>" not in out["html"]
+    if "[/x]" in text:
+        assert "[/x]" in out["terminal"]

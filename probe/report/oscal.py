@@ -64,7 +64,7 @@ def profile_urn(profile: Mapping[str, str]) -> str:
 
 def device_uuid(device_id: str) -> str:
     """The same device has the same inventory-item uuid in every document."""
-    return str(uuid.uuid5(_ROOT, f"device:{device_id}"))
+    return str(uuid.uuid5(_ROOT, shown(f"device:{device_id}")))
 
 
 def _address_prop(address: str) -> dict[str, str]:
@@ -83,8 +83,8 @@ def _observation(base: uuid.UUID, index: int, device: str, result: Mapping[str, 
     if "waived" in result:
         props.append(_prop("waived-until", result["waived"]["expires"]))
     observation: dict[str, Any] = {
-        "uuid": str(uuid.uuid5(base, f"observation:{index}:{result['check']}:"
-                                     f"{result['target']}")),
+        "uuid": str(uuid.uuid5(base, shown(f"observation:{index}:{result['check']}:"
+                                           f"{result['target']}"))),
         "title": _line(f"{result['check']} {result['target']}: {result['status']}"),
         "description": result["summary"],
         "props": props,
@@ -133,7 +133,7 @@ def _finding(base: uuid.UUID, control: str, device_id: str,
 
 def _result(document: uuid.UUID, record: Mapping[str, Any]) -> dict[str, Any]:
     device = record["device"]
-    base = uuid.uuid5(document, f"result:{device['id']}")
+    base = uuid.uuid5(document, shown(f"result:{device['id']}"))
     subject = device_uuid(device["id"])
     observations = []
     by_control: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
