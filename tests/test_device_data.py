@@ -22,6 +22,7 @@ import base64
 import datetime as dt
 import ipaddress
 import json
+import logging
 import math
 import os
 import re
@@ -488,10 +489,38 @@ def test_sweeps_and_diff_into_postgresql(brokers: Brokers, tmp_path: Path) -> No
 
 # ------------------------------------------------------------------------- inputs (defect 2)
 
-def test_markup_in_a_target_is_an_input_error(tmp_path: Path) -> None:
-    run = iotprobe("scan", "[/x]", "-o", str(tmp_path / "out"), cwd=tmp_path)
-    assert run.returncode == 2, run.stderr
-    assert "Traceback" not in run.stderr and "[/x]" in run.stderr
+@pytest.mark.parametrize("args", [("scan", "[/x]"), ("scan", "-i", "[/x]\x1b[2J.yaml"),
+                                  ("diff", "--store", "[/x][bold red].sqlite")])
+def test_markup_in_a_target_or_path_is_an_input_error(tmp_path: Path,
+                                                       args: tuple[str, ...]) -> None:
+    code, out = in_terminal(*args, env={}, cwd=tmp_path)
+    assert code == 2, out
+    assert b"Traceback" not in out and (b"[/x]" in out or b"%5B/x%5D" in out)
+    assert not [raw for raw in RAW_DATA if raw in out]
+
+
+def test_log_lines_are_redacted_and_escaped() -> None:
+    """A log line quoting a device (or an exception holding a password) is shown safe."""
+    from io import StringIO
+
+    from probe.display import SafeLogFilter
+
+    Secret(PASSWORD, "env:TEST")
+    stream = StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(SafeLogFilter())
+    logger = logging.getLogger("iotprobe.test.device-data")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"login {PASSWORD} refused \x1b]0;owned\x07")
+        except ValueError:
+            logger.error("device said %r", f"\x1b[2J{PASSWORD}", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert PASSWORD not in text and "***" in text
+    assert "\x1b" not in text and "\\x1b]0;owned" in text
 
 
 def test_markup_and_escapes_in_an_inventory_are_shown_not_obeyed(tmp_path: Path) -> None:
