@@ -173,6 +173,8 @@ class ScanRun:
         self.fleet = UniqueKeys(engine.profile, engine.checks)
         self.gate_failed = False
         self.inconclusive = False
+        self.unstored: set[str] = set()
+        """Devices without a record: the sink refused even the one saying why."""
         self._progress: Progress | None = None
 
     def _count(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
@@ -205,6 +207,7 @@ class ScanRun:
             try:
                 await self.sink.put(record)
             except RecordNotStored as again:
+                self.unstored.add(outcome.device.id)
                 err = Console(stderr=True, highlight=False)
                 err.print(shown_text(f"error: {again}; the device counts as inconclusive"))
         self._count(outcome, Verdict(record["verdict"]))
@@ -238,6 +241,8 @@ class ScanRun:
     async def settle_fleet(self) -> None:
         """Rewrite the records whose fleet results changed since they were written."""
         for device_id in self.fleet.to_amend():
+            if device_id in self.unstored:
+                continue
             old = await self.sink.get(device_id)
             new = self.fleet.amend(old)
             if new is None:
