@@ -187,7 +187,7 @@ class Result:
         out: dict[str, Any] = {
             "check": self.check,
             "control": self.control,
-            "target": Bounder(MAX_TEXT).text(self.finding.target),
+            "target": Bounder(MAX_TEXT, redact).text(self.finding.target),
             "status": self.finding.status.value,
             "severity": self.severity.value,
             "summary": Bounder(MAX_TEXT, redact).text(self.finding.summary),
