@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from probe import __version__
+from probe.display import install_log_filter, shown_text
 from probe.errors import InputError
 from probe.numbers import MAX_BUDGET, MAX_RATE, MAX_TIMEOUT, Finite
 
@@ -31,8 +33,14 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_NONCONFORMANT, EXIT_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
+def _error(message: object) -> None:
+    """`message` on stderr after a red `error:`: data, never markup (probe.display)."""
+    Console(stderr=True, highlight=False).print(
+        Text.assemble(("error:", "bold red"), " ", shown_text(message)), soft_wrap=True)
+
+
 def _input_error(exc: InputError) -> NoReturn:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True)
+    _error(exc)
     sys.exit(EXIT_INPUT)
 
 
@@ -70,6 +78,7 @@ def cli(verbose: int) -> None:
     """Live network conformance probe for IoT fleets (ISO/IEC 27400 6.2 and 6.5)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter()
 
 
 def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -274,9 +283,7 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
     except InputError as exc:
         _input_error(exc)
     except StoreError as exc:
-        Console(stderr=True, highlight=False).print(
-            f"error: {exc}; the records stored so far are kept: finish the sweep with --resume",
-            markup=False, soft_wrap=True)
+        _error(f"{exc}; the records stored so far are kept: finish the sweep with --resume")
         sys.exit(EXIT_INPUT)
     finally:
         store.close()
@@ -407,8 +414,7 @@ def report(store_url: str | None, inventory: Path | None, number: int | None, fm
             chosen = pick_sweep(store, number)
             if not chosen.finished:
                 Console(stderr=True, highlight=False).print(
-                    f"note: sweep {chosen.label()} is not finished", markup=False,
-                    soft_wrap=True)
+                    shown_text(f"note: sweep {chosen.label()} is not finished"), soft_wrap=True)
             source = sweep_source(store, chosen)
             if str(output) == "-":
                 write_report(fmt, source, sys.stdout)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from probe.escaping import EVIDENCE_BUDGET, MAX_TEXT, Bounder, escape
 from probe.secrets import Secret
+
+Redact = Callable[[str], str]
+"""What removes secret values from a string (probe.secrets.Redactor)."""
+
+
+def _kept(text: str) -> str:
+    return text
+
 
 Transport = Literal["tcp", "udp"]
 
@@ -91,7 +100,8 @@ class Service:
     def target(self) -> str:
         return f"{self.transport}/{self.port}"
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self, redact: Redact = _kept) -> dict[str, Any]:
+        """The service in a record; its detail (from the device) redacted, escaped and cut."""
         out: dict[str, Any] = {
             "transport": self.transport,
             "port": self.port,
@@ -99,7 +109,7 @@ class Service:
             "tls": self.tls,
         }
         if self.detail:
-            out["detail"] = self.detail
+            out["detail"] = Bounder(MAX_TEXT, redact).text(self.detail)
         return out
 
 
@@ -170,22 +180,25 @@ class Result:
     def counts_as_failure(self) -> bool:
         return self.finding.status is Status.FAIL and self.waived is None
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self, redact: Redact = _kept) -> dict[str, Any]:
+        """The row of a record. Summary and evidence carry device strings: they are redacted
+        of `redact`'s secrets, then escaped and bounded (probe.escaping); the status is the
+        finding's, whatever the text."""
         out: dict[str, Any] = {
             "check": self.check,
             "control": self.control,
-            "target": self.finding.target,
+            "target": Bounder(MAX_TEXT, redact).text(self.finding.target),
             "status": self.finding.status.value,
             "severity": self.severity.value,
-            "summary": self.finding.summary,
-            "evidence": dict(self.finding.evidence),
+            "summary": Bounder(MAX_TEXT, redact).text(self.finding.summary),
+            "evidence": Bounder(EVIDENCE_BUDGET, redact).value(dict(self.finding.evidence)),
             "remediation": self.remediation,
             "references": {k: list(v) for k, v in self.references.items()},
             "duration_ms": self.duration_ms,
         }
         if self.waived is not None:
             out["waived"] = {
-                "justification": self.waived.justification,
+                "justification": escape(self.waived.justification),
                 "expires": self.waived.expires,
             }
         return out

@@ -29,9 +29,11 @@ import orjson
 
 from probe import __version__
 from probe.engine import DeviceOutcome
+from probe.escaping import MAX_TEXT, Bounder
 from probe.ids import RECORD_SUFFIX, file_stem
 from probe.model import verdict_of
 from probe.profile import Profile
+from probe.secrets import device_redactor
 
 SCHEMA_ID = "iotprobe.record/v1"
 
@@ -41,7 +43,11 @@ def _stamp(moment: Any) -> str:
 
 
 def build_record(outcome: DeviceOutcome, profile: Profile) -> dict[str, Any]:
-    device = outcome.device.public()
+    """The record of `outcome`: every string from the device or the inventory redacted of the
+    device's secrets, escaped and bounded (probe.escaping); the statuses as the checks said."""
+    redact = device_redactor(outcome.device.credentials, outcome.device.monitor)
+    device = {key: value if key == "id" else Bounder(MAX_TEXT, redact).text(value)
+              for key, value in outcome.device.public().items()}
     if outcome.address != outcome.device.address:
         device["resolved_address"] = outcome.address
     return {
@@ -52,8 +58,8 @@ def build_record(outcome: DeviceOutcome, profile: Profile) -> dict[str, Any]:
         "started_at": _stamp(outcome.started_at),
         "finished_at": _stamp(outcome.finished_at),
         "verdict": verdict_of(list(outcome.results)).value,
-        "services": [s.as_record() for s in outcome.services],
-        "results": [r.as_record() for r in outcome.results],
+        "services": [s.as_record(redact) for s in outcome.services],
+        "results": [r.as_record(redact) for r in outcome.results],
     }
 
 

@@ -21,9 +21,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from probe.checks import catalogue
-from probe.checks.fleet import UniqueKeys, device_of_record
+from probe.checks.fleet import UniqueKeys, device_of_record, record_verdict
 from probe.context import ScanOptions
+from probe.display import shown_text
 from probe.engine import DeviceOutcome, Engine, fails_at
+from probe.escaping import bounded_text, shown
 from probe.inventory import Inventory
 from probe.model import (
     Device,
@@ -40,6 +42,7 @@ from probe.profile import Profile
 from probe.record import build_record, record_filename, validate_record, write_record
 from probe.report.source import REPORT_FILES, RecordSource, write_report_file
 from probe.report.tables import Summary, console
+from probe.secrets import redact
 
 EXIT_OK, EXIT_NONCONFORMANT, EXIT_INCONCLUSIVE = 0, 1, 3
 
@@ -52,12 +55,18 @@ def unique_devices(sources: Iterable[Inventory]) -> Iterator[Device]:
             yield device
 
 
+class RecordNotStored(Exception):
+    """The sink refused one record for what it holds; the sink itself still works."""
+
+
 class RecordSink(Protocol):
     """Where the records of one scan go, as each device finishes."""
 
     location: str
 
-    async def put(self, record: dict[str, Any]) -> None: ...
+    async def put(self, record: dict[str, Any]) -> None:
+        """Keep `record`; RecordNotStored when this one record cannot be kept."""
+        ...
 
     async def get(self, device_id: str) -> dict[str, Any]: ...
 
@@ -135,6 +144,23 @@ def outcome_of_record(record: Mapping[str, Any]) -> DeviceOutcome:
     )
 
 
+def unstored(record: dict[str, Any], why: str) -> dict[str, Any]:
+    """`record` as it can still be stored when the sink refused it: each result keeps its check,
+    target and severity but not its summary and evidence; a failure stays a failure (the gate
+    still holds) and every other result becomes an error that says why."""
+    reason = bounded_text(redact(why))
+    results = []
+    for result in record["results"]:
+        status = "fail" if result["status"] == "fail" else "error"
+        results.append({
+            **result, "status": status,
+            "summary": f"the record could not be stored ({reason}); its {result['status']} "
+                       "result is kept without summary and evidence",
+            "evidence": {"reason": "record-not-stored", "error": reason,
+                         "status": result["status"]}})
+    return {**record, "results": results, "verdict": record_verdict(results)}
+
+
 class ScanRun:
     """One scan or sweep: outcomes in, records out, counts kept for the summary and exit code."""
 
@@ -147,6 +173,8 @@ class ScanRun:
         self.fleet = UniqueKeys(engine.profile, engine.checks)
         self.gate_failed = False
         self.inconclusive = False
+        self.unstored: set[str] = set()
+        """Devices without a record: the sink refused even the one saying why."""
         self._progress: Progress | None = None
 
     def _count(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
@@ -162,15 +190,30 @@ class ScanRun:
         self.fleet.remember(record)
 
     async def finished(self, outcome: DeviceOutcome) -> None:
-        """Take one device's outcome: settle its fleet checks, store its record, count it."""
+        """Take one device's outcome: settle its fleet checks, store its record, count it.
+
+        A record the sink refuses is replaced by one that says why (see `unstored`); when
+        even that is refused, the device is counted as inconclusive and the scan goes on.
+        """
         outcome = self.fleet.settle(outcome)
         record = build_record(outcome, self.profile)
         validate_record(record)
-        await self.sink.put(record)
+        try:
+            await self.sink.put(record)
+        except RecordNotStored as exc:
+            record = unstored(record, str(exc))
+            validate_record(record)
+            outcome = outcome_of_record(record)
+            try:
+                await self.sink.put(record)
+            except RecordNotStored as again:
+                self.unstored.add(outcome.device.id)
+                err = Console(stderr=True, highlight=False)
+                err.print(shown_text(f"error: {again}; the device counts as inconclusive"))
         self._count(outcome, Verdict(record["verdict"]))
         if self._progress is not None:
             self._progress.update(self._progress.task_ids[0], advance=1,
-                                  description=outcome.device.id)
+                                  description=shown(outcome.device.id))
 
     def runner(self, total: int) -> Engine | ProcessPool:
         """The engine itself, or a pool of worker processes running it when the scan is large
@@ -184,7 +227,7 @@ class ScanRun:
         """Scan `devices`, then settle the fleet checks."""
         err = Console(stderr=True)
         progress = Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.description}"),
+                            TimeElapsedColumn(), TextColumn("{task.description}", markup=False),
                             console=err, transient=True, disable=quiet or not err.is_terminal)
         self._progress = progress
         try:
@@ -198,6 +241,8 @@ class ScanRun:
     async def settle_fleet(self) -> None:
         """Rewrite the records whose fleet results changed since they were written."""
         for device_id in self.fleet.to_amend():
+            if device_id in self.unstored:
+                continue
             old = await self.sink.get(device_id)
             new = self.fleet.amend(old)
             if new is None:

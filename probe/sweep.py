@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from probe.context import ScanOptions
+from probe.display import shown_text
 from probe.engine import Engine
 from probe.errors import InputError
 from probe.inventory import Inventory
@@ -35,8 +36,16 @@ from probe.model import Severity
 from probe.profile import Profile
 from probe.report.source import RecordSource
 from probe.report.tables import console
-from probe.run import ScanRun, unique_devices
-from probe.store import FINISHED, INTERRUPTED, RUNNING, Store, StoreError, SweepInfo
+from probe.run import RecordNotStored, ScanRun, unique_devices
+from probe.store import (
+    FINISHED,
+    INTERRUPTED,
+    RUNNING,
+    RecordRefused,
+    Store,
+    StoreError,
+    SweepInfo,
+)
 from probe.store.queries import CheckChange, Diff
 from probe.yamldoc import show
 
@@ -81,7 +90,10 @@ class StoreSink:
         return await asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
 
     async def put(self, record: dict[str, Any]) -> None:
-        await self._call(self.store.add_record, self.number, record)
+        try:
+            await self._call(self.store.add_record, self.number, record)
+        except RecordRefused as exc:
+            raise RecordNotStored(str(exc)) from None
 
     async def get(self, device_id: str) -> dict[str, Any]:
         return await self._call(self.store.record, self.number, device_id)
@@ -111,7 +123,7 @@ class SweepSettings:
 
 
 def _note(message: str) -> None:
-    Console(stderr=True, highlight=False).print(message, markup=False, soft_wrap=True)
+    Console(stderr=True, highlight=False).print(shown_text(message), soft_wrap=True)
 
 
 def _resumable(store: Store, profile: Profile) -> SweepInfo | None:
@@ -287,14 +299,15 @@ _SHOWN = 50
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]
            ) -> list[Table | Text]:
-    """A titled table of at most 50 rows, or one line when there is nothing to show."""
+    """A titled table of at most 50 rows, or one line when there is nothing to show; every
+    cell is data, shown and never read as markup."""
     if not rows:
         return [Text(f"{title}: none")]
     table = Table(title=f"{title} ({len(rows)})", title_justify="left")
     for name in columns:
         table.add_column(name, overflow="fold")
     for row in rows[:_SHOWN]:
-        table.add_row(*row)
+        table.add_row(*(shown_text(cell) for cell in row))
     more = [Text(f"... {len(rows) - _SHOWN} more: see --json")] if len(rows) > _SHOWN else []
     return [table, *more]
 
@@ -307,11 +320,12 @@ def _check_rows(changes: list[CheckChange]) -> list[tuple[str, ...]]:
 def render_diff(diff: Diff) -> Group:
     """The diff as terminal tables, each cut at 50 rows (--json has everything)."""
     parts: list[Table | Text] = [Text.assemble(
-        ("sweep ", "bold"), diff.a.label(), (" -> ", "bold"), diff.b.label())]
+        ("sweep ", "bold"), shown_text(diff.a.label()), (" -> ", "bold"),
+        shown_text(diff.b.label()))]
     if diff.profile_changed:
-        parts.append(Text(f"note: the profile changed ({diff.a.profile['digest'][:19]} -> "
-                          f"{diff.b.profile['digest'][:19]}); some changes may come from it",
-                          style="yellow"))
+        parts.append(shown_text(f"note: the profile changed ({diff.a.profile['digest'][:19]} "
+                                f"-> {diff.b.profile['digest'][:19]}); some changes may come "
+                                "from it", style="yellow"))
     columns = ("device", "check", "target", "severity", "before", "after", "summary")
     parts += _table("verdict changes", ("device", "before", "after"),
                     [(v.device, v.before, v.after) for v in diff.verdicts])

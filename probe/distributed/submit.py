@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from probe.display import shown_text
 from probe.distributed import ledger
 from probe.distributed.app import (
     broker_label,
@@ -45,7 +46,7 @@ EXIT_FAILED_SHARDS = 2
 
 
 def _note(message: str) -> None:
-    Console(stderr=True, highlight=False).print(message, markup=False, soft_wrap=True)
+    Console(stderr=True, highlight=False).print(shown_text(message), soft_wrap=True)
 
 
 def require_postgresql(store: Store) -> None:
@@ -117,7 +118,7 @@ class DistributedRunner:
         err = Console(stderr=True)
         bar = Progress(TextColumn("[bold]sweep #" + str(sweep.number)), BarColumn(),
                        MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("{task.description}"), console=err, transient=True,
+                       TextColumn("{task.description}", markup=False), console=err, transient=True,
                        disable=settings.quiet or not err.is_terminal)
         with bar:
             bar_id = bar.add_task("", total=sweep.devices)
@@ -171,7 +172,7 @@ def render_status(store: Store) -> Group:
     latest = store.latest()
     if latest is None:
         raise InputError(f"no sweep in {store.location} yet", field="--status")
-    parts: list[Table | Text] = [Text.assemble(("sweep ", "bold"), latest.label())]
+    parts: list[Table | Text] = [Text.assemble(("sweep ", "bold"), shown_text(latest.label()))]
     shards = ledger.progress(store, latest.number).shards
     if not shards:
         parts.append(Text("scanned on one host (not distributed)"))
@@ -183,7 +184,7 @@ def render_status(store: Store) -> Group:
     for shard in shards:
         by_queue.setdefault(shard.queue, Counter())[shard.state] += 1
     for queue, counts in sorted(by_queue.items()):
-        queues.add_row(queue, str(sum(counts.values())),
+        queues.add_row(shown_text(queue), str(sum(counts.values())),
                        *(str(counts[s]) for s in (ledger.DONE, ledger.RUNNING, ledger.QUEUED,
                                                   ledger.FAILED)))
     parts.append(queues)
@@ -197,7 +198,7 @@ def render_status(store: Store) -> Group:
         finished = [s for s in mine if s.state == ledger.DONE]
         running = ", ".join(f"shard {s.number} since {_since(s)} (attempt {s.attempts})"
                             for s in mine if s.state == ledger.RUNNING)
-        workers.add_row(name, str(len(finished)), str(sum(s.size for s in finished)),
+        workers.add_row(shown_text(name), str(len(finished)), str(sum(s.size for s in finished)),
                         running or "-")
     parts.append(workers if names else Text("workers: none has taken a shard yet"))
     failures = [s for s in shards if s.state == ledger.FAILED]
@@ -206,8 +207,8 @@ def render_status(store: Store) -> Group:
         for name in ("shard", "queue", "worker", "error"):
             table.add_column(name, overflow="fold")
         for shard in failures:
-            table.add_row(str(shard.number), shard.queue, shard.worker or "-",
-                          shard.error or "-")
+            table.add_row(str(shard.number), shown_text(shard.queue),
+                          shown_text(shard.worker or "-"), shown_text(shard.error or "-"))
         parts.append(table)
     if not latest.finished and all(s.state == ledger.DONE for s in shards):
         parts.append(Text("every shard is done: the fleet-wide checks are being settled"))

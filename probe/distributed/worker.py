@@ -41,8 +41,8 @@ from probe.inventory import load_inventory
 from probe.model import Device, Severity
 from probe.profile import Profile
 from probe.profile_loader import load_profiles
-from probe.run import ScanRun, unique_devices
-from probe.store import Store, StoreError, parse_store_url
+from probe.run import RecordNotStored, ScanRun, unique_devices
+from probe.store import RecordRefused, Store, StoreError, parse_store_url
 from probe.sweep import StoreSink
 
 log = logging.getLogger("probe.distributed")
@@ -77,7 +77,10 @@ class OnceSink(StoreSink):
     """StoreSink whose records are written only when the sweep has none for the device yet."""
 
     async def put(self, record: dict[str, Any]) -> None:
-        await self._call(ledger.add_once, self.store, self.number, record)
+        try:
+            await self._call(ledger.add_once, self.store, self.number, record)
+        except RecordRefused as exc:
+            raise RecordNotStored(str(exc)) from None
 
 
 @dataclass

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpcore
 import httpx
@@ -255,9 +255,10 @@ class Visit:
 
 
 def _same_listener(ctx: DeviceContext, endpoint: HttpEndpoint, url: str) -> str | None:
-    """The path of `url` if it points back at this listener, else None. Raises ValueError
-    when the URL's host or port cannot be read (an unclosed [v6 literal, a port out of
-    range or not a number)."""
+    """The path of `url` if it points back at this listener, else None. Characters a request
+    line cannot carry (controls, spaces, non-ASCII from a device's Location) are
+    percent-encoded, as a browser does. Raises ValueError when the URL's host or port cannot
+    be read (an unclosed [v6 literal, a port out of range or not a number)."""
     parts = urlsplit(url)
     port = parts.port
     if parts.scheme != endpoint.scheme:
@@ -267,7 +268,14 @@ def _same_listener(ctx: DeviceContext, endpoint: HttpEndpoint, url: str) -> str 
     default = 443 if endpoint.tls else 80
     if host not in names or (default if port is None else port) != endpoint.port:
         return None
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return quote(_LONE_PERCENT.sub("%25", path), safe=_REQUEST_SAFE)
+
+
+_REQUEST_SAFE = "!#$%&'()*+,/:;=?@[]~"
+"""Characters of a followed path sent as they are; the rest are percent-encoded."""
+_LONE_PERCENT = re.compile("%(?![0-9A-Fa-f]{2})")
+"""A `%` that starts no escape: sent as %25."""
 
 
 async def visit(ctx: DeviceContext, endpoint: HttpEndpoint, path: str) -> Visit:

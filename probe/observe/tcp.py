@@ -36,9 +36,10 @@ class PortScan:
 
 
 def excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:
-    """Printable text of the first bytes of a reply, control bytes escaped, bounded."""
-    text = data[:limit].decode("latin-1")
-    return "".join(c if c.isprintable() or c in "\r\n\t" else f"\\x{ord(c):02x}" for c in text)
+    """The first bytes of a reply as text (one character a byte), bounded. Control bytes stay
+    as they are here: the record escapes them, once, like every device string
+    (probe.escaping)."""
+    return data[:limit].decode("latin-1")
 
 
 def head_hex(data: bytes) -> str:

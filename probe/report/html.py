@@ -3,7 +3,8 @@
 The fleet at a glance (verdict counts, the worst checks with the devices failing them, the
 controls), an index of devices, then a section per device with every result, its evidence and
 its remediation. Inline CSS, no script, a Content-Security-Policy that forbids every fetch.
-Rendered with Jinja2 (autoescaping on) in two passes over the records: the first keeps only
+Rendered with Jinja2 (autoescaping on, and every printed string's control and bidi characters
+shown as \\xNN/\\uNNNN first) in two passes over the records: the first keeps only
 counters and one short row per device, the second streams the device sections.
 """
 
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from probe import __version__
+from probe.escaping import shown
 from probe.report.source import RecordSource, stamp
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -163,9 +165,16 @@ def _view(index: int, record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _shown(value: Any) -> Any:
+    """Every value the template prints: a string with its controls and bidi characters shown
+    escaped (probe.escaping.shown; line breaks kept for <pre>), before HTML escaping."""
+    return shown(value, lines=True) if isinstance(value, str) else value
+
+
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("probe.report", "templates"), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      finalize=_shown)
     env.filters["check_anchor"] = check_anchor
     env.filters["control_anchor"] = control_anchor
     return env

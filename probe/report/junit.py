@@ -8,27 +8,27 @@ the exit code is the gate, the report the explanation.
 
 The document is written device by device with xml.etree (a first pass over the records counts
 the totals of the root element), so a fleet's report never sits in memory whole. Characters
-XML cannot carry (control bytes from a banner) are written as \\xNN.
+XML cannot carry, and every other control or bidi character (from a banner, a topic), are
+written as \\xNN or \\uNNNN (probe.escaping.shown), as in the records.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, TextIO
 from xml.sax.saxutils import quoteattr
 
+from probe.escaping import shown
 from probe.report.source import RecordSource
-
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def clean(text: str) -> str:
-    """`text` with every character XML 1.0 forbids replaced by a visible \\xNN escape."""
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """`text` with every character XML 1.0 forbids, and every other control or bidi
+    character, replaced by a visible \\xNN or \\uNNNN escape; tab and line feed kept."""
+    return shown(text, lines=True)
 
 
 def _kind(result: Mapping[str, Any]) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from probe import __version__
+from probe.escaping import shown
 from probe.report.source import RecordSource, stamp
 
 OSCAL_VERSION = "1.2.1"
@@ -42,6 +43,17 @@ def _line(text: str) -> str:
     return _SPACE.sub(" ", text).strip() or "-"
 
 
+def _shown(value: Any) -> Any:
+    """`value` with every string's control and bidi characters written as \\xNN/\\uNNNN."""
+    if isinstance(value, str):
+        return shown(value, lines=True)
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    return value
+
+
 def _prop(name: str, value: str) -> dict[str, str]:
     return {"name": name, "ns": NS, "value": _line(value)}
 
@@ -52,7 +64,7 @@ def profile_urn(profile: Mapping[str, str]) -> str:
 
 def device_uuid(device_id: str) -> str:
     """The same device has the same inventory-item uuid in every document."""
-    return str(uuid.uuid5(_ROOT, f"device:{device_id}"))
+    return str(uuid.uuid5(_ROOT, shown(f"device:{device_id}")))
 
 
 def _address_prop(address: str) -> dict[str, str]:
@@ -71,8 +83,8 @@ def _observation(base: uuid.UUID, index: int, device: str, result: Mapping[str, 
     if "waived" in result:
         props.append(_prop("waived-until", result["waived"]["expires"]))
     observation: dict[str, Any] = {
-        "uuid": str(uuid.uuid5(base, f"observation:{index}:{result['check']}:"
-                                     f"{result['target']}")),
+        "uuid": str(uuid.uuid5(base, shown(f"observation:{index}:{result['check']}:"
+                                           f"{result['target']}"))),
         "title": _line(f"{result['check']} {result['target']}: {result['status']}"),
         "description": result["summary"],
         "props": props,
@@ -121,7 +133,7 @@ def _finding(base: uuid.UUID, control: str, device_id: str,
 
 def _result(document: uuid.UUID, record: Mapping[str, Any]) -> dict[str, Any]:
     device = record["device"]
-    base = uuid.uuid5(document, f"result:{device['id']}")
+    base = uuid.uuid5(document, shown(f"result:{device['id']}"))
     subject = device_uuid(device["id"])
     observations = []
     by_control: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
@@ -182,13 +194,13 @@ def write_oscal(source: RecordSource, out: TextIO) -> None:
     }
     out.write('{"assessment-results": {\n')
     for key, value in head.items():
-        out.write(f"{json.dumps(key)}: {json.dumps(value, indent=2)},\n")
+        out.write(f"{json.dumps(key)}: {json.dumps(_shown(value), indent=2)},\n")
     out.write('"results": [\n')
     written = 0
     for record in source.records():
         out.write(",\n" if written else "")
-        out.write(json.dumps(_result(document, record), indent=2))
+        out.write(json.dumps(_shown(_result(document, record)), indent=2))
         written += 1
     if not written:
-        out.write(json.dumps(_empty(document, source), indent=2))
+        out.write(json.dumps(_shown(_empty(document, source)), indent=2))
     out.write("\n]}}\n")

@@ -1,4 +1,8 @@
-"""Terminal tables (rich): the scan summary, the profiles and the check catalogue."""
+"""Terminal tables (rich): the scan summary, the profiles and the check catalogue.
+
+Every cell and title that holds data (device ids and addresses, profile and waiver texts from
+an input file) is a `shown_text`: never markup, controls escaped (probe.display).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from probe.checks.base import Check
+from probe.display import shown_text
 from probe.engine import DeviceOutcome
 from probe.model import Severity, Status, Verdict
 from probe.profile import Profile
@@ -98,20 +103,20 @@ class Summary:
 
     def render(self, profile: Profile, location: str) -> Group:
         rows = sorted((e[2] for e in self._worst), key=lambda r: r.rank)
-        table = Table(title=f"iotprobe: {self.devices} device(s), profile {profile.id}",
-                      title_justify="left")
+        table = Table(title=shown_text(f"iotprobe: {self.devices} device(s), profile "
+                                       f"{profile.id}"), title_justify="left")
         for name in ("device", "address", "verdict", "failed", "errors", "passed",
                      "worst failure"):
             table.add_column(name, justify="right" if name in {"errors", "passed"} else "left")
         for row in rows:
-            table.add_row(row.device, row.address,
+            table.add_row(shown_text(row.device), shown_text(row.address),
                           Text(row.verdict.value, style=_VERDICT_STYLE[row.verdict]),
-                          row.failed, str(row.errors), str(row.passed), row.worst)
+                          row.failed, str(row.errors), str(row.passed), shown_text(row.worst))
         lines: list[Table | Text] = [table]
         if self.devices > len(rows):
             lines.append(Text(f"... {self.devices - len(rows)} more device(s): see the records"))
         totals = ", ".join(f"{self.verdicts[v]} {v.value}" for v in Verdict)
-        lines.append(Text(f"{totals}; records in {location}"))
+        lines.append(shown_text(f"{totals}; records in {location}"))
         if self.failing_checks:
             top = ", ".join(f"{c} ({n})" for c, n in self.failing_checks.most_common(5))
             lines.append(Text(f"most failed checks: {top}"))
@@ -123,18 +128,20 @@ def profiles_table(profiles: list[Profile]) -> Table:
     for name in ("id", "version", "checks", "extends", "title"):
         table.add_column(name)
     for p in profiles:
-        table.add_row(p.id, p.version, str(len(p.checks)), ", ".join(p.extends) or "-", p.title)
+        table.add_row(*(shown_text(cell) for cell in (
+            p.id, p.version, str(len(p.checks)), ", ".join(p.extends) or "-", p.title)))
     return table
 
 
 def profile_detail(profile: Profile) -> Group:
-    head = Text.assemble((profile.id, "bold"), f"  {profile.title}\n",
-                         f"version {profile.version}, {profile.digest}\nsource {profile.source}")
+    head = Text.assemble(shown_text(profile.id, "bold"), shown_text(f"  {profile.title}"), "\n",
+                         shown_text(f"version {profile.version}, {profile.digest}"), "\n",
+                         shown_text(f"source {profile.source}"))
     if profile.intrusive:
         head.append("\nintrusive checks: on")
     parts: list[Text | Table] = [head]
     for control in profile.controls:
-        table = Table(title=f"{control.id}: {control.title}", title_justify="left")
+        table = Table(title=shown_text(f"{control.id}: {control.title}"), title_justify="left")
         for name in ("check", "severity", "parameters", "references"):
             table.add_column(name, overflow="fold")
         for cfg in (c for c in profile.checks if c.control == control.id):
@@ -143,7 +150,9 @@ def profile_detail(profile: Profile) -> Group:
                 params += "\nby class: " + json.dumps(
                     {k: dict(v) for k, v in cfg.class_params.items()}, sort_keys=True)
             refs = "\n".join(f"{k}: {', '.join(v)}" for k, v in cfg.references.items())
-            table.add_row(cfg.id, cfg.severity.value, params, refs or "-")
+            table.add_row(shown_text(cfg.id), cfg.severity.value,
+                          *(Text("\n").join(shown_text(line) for line in cell.split("\n"))
+                            for cell in (params, refs or "-")))
         parts.append(table)
     if profile.waivers:
         waivers = Table(title="waivers", title_justify="left")
@@ -151,7 +160,8 @@ def profile_detail(profile: Profile) -> Group:
             waivers.add_column(name)
         for w in profile.waivers:
             scope = f"device {w.device}" if w.device else f"class {w.device_class}"
-            waivers.add_row(w.check, scope, w.expires, w.justification)
+            waivers.add_row(*(shown_text(cell) for cell in (w.check, scope, w.expires,
+                                                            w.justification)))
         parts.append(waivers)
     return Group(*parts)
 
@@ -162,6 +172,6 @@ def catalogue_table(checks: Mapping[str, Check]) -> Table:
         table.add_column(name, no_wrap=name == "id")
     for cid in sorted(checks):
         c = checks[cid]
-        table.add_row(cid, c.control, c.severity.value, "yes" if c.intrusive else "",
-                      c.title)
+        table.add_row(*(shown_text(cell) for cell in (
+            cid, c.control, c.severity.value, "yes" if c.intrusive else "", c.title)))
     return table

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from sqlalchemy import URL, Engine, create_engine, delete, event, func, inspect,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
+    DataError,
     DBAPIError,
     IntegrityError,
     OperationalError,
@@ -40,6 +42,7 @@ from sqlalchemy.orm import Session
 from probe import __version__
 from probe.errors import InputError
 from probe.profile import Profile
+from probe.secrets import remember
 from probe.store.models import Record, ResultRow, Sweep
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ _BATCH = 200
 
 class StoreError(Exception):
     """The store cannot be opened or used; the message never holds a password."""
+
+
+class RecordRefused(StoreError):
+    """The database refused one record for what it holds (not for being unavailable)."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,8 @@ class Store:
         store that exists already: nothing is made where there is none."""
         self.url = url
         self.retry_for = retry_for
+        for password in (url.password, os.environ.get("PGPASSWORD")):
+            remember(str(password or ""), shared=True)
         self.location = masked(url)
         if not create:
             self._refuse_a_missing_file()
@@ -361,6 +370,9 @@ class Store:
                 return  # an earlier attempt committed, and the connection died before saying so
             raise StoreError(f"sweep #{number} already holds a record of device "
                              f"{device_id}") from None
+        except DataError as exc:
+            raise RecordRefused(f"{self.location} refused the record of {device_id}: "
+                                f"{_cause(exc)}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.location}: cannot store the record of "
                              f"{device_id}: {_cause(exc)}") from None
