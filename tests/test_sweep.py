@@ -456,8 +456,9 @@ async def test_fleet_results_survive_a_resume_in_the_store(tmp_path: Path) -> No
 
 @pytest.fixture
 async def tls_devices() -> AsyncIterator[dict[str, str]]:
-    """Three TLS servers on 8883, two of them with the same key pair, and a cleartext one:
-    device id -> address."""
+    """Three TLS servers on 8883, two of them with the same key pair, and one whose 8883 speaks
+    SSH (a port that greets first is known not to be TLS; a silent one would leave the TLS
+    checks undecided): device id -> address."""
     ca = pki.new_ca()
     addresses = [f"127.91.2.{i}" for i in range(1, 5)]
     shared = pki.issue(ca, addresses[0], "shared")
@@ -476,7 +477,11 @@ async def tls_devices() -> AsyncIterator[dict[str, str]]:
 
     servers = [await asyncio.start_server(hold, address, 8883, ssl=context)
                for address, context in contexts.items()]
-    servers.append(await asyncio.start_server(hold, addresses[3], 8883))
+    async def ssh(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+        await hold(reader, writer)
+
+    servers.append(await asyncio.start_server(ssh, addresses[3], 8883))
     try:
         yield {"twin-1": addresses[0], "twin-2": addresses[1], "solo": addresses[2],
                "plain": addresses[3]}
