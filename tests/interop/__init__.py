@@ -47,7 +47,7 @@ class Protocol(enum.Enum):
 
     @property
     def title(self) -> str:
-        return {"COAP": "CoAP"}.get(self.name, self.name)
+        return {"COAP": "CoAP", "SYSLOG": "syslog"}.get(self.name, self.name)
 
 
 @dataclass(frozen=True)
