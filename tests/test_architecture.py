@@ -28,8 +28,6 @@ ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset({
     frozenset({"probe.lab.personas", "probe.lab.personas_bench", "probe.lab.personas_coap",
                "probe.lab.personas_hostile", "probe.lab.personas_monitor",
                "probe.lab.personas_mqtt", "probe.lab.personas_tls"}),
-    # selftest imports start_background/stop_lab from cli, cli imports selftest lazily (1c)
-    frozenset({"probe.lab.cli", "probe.lab.selftest"}),
     # catalogue() imports checks.fleet, which imports engine.DeviceOutcome (phases 2 and 3)
     frozenset({"probe.checks", "probe.checks.fleet", "probe.engine"}),
 })
