@@ -19,8 +19,6 @@ PROBE = Path(__file__).resolve().parent.parent / "probe"
 Graph = Mapping[str, frozenset[str]]
 
 ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset({
-    # UdpService and the UDP helpers live in udp.py, which asks coap and dtls (plan phase 1d)
-    frozenset({"probe.observe.udp", "probe.observe.coap", "probe.observe.dtls"}),
     # write_report imports the writers lazily; they import RecordSource from it (phase 1b)
     frozenset({"probe.report.source", "probe.report.html", "probe.report.junit",
                "probe.report.oscal"}),
