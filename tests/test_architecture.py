@@ -22,10 +22,6 @@ ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset({
     # write_report imports the writers lazily; they import RecordSource from it (phase 1b)
     frozenset({"probe.report.source", "probe.report.html", "probe.report.junit",
                "probe.report.oscal"}),
-    # the persona registry is filled by imports at the bottom of personas.py (phase 6)
-    frozenset({"probe.lab.personas", "probe.lab.personas_bench", "probe.lab.personas_coap",
-               "probe.lab.personas_hostile", "probe.lab.personas_monitor",
-               "probe.lab.personas_mqtt", "probe.lab.personas_tls"}),
     # catalogue() imports checks.fleet, which imports engine.DeviceOutcome (phases 2 and 3)
     frozenset({"probe.checks", "probe.checks.fleet", "probe.engine"}),
 })

@@ -31,7 +31,8 @@ from probe.errors import InputError
 from probe.exits import EXIT_INPUT
 from probe.lab.fleet import DEFAULT_BASE, DeviceSpec, LabBindError, plan_fleet, run_fleet
 from probe.lab.lifecycle import READY, LabError, start_background, stop_lab
-from probe.lab.personas import PERSONAS, Persona
+from probe.lab.personas import PERSONAS
+from probe.lab.personas.base import Persona
 from probe.lab.real import REAL_BASE, REAL_DEVICES, RealLab, RealLabError, RealSpec, plan_real
 from probe.lab.servers import FORBIDDEN_PORT, ports_of
 from probe.lab.state import (

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from probe.exits import EXIT_INPUT
-from probe.lab.personas import Persona
+from probe.lab.personas.base import Persona
 from probe.lab.state import LOG_FILE, is_lab_process, read_state, remove_state, wait_gone
 
 READY = "iotprobe lab ready"
