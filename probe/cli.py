@@ -22,6 +22,7 @@ from rich.text import Text
 from probe import __version__
 from probe.display import install_log_filter, shown_text
 from probe.errors import InputError
+from probe.exits import EXIT_INPUT
 from probe.numbers import MAX_BUDGET, MAX_RATE, MAX_TIMEOUT, Finite
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from probe.distributed.submit import DistributedRunner
     from probe.profile import Profile
     from probe.store import Store
-
-EXIT_OK, EXIT_NONCONFORMANT, EXIT_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 def _error(message: object) -> None:

@@ -26,6 +26,7 @@ from probe.context import ScanOptions
 from probe.display import shown_text
 from probe.engine import DeviceOutcome, Engine, fails_at
 from probe.escaping import bounded_text, shown
+from probe.exits import EXIT_INCONCLUSIVE, EXIT_NONCONFORMANT, EXIT_OK
 from probe.inventory import Inventory
 from probe.model import (
     Device,
@@ -43,8 +44,7 @@ from probe.record import build_record, record_filename, validate_record, write_r
 from probe.report.source import REPORT_FILES, RecordSource, write_report_file
 from probe.report.tables import Summary, console
 from probe.secrets import redact
-
-EXIT_OK, EXIT_NONCONFORMANT, EXIT_INCONCLUSIVE = 0, 1, 3
+from probe.stamps import parse_stamp
 
 
 def unique_devices(sources: Iterable[Inventory]) -> Iterator[Device]:
@@ -112,10 +112,6 @@ class FileSink:
             yield loaded
 
 
-def _parse_stamp(stamp: str) -> dt.datetime:
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-
-
 def _result_of(row: Mapping[str, Any]) -> Result:
     waived = row.get("waived")
     return Result(
@@ -135,8 +131,8 @@ def outcome_of_record(record: Mapping[str, Any]) -> DeviceOutcome:
     return DeviceOutcome(
         device=device,
         address=record["device"].get("resolved_address", device.address),
-        started_at=_parse_stamp(record["started_at"]),
-        finished_at=_parse_stamp(record["finished_at"]),
+        started_at=parse_stamp(record["started_at"]),
+        finished_at=parse_stamp(record["finished_at"]),
         services=tuple(Service(s["transport"], s["port"], s["protocol"], s["tls"],
                                s.get("detail", "")) for s in record["services"]),
         results=tuple(_result_of(r) for r in record["results"]),

@@ -37,6 +37,7 @@ from probe.profile import Profile
 from probe.report.source import RecordSource
 from probe.report.tables import console
 from probe.run import RecordNotStored, ScanRun, unique_devices
+from probe.stamps import stamp
 from probe.store import (
     FINISHED,
     INTERRUPTED,
@@ -246,7 +247,7 @@ async def run_sweeps(store: Store, settings: SweepSettings,
             slot = _next_slot(slot, settings.every, loop.time())
             if not settings.quiet:
                 at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=slot - loop.time())
-                _note(f"next sweep at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+                _note(f"next sweep at {stamp(at)}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(stop), slot - loop.time())
         if stop.done():

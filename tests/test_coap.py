@@ -25,7 +25,7 @@ from probe.checks import catalogue
 from probe.checks.base import Observations
 from probe.context import DeviceContext
 from probe.model import Finding, Status
-from probe.observe import coap, dtls
+from probe.observe import coap, udp_endpoints
 from probe.observe.coap import CoapError, Message, link_targets
 from probe.observe.discovery import udp_services
 
@@ -82,11 +82,11 @@ def test_link_format_targets() -> None:
 async def gather(ctx: DeviceContext, *, intrusive: bool = False) -> Observations:
     values: dict[Any, Any] = {
         udp_services: await ctx.observe(udp_services),
-        coap.coap_survey: await ctx.observe(coap.coap_survey),
-        dtls.dtls_survey: await ctx.observe(dtls.dtls_survey),
+        udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey),
+        udp_endpoints.dtls_survey: await ctx.observe(udp_endpoints.dtls_survey),
     }
     if intrusive:
-        values[coap.coap_writes] = await ctx.observe(coap.coap_writes)
+        values[udp_endpoints.coap_writes] = await ctx.observe(udp_endpoints.coap_writes)
     return Observations(ctx.device, values)
 
 
@@ -177,11 +177,11 @@ async def test_libcoap_serves_in_clear_and_amplifies(tmp_path: Path) -> None:
 async def test_libcoap_takes_a_write_back_and_keeps_its_value(tmp_path: Path) -> None:
     with coap_server(tmp_path, "127.83.1.2"), scan_context("127.83.1.2") as ctx:
         obs = await gather(ctx, intrusive=True)
-        before = next(r for r in obs[coap.coap_survey][0].resources
+        before = next(r for r in obs[udp_endpoints.coap_survey][0].resources
                       if r.target == "/example_data")
         after = await coap.fetch(ctx, 5683, "/example_data")
     assert after.body == before.body and after.complete and after.blocks == before.blocks == 2
-    writes = {w.target: w for w in obs[coap.coap_writes][0].writes}
+    writes = {w.target: w for w in obs[udp_endpoints.coap_writes][0].writes}
     assert writes["/example_data"].accepted and writes["/example_data"].blocks == 2
     assert writes["/time"].accepted
     assert not writes["/"].accepted and writes["/"].code == "4.05"
@@ -325,12 +325,12 @@ async def test_aiocoap_block_wise_and_separate_responses() -> None:
     async with aiocoap_server("127.83.2.3", {"/big": big, "/slow": slow, "/locked": locked}):
         with scan_context("127.83.2.3") as ctx:
             obs = await gather(ctx, intrusive=True)
-    reads = {r.target: r for r in obs[coap.coap_survey][0].resources}
+    reads = {r.target: r for r in obs[udp_endpoints.coap_survey][0].resources}
     assert reads["/big"].blocks == 3 and reads["/big"].complete
     assert reads["/big"].body == bytes(range(48, 58)) * 300
     assert reads["/slow"].first.acknowledged and reads["/slow"].first.datagrams == 2
     assert reads["/slow"].body == b"slow"
-    writes = {w.target: w for w in obs[coap.coap_writes][0].writes}
+    writes = {w.target: w for w in obs[udp_endpoints.coap_writes][0].writes}
     assert writes["/big"].accepted and writes["/big"].blocks == 3
     assert big.value == bytes(range(48, 58)) * 300 and big.puts == 1
     assert writes["/slow"].accepted and slow.value == b"slow"
@@ -349,7 +349,7 @@ async def test_max_resources_caps_the_reads() -> None:
     async with aiocoap_server("127.83.2.4", resources):
         with scan_context("127.83.2.4") as ctx:
             ctx.params_for = lambda check: {"max_resources": 2}
-            (endpoint,) = await ctx.observe(coap.coap_survey)
+            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey)
             sent = ctx.datagrams
     assert endpoint.listed == 6
     assert [r.target for r in endpoint.resources] == ["/r0", "/r1"]
@@ -385,7 +385,7 @@ async def test_a_lost_request_is_retransmitted_unchanged() -> None:
 
     async with udp_responder("127.134.3.1", 5683, second_only):
         with scan_context("127.134.3.1") as ctx:
-            (endpoint,) = await ctx.observe(coap.coap_survey)
+            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey)
     assert seen[0] == seen[1]  # the same message id and token
     first = endpoint.discovery.first
     assert first.code == "2.05" and endpoint.discovery.body == b"</s>;ct=0"
@@ -441,13 +441,13 @@ async def test_every_datagram_of_one_request_counts() -> None:
         lambda: Repeater(3), local_addr=("127.83.3.2", 5683))
     try:
         with scan_context("127.83.3.2") as ctx:
-            (endpoint,) = await ctx.observe(coap.coap_survey)
+            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey)
     finally:
         transport.close()
     first = endpoint.discovery.first
     assert first.datagrams == 3 and first.response_bytes == sum(map(len, repeater.sent))
     assert endpoint.discovery.body == b"x" * 200
-    obs = Observations(ctx.device, {coap.coap_survey: (endpoint,)})
+    obs = Observations(ctx.device, {udp_endpoints.coap_survey: (endpoint,)})
     finding = one("coap.amplification", obs)
     assert finding.status is Status.FAIL
     assert finding.evidence["worst"][0]["response_bytes"] == 3 * len(repeater.sent[0])

@@ -17,7 +17,7 @@ from probe.context import ScanOptions
 from probe.engine import DeviceOutcome, Engine
 from probe.lab.fleet import DeviceSpec, plan_fleet, run_fleet
 from probe.lab.personas import PERSONAS
-from probe.lab.personas_coap import INTRUSIVE_WRITE
+from probe.lab.personas.coap import INTRUSIVE_WRITE
 from probe.model import Device, Status, verdict_of
 from probe.profile_loader import load_profile
 from probe.record import build_record, validate_record

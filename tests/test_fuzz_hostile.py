@@ -56,7 +56,7 @@ from pgserver import PASSWORD, USER, PostgresServer, postgres_server
 from test_hostile import REPO, ThreadLab, iotprobe, worst, write_profile
 
 from probe.lab import Fleet, plan_fleet, run_fleet
-from probe.lab.personas import Persona
+from probe.lab.personas.base import Persona
 from probe.lab.servers import TcpListener, UdpListener, serve_http
 from probe.lab.servers_coap import CoapDevice, CoapResource
 from probe.lab.servers_mqtt import MqttBroker

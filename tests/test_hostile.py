@@ -28,7 +28,7 @@ import yaml
 from conftest import load_records
 
 from probe.lab import PERSONAS, Fleet, plan_fleet, run_fleet
-from probe.lab.personas_hostile import VANISHING_EXPECT, vanishing
+from probe.lab.personas.hostile import VANISHING_EXPECT, vanishing
 from probe.lab.servers_hostile import (
     HUGE_CONNACK,
     MALFORMED_CONNACK,

@@ -13,8 +13,8 @@ from daemons import certificate
 from probe.context import ScanOptions
 from probe.engine import Engine
 from probe.lab import PERSONAS, plan_fleet, run_fleet
-from probe.lab.personas import Persona
-from probe.lab.personas_monitor import (
+from probe.lab.personas.base import Persona
+from probe.lab.personas.monitor import (
     INTRUSIVE_EXPECT,
     MONITOR_ACCOUNT,
     MONITORED_EXPECT,

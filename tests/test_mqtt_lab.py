@@ -15,8 +15,8 @@ import pytest
 from probe.context import ScanOptions
 from probe.engine import Engine
 from probe.lab import PERSONAS, plan_fleet, run_fleet
-from probe.lab.personas import Persona, mqtt_expect
-from probe.lab.personas_mqtt import DEVICE_ACCOUNT
+from probe.lab.personas.base import Persona, mqtt_expect
+from probe.lab.personas.mqtt import DEVICE_ACCOUNT
 from probe.lab.selftest import worst
 from probe.lab.servers import TcpListener
 from probe.lab.servers_mqtt import MqttBroker, MutualTls, matches

@@ -21,8 +21,8 @@ import yaml
 from conftest import load_records
 from test_hostile import PROFILE, Lab, iotprobe
 
-from probe.lab.personas_monitor import EVENT_TOPIC, HEARTBEAT_TOPIC, MONITOR_ACCOUNT
-from probe.lab.personas_mqtt import DEVICE_ACCOUNT
+from probe.lab.personas.monitor import EVENT_TOPIC, HEARTBEAT_TOPIC, MONITOR_ACCOUNT
+from probe.lab.personas.mqtt import DEVICE_ACCOUNT
 
 CANARY = "c4nary-Pw-7Hq2-from-a-file"
 PSK = "0ddba11-coap-psk-Xv81"

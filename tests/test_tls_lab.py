@@ -17,7 +17,7 @@ import pytest
 from probe.context import ScanOptions
 from probe.engine import Engine
 from probe.lab import PERSONAS, plan_fleet, run_fleet
-from probe.lab.personas import TLS_CHECKS, WEB_CHECKS, Persona
+from probe.lab.personas.base import TLS_CHECKS, WEB_CHECKS, Persona
 from probe.model import Device
 from probe.profile import Profile
 from probe.profile_loader import load_profile

@@ -24,7 +24,7 @@ from daemons import Listener, certificate, coap_server, scan_context, silent, sn
 from probe.checks import catalogue
 from probe.checks.base import Observations
 from probe.model import Finding, Status
-from probe.observe import coap, dtls
+from probe.observe import dtls, udp_endpoints
 from probe.observe.discovery import services, udp_services
 
 PSK = "iotprobe-test-psk"
@@ -222,8 +222,8 @@ async def scan(address: str) -> dict[str, list[Finding]]:
     with scan_context(address, timeout=TIMEOUT) as ctx:
         values: dict[Any, Any] = {
             udp_services: await ctx.observe(udp_services),
-            coap.coap_survey: await ctx.observe(coap.coap_survey),
-            dtls.dtls_survey: await ctx.observe(dtls.dtls_survey),
+            udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey),
+            udp_endpoints.dtls_survey: await ctx.observe(udp_endpoints.dtls_survey),
         }
     return judged(Observations(ctx.device, values))
 

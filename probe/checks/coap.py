@@ -9,17 +9,11 @@ from typing import Any
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
-from probe.observe.coap import (
-    CoapEndpoint,
-    EndpointWrites,
-    Fetch,
-    Write,
-    coap_survey,
-    coap_writes,
-)
+from probe.observe.coap import CoapEndpoint, EndpointWrites, Fetch, Write
 from probe.observe.discovery import UdpService, udp_services
-from probe.observe.dtls import SUITES, DtlsEndpoint, Handshake, dtls_survey
+from probe.observe.dtls import SUITES, DtlsEndpoint, Handshake
 from probe.observe.tcp import excerpt
+from probe.observe.udp_endpoints import coap_survey, coap_writes, dtls_survey
 
 EXCERPT_CHARS = 48
 WORST = 5

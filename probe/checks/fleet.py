@@ -23,11 +23,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Check, Observations, check
 from probe.context import Params
-from probe.engine import DeviceOutcome
 from probe.model import (
     Device,
     Finding,
@@ -41,6 +40,9 @@ from probe.model import (
     skipped,
 )
 from probe.profile import PlannedCheck, Profile
+
+if TYPE_CHECKING:
+    from probe.engine import DeviceOutcome
 
 UNIQUE_KEYS = "fleet.unique-keys"
 KEY_EVIDENCE = "public_key_sha256"

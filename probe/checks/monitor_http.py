@@ -15,6 +15,7 @@ from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
 from probe.observe.http import Visit, date_of, http_roots, security_txt
 from probe.observe.tcp import excerpt
+from probe.stamps import STAMP
 
 DATE_RESOLUTION = 1.0
 """An HTTP Date has whole seconds: the device's clock read anywhere in [Date, Date + 1)."""
@@ -64,7 +65,7 @@ def _clock(item: Visit, limit: float) -> Finding:
     high = device + DATE_RESOLUTION - first.sent_at
     skew = (low + high) / 2
     evidence |= {"date": excerpt((header or "").encode("latin-1", "replace")),
-                 "probe_time": _stamp(first.received_at),
+                 "probe_time": time.strftime(STAMP, time.gmtime(first.received_at)),
                  "skew_seconds": round(skew, 1)}
     nearest = 0.0 if low <= 0 <= high else min(abs(low), abs(high))
     if nearest > limit:
@@ -73,10 +74,6 @@ def _clock(item: Visit, limit: float) -> Finding:
                       f"probe's (more than {limit:g} s)", target, **evidence)
     return passed(f"{target}: the device clock is within {max(nearest, 1.0):.0f} s of the "
                   "probe's", target, **evidence)
-
-
-def _stamp(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def parse_security_txt(text: str) -> dict[str, list[str]]:

@@ -2,7 +2,8 @@
 servers they run, and the fleet that runs them on loopback addresses."""
 
 from probe.lab.fleet import DeviceSpec, Fleet, LabBindError, plan_fleet, run_fleet
-from probe.lab.personas import PERSONAS, Persona, register
+from probe.lab.personas import PERSONAS
+from probe.lab.personas.base import Persona
 
 __all__ = [
     "PERSONAS",
@@ -11,6 +12,5 @@ __all__ = [
     "LabBindError",
     "Persona",
     "plan_fleet",
-    "register",
     "run_fleet",
 ]

@@ -1,8 +1,8 @@
 """`iotprobe lab up | down | status | personas | selftest`: run a lab on loopback.
 
 `up` starts the lab as a background process (`python -m probe.lab up --foreground ...` in a
-new session) and returns once every listener is bound: the emulated fleet, or with `--real`
-the real daemons of lab/docker-compose.yml (probe.lab.real). The lab process owns
+new session, probe.lab.lifecycle) and returns once every listener is bound: the emulated fleet,
+or with `--real` the real daemons of lab/docker-compose.yml (probe.lab.real). The lab process owns
 <state-dir>/lab.json and the lab CA beside it, holds <state-dir>/lab.lock while it runs, and
 removes both files when it stops; `down` stops it by the pid in lab.json. `selftest` starts a
 lab, scans it and compares every result with what its devices declare (probe.lab.selftest).
@@ -11,17 +11,13 @@ lab, scans it and compares every result with what its devices declare (probe.lab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
 import resource
-import selectors
 import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from io import StringIO
@@ -32,21 +28,21 @@ import click
 from ruamel.yaml import YAML
 
 from probe.errors import InputError
+from probe.exits import EXIT_INPUT
 from probe.lab.fleet import DEFAULT_BASE, DeviceSpec, LabBindError, plan_fleet, run_fleet
-from probe.lab.personas import PERSONAS, Persona
+from probe.lab.lifecycle import READY, LabError, start_background, stop_lab
+from probe.lab.personas import PERSONAS
+from probe.lab.personas.base import Persona
 from probe.lab.real import REAL_BASE, REAL_DEVICES, RealLab, RealLabError, RealSpec, plan_real
 from probe.lab.servers import FORBIDDEN_PORT, ports_of
 from probe.lab.state import (
     CA_FILE,
     LOCK_FILE,
-    LOG_FILE,
     default_state_dir,
     is_lab_process,
     read_state,
     remove_owned,
-    remove_state,
     running_lab,
-    wait_gone,
     write_atomically,
     write_state,
 )
@@ -54,18 +50,7 @@ from probe.numbers import MAX_TIMEOUT, Finite
 
 log = logging.getLogger(__name__)
 
-READY = "iotprobe lab ready"
-EXIT_NOT_RUNNING, EXIT_INPUT = 1, 2
-START_TIMEOUT = 120.0
-STOP_TIMEOUT = 30.0
-
-
-class LabError(Exception):
-    """A lab could not be started or stopped; `code` is the exit code to give."""
-
-    def __init__(self, message: str, code: int = EXIT_INPUT) -> None:
-        super().__init__(message)
-        self.code = code
+EXIT_NOT_RUNNING = 1
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
@@ -239,70 +224,6 @@ def _run_foreground_real(specs: Sequence[RealSpec], base: str, state_dir: Path,
     log.info("lab stopped")
 
 
-def _wait_ready(stdout: IO[bytes]) -> bool | None:
-    """Read the child's stdout until the ready line (True), its end (False: the child is
-    exiting), or START_TIMEOUT (None)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not sel.select(left):
-                continue
-            chunk = os.read(stdout.fileno(), 65536)
-            if not chunk:
-                return False
-            buf += chunk
-            if READY.encode() in buf:
-                return True
-            buf = buf[buf.rfind(b"\n") + 1:]
-    return None
-
-
-def start_background(state_dir: Path, *, base: str, inventory_out: Path | None,
-                     real: bool = False, devices: int | None = None,
-                     personas: Sequence[Persona] = ()) -> dict[str, Any]:
-    """Start a lab process in a new session and wait until it is ready; its state (lab.json).
-    Raises LabError when it does not come up."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = state_dir / LOG_FILE
-    cmd = [sys.executable, "-m", "probe.lab", "up", "--foreground", "--base", base,
-           "--state-dir", str(state_dir)]
-    if real:
-        cmd.append("--real")
-    else:
-        cmd += ["--devices", str(devices), "--personas", ",".join(p.name for p in personas)]
-    if inventory_out is not None:
-        cmd += ["--inventory-out", str(inventory_out)]
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=log_file, start_new_session=True)
-    assert proc.stdout is not None
-    with proc.stdout:
-        ready = _wait_ready(proc.stdout)
-    if not ready:
-        if ready is False:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(STOP_TIMEOUT)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            raise LabError(f"the lab did not come up within {START_TIMEOUT:.0f}s; see "
-                           f"{log_path}", 1)
-        errors = [line for line in log_path.read_text(errors="replace").splitlines()
-                  if line.startswith("error:")]
-        raise LabError(errors[-1].removeprefix("error: ") if errors
-                       else f"the lab exited with code {proc.returncode}; see {log_path}",
-                       EXIT_INPUT if proc.returncode == EXIT_INPUT else 1)
-    state = read_state(state_dir)
-    assert state is not None and state["pid"] == proc.pid
-    return state
-
-
 def _start_background(state_dir: Path, inventory_out: Path | None, **how: Any) -> None:
     try:
         state = start_background(state_dir, inventory_out=inventory_out, **how)
@@ -313,28 +234,6 @@ def _start_background(state_dir: Path, inventory_out: Path | None, **how: Any) -
                f"{state_dir}")
     if inventory_out is not None:
         click.echo(f"inventory: {inventory_out}")
-
-
-def stop_lab(state_dir: Path) -> str:
-    """Stop the lab recorded in `state_dir` and remove its state; what happened, in a line.
-    Raises LabError when its process does not exit."""
-    state = read_state(state_dir)
-    if state is None:
-        return f"no lab recorded in {state_dir}"
-    pid = state["pid"]
-    if is_lab_process(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not wait_gone(pid, STOP_TIMEOUT):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            if not wait_gone(pid, STOP_TIMEOUT):
-                raise LabError(f"lab process {pid} does not exit", 1)
-        message = f"lab stopped (pid {pid})"
-    else:
-        message = f"lab (pid {pid}) was not running; removed its stale state"
-    remove_state(state_dir)
-    return message
 
 
 def _state_dir_option(fn: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from probe.errors import InputError
 from probe.lab import pki
-from probe.lab.personas import Persona
+from probe.lab.personas.base import Persona
 from probe.lab.servers import (
     DatagramServer,
     StreamServer,

@@ -47,7 +47,7 @@ from ruamel.yaml import YAML
 
 from probe.errors import InputError
 from probe.lab.fleet import LOOPBACK
-from probe.lab.personas import (
+from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     GOOD_TLS,
     NO_WEB,
@@ -56,7 +56,7 @@ from probe.lab.personas import (
     tls_expect,
     web_expect,
 )
-from probe.lab.personas_coap import coap_expect
+from probe.lab.personas.coap import coap_expect
 from probe.lab.servers import FORBIDDEN_PORT
 from probe.model import Status, Verdict
 

@@ -41,10 +41,11 @@ from probe.checks.base import Check
 from probe.context import ScanOptions
 from probe.inventory import load_inventory
 from probe.lab import pki
-from probe.lab.cli import LabError, start_background, stop_lab
-from probe.lab.personas import PERSONAS, Persona
-from probe.lab.personas_coap import INTRUSIVE_WRITE
-from probe.lab.personas_monitor import (
+from probe.lab.lifecycle import LabError, start_background, stop_lab
+from probe.lab.personas import PERSONAS
+from probe.lab.personas.base import Persona
+from probe.lab.personas.coap import INTRUSIVE_WRITE
+from probe.lab.personas.monitor import (
     INTRUSIVE_EXPECT,
     MONITOR_ACCOUNT,
     MONITORED_EXPECT,

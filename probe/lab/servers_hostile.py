@@ -3,7 +3,7 @@
 Each one misbehaves in one precise way a probe meets on real networks, and stays bounded itself:
 whatever it streams stops at a byte limit or when the peer goes, every wait ends at the lab's
 idle timeout, and a flood is a fixed number of datagrams per request. They are the counterparts
-of the hostile personas (probe.lab.personas_hostile); the probe must answer each with an `error`
+of the hostile personas (probe.lab.personas.hostile); the probe must answer each with an `error`
 naming the cause (or a verdict the data supports), within its device budget and bounded memory.
 """
 

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from probe.lab.servers import HANDSHAKE_TIMEOUT, MAX_READ, StreamService, serve_http
+from probe.stamps import stamp
 
 KeyKind = Literal["ec256", "rsa1024", "rsa2048"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -282,8 +283,7 @@ LOGIN_FORM = html("Sign in", '<form method="post" action="/login"><input name="u
 
 def security_txt(expires: dt.datetime, contact: str = "mailto:psirt@vendor.example") -> str:
     """An RFC 9116 security.txt with `contact` and the given Expires."""
-    stamp = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (f"Contact: {contact}\nExpires: {stamp}\nPreferred-Languages: en\n"
+    return (f"Contact: {contact}\nExpires: {stamp(expires)}\nPreferred-Languages: en\n"
             "Policy: https://vendor.example/security/policy\n")
 
 

@@ -14,10 +14,10 @@ which is acknowledged; block-wise transfers (RFC 7959) are read with Block2 and 
 Block1, up to `MAX_BODY` bytes. The tests check this codec against aiocoap's and libcoap's
 servers.
 
-Collectors: `well_known_core(ctx, port)` (discovery's CoAP probe, shared with the checks),
-`coap_survey` (every cleartext CoAP endpoint: its discovery document and a GET of each local
-resource it lists, at most `max_resources`, a parameter of `coap.cleartext`) and `coap_writes`
-(intrusive: each resource that answered a GET gets the payload just read PUT back).
+Collectors: `well_known_core(ctx, port)` (read by `discover`, discovery's CoAP probe, and shared
+with the checks). The per-endpoint steps `survey_endpoint` and `endpoint_writes` are run by the
+collectors of `probe.observe.udp_endpoints` (`coap_survey`, `coap_writes`), which start from what
+discovery found.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from probe.context import Datagrams, DeviceContext, UdpConversation
-from probe.observe import udp
+from probe.observe.tcp import excerpt
+from probe.observe.udp import UdpService, judge
 
 CON, NON, ACK, RST = 0, 1, 2, 3
 TYPES = ("CON", "NON", "ACK", "RST")
@@ -446,6 +447,21 @@ async def well_known_core(ctx: DeviceContext, port: int) -> Fetch:
     return await fetch(ctx, port, WELL_KNOWN_CORE)
 
 
+async def discover(ctx: DeviceContext, port: int) -> UdpService | None:
+    """Discovery's CoAP probe (`probe.observe.discovery`): what GET /.well-known/core on `port`
+    drew, or None when nothing answered."""
+    probe = await ctx.observe(well_known_core, port)
+    first = probe.first
+    if not first.replies:
+        return None
+    if first.response is None:
+        return judge(port, "coap", first.replies, lambda data: None)
+    code = first.code
+    return UdpService(port, "coap", f"CoAP {code} to GET {WELL_KNOWN_CORE}",
+                      {"code": code, "type": first.response.kind,
+                       "resources": excerpt(probe.body), "reply_bytes": first.response_bytes})
+
+
 @dataclass(frozen=True)
 class CoapEndpoint:
     """A cleartext CoAP endpoint: its discovery document and the resources it lists."""
@@ -472,21 +488,15 @@ def max_resources(ctx: DeviceContext) -> int:
     return max(0, int(ctx.params_for("coap.cleartext").get("max_resources", MAX_RESOURCES)))
 
 
-async def _survey(ctx: DeviceContext, port: int, limit: int) -> CoapEndpoint:
+async def survey_endpoint(ctx: DeviceContext, port: int, limit: int) -> CoapEndpoint:
+    """The discovery document of the endpoint on `port` and a GET of its first `limit` local
+    resources."""
     discovery = await ctx.observe(well_known_core, port)
     local, external = link_targets(discovery.body) if discovery.served else ([], [])
     local = [target for target in local if target != WELL_KNOWN_CORE]
     resources = await asyncio.gather(*(fetch(ctx, port, target) for target in local[:limit]))
     return CoapEndpoint(port, discovery, len(local), tuple(resources),
                         tuple(external[:MAX_EXTERNAL]))
-
-
-async def coap_survey(ctx: DeviceContext) -> tuple[CoapEndpoint, ...]:
-    """Collector: every cleartext CoAP endpoint discovery found, with its resources read."""
-    found = await ctx.observe(udp.udp_services)
-    limit = max_resources(ctx)
-    return tuple(await asyncio.gather(*(_survey(ctx, s.port, limit)
-                                        for s in found if s.protocol == "coap")))
 
 
 @dataclass(frozen=True)
@@ -510,15 +520,10 @@ def _why_not(read: Fetch) -> str | None:
     return None
 
 
-async def _writes(ctx: DeviceContext, endpoint: CoapEndpoint) -> EndpointWrites:
+async def endpoint_writes(ctx: DeviceContext, endpoint: CoapEndpoint) -> EndpointWrites:
+    """Each resource of the endpoint read whole gets that representation PUT back."""
     reasons = [(read.target, _why_not(read)) for read in endpoint.resources]
     not_written = tuple((target, why) for target, why in reasons if why is not None)
     writable = [read for read in endpoint.resources if _why_not(read) is None]
     writes = await asyncio.gather(*(write_back(ctx, endpoint.port, read) for read in writable))
     return EndpointWrites(endpoint.port, tuple(writes), not_written)
-
-
-async def coap_writes(ctx: DeviceContext) -> tuple[EndpointWrites, ...]:
-    """Collector (intrusive): each resource that answered a GET gets that payload PUT back."""
-    survey = await ctx.observe(coap_survey)
-    return tuple(await asyncio.gather(*(_writes(ctx, endpoint) for endpoint in survey)))

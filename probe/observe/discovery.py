@@ -1,8 +1,9 @@
 """Discovery: the device's open TCP ports, its answering UDP services, and what each one is.
 
 Collectors (each gathered once per device through `ctx.observe`): `tcp_ports` (connect scan,
-or SYN scan with `--syn`), `udp_services` and `services`, which runs those, identifies every open
-TCP port (`identify`) and is what the exposure checks and the record's service list read.
+or SYN scan with `--syn`), `udp_services` (`probe.observe.udp`, handed the CoAP and DTLS probes)
+and `services`, which runs those, identifies every open TCP port (`identify`) and is what the
+exposure checks and the record's service list read.
 
 Identification is bounded twice: each port costs about one timeout (see `probe.observe.identify`)
 and all of them together at most `IDENTIFY_SHARE` of what the device budget has left once the
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from probe.context import DeviceContext
 from probe.model import Service
+from probe.observe import coap, dtls
 from probe.observe.base import Unreachable
 from probe.observe.identify import (
     Identification,
@@ -29,7 +31,7 @@ from probe.observe.identify import (
 )
 from probe.observe.syn import syn_scan
 from probe.observe.tcp import PortScan, connect_scan, port_set, service_ports
-from probe.observe.udp import UdpService, udp_services
+from probe.observe.udp import UdpProbe, UdpService, answering
 
 __all__ = [
     "Identification", "PortScan", "Services", "UdpService", "identify", "services",
@@ -65,6 +67,15 @@ class Services:
             if open_:
                 out.append((ident, open_))
         return out
+
+
+UDP_PROBES = (UdpProbe("coap", coap.discover), UdpProbe("dtls", dtls.discover))
+"""The UDP probes `probe.observe.udp` is handed: it imports no protocol module."""
+
+
+async def udp_services(ctx: DeviceContext) -> tuple[UdpService, ...]:
+    """Collector: the UDP services that answer, by port (none when UDP probing is off)."""
+    return await answering(ctx, UDP_PROBES)
 
 
 async def tcp_ports(ctx: DeviceContext) -> PortScan:

@@ -11,11 +11,11 @@ that draws nothing by half the timeout is retransmitted as RFC 6347 4.2.4 asks, 
 wait, so one lost datagram decides nothing; every ClientHello sent counts in the evidence
 (`client_hellos`).
 
-Collectors: `handshake(ctx, port, offer)` (one hello; discovery uses the DTLS 1.2 one) and
-`dtls_survey`, which probes every DTLS endpoint discovery found (and the port after each
-cleartext CoAP port, CoAPS's convention) with DTLS 1.2 and DTLS 1.0 hellos, and, when the server
-picked a PSK suite, with a DTLS 1.2 hello without PSK suites to learn whether it serves anything
-else.
+Collectors: `handshake(ctx, port, offer)` (one hello; `discover`, discovery's DTLS probe, sends
+the DTLS 1.2 one). `survey_endpoint` asks an endpoint with DTLS 1.2 and DTLS 1.0 hellos, and,
+when the server picked a PSK suite, with a DTLS 1.2 hello without PSK suites to learn whether it
+serves anything else; `probe.observe.udp_endpoints.dtls_survey` runs it on every DTLS endpoint
+discovery found (and the port after each cleartext CoAP port, CoAPS's convention).
 
 A server may take the cookie exchange and then fall silent: libcoap over GnuTLS does so when the
 first suite a hello offers needs credentials it lacks (a certificate for ECDHE-ECDSA), even
@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from probe.context import Datagrams, DeviceContext, UdpConversation
-from probe.observe import udp
-from probe.observe.tcp import excluded_ports
+from probe.observe.udp import UdpService, judge
 
 DTLS_1_0, DTLS_1_2 = 0xFEFF, 0xFEFD
 VERSIONS = {0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3"}
@@ -413,6 +412,20 @@ async def handshake(ctx: DeviceContext, port: int, offer: Offer) -> Handshake:
         return result
 
 
+async def discover(ctx: DeviceContext, port: int) -> UdpService | None:
+    """Discovery's DTLS probe (`probe.observe.discovery`): what a DTLS 1.2 hello on `port`
+    drew, or None when nothing answered."""
+    hello = await ctx.observe(handshake, port, "dtls1.2")
+    if not hello.answered:
+        return None
+    described = hello.discovery()
+    if described is None:
+        return judge(port, "dtls", hello.replies, lambda data: None)
+    detail, evidence = described
+    return UdpService(port, "dtls", detail,
+                      {**evidence, "reply_bytes": sum(map(len, hello.replies))})
+
+
 @dataclass(frozen=True)
 class DtlsEndpoint:
     port: int
@@ -462,7 +475,9 @@ def _deciding(asked: list[Handshake]) -> Handshake:
     return next((hello for hello in asked if hello.decided), asked[0])
 
 
-async def _endpoint(ctx: DeviceContext, port: int) -> DtlsEndpoint:
+async def survey_endpoint(ctx: DeviceContext, port: int) -> DtlsEndpoint:
+    """The endpoint on `port` asked with DTLS 1.2 and DTLS 1.0 hellos (and without PSK suites
+    when it picked one)."""
     # One after the other: a device may serve one handshake at a time.
     asked12 = await _version(ctx, port, "dtls1.2")
     asked10 = await _version(ctx, port, "dtls1.0")
@@ -473,23 +488,3 @@ async def _endpoint(ctx: DeviceContext, port: int) -> DtlsEndpoint:
     undecided = tuple(hello for hello in asked12 + asked10
                       if hello.outcome == "hello_verify_request")
     return DtlsEndpoint(port, dtls12, dtls10, certificate, undecided)
-
-
-def candidate_ports(ctx: DeviceContext, found: tuple[udp.UdpService, ...]) -> list[int]:
-    """The DTLS endpoints discovery found, and the port after each cleartext CoAP port that
-    discovery did not probe (CoAPS conventionally listens there)."""
-    probed = {port for _, port in udp.udp_targets(ctx)}
-    ports = {s.port for s in found if s.protocol == "dtls"}
-    ports |= {s.port + 1 for s in found
-              if s.protocol == "coap" and s.port < 65535 and s.port + 1 not in probed}
-    return sorted(ports - excluded_ports(ctx))
-
-
-async def dtls_survey(ctx: DeviceContext) -> tuple[DtlsEndpoint, ...]:
-    """Collector: every DTLS endpoint of the device, probed with DTLS 1.2 and 1.0 hellos."""
-    found = await ctx.observe(udp.udp_services)
-    known = {s.port for s in found if s.protocol == "dtls"}
-    endpoints = await asyncio.gather(*(_endpoint(ctx, port)
-                                       for port in candidate_ports(ctx, found)))
-    return tuple(e for e in endpoints if e.port in known
-                 or e.dtls12.decided_by is not None or e.dtls10.decided_by is not None)

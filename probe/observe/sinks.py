@@ -74,6 +74,7 @@ from probe.observe.mqtt_codec import (
 )
 from probe.observe.syslog import ListenSpec, Network, forwarder_networks, listen_spec
 from probe.secrets import Secret
+from probe.stamps import STAMP
 
 SinkName = Literal["mqtt", "syslog", "command"]
 SINK_NAMES: tuple[SinkName, ...] = ("mqtt", "syslog", "command")
@@ -493,7 +494,7 @@ def command_values(nonce: str, since: float, until: float, device: Device,
                    address: str) -> dict[str, str]:
     """The placeholder values for one run (times in UTC, RFC 3339, and epoch seconds)."""
     def stamp(epoch: float) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+        return time.strftime(STAMP, time.gmtime(epoch))
 
     return {"nonce": nonce, "since": stamp(since), "until": stamp(until),
             "since_epoch": str(int(since)), "until_epoch": str(int(until) + 1),

@@ -72,6 +72,7 @@ from probe.observe.tls_hello import (
     tls13_suites,
     weak_suites,
 )
+from probe.stamps import stamp
 
 MAX_REPLY = 32 * 1024
 MAX_ROUNDS = 64
@@ -441,15 +442,11 @@ class LeafFacts:
         key = f"{self.key_type} {self.key_bits}" + (f" ({self.curve})" if self.curve else "")
         return {
             "subject": self.subject, "issuer": self.issuer, "self_signed": self.self_signed,
-            "not_before": _stamp(self.not_before), "not_after": _stamp(self.not_after),
+            "not_before": stamp(self.not_before), "not_after": stamp(self.not_after),
             "days_left": round(self.days_left(now), 1), "key": key,
             "signature_hash": self.signature_hash, "names": list(self.names),
             "public_key_sha256": self.fingerprint,
         }
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:

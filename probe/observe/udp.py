@@ -3,11 +3,12 @@
 Each request that draws nothing (no reply, no ICMP refusal) by half the timeout is sent once
 more, unchanged, within the same wait: a lost datagram does not hide a service. SNMP, mDNS and
 TFTP messages are built and parsed with scapy's layers and the SSDP M-SEARCH is
-built by hand; the CoAP request (GET /.well-known/core) and the DTLS ClientHello come from
-`probe.observe.coap` and `probe.observe.dtls`, whose collectors the CoAP checks share, so
-discovery's round trips are not repeated (those two modules read `udp_services` in turn, so
-they are imported as modules). A reply that does not parse as the protocol asked for
-is recorded as `unknown`, with its first bytes.
+built by hand. The CoAP request (GET /.well-known/core) and the DTLS ClientHello are the
+`discover` probes of `probe.observe.coap` and `probe.observe.dtls`, whose collectors the CoAP
+checks share, so discovery's round trips are not repeated: this module imports neither (their
+surveys read discovery in turn); `probe.observe.discovery` hands them to `answering` as
+`UdpProbe`s. A reply that does not parse as the protocol asked for is recorded as `unknown`,
+with its first bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import functools
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +27,6 @@ from scapy.layers.snmp import SNMP, SNMPget, SNMPresponse, SNMPvarbind
 from scapy.layers.tftp import TFTP, TFTP_RRQ
 
 from probe.context import DeviceContext
-from probe.observe import coap, dtls
 from probe.observe.tcp import excerpt, excluded_ports, head_hex, service_ports
 
 DEFAULT_PORTS = {"coap": 5683, "dtls": 5684, "snmp": 161, "ssdp": 1900, "mdns": 5353, "tftp": 69}
@@ -47,6 +47,15 @@ class UdpService:
     protocol: str  # coap, dtls, snmp, ssdp, mdns, tftp, or unknown
     detail: str
     evidence: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class UdpProbe:
+    """A protocol's discovery probe kept outside this module: `ask(ctx, port)` is the service
+    found on the port, or None when nothing answered."""
+
+    protocol: str
+    ask: Callable[[DeviceContext, int], Awaitable[UdpService | None]]
 
 
 _ID_BASE = 1 << 29
@@ -136,7 +145,9 @@ def _tftp() -> tuple[bytes, Parser]:
     return bytes(request), parse
 
 
-def _judge(port: int, protocol: str, replies: tuple[bytes, ...], parse: Parser) -> UdpService:
+def judge(port: int, protocol: str, replies: tuple[bytes, ...], parse: Parser) -> UdpService:
+    """The service the first reply that parses shows, else `unknown` with the first reply's
+    first bytes."""
     for data in replies:
         try:
             parsed = parse(data)
@@ -160,7 +171,7 @@ async def _ask(ctx: DeviceContext, port: int, protocol: str,
                                    again_after=ctx.timeout / 2)
     if not reply.answered:
         return None
-    found = _judge(port, protocol, reply.replies, parse)
+    found = judge(port, protocol, reply.replies, parse)
     return replace(found, evidence={**found.evidence, "requests": reply.sent})
 
 
@@ -179,38 +190,13 @@ async def _snmp(ctx: DeviceContext, port: int) -> UdpService | None:
                       {"answered": answered, "sysdescr": descr})
 
 
-async def _coap(ctx: DeviceContext, port: int) -> UdpService | None:
-    probe = await ctx.observe(coap.well_known_core, port)
-    first = probe.first
-    if not first.replies:
-        return None
-    if first.response is None:
-        return _judge(port, "coap", first.replies, lambda data: None)
-    code = first.code
-    return UdpService(port, "coap", f"CoAP {code} to GET {coap.WELL_KNOWN_CORE}",
-                      {"code": code, "type": first.response.kind,
-                       "resources": excerpt(probe.body), "reply_bytes": first.response_bytes})
-
-
-async def _dtls(ctx: DeviceContext, port: int) -> UdpService | None:
-    hello = await ctx.observe(dtls.handshake, port, "dtls1.2")
-    if not hello.answered:
-        return None
-    described = hello.discovery()
-    if described is None:
-        return _judge(port, "dtls", hello.replies, lambda data: None)
-    detail, evidence = described
-    return UdpService(port, "dtls", detail,
-                      {**evidence, "reply_bytes": sum(map(len, hello.replies))})
-
-
-async def _probe(ctx: DeviceContext, protocol: str, port: int) -> UdpService | None:
+async def _probe(ctx: DeviceContext, protocol: str, port: int,
+                 handed: tuple[UdpProbe, ...]) -> UdpService | None:
     if protocol == "snmp":
         return await _snmp(ctx, port)
-    if protocol == "coap":
-        return await _coap(ctx, port)
-    if protocol == "dtls":
-        return await _dtls(ctx, port)
+    for probe in handed:
+        if probe.protocol == protocol:
+            return await probe.ask(ctx, port)
     builders: dict[str, Callable[[], tuple[bytes, Parser]]] = {
         "mdns": _mdns, "tftp": _tftp, "ssdp": lambda: _ssdp(ctx.address, port),
     }
@@ -227,14 +213,15 @@ def udp_targets(ctx: DeviceContext) -> list[tuple[str, int]]:
     return sorted((protocol, port) for protocol, port in targets if port not in skip)
 
 
-async def udp_services(ctx: DeviceContext) -> tuple[UdpService, ...]:
-    """Collector: the UDP services that answer, by port (none when UDP probing is off).
+async def answering(ctx: DeviceContext, handed: tuple[UdpProbe, ...]) -> tuple[UdpService, ...]:
+    """The UDP services that answer, by port (none when UDP probing is off); `handed` asks for
+    the protocols this module does not (CoAP, DTLS).
 
     Each protocol is asked on its well-known port and on the ports the inventory names for it
     (`coap`, `coaps`, `snmp`, ...); ports excluded for the device are not probed.
     """
     if not ctx.options.udp:
         return ()
-    found = await asyncio.gather(*(_probe(ctx, protocol, port)
+    found = await asyncio.gather(*(_probe(ctx, protocol, port, handed)
                                    for protocol, port in udp_targets(ctx)))
     return tuple(sorted((s for s in found if s is not None), key=lambda s: (s.port, s.protocol)))

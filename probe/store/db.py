@@ -43,6 +43,7 @@ from probe import __version__
 from probe.errors import InputError
 from probe.profile import Profile
 from probe.secrets import remember
+from probe.stamps import parse_stamp, stamp
 from probe.store.models import Record, ResultRow, Sweep
 
 log = logging.getLogger(__name__)
@@ -82,14 +83,14 @@ class SweepInfo:
         return self.finished_at is not None
 
     def label(self) -> str:
-        when = self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = stamp(self.started_at)
         return f"#{self.number} ({when}, {self.state}, {self.records}/{self.devices} devices)"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "number": self.number,
-            "started_at": _stamp(self.started_at),
-            "finished_at": _stamp(self.finished_at) if self.finished_at else None,
+            "started_at": stamp(self.started_at),
+            "finished_at": stamp(self.finished_at) if self.finished_at else None,
             "state": self.state, "inventory": self.inventory, "devices": self.devices,
             "records": self.records, "profile": self.profile,
             "probe": {"version": self.probe_version, "intrusive": self.intrusive},
@@ -108,10 +109,6 @@ class ResultKey:
     severity: str
     waived: bool
     summary: str
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_store_url(text: str) -> URL:
@@ -357,8 +354,8 @@ class Store:
             with Session(self.engine) as session, session.begin():
                 row = Record(sweep_id=number, device_id=device_id,
                              address=record["device"]["address"], verdict=record["verdict"],
-                             started_at=_parse(record["started_at"]),
-                             finished_at=_parse(record["finished_at"]), record=record)
+                             started_at=parse_stamp(record["started_at"]),
+                             finished_at=parse_stamp(record["finished_at"]), record=record)
                 session.add(row)
                 session.flush()
                 session.add_all(_result_rows(number, row.id, record))
@@ -445,10 +442,6 @@ def _cause(exc: SQLAlchemyError) -> str:
     cause = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
     return lines[0] if lines else type(cause).__name__
-
-
-def _parse(stamp: str) -> dt.datetime:
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def _result_rows(number: int, record_id: int, record: dict[str, Any]) -> list[ResultRow]:

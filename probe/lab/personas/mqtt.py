@@ -7,12 +7,11 @@ are refused, topic authorization is `skipped` (no identity to probe with).
 
 from __future__ import annotations
 
-from probe.lab.personas import (
+from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     OPEN_PORTS,
     Persona,
     mqtt_expect,
-    register,
     tls_expect,
 )
 from probe.lab.servers import Silent, TcpListener
@@ -22,7 +21,7 @@ DEVICE_ACCOUNT = ("sensor-0042", "k7-Qm2x9-Lw4p")
 """The only account of the device-login personas: lab data, not a secret."""
 DEVICE_SCOPE = "devices/sensor-0042/"
 
-register(Persona(
+MQTT_OPEN_BROKER = Persona(
     name="mqtt-open-broker",
     description="cleartext MQTT on 1883 that accepts anyone, with or without credentials, "
                 "and delivers every topic, $SYS included",
@@ -31,9 +30,9 @@ register(Persona(
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
             **mqtt_expect("fail", "fail", "fail", "not_applicable")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+MQTT_DEVICE_LOGIN = Persona(
     name="mqtt-device-login",
     description="MQTT over TLS that accepts only the device's own account, confined to its "
                 "own topics; no client certificate asked",
@@ -43,9 +42,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
             **mqtt_expect("pass", "pass", "skipped", "fail")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+MQTT_MUTUAL_TLS = Persona(
     name="mqtt-mutual-tls",
     description="MQTT over TLS on 8883 that requires a client certificate (from the lab CA) "
                 "before any CONNECT, then the device's own account",
@@ -56,9 +55,9 @@ register(Persona(
             **mqtt_expect("pass", "pass", "skipped", "pass"),
             **tls_expect("pass", flaws="skipped")},
     expect_verdict="conformant",
-))
+)
 
-register(Persona(
+MQTT_SILENT = Persona(
     name="mqtt-silent",
     description="accepts TCP on 1883 and never answers a CONNECT",
     device_class="sensor",
@@ -66,4 +65,12 @@ register(Persona(
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
             **mqtt_expect("error", "error", "error", "not_applicable")},
     expect_verdict="nonconformant",
-))
+)
+
+PERSONAS = (
+    MQTT_OPEN_BROKER,
+    MQTT_DEVICE_LOGIN,
+    MQTT_MUTUAL_TLS,
+    MQTT_SILENT,
+)
+"""This module's personas, in lab order (`probe.lab.personas.ALL`)."""

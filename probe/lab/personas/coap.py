@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from probe.lab.personas import CLEARTEXT_MANAGEMENT, OPEN_PORTS, Persona, register
+from probe.lab.personas.base import CLEARTEXT_MANAGEMENT, OPEN_PORTS, Persona
 from probe.lab.servers import UdpListener
 from probe.lab.servers_coap import (
     DTLS_1_0,
@@ -48,7 +48,7 @@ _ZONES = tuple(
                  attributes=f';rt="com.example.{kind}";if="core.s";title="Zone {zone} {kind}"')
     for zone in range(1, 9) for kind in ("temperature", "humidity", "setpoint"))
 
-register(Persona(
+COAP_SENSOR = Persona(
     name="coap-sensor",
     description="plain CoAP on 5683: readable sensor values, every write refused (4.05)",
     device_class="sensor",
@@ -59,9 +59,9 @@ register(Persona(
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
             **coap_expect("fail", "fail", "pass")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+COAP_ACTUATOR = Persona(
     name="coap-actuator",
     description="plain CoAP on 5683 whose valve takes a PUT from anyone",
     device_class="gateway",
@@ -72,9 +72,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
             **coap_expect("fail", "fail", "pass")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+COAP_CHATTY = Persona(
     name="coap-chatty",
     description="plain CoAP on 5683 whose discovery document (over 1 KiB, one datagram) lists "
                 "24 resources that all want authorization",
@@ -83,9 +83,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
             **coap_expect("fail", "fail", "fail")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+COAP_LOCKED = Persona(
     name="coap-locked",
     description="plain CoAP on 5683 that answers 4.01 to everything, beside DTLS 1.2 on 5684",
     device_class="gateway",
@@ -95,9 +95,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
             **coap_expect("pass", "pass", "pass")},
     expect_verdict="conformant",
-))
+)
 
-register(Persona(
+COAPS_SENSOR = Persona(
     name="coaps-sensor",
     description="CoAP over DTLS only: 5684 answers a DTLS 1.2 hello with a cookie exchange and "
                 "a PSK suite, and refuses DTLS 1.0 with a protocol_version alert",
@@ -106,9 +106,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
             **coap_expect("pass", "pass", "not_applicable")},
     expect_verdict="conformant",
-))
+)
 
-register(Persona(
+COAPS_LEGACY = Persona(
     name="coaps-legacy",
     description="CoAP over DTLS only, but 5684 still completes a DTLS 1.0 hello",
     device_class="sensor",
@@ -117,7 +117,17 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
             **coap_expect("pass", "fail", "not_applicable")},
     expect_verdict="nonconformant",
-))
+)
+
+PERSONAS = (
+    COAP_SENSOR,
+    COAP_ACTUATOR,
+    COAP_CHATTY,
+    COAP_LOCKED,
+    COAPS_SENSOR,
+    COAPS_LEGACY,
+)
+"""This module's personas, in lab order (`probe.lab.personas.ALL`)."""
 
 INTRUSIVE_WRITE = MappingProxyType({
     "coap-sensor": "pass",

@@ -19,15 +19,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from probe.lab.personas import (
+from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     NO_MQTT,
     OPEN_PORTS,
     Persona,
     mqtt_expect,
-    register,
 )
-from probe.lab.personas_mqtt import DEVICE_ACCOUNT, DEVICE_SCOPE
+from probe.lab.personas.mqtt import DEVICE_ACCOUNT, DEVICE_SCOPE
 from probe.lab.servers import TcpListener
 from probe.lab.servers_monitor import BasicAuthSite, ReportingBroker, SyslogReporter, Throttle
 from probe.secrets import Secret
@@ -67,7 +66,7 @@ def _reporting(**options: Any) -> TcpListener:
                                              **options), tls=True)
 
 
-register(Persona(
+MONITOR_SYSLOG_TLS = Persona(
     name="monitor-syslog-tls",
     description="MQTT over TLS that reports every refused login to the fleet's collector as "
                 "RFC 5424 syslog over TLS (RFC 5425); it does not throttle",
@@ -75,9 +74,9 @@ register(Persona(
     listeners=(_reporting(syslog=SyslogReporter(SYSLOG_TLS_PORT, transport="tls")),),
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+MONITOR_MQTT_EVENTS = Persona(
     name="monitor-mqtt-events",
     description="MQTT over TLS that publishes every refused login on its own security topic "
                 f"({EVENT_TOPIC}) and a heartbeat every {HEARTBEAT_INTERVAL:g} s on "
@@ -88,9 +87,9 @@ register(Persona(
         heartbeat_topic=HEARTBEAT_TOPIC, heartbeat_every=HEARTBEAT_INTERVAL), tls=True),),
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+MONITOR_CLEARTEXT = Persona(
     name="monitor-cleartext",
     description="a web console on 8080 whose /admin asks for Basic credentials and reports "
                 "each refused user name as RFC 3164 syslog over UDP (cleartext)",
@@ -101,9 +100,9 @@ register(Persona(
                               app="httpd"))),),
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **UNMONITORED},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+MONITOR_UNREPORTED = Persona(
     name="monitor-unreported",
     description="MQTT over TLS that reports nothing: no security event, no heartbeat, although "
                 "its inventory declares a syslog collector and a heartbeat topic",
@@ -112,9 +111,9 @@ register(Persona(
                            tls=True),),
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+MONITOR_THROTTLED = Persona(
     name="monitor-throttled",
     description="MQTT over TLS that tarpits a source after five failed logins in 30 s (0.6 s "
                 "before each answer); it declares no monitoring sink",
@@ -122,7 +121,16 @@ register(Persona(
     listeners=(_reporting(throttle=Throttle(after=5, delay=0.6, window=30.0)),),
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
     expect_verdict="nonconformant",
-))
+)
+
+PERSONAS = (
+    MONITOR_SYSLOG_TLS,
+    MONITOR_MQTT_EVENTS,
+    MONITOR_CLEARTEXT,
+    MONITOR_UNREPORTED,
+    MONITOR_THROTTLED,
+)
+"""This module's personas, in lab order (`probe.lab.personas.ALL`)."""
 
 MONITORED_EXPECT: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "monitor-syslog-tls": monitor_expect("pass", "pass"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from probe.lab.personas import (
+from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     GOOD_TLS,
     NO_MQTT,
@@ -22,7 +22,6 @@ from probe.lab.personas import (
     OPEN_PORTS,
     REFUSING_MQTTS,
     Persona,
-    register,
     tls_expect,
     web_expect,
 )
@@ -67,7 +66,7 @@ WEAK_APP = WebApp(
     credentials=("admin", "admin"),
 )
 
-register(Persona(
+WEAK_WEBUI = Persona(
     name="weak-webui",
     description="a neglected camera web UI: content on cleartext HTTP 80; HTTPS 443 with "
                 "TLS 1.0/1.1, anonymous and static-RSA suites, client renegotiation and an "
@@ -83,9 +82,9 @@ register(Persona(
             **web_expect(cleartext="fail", authentication="fail", hsts="fail", clock="pass",
                          disclosure="fail")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+EXPIRED_BROKER = Persona(
     name="expired-broker",
     description="MQTT over TLS on 8883 (refuses anonymous clients) with a vendor certificate "
                 "that expired ten days ago",
@@ -94,9 +93,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS,
             **tls_expect("pass", validity="fail", trust="fail"), **NO_WEB},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+SELFSIGNED_CAMERA = Persona(
     name="selfsigned-camera",
     description="a well-kept camera web UI on 443 whose certificate is self-signed",
     device_class="camera",
@@ -106,9 +105,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT,
             **tls_expect("pass", trust="fail"), **web_expect("pass", cleartext="not_applicable")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+SKEWED_CLOCK = Persona(
     name="skewed-clock",
     description="a camera whose clock runs three hours ahead (HTTP Date) and whose "
                 "security.txt expired; HTTP 80 only redirects to HTTPS 443",
@@ -121,9 +120,9 @@ register(Persona(
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
             **web_expect("pass", clock="fail", disclosure="fail")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+GOOD_WEBUI = Persona(
     name="good-webui",
     description="a camera web UI done right: HTTPS only (lab certificate), every management "
                 "path behind Digest authentication, HSTS, a synchronised clock, security.txt",
@@ -133,9 +132,9 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
             **web_expect("pass", cleartext="not_applicable")},
     expect_verdict="conformant",
-))
+)
 
-register(Persona(
+DISCLOSURE_GATEWAY = Persona(
     name="disclosure-gateway",
     description="a gateway whose HTTPS API on 8443 needs credentials everywhere and "
                 "publishes an RFC 9116 security.txt",
@@ -148,4 +147,14 @@ register(Persona(
     expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
             **web_expect("pass", cleartext="not_applicable")},
     expect_verdict="conformant",
-))
+)
+
+PERSONAS = (
+    WEAK_WEBUI,
+    EXPIRED_BROKER,
+    SELFSIGNED_CAMERA,
+    SKEWED_CLOCK,
+    GOOD_WEBUI,
+    DISCLOSURE_GATEWAY,
+)
+"""This module's personas, in lab order (`probe.lab.personas.ALL`)."""

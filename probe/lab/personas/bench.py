@@ -8,21 +8,20 @@ non-intrusive profile, like every persona's.
 
 from __future__ import annotations
 
-from probe.lab.personas import (
+from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     GOOD_TLS,
     OPEN_PORTS,
     Persona,
     mqtt_expect,
-    register,
     web_expect,
 )
-from probe.lab.personas_coap import coap_expect
+from probe.lab.personas.coap import coap_expect
 from probe.lab.servers import HttpPage, MqttRefuse, TcpListener, UdpListener
 from probe.lab.servers_coap import CoapDevice, CoapResource
 from probe.lab.servers_mqtt import MqttBroker
 
-register(Persona(
+BENCH_DEVICE = Persona(
     name="bench-device",
     description="a gateway with everything a fleet benchmark times: cleartext MQTT on 1883 "
                 "open to anyone, MQTT over TLS on 8883 refusing anonymous clients, a page on "
@@ -44,4 +43,9 @@ register(Persona(
                          disclosure="fail"),
             **coap_expect("fail", "fail", "pass")},
     expect_verdict="nonconformant",
-))
+)
+
+PERSONAS = (
+    BENCH_DEVICE,
+)
+"""This module's personas, in lab order (`probe.lab.personas.ALL`)."""

@@ -14,17 +14,16 @@ makes one for a test, which stops its listeners when the countdown runs out.
 
 from __future__ import annotations
 
-from probe.lab.personas import (
+from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     NO_WEB,
     OPEN_PORTS,
     Persona,
     mqtt_expect,
-    register,
     tls_expect,
     web_expect,
 )
-from probe.lab.personas_coap import coap_expect
+from probe.lab.personas.coap import coap_expect
 from probe.lab.servers import FtpLogin, MqttRefuse, TcpListener, TelnetLogin, UdpListener
 from probe.lab.servers_hostile import (
     STALLED_RECORD,
@@ -54,7 +53,7 @@ UNDECIDED_MQTT = mqtt_expect("error", "error", "skipped", "not_applicable")
 """A cleartext MQTT port (1883) whose CONNACK is malformed: the CONNECTs were not answered
 decisively; without credentials topic authorization is not tried."""
 
-register(Persona(
+HOSTILE_DRIP = Persona(
     name="hostile-drip",
     description="drips a byte a second on every port: dots on Telnet and MQTT (1883), a TLS "
                 "record header promising 16 KB and then dots on 8883",
@@ -64,9 +63,9 @@ register(Persona(
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error", **SILENT_MQTTS,
             **tls_expect("error"), **NO_WEB, **NO_COAP},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+HOSTILE_GARBAGE = Persona(
     name="hostile-garbage",
     description="answers noise on every protocol: Telnet, HTTP, HTTPS, MQTT and MQTT-over-TLS "
                 "ports, and CoAP, DTLS and SNMP datagrams; none of them is identified",
@@ -79,9 +78,9 @@ register(Persona(
             **mqtt_expect("error", "error", "error", "error"), **tls_expect("error"),
             **web_expect("error"), **NO_COAP},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+HOSTILE_BAD_CONNACK = Persona(
     name="hostile-bad-connack",
     description="answers every MQTT CONNECT on 1883 with a CONNACK whose remaining length runs "
                 "past four bytes",
@@ -90,9 +89,9 @@ register(Persona(
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **UNDECIDED_MQTT,
             **tls_expect("not_applicable"), **NO_WEB, **NO_COAP},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+HOSTILE_ENDLESS = Persona(
     name="hostile-endless",
     description="answers MQTT (1883) with a CONNACK claiming 256 MB and streams it, and HTTP "
                 "(80) with a body without end and without a Date header",
@@ -102,9 +101,9 @@ register(Persona(
             **tls_expect("not_applicable"),
             **web_expect(cleartext="fail", authentication="fail", clock="fail"), **NO_COAP},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+HOSTILE_TLS_STALL = Persona(
     name="hostile-tls-stall",
     description="answers a ClientHello (8883, 443) with a TLS record header promising 16 KB, "
                 "a few bytes of it, then silence",
@@ -114,9 +113,9 @@ register(Persona(
             **tls_expect("error"), **web_expect("error", cleartext="not_applicable"),
             **NO_COAP},
     expect_verdict="inconclusive",
-))
+)
 
-register(Persona(
+HOSTILE_COAP_FLOOD = Persona(
     name="hostile-coap-flood",
     description="answers every CoAP request on 5683 with 200 copies of a 1 KB response; MQTT "
                 "over TLS on 8883 refuses anonymous clients",
@@ -126,9 +125,9 @@ register(Persona(
             **mqtt_expect("pass", "pass", "skipped", "fail"), **tls_expect("pass"), **NO_WEB,
             **coap_expect("fail", "fail", "fail")},
     expect_verdict="nonconformant",
-))
+)
 
-register(Persona(
+HOSTILE_RESET = Persona(
     name="hostile-reset",
     description="accepts every connection (Telnet, MQTT, MQTT over TLS) and resets it at once",
     device_class="sensor",
@@ -136,7 +135,18 @@ register(Persona(
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error", **SILENT_MQTTS,
             **tls_expect("error"), **NO_WEB, **NO_COAP},
     expect_verdict="nonconformant",
-))
+)
+
+PERSONAS = (
+    HOSTILE_DRIP,
+    HOSTILE_GARBAGE,
+    HOSTILE_BAD_CONNACK,
+    HOSTILE_ENDLESS,
+    HOSTILE_TLS_STALL,
+    HOSTILE_COAP_FLOOD,
+    HOSTILE_RESET,
+)
+"""This module's personas, in lab order (`probe.lab.personas.ALL`)."""
 
 VANISHING_EXPECT = {OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error",
                     **mqtt_expect("error", "error", "error", "not_applicable"),
