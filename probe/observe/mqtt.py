@@ -99,8 +99,8 @@ class ClientCertificate:
     password: Secret | None = field(default=None, repr=False)
 
 
-Result = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
-                 "timeout", "tcp-refused", "network-error"]
+ConnectOutcome = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
+                         "timeout", "tcp-refused", "network-error"]
 
 DESCRIPTION = {
     "certificate-required": "the TLS layer requires a client certificate",
@@ -117,7 +117,7 @@ class Outcome:
     """What one CONNECT got."""
 
     level: int
-    result: Result
+    result: ConnectOutcome
     code: int | None = None
     session_present: bool = False
     reason_string: str | None = None
