@@ -546,7 +546,7 @@ class SinkReport:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CanaryRun:
     """What the canary did and what reached the sinks."""
 
@@ -686,12 +686,12 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
     """Collector: the tagged failed logins and the events they caused (module docstring)."""
     sinks = declared_sinks(ctx.device)
     if not sinks.for_events:
-        return CanaryRun(sinks)
+        return CanaryRun(sinks=sinks)
     params = {**EVENT_DEFAULTS, **ctx.params_for(EVENT_CHECK)}
     window = _number(params, EVENT_CHECK, "event_timeout")
     targets = await ctx.observe(login_targets)
     if not any(not t.not_tried for t in targets):
-        return CanaryRun(sinks, targets, window=window)
+        return CanaryRun(sinks=sinks, targets=targets, window=window)
     tag, password = new_tag()
     hide = (*hidden_values(ctx.device), password)
     box = Box(tag, ctx.address, sinks.forwarders)
@@ -752,11 +752,13 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
             await asyncio.gather(*tasks, return_exceptions=True)
     reports = tuple(SinkReport(name, channel, problems.get(name))
                     for name, channel in channels.items())
-    return CanaryRun(sinks, targets, tag, window, reports, tuple(attempts), first,
-                     tuple(box.matched), tuple(box.named), tuple(box.failures),
-                     tuple(box.rejected), box.seen,
-                     time.monotonic() - (first if first is not None else begin), repeated,
-                     cut_short, tuple(runs), hide)
+    return CanaryRun(sinks=sinks, targets=targets, tag=tag, window=window, reports=reports,
+                     attempts=tuple(attempts), first_sent=first, matched=tuple(box.matched),
+                     named=tuple(box.named), failures=tuple(box.failures),
+                     rejected=tuple(box.rejected), events_seen=box.seen,
+                     waited=time.monotonic() - (first if first is not None else begin),
+                     repeated_after=repeated, cut_short=cut_short, commands=tuple(runs),
+                     hide=hide)
 
 
 # ---------------------------------------------------------------------------------------------
