@@ -232,7 +232,7 @@ def test_an_mqtt_topic_counts_only_the_nonce_and_syslog_only_trusted_senders() -
 
 
 def test_event_texts_are_scrubbed_of_secrets() -> None:
-    run = CanaryRun(declared_sinks(Device("d", "127.0.0.1")), tag="iotprobe-0123456789ab",
+    run = CanaryRun(sinks=declared_sinks(Device("d", "127.0.0.1")), tag="iotprobe-0123456789ab",
                     hide=("s3cret-value",))
     shown = run.event(_event("login failed: iotprobe-0123456789ab with s3cret-value"))
     assert "s3cret-value" not in shown["text"] and "***" in shown["text"]

@@ -129,7 +129,7 @@ class Account:
 
 
 @dataclass(frozen=True)
-class ClientCertificate:
+class CertificateFiles:
     """A client certificate and key the setup step creates (inventory `tls_client`)."""
 
     cert: str
@@ -137,7 +137,7 @@ class ClientCertificate:
 
 
 @dataclass(frozen=True)
-class MqttSink:
+class RealMqttSink:
     """The device's own broker as its monitoring sink (inventory `monitor.mqtt`), verified
     with the lab CA, with the topic of its heartbeat and the interval it ticks at."""
 
@@ -166,8 +166,8 @@ class RealDevice:
     expect_verdict: str
     args: tuple[str, ...] = ()
     certificate: Certificate = ""
-    credentials: Mapping[str, Account | ClientCertificate] = field(default_factory=dict)
-    monitor: MqttSink | None = None
+    credentials: Mapping[str, Account | CertificateFiles] = field(default_factory=dict)
+    monitor: RealMqttSink | None = None
     syslog: bool = False
     """The device sends its log to the probe's syslog listener (UDP, SYSLOG_PORT)."""
 
@@ -219,10 +219,10 @@ def intrusive(mqtt: str = "not_applicable", http: str = "not_applicable",
 PROBE = Account("probe", "probe.password")
 CANARY = Account("canary", "canary.password")
 MONITOR = Account("monitor", "monitor.password")
-BROKER_IDENTITIES: dict[str, Account | ClientCertificate] = {"mqtt": PROBE,
-                                                              "mqtt_canary": CANARY}
+BROKER_IDENTITIES: dict[str, Account | CertificateFiles] = {"mqtt": PROBE,
+                                                             "mqtt_canary": CANARY}
 """The probe's low-privilege identity and its canary on the password brokers."""
-CLIENT = ClientCertificate("client.crt", "client.key")
+CLIENT = CertificateFiles("client.crt", "client.key")
 
 TLS_BROKER = {OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **GOOD_TLS, FLEET_KEYS: "pass",
               **NO_WEB, **NO_COAP}
@@ -287,7 +287,7 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         expect_intrusive=intrusive(mqtt="pass", throttling="fail"),
         expect_verdict="nonconformant",
         credentials=BROKER_IDENTITIES,
-        monitor=MqttSink(8883, True, "$SYS/broker/log/#", MONITOR, "$SYS/broker/uptime", 5),
+        monitor=RealMqttSink(8883, True, "$SYS/broker/log/#", MONITOR, "$SYS/broker/uptime", 5),
     ),
     RealDevice(
         name="web-strong",
@@ -443,7 +443,7 @@ def inventory_document(entries: Sequence[tuple[RealDevice, str, str | None]], st
         if device.credentials:
             entry["credentials"] = {
                 name: {"cert_file": f"{state}/{item.cert}", "key_file": f"{state}/{item.key}"}
-                if isinstance(item, ClientCertificate)
+                if isinstance(item, CertificateFiles)
                 else {"username": item.username, "password_file": f"{state}/{item.secret}"}
                 for name, item in device.credentials.items()}
         monitor: dict[str, Any] = {}

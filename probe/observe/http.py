@@ -361,7 +361,7 @@ def challenge_scheme(response: Response) -> str | None:
 
 
 @dataclass(frozen=True)
-class Attempt:
+class HttpAttempt:
     username: str
     status: int | None
     error: str | None = None
@@ -384,14 +384,14 @@ class CredentialTrial:
     endpoint: HttpEndpoint
     path: str
     scheme: str
-    attempts: tuple[Attempt, ...]
+    attempts: tuple[HttpAttempt, ...]
 
     @property
-    def accepted(self) -> Attempt | None:
+    def accepted(self) -> HttpAttempt | None:
         return next((a for a in self.attempts if a.accepted), None)
 
     @property
-    def undecided(self) -> Attempt | None:
+    def undecided(self) -> HttpAttempt | None:
         last = self.attempts[-1] if self.attempts else None
         return last if last is not None and last.status is None else None
 
@@ -423,7 +423,7 @@ async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]
     last: float | None = None
     trials = []
     for endpoint, path, scheme in authenticated_paths([*roots, *protected]):
-        attempts: list[Attempt] = []
+        attempts: list[HttpAttempt] = []
         for username, password in pairs:
             if last is not None:
                 await asyncio.sleep(max(0.0, last + float(pace) - loop.time()))
@@ -431,7 +431,7 @@ async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]
                                 else httpx.BasicAuth(username, password))
             answer = await request(ctx, endpoint.port, endpoint.tls, path, auth)
             last = loop.time()
-            attempts.append(Attempt(username, answer.status, answer.error))
+            attempts.append(HttpAttempt(username, answer.status, answer.error))
             if answer.status is None or answer.status < 400:
                 break
         trials.append(CredentialTrial(endpoint, path, scheme, tuple(attempts)))

@@ -221,7 +221,7 @@ async def login_targets(ctx: DeviceContext) -> tuple[LoginTarget, ...]:
 
 
 @dataclass(frozen=True)
-class Attempt:
+class LoginAttempt:
     """One tagged failed-login attempt and what it got."""
 
     target: LoginTarget
@@ -261,7 +261,7 @@ def _mqtt_kind(outcome: Outcome) -> Kind:
 
 
 async def _mqtt_attempt(ctx: DeviceContext, target: LoginTarget, tag: str, password: str,
-                        on_source: Callable[[str], None]) -> Attempt:
+                        on_source: Callable[[str], None]) -> LoginAttempt:
     level = target.level
     client = _tls_client(target.certificate) if target.tls else None
     presented = target.certificate is not None
@@ -303,12 +303,12 @@ async def _mqtt_attempt(ctx: DeviceContext, target: LoginTarget, tag: str, passw
                           f"{ctx.timeout:g} s")
     except OSError as exc:
         outcome = _broken(level, exc, client, presented, handshake=True)
-    return Attempt(target, begin, time.monotonic() - begin, _mqtt_kind(outcome),
-                   outcome.describe(), outcome.code, source, wait)
+    return LoginAttempt(target, begin, time.monotonic() - begin, _mqtt_kind(outcome),
+                        outcome.describe(), outcome.code, source, wait)
 
 
 async def _http_attempt(ctx: DeviceContext, target: LoginTarget, tag: str,
-                        password: str) -> Attempt:
+                        password: str) -> LoginAttempt:
     auth: httpx.Auth = (httpx.DigestAuth(tag, password) if target.scheme == "digest"
                         else httpx.BasicAuth(tag, password))
     begin = time.monotonic()
@@ -316,7 +316,7 @@ async def _http_attempt(ctx: DeviceContext, target: LoginTarget, tag: str,
     elapsed = time.monotonic() - begin
     status = answer.status
     if status is None:
-        return Attempt(target, begin, elapsed, "dropped", answer.error or "no answer")
+        return LoginAttempt(target, begin, elapsed, "dropped", answer.error or "no answer")
     kind: Kind
     if status in _HTTP_DENIED:
         kind = "denied"
@@ -324,11 +324,11 @@ async def _http_attempt(ctx: DeviceContext, target: LoginTarget, tag: str,
         kind = "accepted"
     else:
         kind = "refused" if status in _HTTP_REFUSED else "undecided"
-    return Attempt(target, begin, elapsed, kind, f"HTTP {status}", status)
+    return LoginAttempt(target, begin, elapsed, kind, f"HTTP {status}", status)
 
 
 async def attempt(ctx: DeviceContext, target: LoginTarget, tag: str, password: str,
-                  on_source: Callable[[str], None]) -> Attempt:
+                  on_source: Callable[[str], None]) -> LoginAttempt:
     """One failed login on `target` with the tag as client id and user name."""
     if target.kind == "mqtt":
         return await _mqtt_attempt(ctx, target, tag, password, on_source)
@@ -546,7 +546,7 @@ class SinkReport:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CanaryRun:
     """What the canary did and what reached the sinks."""
 
@@ -555,7 +555,7 @@ class CanaryRun:
     tag: str = ""
     window: float = 0.0
     reports: tuple[SinkReport, ...] = ()
-    attempts: tuple[Attempt, ...] = ()
+    attempts: tuple[LoginAttempt, ...] = ()
     first_sent: float | None = None
     matched: tuple[Accepted, ...] = ()
     named: tuple[Event, ...] = ()
@@ -668,7 +668,7 @@ async def _wait(box: Box, seconds: float) -> None:
         await asyncio.wait_for(box.found.wait(), max(0.0, seconds))
 
 
-async def _repeat(ctx: DeviceContext, box: Box, attempts: list[Attempt], password: str,
+async def _repeat(ctx: DeviceContext, box: Box, attempts: list[LoginAttempt], password: str,
                   first: float, deadline: float) -> float | None:
     """Step 5 of the canary (module docstring): wait half the window for a counted event; if
     none came and the window is still open, make each refused login once more. Returns when
@@ -686,12 +686,12 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
     """Collector: the tagged failed logins and the events they caused (module docstring)."""
     sinks = declared_sinks(ctx.device)
     if not sinks.for_events:
-        return CanaryRun(sinks)
+        return CanaryRun(sinks=sinks)
     params = {**EVENT_DEFAULTS, **ctx.params_for(EVENT_CHECK)}
     window = _number(params, EVENT_CHECK, "event_timeout")
     targets = await ctx.observe(login_targets)
     if not any(not t.not_tried for t in targets):
-        return CanaryRun(sinks, targets, window=window)
+        return CanaryRun(sinks=sinks, targets=targets, window=window)
     tag, password = new_tag()
     hide = (*hidden_values(ctx.device), password)
     box = Box(tag, ctx.address, sinks.forwarders)
@@ -699,7 +699,7 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
     channels: dict[SinkName, str] = {}
     tasks: list[asyncio.Task[None]] = []
     runs: list[CommandRun] = []
-    attempts: list[Attempt] = []
+    attempts: list[LoginAttempt] = []
     since = time.time() - 1.0
     first: float | None = None
     repeated: float | None = None
@@ -752,11 +752,13 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
             await asyncio.gather(*tasks, return_exceptions=True)
     reports = tuple(SinkReport(name, channel, problems.get(name))
                     for name, channel in channels.items())
-    return CanaryRun(sinks, targets, tag, window, reports, tuple(attempts), first,
-                     tuple(box.matched), tuple(box.named), tuple(box.failures),
-                     tuple(box.rejected), box.seen,
-                     time.monotonic() - (first if first is not None else begin), repeated,
-                     cut_short, tuple(runs), hide)
+    return CanaryRun(sinks=sinks, targets=targets, tag=tag, window=window, reports=reports,
+                     attempts=tuple(attempts), first_sent=first, matched=tuple(box.matched),
+                     named=tuple(box.named), failures=tuple(box.failures),
+                     rejected=tuple(box.rejected), events_seen=box.seen,
+                     waited=time.monotonic() - (first if first is not None else begin),
+                     repeated_after=repeated, cut_short=cut_short, commands=tuple(runs),
+                     hide=hide)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,7 +771,7 @@ class Burst:
     """The failed logins sent to one endpoint, in order."""
 
     target: LoginTarget
-    attempts: tuple[Attempt, ...] = ()
+    attempts: tuple[LoginAttempt, ...] = ()
     planned: int = 0
     max_rate: float = 0.0
 
@@ -778,7 +780,7 @@ class Burst:
         return [{"n": n, **a.evidence(origin)} for n, a in enumerate(self.attempts, 1)]
 
 
-def _stops(attempts: list[Attempt]) -> bool:
+def _stops(attempts: list[LoginAttempt]) -> bool:
     """Whether the burst has shown enough: an accepted login, a first attempt that got no
     ordinary refusal, or two attempts in a row that were not ordinary refusals."""
     last = attempts[-1]
@@ -791,7 +793,7 @@ def _stops(attempts: list[Attempt]) -> bool:
 
 async def _burst(ctx: DeviceContext, target: LoginTarget, count: int, rate: float) -> Burst:
     tag, password = new_tag()
-    attempts: list[Attempt] = []
+    attempts: list[LoginAttempt] = []
     spacing = 1.0 / rate
     for _ in range(count):
         if attempts:
@@ -842,7 +844,7 @@ class Slowdown:
                 "delay_factor": round(min(self.factor, 1e6), 2), "window": self.window}
 
 
-def slowdowns(attempts: tuple[Attempt, ...]) -> list[Slowdown]:
+def slowdowns(attempts: tuple[LoginAttempt, ...]) -> list[Slowdown]:
     """Per measure, the median delay of the first and of the last `MEDIAN_WINDOW` ordinary
     refusals (fewer when the burst is short); nothing with fewer than two. The answer alone
     shows a tarpit that handshake jitter would hide; the whole attempt shows one in the

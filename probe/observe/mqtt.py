@@ -99,8 +99,8 @@ class ClientCertificate:
     password: Secret | None = field(default=None, repr=False)
 
 
-Result = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
-                 "timeout", "tcp-refused", "network-error"]
+ConnectOutcome = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
+                         "timeout", "tcp-refused", "network-error"]
 
 DESCRIPTION = {
     "certificate-required": "the TLS layer requires a client certificate",
@@ -117,7 +117,7 @@ class Outcome:
     """What one CONNECT got."""
 
     level: int
-    result: Result
+    result: ConnectOutcome
     code: int | None = None
     session_present: bool = False
     reason_string: str | None = None
@@ -525,7 +525,7 @@ def client_certificate(device: Device) -> ClientCertificate | None:
 
 
 @dataclass(frozen=True)
-class Attempt:
+class MqttAttempt:
     username: str
     outcome: Outcome
 
@@ -542,17 +542,17 @@ class CredentialTrial:
 
     endpoint: Endpoint
     level: int
-    attempts: tuple[Attempt, ...]
+    attempts: tuple[MqttAttempt, ...]
     anonymous_accepted: bool
     not_tried: str = ""
     """Why no pair was tried (the endpoint never answered, or needs a certificate we lack)."""
 
     @property
-    def accepted(self) -> Attempt | None:
+    def accepted(self) -> MqttAttempt | None:
         return next((a for a in self.attempts if a.outcome.accepted), None)
 
     @property
-    def undecided(self) -> Attempt | None:
+    def undecided(self) -> MqttAttempt | None:
         """The attempt that ended the trial without an answer (timeout, not MQTT, ...)."""
         last = self.attempts[-1] if self.attempts else None
         return last if last is not None and not last.outcome.decided else None
@@ -591,14 +591,14 @@ async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]
                                           "requires a client certificate and the inventory "
                                           "has no credentials.tls_client"))
             continue
-        attempts: list[Attempt] = []
+        attempts: list[MqttAttempt] = []
         for username, password in pairs:
             if last is not None:
                 await asyncio.sleep(max(0.0, last + pace - loop.time()))
             outcome, _ = await login(ctx, endpoint, level, Identity(username, username, password),
                                      certificate if endpoint.needs_certificate else None)
             last = loop.time()
-            attempts.append(Attempt(username, outcome))
+            attempts.append(MqttAttempt(username, outcome))
             if not outcome.refused:
                 break
         trials.append(CredentialTrial(endpoint, level, tuple(attempts), accepted))
