@@ -94,6 +94,15 @@ def fleet_pair() -> tuple[Case, Case]:
     return device("twin-a", "127.0.0.13"), device("twin-b", "127.0.0.14")
 
 
+def fleet_error() -> Case:
+    """A device whose certificate check errored with device text in its summary: the fleet
+    result quotes that summary, escaped once."""
+    return Case(Device("odd-5", "127.0.0.15"), "127.0.0.15", (),
+                (_result("tls.certificate-validity", Status.ERROR,
+                         "handshake: alert a\\b\x07\u202e", "tcp/443"),
+                 _result("fleet.unique-keys", Status.SKIPPED, "decided across the fleet")))
+
+
 SINGLE = {"waived-fail": waived_fail, "budget-error": budget_error,
           "resolved-name": resolved_name, "hostile": hostile}
 """Golden name -> the device whose record it holds."""

@@ -23,7 +23,7 @@ from probe.lab.servers_mqtt import MqttBroker, MutualTls, matches
 from probe.model import Device
 from probe.profile import Profile
 from probe.profile_loader import load_profile
-from probe.record import build_record, validate_record
+from probe.record.schema import validate_record
 from probe.secrets import Secret
 
 BASE = "127.82.0.1"
@@ -71,7 +71,7 @@ async def scan(tmp_path: Path, personas: Sequence[Persona], base: str, *, intrus
     records: dict[str, dict[str, Any]] = {}
 
     async def keep(outcome: Any) -> None:
-        record = build_record(outcome, resolved)
+        record = outcome.to_json()
         validate_record(record)
         records[record["device"]["id"]] = record
 

@@ -28,9 +28,10 @@ from daemons import (
 from daemons import device_context as context
 
 from probe.context import ScanOptions
-from probe.engine import DeviceOutcome, Engine
+from probe.engine import Engine
 from probe.model import Device, Finding, Status
 from probe.profile_loader import load_profile
+from probe.record.model import Record
 
 WEB = ("http.authentication", "http.hsts", "monitor.clock-sync",
        "monitor.vulnerability-disclosure")
@@ -149,7 +150,7 @@ async def test_three_hundred_silent_ports_fail_open_ports_within_the_budget(
         tmp_path: Path) -> None:
     """Identifying them all would take about 100 s; the budget is 16 s. The port scan alone
     decides net.open-ports; the other checks name the ports they could not decide."""
-    outcomes: list[DeviceOutcome] = []
+    outcomes: list[Record] = []
     profile = load_profile(str(write_profile(tmp_path)))
     options = ScanOptions(timeout=1.0, budget=16.0, udp=False, exclude_ports=(2024,))
     device = Device(id="many", address="127.136.1.1", exclude_ports=(2024,))
