@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from probe.escaping import EVIDENCE_BUDGET, MAX_TEXT, Bounder, escape
+from probe.escaping import EVIDENCE_BUDGET, MAX_TEXT, Bounder, bounded_text, escape
 from probe.model import Device, Finding, Result, Service, Severity, Status, Verdict, Waiver
 from probe.model import verdict_of as _verdict_of
 from probe.secrets import device_redactor
@@ -186,6 +186,12 @@ def _result_of(row: Mapping[str, Any]) -> Result:
     )
 
 
+def _text(value: str, redact: Redact) -> str:
+    """One device string as a record holds it: redacted, then escaped and cut to MAX_TEXT (what
+    a fresh `Bounder(MAX_TEXT, redact).text` does, without building one per string)."""
+    return bounded_text(redact(value), MAX_TEXT)
+
+
 def stored(result: Result, redact: Redact = _kept) -> Result:
     """`result` as a record holds it: target, summary and evidence (device strings) redacted of
     `redact`'s secrets, then escaped and bounded; the waiver reduced to what a record keeps.
@@ -194,9 +200,8 @@ def stored(result: Result, redact: Redact = _kept) -> Result:
     waived = result.waived
     return Result(
         result.check, result.control, result.severity,
-        Finding(finding.status, Bounder(MAX_TEXT, redact).text(finding.summary),
-                Bounder(MAX_TEXT, redact).text(finding.target),
-                Bounder(EVIDENCE_BUDGET, redact).value(dict(finding.evidence))),
+        Finding(finding.status, _text(finding.summary, redact), _text(finding.target, redact),
+                Bounder(EVIDENCE_BUDGET, redact).value(finding.evidence)),
         result.remediation, result.references, result.duration_ms,
         None if waived is None else Waiver(waived.check, escape(waived.justification),
                                            waived.expires))
@@ -206,7 +211,7 @@ def _stored_service(service: Service, redact: Redact) -> Service:
     if not service.detail:
         return service
     return Service(service.transport, service.port, service.protocol, service.tls,
-                   Bounder(MAX_TEXT, redact).text(service.detail))
+                   _text(service.detail, redact))
 
 
 def record_of(*, device: Device, address: str, profile: ProfileRef, probe: ProbeInfo,
@@ -215,14 +220,11 @@ def record_of(*, device: Device, address: str, profile: ProfileRef, probe: Probe
     """The record of a device the engine finished: every string from the device or the
     inventory redacted of the device's secrets, escaped and bounded (probe.escaping)."""
     redact = device_redactor(device.credentials, device.monitor)
-
-    def text(value: str) -> str:
-        return Bounder(MAX_TEXT, redact).text(value)
-
-    public = Device(id=device.id, address=text(device.address),
-                    hostname=text(device.hostname) if device.hostname else None,
-                    device_class=text(device.device_class) if device.device_class else None,
-                    site=text(device.site) if device.site else None)
+    public = Device(
+        id=device.id, address=_text(device.address, redact),
+        hostname=_text(device.hostname, redact) if device.hostname else None,
+        device_class=_text(device.device_class, redact) if device.device_class else None,
+        site=_text(device.site, redact) if device.site else None)
     return Record(
         device=public,
         resolved_address=address if address != device.address else None,
