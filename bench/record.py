@@ -1,20 +1,20 @@
 """Benchmark (not a test): the record path of one device, build + validate + atomic write.
 
 Run from the repository: `.venv/bin/python bench/record.py` (options: `--records`, `--repeats`,
-`--record`). The outcomes are those of a real scan: `bench/data/bench-device.record.json` is the
+`--record`). The records are those of a real scan: `bench/data/bench-device.record.json` is the
 record of one `bench-device` persona scanned with the built-in iso27400 profile (`iotprobe lab
-up --devices 1 --personas bench-device`, then `iotprobe scan`), turned back into its
-`DeviceOutcome` and given a new device id per record, so every record is a file of its own, as
-in a fleet. Each step runs over all the records; the best of `--repeats` rounds is kept, in CPU
-milliseconds per record (process time: the file system's work in the kernel counts, other jobs
-on the machine do not).
+up --devices 1 --personas bench-device`, then `iotprobe scan`), read back as a `Record` and given
+a new device id per record, so every record is a file of its own, as in a fleet. Each step runs
+over all the records; the best of `--repeats` rounds is kept, in CPU milliseconds per record
+(process time: the file system's work in the kernel counts, other jobs on the machine do not).
 
 - **before**: the pure-Python jsonschema Draft 2020-12 validator with format checking (built
   once), and `json.dumps(record, indent=2)` through the same atomic writer;
-- **now**: `probe.record.validate_record` and `probe.record.write_record`.
+- **now**: `probe.record.schema.validate_record` and `probe.record.files.write_record`.
 
-Both build the record with `probe.record.build_record`. Every record written in the "now" rounds
-is read back and checked against the shipped schema by the pure-Python validator.
+Both build the record as the engine does (`probe.record.model.record_of`: redaction, escaping
+and bounds) and lay it out with `Record.to_json()`. Every record written in the "now" rounds is
+read back and checked against the shipped schema by the pure-Python validator.
 """
 
 from __future__ import annotations
@@ -31,31 +31,32 @@ from typing import Any
 
 import jsonschema
 
-from probe.engine import DeviceOutcome
 from probe.profile_loader import load_profile
-from probe.record import (
-    build_record,
-    record_filename,
-    schema,
-    validate_record,
-    write_atomic,
-    write_record,
-)
-from probe.run import outcome_of_record
+from probe.record.files import read_record, record_filename, write_atomic, write_record
+from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.record.schema import schema, validate_record
 
 REPO = Path(__file__).resolve().parent.parent
 RECORD = REPO / "bench" / "data" / "bench-device.record.json"
 
-Step = Callable[[list[DeviceOutcome], list[dict[str, Any]], Path], None]
+Step = Callable[[list[Record], list[dict[str, Any]], Path], None]
 
 
-def outcomes_of(record_path: Path, count: int) -> list[DeviceOutcome]:
-    outcome = outcome_of_record(json.loads(record_path.read_text(encoding="utf-8")))
-    return [dataclasses.replace(outcome, device=dataclasses.replace(
-        outcome.device, id=f"{outcome.device.id}-{n:05d}")) for n in range(count)]
+def outcomes_of(record_path: Path, count: int) -> list[Record]:
+    record = read_record(record_path)
+    return [dataclasses.replace(record, device=dataclasses.replace(
+        record.device, id=f"{record.device.id}-{n:05d}")) for n in range(count)]
 
 
-def best_ms(step: Step, outcomes: list[DeviceOutcome], records: list[dict[str, Any]],
+def built(outcome: Record, profile: ProfileRef) -> Record:
+    """`outcome` built again as the engine builds a record (redacted, escaped, bounded)."""
+    return record_of(device=outcome.device, address=outcome.address, profile=profile,
+                     probe=ProbeInfo(outcome.probe.version, outcome.probe.intrusive),
+                     started_at=outcome.started_at, finished_at=outcome.finished_at,
+                     services=outcome.services, results=outcome.results)
+
+
+def best_ms(step: Step, outcomes: list[Record], records: list[dict[str, Any]],
             outdir: Path, repeats: int) -> float:
     """The fastest of `repeats` rounds of `step` over every record, in CPU ms per record. Each
     round writes into a directory of its own, `outdir/<round>`: new files, as in a fleet."""
@@ -75,40 +76,40 @@ def main(argv: list[str]) -> int:
                         help="a record whose outcome every benchmarked record repeats")
     args = parser.parse_args(argv)
 
-    profile = load_profile("iso27400")
+    profile = ProfileRef(**load_profile("iso27400").meta())
     outcomes = outcomes_of(args.record, args.records)
-    records = [build_record(o, profile) for o in outcomes]
+    records = [built(o, profile).to_json() for o in outcomes]
     reference = jsonschema.Draft202012Validator(
         schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
-    def build(outcomes: list[DeviceOutcome], _: list[dict[str, Any]], __: Path) -> None:
+    def build(outcomes: list[Record], _: list[dict[str, Any]], __: Path) -> None:
         for outcome in outcomes:
-            build_record(outcome, profile)
+            built(outcome, profile).to_json()
 
-    def validate_before(_: list[DeviceOutcome], records: list[dict[str, Any]],
+    def validate_before(_: list[Record], records: list[dict[str, Any]],
                         __: Path) -> None:
         for record in records:
             reference.validate(record)
 
-    def validate_now(_: list[DeviceOutcome], records: list[dict[str, Any]], __: Path) -> None:
+    def validate_now(_: list[Record], records: list[dict[str, Any]], __: Path) -> None:
         for record in records:
             validate_record(record)
 
-    def write_before(_: list[DeviceOutcome], records: list[dict[str, Any]],
+    def write_before(outcomes: list[Record], records: list[dict[str, Any]],
                      outdir: Path) -> None:
-        for record in records:
-            path = outdir / record_filename(record["device"]["id"])
+        for outcome, record in zip(outcomes, records, strict=True):
+            path = outdir / record_filename(outcome.device.id)
             write_atomic(path, json.dumps(record, indent=2) + "\n")
 
-    def write_now(_: list[DeviceOutcome], records: list[dict[str, Any]], outdir: Path) -> None:
-        for record in records:
-            write_record(outdir, record)
+    def write_now(outcomes: list[Record], records: list[dict[str, Any]], outdir: Path) -> None:
+        for outcome, record in zip(outcomes, records, strict=True):
+            write_record(outdir, outcome, record)
 
     rows: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="iotprobe-bench-record-") as tmp:
         before_dir, now_dir = Path(tmp) / "before", Path(tmp) / "now"
-        built = best_ms(build, outcomes, records, now_dir, args.repeats)
-        rows.append(("build_record", built, built))
+        build_ms = best_ms(build, outcomes, records, now_dir, args.repeats)
+        rows.append(("record_of + to_json", build_ms, build_ms))
         rows.append(("validate", best_ms(validate_before, outcomes, records, before_dir,
                                          args.repeats),
                      best_ms(validate_now, outcomes, records, now_dir, args.repeats)))
@@ -118,8 +119,10 @@ def main(argv: list[str]) -> int:
         written = sorted((now_dir / str(args.repeats - 1)).glob("*.record.json"))
         for path in written:
             reference.validate(json.loads(path.read_text(encoding="utf-8")))
-        if [json.loads(p.read_text(encoding="utf-8")) for p in written] != sorted(
-                records, key=lambda r: record_filename(r["device"]["id"])):
+        by_file = sorted(zip(outcomes, records, strict=True),
+                         key=lambda pair: record_filename(pair[0].device.id))
+        if [json.loads(p.read_text(encoding="utf-8")) for p in written] != [
+                record for _, record in by_file]:
             print("the records written differ from the records built", file=sys.stderr)
             return 1
     before_total = sum(before for _, before, _ in rows)
@@ -127,7 +130,7 @@ def main(argv: list[str]) -> int:
     rows.append(("total", before_total, now_total))
 
     size = len(json.dumps(records[0], indent=2))
-    print(f"{len(outcomes)} records of {len(records[0]['results'])} results "
+    print(f"{len(outcomes)} records of {len(outcomes[0].results)} results "
           f"({size / 1024:.0f} KiB), best of {args.repeats} rounds, CPU ms per record; "
           f"{len(written)} written, all valid by the reference validator")
     print()

@@ -403,7 +403,7 @@ def report(store_url: str | None, inventory: Path | None, number: int | None, fm
            output: Path) -> None:
     """Render a stored sweep (default: the latest finished) as html, junit or oscal."""
     from probe.outputs import check_file
-    from probe.report.source import write_report, write_report_file
+    from probe.report import write_report, write_report_file
     from probe.sweep import pick_sweep, sweep_source
 
     try:

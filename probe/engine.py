@@ -3,8 +3,9 @@
 For each device the engine resolves the address once, gathers discovery (the reachability gate),
 then runs every planned check concurrently: each awaits the collectors it needs through the
 device's observation cache and evaluates them. The whole device runs under its budget; whatever
-has not finished when the budget runs out becomes an `error` result. Outcomes are handed to the
-caller as each device finishes, so nothing of a finished device stays in memory.
+has not finished when the budget runs out becomes an `error` result. Each device's record
+(probe.record) is handed to the caller as it finishes, so nothing of a finished device stays in
+memory.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from dataclasses import dataclass
 from typing import Any
 
+from probe import __version__
 from probe.checks import catalogue
 from probe.checks.base import Check, Observations
 from probe.context import DeviceContext, Network, ScanOptions
@@ -33,22 +34,12 @@ from probe.model import Device, Finding, Result, Service, Severity, Status, erro
 from probe.observe.base import ObservationError
 from probe.observe.discovery import services as discover
 from probe.profile import PlannedCheck, Profile
+from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DeviceOutcome:
-    device: Device
-    address: str
-    started_at: dt.datetime
-    finished_at: dt.datetime
-    services: tuple[Service, ...]
-    results: tuple[Result, ...]
-    intrusive: bool
-
-
-OnOutcome = Callable[[DeviceOutcome], Awaitable[None] | None]
+OnRecord = Callable[[Record], Awaitable[None] | None]
 
 
 def _now() -> dt.datetime:
@@ -65,18 +56,19 @@ class Engine:
         self.intrusive = options.intrusive or profile.intrusive
         self.options = options
         self.defaults = {cid: c.defaults for cid, c in self.checks.items()}
+        self._profile_ref = ProfileRef(**profile.meta())
 
     async def run(self, devices: Iterable[Device] | AsyncIterable[Device],
-                  on_outcome: OnOutcome) -> None:
-        """Scan every device, at most `concurrency` at once, streaming outcomes."""
+                  on_record: OnRecord) -> None:
+        """Scan every device, at most `concurrency` at once, streaming their records."""
         network = Network(self.options)
         queue: asyncio.Queue[Device | None] = asyncio.Queue(maxsize=self.options.concurrency)
         workers = max(1, self.options.concurrency)
 
         async def worker() -> None:
             while (device := await queue.get()) is not None:
-                outcome = await self.scan_device(device, network)
-                delivered = on_outcome(outcome)
+                record = await self.scan_device(device, network)
+                delivered = on_record(record)
                 if delivered is not None:
                     await delivered
 
@@ -91,7 +83,7 @@ class Engine:
         finally:
             network.close()
 
-    async def scan_device(self, device: Device, network: Network) -> DeviceOutcome:
+    async def scan_device(self, device: Device, network: Network) -> Record:
         started = _now()
         plan = self.profile.plan(device, self.defaults, started.date())
         address, problem = await _resolve(device.address, self.options.timeout)
@@ -109,7 +101,7 @@ class Engine:
                     found = tuple(inventory.as_services())
                 except Exception as exc:
                     finding = self._failure(exc, ctx.device.id, "discovery")
-                    return self._outcome(device, address, started, found, plan,
+                    return self._finished(device, address, started, found, plan,
                                          {i: [self._result(p, finding, 0)]
                                           for i, p in enumerate(plan)})
                 async with asyncio.TaskGroup() as group:
@@ -119,27 +111,32 @@ class Engine:
             pass
         finally:
             ctx.cancel_pending()
-        return self._outcome(device, address, started, found, plan, done)
+        return self._finished(device, address, started, found, plan, done)
 
     def failed(self, device: Device, message: str, *, reason: str,
-               started: dt.datetime | None = None) -> DeviceOutcome:
-        """The outcome of a device that could not be scanned: every planned check `error`."""
+               started: dt.datetime | None = None) -> Record:
+        """The record of a device that could not be scanned: every planned check `error`."""
         begun = _now() if started is None else started
         finding = errored(message, reason=reason)
         plan = self.profile.plan(device, self.defaults, begun.date())
-        return DeviceOutcome(device, device.address, begun, _now(), (),
-                             tuple(self._result(p, finding, 0) for p in plan), self.intrusive)
+        return self._record(device, device.address, begun, (),
+                            [self._result(p, finding, 0) for p in plan])
 
-    def _outcome(self, device: Device, address: str, started: dt.datetime,
+    def _finished(self, device: Device, address: str, started: dt.datetime,
                  found: tuple[Service, ...], plan: list[PlannedCheck],
-                 done: dict[int, list[Result]]) -> DeviceOutcome:
+                 done: dict[int, list[Result]]) -> Record:
         late = errored(f"the device budget of {self.options.budget:g} s ran out before this "
                        "check finished", reason="budget")
         results: list[Result] = []
         for index, planned in enumerate(plan):
             results.extend(done.get(index) or [self._result(planned, late, 0)])
-        return DeviceOutcome(device, address, started, _now(), found, tuple(results),
-                             self.intrusive)
+        return self._record(device, address, started, found, results)
+
+    def _record(self, device: Device, address: str, started: dt.datetime,
+                found: tuple[Service, ...], results: list[Result]) -> Record:
+        return record_of(device=device, address=address, profile=self._profile_ref,
+                         probe=ProbeInfo(__version__, self.intrusive), started_at=started,
+                         finished_at=_now(), services=found, results=results)
 
     async def _run_check(self, ctx: DeviceContext, index: int, planned: PlannedCheck,
                          done: dict[int, list[Result]]) -> None:

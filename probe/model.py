@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from probe.escaping import EVIDENCE_BUDGET, MAX_TEXT, Bounder, escape
 from probe.secrets import Secret
-
-Redact = Callable[[str], str]
-"""What removes secret values from a string (probe.secrets.Redactor)."""
-
-
-def _kept(text: str) -> str:
-    return text
-
 
 Transport = Literal["tcp", "udp"]
 
@@ -100,18 +91,6 @@ class Service:
     def target(self) -> str:
         return f"{self.transport}/{self.port}"
 
-    def as_record(self, redact: Redact = _kept) -> dict[str, Any]:
-        """The service in a record; its detail (from the device) redacted, escaped and cut."""
-        out: dict[str, Any] = {
-            "transport": self.transport,
-            "port": self.port,
-            "protocol": self.protocol,
-            "tls": self.tls,
-        }
-        if self.detail:
-            out["detail"] = Bounder(MAX_TEXT, redact).text(self.detail)
-        return out
-
 
 @dataclass(frozen=True)
 class Finding:
@@ -179,29 +158,6 @@ class Result:
     @property
     def counts_as_failure(self) -> bool:
         return self.finding.status is Status.FAIL and self.waived is None
-
-    def as_record(self, redact: Redact = _kept) -> dict[str, Any]:
-        """The row of a record. Summary and evidence carry device strings: they are redacted
-        of `redact`'s secrets, then escaped and bounded (probe.escaping); the status is the
-        finding's, whatever the text."""
-        out: dict[str, Any] = {
-            "check": self.check,
-            "control": self.control,
-            "target": Bounder(MAX_TEXT, redact).text(self.finding.target),
-            "status": self.finding.status.value,
-            "severity": self.severity.value,
-            "summary": Bounder(MAX_TEXT, redact).text(self.finding.summary),
-            "evidence": Bounder(EVIDENCE_BUDGET, redact).value(dict(self.finding.evidence)),
-            "remediation": self.remediation,
-            "references": {k: list(v) for k, v in self.references.items()},
-            "duration_ms": self.duration_ms,
-        }
-        if self.waived is not None:
-            out["waived"] = {
-                "justification": escape(self.waived.justification),
-                "expires": self.waived.expires,
-            }
-        return out
 
 
 def verdict_of(results: list[Result]) -> Verdict:

@@ -1,7 +1,7 @@
 """Outputs checked before the first packet: a scan that cannot write its records is refused
 (exit 2) instead of failing after every device was probed.
 
-A file is written aside and renamed into place (probe.record.atomic_text), so what must hold
+A file is written aside and renamed into place (probe.record.files.atomic_text), so what must hold
 is: the directory exists or can be made, a file can be created in it, and the file's own path
 is free, a regular file or a symbolic link (replaced, never followed). A directory there would
 stop the rename; a FIFO, socket or device node (`-o /dev/null` as root) would be replaced, and
@@ -19,8 +19,8 @@ from pathlib import Path
 from probe.errors import InputError
 from probe.ids import RECORD_SUFFIX
 from probe.inventory import Inventory
-from probe.record import record_filename
-from probe.report.source import REPORT_FILES
+from probe.record.files import record_filename
+from probe.report import FORMATS
 
 
 def check_directory(directory: Path, field: str) -> None:
@@ -54,8 +54,8 @@ def check_scan_outputs(outdir: Path, sources: Iterable[Inventory], formats: Iter
     report file `formats` asks for."""
     check_directory(outdir, "--outdir")
     for fmt in formats:
-        if fmt in REPORT_FILES:
-            _refuse_in_the_way(outdir / REPORT_FILES[fmt], "--outdir", f" (--format {fmt})")
+        if fmt in FORMATS:
+            _refuse_in_the_way(outdir / FORMATS[fmt].filename, "--outdir", f" (--format {fmt})")
     blocked = _blocked_records(outdir)
     if not blocked:
         return

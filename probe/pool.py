@@ -3,15 +3,15 @@
 One interpreter scans at most one core's worth of devices (handshakes, parsing and asyncio all
 hold the GIL), so a large scan runs in `processes` worker processes. The parent stays what it
 is for a single-process scan: it reads the inventory, hands each device to the least busy worker,
-and takes every outcome back (fleet checks, records, progress and summary stay in one place).
+and takes every record back (fleet checks, records, progress and summary stay in one place).
 
 - Limits hold for the whole scan: each worker gets an equal share of `--concurrency` and
   `--rate`; `--per-device`, `--timeout` and `--budget` are per device anyway.
 - A worker holds at most its share of the concurrency plus a small read-ahead, so nothing of a
-  large inventory piles up in a worker, and a finished device's outcome is in the parent at once.
+  large inventory piles up in a worker, and a finished device's record is in the parent at once.
 - Devices cross the process boundary through a private pickler that carries a `Secret` as
   itself (between these processes only: the pipe is anonymous, and the usual pickling of a
-  Secret still refuses); outcomes come back without their device, which the parent keeps.
+  Secret still refuses); records come back whole (they hold no secret: probe.record).
 - A worker that dies (killed, out of memory) costs its unfinished devices an `error` result for
   every check, with reason `internal`; the others carry on and take the rest of the scan.
 - Workers are spawned (not forked: the parent runs an event loop and threads), ignore SIGINT
@@ -38,9 +38,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from probe.context import ScanOptions
-from probe.engine import DeviceOutcome, Engine, OnOutcome
+from probe.engine import Engine, OnRecord
 from probe.model import Device
 from probe.profile import Profile
+from probe.record.model import Record
 from probe.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class _Worker:
 
 
 class ProcessPool:
-    """`Engine.run` over worker processes; same interface, same outcomes."""
+    """`Engine.run` over worker processes; same interface, same records."""
 
     def __init__(self, engine: Engine, processes: int) -> None:
         self.engine = engine
@@ -95,7 +96,7 @@ class ProcessPool:
         return dataclasses.replace(options, concurrency=max(1, concurrency),
                                    rate=options.rate / self.processes, processes=1)
 
-    async def run(self, devices: Iterable[Device], on_outcome: OnOutcome) -> None:
+    async def run(self, devices: Iterable[Device], on_record: OnRecord) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[_Worker, bytes | None]] = asyncio.Queue()
         spawn = multiprocessing.get_context("spawn")
@@ -114,13 +115,13 @@ class ProcessPool:
                 workers.append(worker)
                 threading.Thread(target=_listen, args=(worker, loop, inbox), daemon=True,
                                  name=f"iotprobe-pool-{index + 1}").start()
-            await self._dispatch(iter(devices), workers, inbox, on_outcome)
+            await self._dispatch(iter(devices), workers, inbox, on_record)
         finally:
             await loop.run_in_executor(None, _stop, workers)
 
     async def _dispatch(self, devices: Any, workers: list[_Worker],
                         inbox: asyncio.Queue[tuple[_Worker, bytes | None]],
-                        on_outcome: OnOutcome) -> None:
+                        on_record: OnRecord) -> None:
         serial = 0
         pending = True
         while True:
@@ -144,18 +145,18 @@ class ProcessPool:
                     return
                 if not any(w.alive for w in workers):
                     for device in devices:
-                        await _deliver(on_outcome, self._lost(device, None))
+                        await _deliver(on_record, self._lost(device, None))
                     return
             worker, message = await inbox.get()
             if message is None:
-                await self._bury(worker, on_outcome)
+                await self._bury(worker, on_record)
                 continue
-            serial, fields = pickle.loads(message)
-            device = worker.held.pop(serial)
-            await _deliver(on_outcome, DeviceOutcome(device=device, **fields))
+            serial, record = pickle.loads(message)
+            worker.held.pop(serial)
+            await _deliver(on_record, record)
 
-    async def _bury(self, worker: _Worker, on_outcome: OnOutcome) -> None:
-        """A worker's pipe closed: its unfinished devices get error outcomes."""
+    async def _bury(self, worker: _Worker, on_record: OnRecord) -> None:
+        """A worker's pipe closed: its unfinished devices get error records."""
         worker.alive = False
         worker.process.join(STOP_WAIT)
         code = worker.process.exitcode
@@ -163,18 +164,18 @@ class ProcessPool:
             log.error("scanning process %s ended (exit code %s) with %d device(s) unfinished",
                       worker.process.name, code, len(worker.held))
         for device in worker.held.values():
-            await _deliver(on_outcome, self._lost(device, code))
+            await _deliver(on_record, self._lost(device, code))
         worker.held.clear()
 
-    def _lost(self, device: Device, code: int | None) -> DeviceOutcome:
+    def _lost(self, device: Device, code: int | None) -> Record:
         how = "no scanning process was left" if code is None else (
             f"the scanning process of this device ended unexpectedly (exit code {code})")
         return self.engine.failed(device, f"{how}: the device was not scanned to the end",
                                   reason="internal")
 
 
-async def _deliver(on_outcome: OnOutcome, outcome: DeviceOutcome) -> None:
-    delivered = on_outcome(outcome)
+async def _deliver(on_record: OnRecord, record: Record) -> None:
+    delivered = on_record(record)
     if delivered is not None:
         await delivered
 
@@ -188,7 +189,7 @@ def _send(worker: _Worker, item: Any) -> None:
 
 def _listen(worker: _Worker, loop: asyncio.AbstractEventLoop,
             inbox: asyncio.Queue[tuple[_Worker, bytes | None]]) -> None:
-    """Thread: a worker's outcomes into the parent's loop; None when its pipe closes."""
+    """Thread: a worker's records into the parent's loop; None when its pipe closes."""
     while True:
         try:
             message: bytes | None = worker.conn.recv_bytes()
@@ -246,21 +247,19 @@ async def _scan(conn: Connection, profile: Profile, options: ScanOptions) -> Non
                 ended = item is None
 
     threading.Thread(target=read, daemon=True, name="iotprobe-devices").start()
-    serials: dict[int, int] = {}
+    serials: dict[str, int] = {}
 
     async def devices() -> AsyncIterator[Device]:
         while (item := await received.get()) is not None:
             serial, device = item
-            serials[id(device)] = serial
+            serials[device.id] = serial
             yield device
 
-    def done(outcome: DeviceOutcome) -> None:
-        serial = serials.pop(id(outcome.device))
-        fields = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)
-                  if f.name != "device"}
+    def done(record: Record) -> None:
+        serial = serials.pop(record.device.id)
         try:
-            conn.send_bytes(pickle.dumps((serial, fields), protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pickle.dumps((serial, record), protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:
-            os._exit(0)  # the parent is gone (killed): nobody is left to take the outcomes
+            os._exit(0)  # the parent is gone (killed): nobody is left to take the records
 
     await Engine(profile, options).run(devices(), done)

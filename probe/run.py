@@ -1,50 +1,44 @@
 """Scans from the command line: engine, records, fleet checks, progress, summary, exit code.
 
-`scan` and `sweep` share this path. `ScanRun` takes each device's outcome as the engine hands it
-over, settles its fleet checks against the devices finished before it, builds and validates the
-record, hands it to a sink (record files and jsonl for `scan`, the store for `sweep`) and keeps
+`scan` and `sweep` share this path. `ScanRun` takes each device's record as the engine hands it
+over, settles its fleet checks against the devices finished before it, validates the record,
+hands it to a sink (record files and jsonl for `scan`, the store for `sweep`) and keeps
 the counts for the summary and the exit code. After the last device it settles the fleet checks
 once more and rewrites the few records that changed (see probe.checks.fleet).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from probe.checks import catalogue
-from probe.checks.fleet import UniqueKeys, device_of_record, record_verdict
+from probe.checks.fleet import UniqueKeys
 from probe.context import ScanOptions
 from probe.display import shown_text
-from probe.engine import DeviceOutcome, Engine, fails_at
+from probe.engine import Engine, fails_at
 from probe.escaping import bounded_text, shown
 from probe.exits import EXIT_INCONCLUSIVE, EXIT_NONCONFORMANT, EXIT_OK
 from probe.inventory import Inventory
-from probe.model import (
-    Device,
-    Finding,
-    Result,
-    Service,
-    Severity,
-    Status,
-    Verdict,
-    Waiver,
-)
+from probe.model import Device, Finding, Severity, Status
 from probe.pool import ProcessPool, worker_count
 from probe.profile import Profile
-from probe.record import build_record, record_filename, validate_record, write_record
-from probe.report.source import REPORT_FILES, RecordSource, write_report_file
+from probe.record.files import read_record, record_filename, write_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
+from probe.report import FORMATS, write_report_file
+from probe.report.source import RecordSource
 from probe.report.tables import Summary, console
 from probe.secrets import redact
-from probe.stamps import parse_stamp
 
 
 def unique_devices(sources: Iterable[Inventory]) -> Iterator[Device]:
@@ -64,13 +58,13 @@ class RecordSink(Protocol):
 
     location: str
 
-    async def put(self, record: dict[str, Any]) -> None:
+    async def put(self, record: Record) -> None:
         """Keep `record`; RecordNotStored when this one record cannot be kept."""
         ...
 
-    async def get(self, device_id: str) -> dict[str, Any]: ...
+    async def get(self, device_id: str) -> Record: ...
 
-    async def replace(self, record: dict[str, Any]) -> None: ...
+    async def replace(self, record: Record) -> None: ...
 
 
 class FileSink:
@@ -86,79 +80,47 @@ class FileSink:
         self.location = f"{outdir}/"
         self.written: list[str] = []
 
-    def _emit(self, record: dict[str, Any]) -> None:
+    def _write(self, record: Record) -> None:
+        data = record.to_json()
+        write_record(self.outdir, record, data)
         if self.jsonl:
-            sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+            sys.stdout.write(json.dumps(data, separators=(",", ":")) + "\n")
             sys.stdout.flush()
 
-    async def put(self, record: dict[str, Any]) -> None:
-        write_record(self.outdir, record)
-        self.written.append(record["device"]["id"])
-        self._emit(record)
+    async def put(self, record: Record) -> None:
+        self._write(record)
+        self.written.append(record.device.id)
 
-    async def get(self, device_id: str) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(
-            (self.outdir / record_filename(device_id)).read_text(encoding="utf-8"))
-        return loaded
+    async def get(self, device_id: str) -> Record:
+        return read_record(self.outdir / record_filename(device_id))
 
-    async def replace(self, record: dict[str, Any]) -> None:
-        write_record(self.outdir, record)
-        self._emit(record)
+    async def replace(self, record: Record) -> None:
+        self._write(record)
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def records(self) -> Iterator[Record]:
         for device_id in sorted(self.written):
-            path = self.outdir / record_filename(device_id)
-            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            yield loaded
+            yield read_record(self.outdir / record_filename(device_id))
 
 
-def _result_of(row: Mapping[str, Any]) -> Result:
-    waived = row.get("waived")
-    return Result(
-        check=row["check"], control=row["control"], severity=Severity(row["severity"]),
-        finding=Finding(Status(row["status"]), row["summary"], row["target"], row["evidence"]),
-        remediation=row["remediation"],
-        references={k: tuple(v) for k, v in row["references"].items()},
-        duration_ms=row["duration_ms"],
-        waived=Waiver(row["check"], waived["justification"], waived["expires"])
-        if waived else None,
-    )
-
-
-def outcome_of_record(record: Mapping[str, Any]) -> DeviceOutcome:
-    """The outcome a record was built from, as far as the summary and the gate need it."""
-    device = device_of_record(record)
-    return DeviceOutcome(
-        device=device,
-        address=record["device"].get("resolved_address", device.address),
-        started_at=parse_stamp(record["started_at"]),
-        finished_at=parse_stamp(record["finished_at"]),
-        services=tuple(Service(s["transport"], s["port"], s["protocol"], s["tls"],
-                               s.get("detail", "")) for s in record["services"]),
-        results=tuple(_result_of(r) for r in record["results"]),
-        intrusive=record["probe"]["intrusive"],
-    )
-
-
-def unstored(record: dict[str, Any], why: str) -> dict[str, Any]:
+def unstored(record: Record, why: str) -> Record:
     """`record` as it can still be stored when the sink refused it: each result keeps its check,
     target and severity but not its summary and evidence; a failure stays a failure (the gate
     still holds) and every other result becomes an error that says why."""
     reason = bounded_text(redact(why))
     results = []
-    for result in record["results"]:
-        status = "fail" if result["status"] == "fail" else "error"
-        results.append({
-            **result, "status": status,
-            "summary": f"the record could not be stored ({reason}); its {result['status']} "
-                       "result is kept without summary and evidence",
-            "evidence": {"reason": "record-not-stored", "error": reason,
-                         "status": result["status"]}})
-    return {**record, "results": results, "verdict": record_verdict(results)}
+    for result in record.results:
+        was = result.status
+        results.append(dataclasses.replace(result, finding=Finding(
+            Status.FAIL if was is Status.FAIL else Status.ERROR,
+            f"the record could not be stored ({reason}); its {was.value} result is kept "
+            "without summary and evidence", result.finding.target,
+            {"reason": "record-not-stored", "error": reason, "status": was.value})))
+    return dataclasses.replace(record, results=tuple(results))
 
 
 class ScanRun:
-    """One scan or sweep: outcomes in, records out, counts kept for the summary and exit code."""
+    """One scan or sweep: records in from the engine, settled and stored, counts kept for the
+    summary and exit code."""
 
     def __init__(self, engine: Engine, sink: RecordSink, *, fail_on: Severity) -> None:
         self.engine = engine
@@ -173,43 +135,41 @@ class ScanRun:
         """Devices without a record: the sink refused even the one saying why."""
         self._progress: Progress | None = None
 
-    def _count(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
-        gated = fails_at(outcome.results, self.fail_on)
+    def _count(self, record: Record) -> None:
+        gated = fails_at(record.results, self.fail_on)
         self.gate_failed |= gated
         self.inconclusive |= not gated and any(r.status is Status.ERROR
-                                               for r in outcome.results)
-        self.summary.add(outcome, verdict)
+                                               for r in record.results)
+        self.summary.add(record)
 
-    def remember(self, record: Mapping[str, Any]) -> None:
+    def remember(self, record: Record) -> None:
         """Count a record stored before this run (a resumed sweep's finished devices)."""
-        self._count(outcome_of_record(record), Verdict(record["verdict"]))
+        self._count(record)
         self.fleet.remember(record)
 
-    async def finished(self, outcome: DeviceOutcome) -> None:
-        """Take one device's outcome: settle its fleet checks, store its record, count it.
+    async def finished(self, record: Record) -> None:
+        """Take one device's record: settle its fleet checks, store it, count it.
 
         A record the sink refuses is replaced by one that says why (see `unstored`); when
         even that is refused, the device is counted as inconclusive and the scan goes on.
         """
-        outcome = self.fleet.settle(outcome)
-        record = build_record(outcome, self.profile)
-        validate_record(record)
+        record = self.fleet.settle(record)
+        validate_record(record.to_json())
         try:
             await self.sink.put(record)
         except RecordNotStored as exc:
             record = unstored(record, str(exc))
-            validate_record(record)
-            outcome = outcome_of_record(record)
+            validate_record(record.to_json())
             try:
                 await self.sink.put(record)
             except RecordNotStored as again:
-                self.unstored.add(outcome.device.id)
+                self.unstored.add(record.device.id)
                 err = Console(stderr=True, highlight=False)
                 err.print(shown_text(f"error: {again}; the device counts as inconclusive"))
-        self._count(outcome, Verdict(record["verdict"]))
+        self._count(record)
         if self._progress is not None:
             self._progress.update(self._progress.task_ids[0], advance=1,
-                                  description=shown(outcome.device.id))
+                                  description=shown(record.device.id))
 
     def runner(self, total: int) -> Engine | ProcessPool:
         """The engine itself, or a pool of worker processes running it when the scan is large
@@ -243,10 +203,10 @@ class ScanRun:
             new = self.fleet.amend(old)
             if new is None:
                 continue
-            validate_record(new)
+            validate_record(new.to_json())
             await self.sink.replace(new)
-            self.summary.retract(outcome_of_record(old), Verdict(old["verdict"]))
-            self._count(outcome_of_record(new), Verdict(new["verdict"]))
+            self.summary.retract(old)
+            self._count(new)
 
     @property
     def code(self) -> int:
@@ -273,9 +233,9 @@ async def run_scan(sources: list[Inventory], profile: Profile, options: ScanOpti
         identity=f"scan:{profile.digest}:{started.isoformat()}",
         profile=profile.meta(), generated=dt.datetime.now(dt.UTC).replace(microsecond=0),
         records=sink.records)
-    for fmt, name in REPORT_FILES.items():
+    for fmt, report in FORMATS.items():
         if fmt in wanted:
-            write_report_file(fmt, source, outdir / name)
+            write_report_file(fmt, source, outdir / report.filename)
     if not quiet:
         scan.render_summary(console(stderr=jsonl))
     return scan.code

@@ -34,6 +34,7 @@ from probe.errors import InputError
 from probe.inventory import Inventory
 from probe.model import Severity
 from probe.profile import Profile
+from probe.record.model import Record
 from probe.report.source import RecordSource
 from probe.report.tables import console
 from probe.run import RecordNotStored, ScanRun, unique_devices
@@ -90,16 +91,16 @@ class StoreSink:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
 
-    async def put(self, record: dict[str, Any]) -> None:
+    async def put(self, record: Record) -> None:
         try:
             await self._call(self.store.add_record, self.number, record)
         except RecordRefused as exc:
             raise RecordNotStored(str(exc)) from None
 
-    async def get(self, device_id: str) -> dict[str, Any]:
+    async def get(self, device_id: str) -> Record:
         return await self._call(self.store.record, self.number, device_id)
 
-    async def replace(self, record: dict[str, Any]) -> None:
+    async def replace(self, record: Record) -> None:
         await self._call(self.store.replace_record, self.number, record)
 
 
@@ -150,7 +151,7 @@ async def _one_sweep(store: Store, sweep: SweepInfo, settings: SweepSettings,
         if resumed:
             for record in store.records(sweep.number):
                 scan.remember(record)
-                done.add(record["device"]["id"])
+                done.add(record.device.id)
         devices = (d for d in unique_devices([settings.inventory]) if d.id not in done)
         try:
             await scan.run(devices, max(0, settings.inventory.count() - len(done)),

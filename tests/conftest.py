@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from probe.record import validate_record
+from probe.record.schema import validate_record
 
 
 def load_records(outdir: Path) -> dict[str, dict[str, Any]]:

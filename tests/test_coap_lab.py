@@ -14,13 +14,14 @@ import aiocoap
 import pytest
 
 from probe.context import ScanOptions
-from probe.engine import DeviceOutcome, Engine
+from probe.engine import Engine
 from probe.lab.fleet import DeviceSpec, plan_fleet, run_fleet
 from probe.lab.personas import PERSONAS
 from probe.lab.personas.coap import INTRUSIVE_WRITE
 from probe.model import Device, Status, verdict_of
 from probe.profile_loader import load_profile
-from probe.record import build_record, validate_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
 
 COAP_PERSONAS = tuple(INTRUSIVE_WRITE)
 BASE = "127.84.0.1"
@@ -87,16 +88,16 @@ async def fleet() -> AsyncIterator[dict[str, DeviceSpec]]:
 
 
 async def scan(tmp_path: Path, specs: list[DeviceSpec], **options: Any
-               ) -> dict[str, DeviceOutcome]:
+               ) -> dict[str, Record]:
     path = tmp_path / "coap-lab.yaml"
     path.write_text(PROFILE)
     profile = load_profile(str(path))
     devices = [Device(id=s.id, address=s.address, device_class=s.persona.device_class,
                       exclude_ports=(2024,)) for s in specs]
-    outcomes: dict[str, DeviceOutcome] = {}
+    outcomes: dict[str, Record] = {}
 
-    def keep(outcome: DeviceOutcome) -> None:
-        validate_record(build_record(outcome, profile))
+    def keep(outcome: Record) -> None:
+        validate_record(outcome.to_json())
         outcomes[outcome.device.id] = outcome
 
     settings = {"timeout": 1.0, "budget": 30.0, "tcp_ports": (), **options}
@@ -104,7 +105,7 @@ async def scan(tmp_path: Path, specs: list[DeviceSpec], **options: Any
     return outcomes
 
 
-def statuses(outcome: DeviceOutcome, check_id: str) -> set[str]:
+def statuses(outcome: Record, check_id: str) -> set[str]:
     return {r.status.value for r in outcome.results if r.check == check_id}
 
 

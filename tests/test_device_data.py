@@ -53,15 +53,17 @@ from hypothesis import strategies as st
 from pgserver import postgres_server
 from test_hostile import iotprobe
 
+from probe import __version__
 from probe.context import ScanOptions
-from probe.engine import DeviceOutcome, Engine
+from probe.engine import Engine
 from probe.escaping import EVIDENCE_BUDGET, MAX_ITEMS, MAX_TEXT, Bounder, escape, unescape
 from probe.lab.servers_coap import CoapDevice
 from probe.lab.servers_mqtt import MqttBroker
-from probe.model import Device, Finding, Result, Severity, Status, Verdict
+from probe.model import Device, Finding, Result, Severity, Status
 from probe.profile import Profile
 from probe.profile_loader import load_profiles
-from probe.record import validate_record
+from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.record.schema import validate_record
 from probe.run import ScanRun
 from probe.secrets import Secret, device_redactor
 from probe.store import Store, open_store
@@ -584,7 +586,7 @@ def test_a_cut_never_leaves_half_a_secret() -> None:
     assert "Z" not in out and out.endswith("chars]")
 
 
-async def _sweep(store: Store, profile: Profile, outcomes: list[DeviceOutcome]) -> int:
+async def _sweep(store: Store, profile: Profile, outcomes: list[Record]) -> int:
     sweep = store.begin_sweep(inventory="fleet.yaml", devices=len(outcomes), profile=profile,
                               intrusive=False)
     with ThreadPoolExecutor(max_workers=1) as writer:
@@ -595,15 +597,18 @@ async def _sweep(store: Store, profile: Profile, outcomes: list[DeviceOutcome]) 
     return scan.code
 
 
-def _outcome(device_id: str, evidence: dict[str, Any]) -> DeviceOutcome:
+def _outcome(device_id: str, evidence: dict[str, Any], *, device: Device | None = None,
+             summary: str = "said") -> Record:
+    """The record the engine hands over for a device with an MQTT failure and a pass."""
     moment = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     results = tuple(Result(check, "27400-6.2", Severity.HIGH,
-                           Finding(status, "said", "tcp/1883", evidence), "fix it", {}, 1)
+                           Finding(status, summary, "tcp/1883", evidence), "fix it", {}, 1)
                     for check, status in (("mqtt.anonymous-access", Status.FAIL),
                                           ("mqtt.cleartext-listener", Status.PASS)))
-    return DeviceOutcome(device=Device(id=device_id, address=ECHO), address=ECHO,
-                         started_at=moment, finished_at=moment, services=(), results=results,
-                         intrusive=False)
+    return record_of(device=device or Device(id=device_id, address=ECHO), address=ECHO,
+                     profile=ProfileRef(**load_profiles(["iso27400"]).meta()),
+                     probe=ProbeInfo(__version__, False), started_at=moment,
+                     finished_at=moment, services=(), results=results)
 
 
 def test_a_refused_record_becomes_an_error_and_the_sweep_goes_on() -> None:
@@ -617,7 +622,7 @@ def test_a_refused_record_becomes_an_error_and_the_sweep_goes_on() -> None:
         with open_store(url) as store:
             code = asyncio.run(_sweep(store, profile, [
                 _outcome("a-nan", {"ratio": math.nan}), _outcome("b-fine", {"ratio": 0.5})]))
-            stored = {r["device"]["id"]: r for r in store.records(1)}
+            stored = {r.device.id: r.to_json() for r in store.records(1)}
     assert code == 1
     assert sorted(stored) == ["a-nan", "b-fine"]
     for record in stored.values():
@@ -648,7 +653,6 @@ def _renderings(text: str) -> dict[str, str]:
 
     from rich.console import Console
 
-    from probe.record import build_record
     from probe.report.html import write_html
     from probe.report.junit import write_junit
     from probe.report.oscal import write_oscal
@@ -659,22 +663,18 @@ def _renderings(text: str) -> dict[str, str]:
     from probe.sweep import render_diff
 
     profile = load_profiles(["iso27400"])
-    outcome = _outcome("dev", {"banner": text, "headers": {text: [text, text]}})
     device = Device(id="dev", address=ECHO, site=text, credentials={
         "mqtt": {"username": "alice", "password": Secret(PASSWORD, "env:TEST")}})
-    outcome = DeviceOutcome(device=device, address=ECHO, started_at=outcome.started_at,
-                            finished_at=outcome.finished_at, services=(),
-                            results=tuple(Result(r.check, r.control, r.severity, Finding(
-                                r.status, f"banner {text}", r.finding.target,
-                                r.finding.evidence), r.remediation, {}, 1)
-                                for r in outcome.results), intrusive=False)
-    record = build_record(outcome, profile)
+    outcome = _outcome("dev", {"banner": text, "headers": {text: [text, text]}}, device=device,
+                       summary=f"banner {text}")
+    record = outcome.to_json()
     validate_record(record)
-    older = {**record, "device": {**record["device"], "id": f"old{text}"},
-             "results": [{**r, "summary": f"banner {text}"} for r in record["results"]]}
+    older = Record.from_json({
+        **record, "device": {**record["device"], "id": f"old{text}"},
+        "results": [{**r, "summary": f"banner {text}"} for r in record["results"]]})
     """A record as an older probe stored it: the device's text raw, for the reports alone."""
     source = RecordSource(title="t", identity="t", profile=profile.meta(),
-                          generated=outcome.started_at, records=lambda: iter([record, older]))
+                          generated=outcome.started_at, records=lambda: iter([outcome, older]))
     out: dict[str, str] = {"record": json.dumps(record, ensure_ascii=False)}
     for name, writer in (("html", write_html), ("junit", write_junit), ("oscal", write_oscal)):
         buffer = StringIO()
@@ -683,7 +683,7 @@ def _renderings(text: str) -> dict[str, str]:
     terminal = StringIO()
     console = Console(file=terminal, force_terminal=True, color_system="truecolor", width=200)
     summary = Summary()
-    summary.add(outcome, Verdict(record["verdict"]))
+    summary.add(outcome)
     console.print(summary.render(profile, text))
     sweep = SweepInfo(1, outcome.started_at, None, "finished", text, 1, profile.meta(), "0",
                       False, 1)

@@ -37,7 +37,7 @@ from probe.distributed.plan import (
 )
 from probe.lab import pki
 from probe.model import Device
-from probe.record import validate_record
+from probe.record.schema import validate_record
 
 BASE = "127.111.0.1"
 TLS = [f"127.111.2.{i}" for i in range(1, 4)]

@@ -12,14 +12,15 @@ import pytest
 from probe.checks import catalogue
 from probe.checks.base import CONTROL_COMMUNICATION, Check, Observations
 from probe.context import DeviceContext, ScanOptions
-from probe.engine import DeviceOutcome, Engine
+from probe.engine import Engine
 from probe.lab.fleet import DeviceSpec, Fleet, plan_fleet, run_fleet
 from probe.lab.personas import PERSONAS
 from probe.model import Device, Finding, Severity, Status, Verdict, passed, verdict_of
 from probe.observe.discovery import services
 from probe.profile import Profile
 from probe.profile_loader import load_profile
-from probe.record import build_record, validate_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
 
 EXPOSURE = ("clean-sensor", "telnet-camera", "ftp-gateway", "snmp-public", "tftp-sensor",
             "extra-ports", "hang", "dark")
@@ -52,16 +53,16 @@ def devices_of(specs: Iterable[DeviceSpec]) -> list[Device]:
                    exclude_ports=(2024,)) for s in specs]
 
 
-async def scan(profile: Profile, devices: list[Device], **options: Any) -> dict[str, DeviceOutcome]:
-    outcomes: dict[str, DeviceOutcome] = {}
+async def scan(profile: Profile, devices: list[Device], **options: Any) -> dict[str, Record]:
+    outcomes: dict[str, Record] = {}
 
-    def keep(outcome: DeviceOutcome) -> None:
+    def keep(outcome: Record) -> None:
         outcomes[outcome.device.id] = outcome
 
     settings = {"timeout": 1.0, "budget": 20.0, **options}
     await Engine(profile, ScanOptions(**settings)).run(devices, keep)
     for outcome in outcomes.values():
-        validate_record(build_record(outcome, profile))
+        validate_record(outcome.to_json())
     return outcomes
 
 
@@ -116,7 +117,7 @@ async def test_hanging_device_finishes_within_budget_with_errors(
                   remediation="-")
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.stuck"])
     hang = [s for s in exposure_fleet if s.persona.name == "hang"]
-    outcomes: list[DeviceOutcome] = []
+    outcomes: list[Record] = []
     await Engine(profile, ScanOptions(timeout=3.0, budget=1.0),
                  checks={**catalogue(), "test.stuck": stuck}).run(devices_of(hang),
                                                                    outcomes.append)
@@ -152,7 +153,7 @@ async def test_checks_share_one_observation(
     checks = {**catalogue(), "test.one": counting("test.one"), "test.two": counting("test.two")}
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.one", "test.two"])
     spec = next(s for s in exposure_fleet if s.persona.name == "extra-ports")
-    outcomes: list[DeviceOutcome] = []
+    outcomes: list[Record] = []
     await Engine(profile, ScanOptions(timeout=1.0, budget=20.0), checks=checks).run(
         devices_of([spec]), outcomes.append)
     assert gathered == [spec.id]
@@ -171,7 +172,7 @@ async def test_a_broken_check_costs_one_result_not_the_scan(
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.broken"])
     engine = Engine(profile, ScanOptions(timeout=1.0, budget=20.0),
                     checks={**catalogue(), "test.broken": broken})
-    outcomes: list[DeviceOutcome] = []
+    outcomes: list[Record] = []
     live = [s for s in exposure_fleet if s.persona.name in {"clean-sensor", "telnet-camera"}]
     await engine.run(devices_of(live), outcomes.append)
     assert len(outcomes) == 2
@@ -207,7 +208,7 @@ waivers:
     assert ports.status is Status.FAIL
     assert ports.waived is not None and ports.waived.expires == "2099-12-31"
     assert verdict_of(list(outcome.results)) is Verdict.CONFORMANT
-    record = build_record(outcome, profile)
+    record = outcome.to_json()
     assert record["verdict"] == "conformant"
     assert record["results"][0]["waived"]["justification"] == "vendor ships a fix in 4.2"
 
@@ -227,7 +228,7 @@ async def test_intrusive_checks_are_skipped_unless_asked(
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.intrusive"])
     device = devices_of([s for s in exposure_fleet if s.persona.name == "clean-sensor"])
     for flag, expected in ((False, Status.SKIPPED), (True, Status.PASS)):
-        outcomes: list[DeviceOutcome] = []
+        outcomes: list[Record] = []
         await Engine(profile, ScanOptions(timeout=1.0, intrusive=flag),
                      checks=checks).run(device, outcomes.append)
         got = [r for r in outcomes[0].results if r.check == "test.intrusive"]

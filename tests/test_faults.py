@@ -32,7 +32,8 @@ from test_hostile import REPO, ThreadLab, iotprobe, thread_lab, write_profile
 
 from probe.lab import PERSONAS, Fleet, plan_fleet, run_fleet
 from probe.profile_loader import load_profile
-from probe.record import validate_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
 from probe.store import StoreError, open_store
 
 __all__ = ["thread_lab"]
@@ -92,7 +93,7 @@ def sweeps(url: str) -> list[tuple[int, str, int]]:
 def stored(url: str, number: int) -> dict[str, dict[str, Any]]:
     store = open_store(url)
     try:
-        records = {r["device"]["id"]: r for r in store.records(number)}
+        records = {r.device.id: r.to_json() for r in store.records(number)}
     finally:
         store.close()
     for record in records.values():
@@ -300,9 +301,12 @@ def test_retries_are_bounded(postgres: Postgres, tmp_path: Path) -> None:
                                    profile=load_profile(str(write_profile(tmp_path)))).number
         postgres.stop()
         store.retry_for = 1.0
-        record = {"device": {"id": "d", "address": "127.96.4.1"}, "verdict": "inconclusive",
-                  "started_at": "2026-11-28T12:00:00Z", "finished_at": "2026-11-28T12:00:01Z",
-                  "results": []}
+        record = Record.from_json({
+            "device": {"id": "d", "address": "127.96.4.1"},
+            "profile": {"id": "p", "version": "1", "digest": "sha256:" + "0" * 64},
+            "probe": {"version": "0", "intrusive": False},
+            "started_at": "2026-11-28T12:00:00Z", "finished_at": "2026-11-28T12:00:01Z",
+            "services": [], "results": []})
         with pytest.raises(StoreError) as caught:
             store.add_record(number, record)
     finally:

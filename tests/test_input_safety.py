@@ -26,7 +26,7 @@ from pgserver import PASSWORD, USER, PostgresServer, postgres_server
 from probe.context import ScanOptions
 from probe.ids import MAX_ID_LENGTH, MAX_STEM_BYTES, file_stem, id_problem
 from probe.inventory import inventory_from_targets, load_inventory
-from probe.record import record_filename
+from probe.record.files import record_filename
 from probe.store import mask
 
 PORT = 8081

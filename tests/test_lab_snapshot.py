@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from probe.record import validate_record
+from probe.record.schema import validate_record
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "lab_snapshot.py"
 

@@ -23,7 +23,7 @@ from probe.lab.personas.monitor import (
 from probe.model import Device
 from probe.profile import Profile
 from probe.profile_loader import load_profile
-from probe.record import build_record, validate_record
+from probe.record.schema import validate_record
 from probe.secrets import Secret
 
 PROFILE = """\
@@ -84,7 +84,7 @@ async def scan(tmp_path: Path, personas: Sequence[Persona], base: str, *,
     names = {s.id: s.persona.name for s in specs}
 
     async def keep(outcome: Any) -> None:
-        record = build_record(outcome, resolved)
+        record = outcome.to_json()
         validate_record(record)
         records[names[record["device"]["id"]]] = record
 

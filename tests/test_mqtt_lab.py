@@ -17,13 +17,13 @@ from probe.engine import Engine
 from probe.lab import PERSONAS, plan_fleet, run_fleet
 from probe.lab.personas.base import Persona, mqtt_expect
 from probe.lab.personas.mqtt import DEVICE_ACCOUNT
-from probe.lab.selftest import worst
 from probe.lab.servers import TcpListener
 from probe.lab.servers_mqtt import MqttBroker, MutualTls, matches
 from probe.model import Device
 from probe.profile import Profile
 from probe.profile_loader import load_profile
-from probe.record import build_record, validate_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
 from probe.secrets import Secret
 
 BASE = "127.82.0.1"
@@ -71,7 +71,7 @@ async def scan(tmp_path: Path, personas: Sequence[Persona], base: str, *, intrus
     records: dict[str, dict[str, Any]] = {}
 
     async def keep(outcome: Any) -> None:
-        record = build_record(outcome, resolved)
+        record = outcome.to_json()
         validate_record(record)
         records[record["device"]["id"]] = record
 
@@ -111,7 +111,7 @@ async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> 
     for persona in personas:
         record = records[f"{persona.name}-1"]
         found = statuses(record)
-        judged = worst(record)  # a check on several endpoints: the worst result, as selftest
+        judged = Record.from_json(record).statuses()  # the worst result per check
         expected = {c: s for c, s in persona.expect.items() if c in checks}
         for check_id, status in expected.items():
             if judged[check_id] != status:

@@ -17,12 +17,13 @@ from daemons import reaped, subreaper
 from test_engine import NET_ONLY, devices_of, write_profile
 
 from probe.context import ScanOptions
-from probe.engine import DeviceOutcome, Engine
+from probe.engine import Engine
 from probe.lab.fleet import DeviceSpec, Fleet, plan_fleet, run_fleet
 from probe.lab.personas import PERSONAS
 from probe.model import Device, Status
 from probe.pool import ProcessPool, worker_count
-from probe.record import build_record, validate_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
 from probe.secrets import Secret
 
 PERSONA_NAMES = ("clean-sensor", "telnet-camera", "ftp-gateway", "snmp-public", "tftp-sensor",
@@ -40,7 +41,7 @@ async def fleet() -> AsyncIterator[dict[str, DeviceSpec]]:
         await running.stop()
 
 
-def _shape(outcome: DeviceOutcome) -> list[tuple[str, str, str]]:
+def _shape(outcome: Record) -> list[tuple[str, str, str]]:
     return [(r.check, r.status.value, r.finding.summary) for r in outcome.results]
 
 
@@ -52,15 +53,17 @@ async def test_workers_give_the_outcomes_of_one_process(fleet: dict[str, DeviceS
     devices[0] = Device(id=devices[0].id, address=devices[0].address, exclude_ports=(2024,),
                         credentials={"mqtt": {"username": "probe", "password": secret}})
     engine = Engine(profile, ScanOptions(timeout=1.0, budget=20.0, concurrency=4))
-    alone: dict[str, DeviceOutcome] = {}
-    pooled: dict[str, DeviceOutcome] = {}
+    alone: dict[str, Record] = {}
+    pooled: dict[str, Record] = {}
     await engine.run(devices, lambda o: alone.__setitem__(o.device.id, o))
     await ProcessPool(engine, 2).run(devices, lambda o: pooled.__setitem__(o.device.id, o))
     assert set(pooled) == {d.id for d in devices}
     for device in devices:
-        assert pooled[device.id].device is device  # the parent's own device, secret included
+        # the secret crossed to the worker; the record coming back holds the identity only
+        assert pooled[device.id].device == alone[device.id].device
+        assert not pooled[device.id].device.credentials
         assert _shape(pooled[device.id]) == _shape(alone[device.id]), device.id
-        validate_record(build_record(pooled[device.id], profile))
+        validate_record(pooled[device.id].to_json())
 
 
 async def test_a_dead_worker_costs_its_devices_errors_not_the_scan(
@@ -70,9 +73,9 @@ async def test_a_dead_worker_costs_its_devices_errors_not_the_scan(
     profile = write_profile(tmp_path, NET_ONLY)
     devices = devices_of([fleet["hang"], fleet["clean-sensor"]])
     engine = Engine(profile, ScanOptions(timeout=60.0, budget=120.0, concurrency=2))
-    outcomes: dict[str, DeviceOutcome] = {}
+    outcomes: dict[str, Record] = {}
 
-    def keep(outcome: DeviceOutcome) -> None:
+    def keep(outcome: Record) -> None:
         outcomes[outcome.device.id] = outcome
         if outcome.device.id == devices[1].id:
             (first,) = [p for p in multiprocessing.active_children()
@@ -88,7 +91,7 @@ async def test_a_dead_worker_costs_its_devices_errors_not_the_scan(
         assert result.status is Status.ERROR
         assert result.finding.evidence["reason"] == "internal"
         assert "exit code -9" in result.finding.summary
-    validate_record(build_record(hang, profile))
+    validate_record(hang.to_json())
 
 
 def test_worker_count() -> None:

@@ -1,10 +1,12 @@
-"""The record path: build, validate (jsonschema-rs deciding, the pure-Python validator as the
-reference), serialize and write."""
+"""The record path: the typed record and its JSON (byte goldens, round trip), validation
+(jsonschema-rs deciding, the pure-Python validator as the reference), serialization and files;
+and that nothing but probe/record/model.py reads a record's JSON keys."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
@@ -15,10 +17,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.engine import DeviceOutcome
+from probe import __version__
+from probe.checks import catalogue
+from probe.checks.fleet import UniqueKeys
 from probe.model import Device, Finding, Result, Service, Severity, Status, Waiver
 from probe.profile import Profile
-from probe.record import build_record, record_text, schema, validate_record, write_record
+from probe.profile_loader import load_profile
+from probe.record.files import read_record, record_text, write_record
+from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.record.schema import schema, validate_record
+from tests.record_cases import SINGLE, Case, fleet_error, fleet_pair
 
 REFERENCE = jsonschema.Draft202012Validator(
     schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
@@ -27,7 +35,7 @@ PROFILE = Profile(id="iso27400", title="t", version="1", digest="sha256:" + "ab"
 REFS = {"iso-27400-2022": ("6.2",), "etsi-en-303-645": ("5.1-1", "5.1-2")}
 
 
-def outcome() -> DeviceOutcome:
+def outcome() -> Record:
     """A device with services, a failure under waiver, nested evidence and non-ASCII text."""
     moment = dt.datetime(2026, 11, 29, 3, 25, 42, tzinfo=dt.UTC)
     results = (
@@ -42,15 +50,17 @@ def outcome() -> DeviceOutcome:
         Result("http.hsts", "27400-6.5", Severity.LOW,
                Finding(Status.ERROR, "no answer", "http:https://127.0.0.1/", {}), "-", {}, 0),
     )
-    return DeviceOutcome(
+    return record_of(
         device=Device("cam-1", "cam-1.lab", hostname="cam", device_class="camera", site="é"),
-        address="127.0.0.9", started_at=moment, finished_at=moment + dt.timedelta(seconds=2),
+        address="127.0.0.9", profile=ProfileRef(**PROFILE.meta()),
+        probe=ProbeInfo(__version__, False), started_at=moment,
+        finished_at=moment + dt.timedelta(seconds=2),
         services=(Service("tcp", 23, "telnet"), Service("tcp", 443, "https", True, "nginx")),
-        results=results, intrusive=False)
+        results=results)
 
 
 def record() -> dict[str, Any]:
-    return build_record(outcome(), PROFILE)
+    return outcome().to_json()
 
 
 DELETE = object()
@@ -194,7 +204,7 @@ def test_the_file_is_json_indented_by_two_in_the_records_order(tmp_path: Path) -
     built = record()
     text = record_text(built)
     assert text == json.dumps(built, indent=2, ensure_ascii=False) + "\n"
-    path = write_record(tmp_path, built)
+    path = write_record(tmp_path, outcome())
     assert path.name == "cam-1.record.json"
     assert path.read_text(encoding="utf-8") == text
     assert "café" in text
@@ -207,7 +217,7 @@ def test_what_orjson_refuses_is_written_as_json_dumps_writes_it(
     built["results"][2]["evidence"] = evidence
     validate_record(built)
     assert record_text(built) == json.dumps(built, indent=2) + "\n"
-    loaded = json.loads(write_record(tmp_path, built).read_text(encoding="utf-8"))
+    loaded = json.loads(write_record(tmp_path, outcome(), built).read_text(encoding="utf-8"))
     assert loaded["results"][2]["evidence"] == json.loads(json.dumps(evidence))
     assert REFERENCE.is_valid(loaded)
 
@@ -216,5 +226,106 @@ def test_a_value_json_cannot_write_is_still_refused(tmp_path: Path) -> None:
     built = record()
     built["results"][2]["evidence"] = {"serial": 2**70, "odd": {1, 2}}
     with pytest.raises(TypeError):
-        write_record(tmp_path, built)
+        write_record(tmp_path, outcome(), built)
     assert list(tmp_path.iterdir()) == []
+
+
+GOLDEN = Path(__file__).parent / "golden" / "records"
+GOLDEN_PROFILE = ProfileRef("golden", "1", "sha256:" + "cd" * 32)
+
+
+def _record_of(case: Case, profile: ProfileRef) -> Record:
+    return record_of(device=case.device, address=case.address, profile=profile,
+                     probe=ProbeInfo(__version__, case.intrusive), started_at=case.started_at,
+                     finished_at=case.finished_at, services=case.services,
+                     results=case.results)
+
+
+def _golden(name: str) -> str:
+    return (GOLDEN / f"{name}.record.json").read_text(encoding="utf-8")
+
+
+def _same_but_version(text: str, golden: str) -> None:
+    """`text` is the golden byte for byte, the probe's version aside (it changes by release)."""
+    assert text.replace(f'"version": "{__version__}"', '"version": "0.1.0"') == golden
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE))
+def test_a_record_is_byte_for_byte_what_build_record_wrote(name: str, tmp_path: Path) -> None:
+    """The goldens were written by the dict-building code the typed record replaced."""
+    built = _record_of(SINGLE[name](), GOLDEN_PROFILE)
+    validate_record(built.to_json())
+    _same_but_version(record_text(built.to_json()), _golden(name))
+    _same_but_version(write_record(tmp_path, built).read_text(encoding="utf-8"), _golden(name))
+
+
+def test_the_fleet_stage_rewrites_records_byte_for_byte_as_before() -> None:
+    """Settled as each device finishes, then amended after the last: the same bytes as the
+    dict-based fleet stage, and a settled record is not amended twice."""
+    profile = load_profile("iso27400")
+    fleet = UniqueKeys(profile, catalogue())
+    ref = ProfileRef(**profile.meta())
+    first, second = (fleet.settle(_record_of(c, ref)) for c in fleet_pair())
+    assert fleet.to_amend() == ["twin-a", "twin-b"]
+    rewritten = fleet.amend(Record.from_json(json.loads(record_text(first.to_json()))))
+    assert rewritten is not None and fleet.amend(second) is None
+    for name, built in (("fleet-first", first), ("fleet-second", second),
+                        ("fleet-rewrite", rewritten)):
+        validate_record(built.to_json())
+        _same_but_version(record_text(built.to_json()), _golden(name))
+
+
+def test_the_fleet_stage_quotes_a_devices_text_escaped_once() -> None:
+    """The record escapes the certificate check's error summary; the fleet result that quotes
+    it escapes the device's text once too, as when it was settled before the record was built
+    (a double escape here would fail the golden)."""
+    profile = load_profile("iso27400")
+    settled = UniqueKeys(profile, catalogue()).settle(
+        _record_of(fleet_error(), ProfileRef(**profile.meta())))
+    validate_record(settled.to_json())
+    _same_but_version(record_text(settled.to_json()), _golden("fleet-error"))
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN.glob("*.record.json")), ids=lambda p: p.stem)
+def test_a_stored_record_reads_back_as_the_same_record(name: Path, tmp_path: Path) -> None:
+    """from_json(to_json(r)) == r, and the file of a read record is the file it was read from."""
+    stored = read_record(name)
+    assert Record.from_json(stored.to_json()) == stored
+    assert record_text(stored.to_json()) == name.read_text(encoding="utf-8")
+    assert stored.verdict.value == json.loads(name.read_text(encoding="utf-8"))["verdict"]
+
+
+def test_a_built_record_reads_back_equal() -> None:
+    for make in SINGLE.values():
+        built = _record_of(make(), GOLDEN_PROFILE)
+        assert Record.from_json(json.loads(record_text(built.to_json()))) == built
+
+
+def test_statuses_are_the_worst_per_check_in_first_seen_order() -> None:
+    moment = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def row(check: str, status: Status) -> Result:
+        return Result(check, "c", Severity.LOW, Finding(status, "s"), "-", {}, 0)
+
+    built = record_of(
+        device=Device("d", "127.0.0.1"), address="127.0.0.1", profile=GOLDEN_PROFILE,
+        probe=ProbeInfo("0", False), started_at=moment, finished_at=moment, services=(),
+        results=[row("b", Status.PASS), row("a", Status.NOT_APPLICABLE), row("b", Status.SKIPPED),
+                 row("a", Status.ERROR), row("b", Status.FAIL), row("a", Status.PASS)])
+    assert list(built.statuses().items()) == [("b", Status.FAIL), ("a", Status.ERROR)]
+    assert [r.status for r in built.of_check("a")] == [
+        Status.NOT_APPLICABLE, Status.ERROR, Status.PASS]
+
+
+RECORD_KEYS = re.compile(r"""\[\s*["'](results|verdict|device|status)["']\s*\](?!\s*=[^=])""")
+"""Reading a subscript by one of a record's JSON keys (writing one is building some other
+dict, e.g. evidence)."""
+
+
+def test_only_the_record_model_reads_a_records_json_keys() -> None:
+    root = Path(__file__).resolve().parent.parent / "probe"
+    found = [f"{path.relative_to(root)}:{n}: {line.strip()}"
+             for path in sorted(root.rglob("*.py")) if path != root / "record" / "model.py"
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if RECORD_KEYS.search(line)]
+    assert found == []

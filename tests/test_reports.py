@@ -26,9 +26,11 @@ from conftest import load_records
 from junitparser import Error, Failure, JUnitXml, Skipped
 from trestle.oscal.assessment_results import Model
 
-from probe.record import validate_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
+from probe.report import write_report
 from probe.report.oscal import profile_urn, token
-from probe.report.source import RecordSource, write_report
+from probe.report.source import RecordSource
 
 BASE = "127.92.0.1"
 PERSONAS = "clean-sensor,telnet-camera,dark,mqtt-open-broker,coap-sensor,ftp-gateway"
@@ -75,7 +77,7 @@ def source_of(records: list[dict[str, Any]]) -> RecordSource:
                else {"id": "p", "version": "1", "digest": "sha256:" + "0" * 64})
     return RecordSource(title=f"test of {len(ordered)} device(s)", identity="test:1",
                         profile=profile, generated=dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC),
-                        records=lambda: iter(ordered))
+                        records=lambda: (Record.from_json(r) for r in ordered))
 
 
 def render(fmt: str, source: RecordSource) -> str:

@@ -5,6 +5,7 @@ every device's expectations, the comparison rules, the coverage of the check cat
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import subprocess
@@ -29,10 +30,10 @@ from probe.lab.selftest import (
     markdown_table,
     render_coverage,
     render_rows,
-    worst,
 )
-from probe.model import Status
-from probe.record import validate_record
+from probe.model import Device, Finding, Result, Severity, Status
+from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.record.schema import validate_record
 
 EMULATED_BASE = "127.71.0.1"
 REAL_BASE = "127.72.0.1"
@@ -107,7 +108,7 @@ def test_a_wrong_declaration_is_a_disagreement(real: Run) -> None:
     default, intrusive = real.records("default"), real.records("intrusive")
     device = next(d for d in every_declared() if d.name == "web-strong")
     wrong = dataclasses.replace(device, default={**device.default, "net.open-ports": "fail"})
-    records = (default["web-strong"], intrusive["web-strong"])
+    records = (Record.from_json(default["web-strong"]), Record.from_json(intrusive["web-strong"]))
     right = {r.check for r in compare("web-strong", device, records) if not r.agrees}
     rows = compare("web-strong", wrong, records)
     bad = {r.check: (r.expected, r.got) for r in rows if not r.agrees and r.check not in right}
@@ -118,14 +119,18 @@ def test_a_wrong_declaration_is_a_disagreement(real: Run) -> None:
 
 
 def test_undeclared_checks_and_checks_outside_the_profile_are_not_compared() -> None:
-    record = {"verdict": "nonconformant", "results": [
-        {"check": "net.open-ports", "status": "fail"},
-        {"check": "tls.protocol-versions", "status": "pass"},
-        {"check": "tls.protocol-versions", "status": "error"},
-        {"check": "mqtt.default-credentials", "status": "skipped"},
-    ]}
-    assert worst(record) == {"net.open-ports": "fail", "tls.protocol-versions": "error",
-                             "mqtt.default-credentials": "skipped"}
+    moment = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    record = record_of(
+        device=Device("d-1", "127.0.0.1"), address="127.0.0.1",
+        profile=ProfileRef("p", "1", "sha256:" + "0" * 64), probe=ProbeInfo("0", False),
+        started_at=moment, finished_at=moment, services=(),
+        results=[Result(check, "c", Severity.HIGH, Finding(status, "s"), "-", {}, 0)
+                 for check, status in (("net.open-ports", Status.FAIL),
+                                       ("tls.protocol-versions", Status.PASS),
+                                       ("tls.protocol-versions", Status.ERROR),
+                                       ("mqtt.default-credentials", Status.SKIPPED))])
+    assert record.statuses() == {"net.open-ports": "fail", "tls.protocol-versions": "error",
+                                 "mqtt.default-credentials": "skipped"}
     declared = Declared("d", "real", "sensor", "-", "-",
                         {"net.open-ports": "fail", "http.hsts": "pass"},
                         {"net.open-ports": "fail"}, "nonconformant")

@@ -16,7 +16,8 @@ from pgserver import PASSWORD, PostgresServer, postgres_server
 
 from probe.errors import InputError
 from probe.profile_loader import load_profile
-from probe.record import validate_record
+from probe.record.model import Record
+from probe.record.schema import validate_record
 from probe.store import Store, StoreError, default_store, open_store, parse_store_url
 from probe.store.models import Base
 from probe.store.queries import diff
@@ -49,7 +50,7 @@ def result(check: str, status: str, target: str = "device", severity: str = "hig
             "remediation": "fix it", "references": {}, "duration_ms": 1, **extra}
 
 
-def record(device: str, results: list[dict[str, Any]], verdict: str) -> dict[str, Any]:
+def record(device: str, results: list[dict[str, Any]], verdict: str) -> Record:
     built = {
         "schema": "iotprobe.record/v1",
         "device": {"id": device, "address": "127.93.0.1", "class": "sensor"},
@@ -59,7 +60,9 @@ def record(device: str, results: list[dict[str, Any]], verdict: str) -> dict[str
         "verdict": verdict, "services": [], "results": results,
     }
     validate_record(built)
-    return built
+    typed = Record.from_json(built)
+    assert typed.verdict.value == verdict
+    return typed
 
 
 def begin(store: Store) -> int:
@@ -96,11 +99,11 @@ def test_records_round_trip_in_device_order(store: Store) -> None:
     for device in ("zeta", "alpha", "Mid", "beta-2", "beta-10"):
         store.add_record(number, record(device, [result("net.open-ports", "pass")],
                                         "conformant"))
-    ids = [r["device"]["id"] for r in store.records(number)]
+    ids = [r.device.id for r in store.records(number)]
     assert ids == sorted(ids) == ["Mid", "alpha", "beta-10", "beta-2", "zeta"]
     stored = store.record(number, "alpha")
-    assert list(stored) == list(record("alpha", [], "conformant"))
-    validate_record(stored)
+    assert list(stored.to_json()) == list(record("alpha", [], "conformant").to_json())
+    validate_record(stored.to_json())
     assert store.device_ids(number) == {"zeta", "alpha", "Mid", "beta-2", "beta-10"}
     assert store.sweep(number).records == 5
     with pytest.raises(StoreError, match="already holds"):
@@ -117,7 +120,7 @@ def test_replace_record_rewrites_results(store: Store) -> None:
     keys = list(store.result_keys(number))
     assert [(k.check_id, k.status, k.verdict) for k in keys] == [
         ("fleet.unique-keys", "fail", "nonconformant")]
-    assert store.record(number, "a")["verdict"] == "nonconformant"
+    assert store.record(number, "a").verdict.value == "nonconformant"
 
 
 def test_diff_finds_every_kind_of_change(store: Store) -> None:

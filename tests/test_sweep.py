@@ -23,15 +23,17 @@ import pytest
 import yaml
 from pgserver import PASSWORD, PostgresServer, postgres_server
 
+from probe import __version__
 from probe.context import ScanOptions
-from probe.engine import DeviceOutcome, Engine
+from probe.engine import Engine
 from probe.errors import InputError
 from probe.inventory import inventory_from_targets
 from probe.lab import pki
 from probe.model import Device, Finding, Result, Severity, Status, passed
 from probe.profile import Profile
 from probe.profile_loader import load_profile
-from probe.record import validate_record
+from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.record.schema import validate_record
 from probe.run import FileSink, ScanRun, run_scan
 from probe.store import open_store
 from probe.sweep import StoreSink, parse_interval
@@ -128,7 +130,7 @@ def sweeps_so_far(path: Path) -> list[tuple[int, str, int]]:
 def stored_records(url: str, number: int) -> list[dict[str, Any]]:
     store = open_store(url)
     try:
-        records = list(store.records(number))
+        records = [r.to_json() for r in store.records(number)]
     finally:
         store.close()
     for record in records:
@@ -379,7 +381,7 @@ def fleet_profile(tmp_path: Path) -> Profile:
     return load_profile(str(path))
 
 
-def outcome(device: str, key: str | None, *, status: Status = Status.PASS) -> DeviceOutcome:
+def outcome(device: str, key: str | None, *, status: Status = Status.PASS) -> Record:
     """A device's outcome as the engine hands it over: a certificate result with the key the
     TLS check recorded, and the fleet check's per-device placeholder."""
     now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
@@ -393,8 +395,11 @@ def outcome(device: str, key: str | None, *, status: Status = Status.PASS) -> De
     results = (res("net.open-ports", passed("ok")),
                res("tls.certificate-strength", finding),
                res("fleet.unique-keys", Finding(Status.SKIPPED, "decided across the fleet")))
-    return DeviceOutcome(Device(device, "127.91.3.1", device_class="sensor"), "127.91.3.1",
-                         now, now, (), results, False)
+    return record_of(device=Device(device, "127.91.3.1", device_class="sensor"),
+                     address="127.91.3.1",
+                     profile=ProfileRef("fleet-keys", "1", "sha256:" + "0" * 64),
+                     probe=ProbeInfo(__version__, False), started_at=now, finished_at=now,
+                     services=(), results=results)
 
 
 async def test_fleet_results_reach_every_record(tmp_path: Path) -> None:
@@ -411,7 +416,7 @@ async def test_fleet_results_reach_every_record(tmp_path: Path) -> None:
     first = json.loads((tmp_path / "out" / "a.record.json").read_text())
     assert first["verdict"] == "conformant", "a's record was written before c arrived"
     await scan.settle_fleet()
-    records = {r["device"]["id"]: r for r in sink.records()}
+    records = {r.device.id: r.to_json() for r in sink.records()}
     for record in records.values():
         validate_record(record)
     fleet = {d: [r for r in rec["results"] if r["check"] == "fleet.unique-keys"]
@@ -445,7 +450,7 @@ async def test_fleet_results_survive_a_resume_in_the_store(tmp_path: Path) -> No
             resumed.remember(record)
         await resumed.finished(outcome("c", "cc" * 32))
         await resumed.settle_fleet()
-    records = {r["device"]["id"]: r for r in store.records(number)}
+    records = {r.device.id: r.to_json() for r in store.records(number)}
     store.close()
     statuses = {d: [r["status"] for r in rec["results"] if r["check"] == "fleet.unique-keys"]
                 for d, rec in records.items()}

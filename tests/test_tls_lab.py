@@ -21,7 +21,7 @@ from probe.lab.personas.base import TLS_CHECKS, WEB_CHECKS, Persona
 from probe.model import Device
 from probe.profile import Profile
 from probe.profile_loader import load_profile
-from probe.record import build_record, validate_record
+from probe.record.schema import validate_record
 
 PROFILE = """\
 id: tls-lab
@@ -79,7 +79,7 @@ async def scan(tmp_path: Path, personas: Sequence[Persona], base: str, *,
     records: dict[str, dict[str, Any]] = {}
 
     async def keep(outcome: Any) -> None:
-        record = build_record(outcome, resolved)
+        record = outcome.to_json()
         validate_record(record)
         records[record["device"]["id"]] = record
 

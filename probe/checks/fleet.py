@@ -20,13 +20,13 @@ cannot answer, so it returns `skipped` (which leaves the verdict alone) and the 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Check, Observations, check
 from probe.context import Params
+from probe.escaping import unescape
 from probe.model import (
     Device,
     Finding,
@@ -40,9 +40,7 @@ from probe.model import (
     skipped,
 )
 from probe.profile import PlannedCheck, Profile
-
-if TYPE_CHECKING:
-    from probe.engine import DeviceOutcome
+from probe.record.model import Record, stored
 
 UNIQUE_KEYS = "fleet.unique-keys"
 KEY_EVIDENCE = "public_key_sha256"
@@ -68,7 +66,7 @@ def unique_keys(obs: Observations, params: Params) -> Iterable[Finding]:
 
 
 Observed = tuple[str, str, str, Mapping[str, Any], str]
-"""(check, target, status, evidence, summary) of one result, from a Result or a record."""
+"""(check, target, status, evidence, summary) of one result."""
 
 
 def _key_of(item: Any) -> str | None:
@@ -99,31 +97,11 @@ def served_keys(results: Iterable[Observed]) -> tuple[dict[str, set[str]], dict[
     return keys, {t: c for t, c in errors.items() if t not in keys}
 
 
-def _of_results(results: Iterable[Result]) -> Iterator[Observed]:
-    for r in results:
-        yield r.check, r.finding.target, r.status.value, r.finding.evidence, r.finding.summary
-
-
-def _of_record(record: Mapping[str, Any]) -> Iterator[Observed]:
-    for r in record["results"]:
-        yield r["check"], r["target"], r["status"], r["evidence"], r["summary"]
-
-
-def device_of_record(record: Mapping[str, Any]) -> Device:
-    """The identity of a recorded device (enough to plan its checks and apply waivers)."""
-    d = record["device"]
-    return Device(id=d["id"], address=d["address"], hostname=d.get("hostname"),
-                  device_class=d.get("class"), site=d.get("site"))
-
-
-def record_verdict(results: Iterable[Mapping[str, Any]]) -> str:
-    """The verdict of recorded results (docs/record.md): as model.verdict_of, on dicts."""
-    rows = list(results)
-    if any(r["status"] == "fail" and "waived" not in r for r in rows):
-        return "nonconformant"
-    if any(r["status"] == "error" for r in rows):
-        return "inconclusive"
-    return "conformant"
+def _observed(record: Record, text: Callable[[str], str]) -> Iterator[Observed]:
+    """The results of `record`, their summaries through `text`."""
+    for r in record.results:
+        yield (r.check, r.finding.target, r.status.value, r.finding.evidence,
+               text(r.finding.summary))
 
 
 class UniqueKeys:
@@ -189,28 +167,24 @@ class UniqueKeys:
         plan = self.profile.plan(device, self.defaults, day)
         return next(p for p in plan if p.id == UNIQUE_KEYS)
 
-    def settle(self, outcome: DeviceOutcome) -> DeviceOutcome:
-        """`outcome` with its fleet results decided against every device finished so far."""
-        if not self.enabled:
-            return outcome
-        keys, errors = served_keys(_of_results(outcome.results))
-        self._note(outcome.device.id, keys)
-        fleet = self._results(outcome.device, outcome.started_at.date(),
-                              self._findings(outcome.device.id, keys, errors))
-        results: list[Result] = []
-        for result in outcome.results:
-            if result.check != UNIQUE_KEYS:
-                results.append(result)
-            elif fleet:
-                results.extend(fleet)
-                fleet = []
-        return dataclasses.replace(outcome, results=tuple(results))
+    def settle(self, record: Record) -> Record:
+        """`record` with its fleet results decided against every device finished so far.
 
-    def remember(self, record: Mapping[str, Any]) -> None:
+        The record has just been built: the error summaries quoted are taken back to the
+        device's text (`unescape`), so the fleet result escapes them once, as the record did.
+        """
+        if not self.enabled:
+            return record
+        keys, errors = served_keys(_observed(record, unescape))
+        self._note(record.device.id, keys)
+        return record.with_results(UNIQUE_KEYS, self._stored(
+            record, self._findings(record.device.id, keys, errors)))
+
+    def remember(self, record: Record) -> None:
         """Take in a device finished earlier (a resumed sweep's stored record)."""
         if self.enabled:
-            keys, _ = served_keys(_of_record(record))
-            self._note(record["device"]["id"], keys)
+            keys, _ = served_keys(_observed(record, str))
+            self._note(record.device.id, keys)
 
     def to_amend(self) -> list[str]:
         """The devices whose records may need their final fleet results: those sharing a key."""
@@ -219,26 +193,20 @@ class UniqueKeys:
             ids.update(self._holders[fingerprint])
         return sorted(ids)
 
-    def amend(self, record: dict[str, Any]) -> dict[str, Any] | None:
+    def amend(self, record: Record) -> Record | None:
         """`record` with its final fleet results, or None when they are already final."""
-        keys, errors = served_keys(_of_record(record))
-        device = device_of_record(record)
-        day = dt.date.fromisoformat(record["started_at"][:10])
-        fleet = [r.as_record() for r in self._results(
-            device, day, self._findings(device.id, keys, errors))]
-        old = [r for r in record["results"] if r["check"] == UNIQUE_KEYS]
-        if _comparable(old) == _comparable(fleet):
+        keys, errors = served_keys(_observed(record, str))
+        fleet = self._stored(record, self._findings(record.device.id, keys, errors))
+        if _comparable(record.of_check(UNIQUE_KEYS)) == _comparable(fleet):
             return None
-        results: list[dict[str, Any]] = []
-        for result in record["results"]:
-            if result["check"] != UNIQUE_KEYS:
-                results.append(result)
-            elif fleet:
-                results.extend(fleet)
-                fleet = []
-        return {**record, "results": results, "verdict": record_verdict(results)}
+        return record.with_results(UNIQUE_KEYS, fleet)
+
+    def _stored(self, record: Record, findings: list[Finding]) -> list[Result]:
+        """The fleet results of `record`'s device, as its record holds them."""
+        return [stored(r) for r in self._results(record.device, record.started_at.date(),
+                                                 findings)]
 
 
-def _comparable(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    return [(r["target"], r["status"], r["summary"], repr(sorted(r["evidence"].items())))
-            for r in results]
+def _comparable(results: Iterable[Result]) -> list[tuple[str, str, str, str]]:
+    return [(r.finding.target, r.status.value, r.finding.summary,
+             repr(sorted(r.finding.evidence.items()))) for r in results]

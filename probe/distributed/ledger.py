@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from probe.distributed.plan import Shard
+from probe.record import model as rec
 from probe.store import FINISHED, Store, StoreError
 from probe.store.models import Record, Sweep
 from probe.store.models import Shard as ShardRow
@@ -141,11 +142,11 @@ def stored(store: Store, sweep: int, device_ids: Iterable[str]) -> set[str]:
     return found
 
 
-def add_once(store: Store, sweep: int, record: dict[str, Any]) -> bool:
+def add_once(store: Store, sweep: int, record: rec.Record) -> bool:
     """Store `record` unless `sweep` holds one of its device already; whether it was stored.
     Two workers racing on the same device (a shard redelivered while its first worker still
     runs) meet at the unique key: the loser keeps the winner's record."""
-    device_id = record["device"]["id"]
+    device_id = record.device.id
     if stored(store, sweep, [device_id]):
         return False
     try:

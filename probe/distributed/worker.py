@@ -41,6 +41,7 @@ from probe.inventory import load_inventory
 from probe.model import Device, Severity
 from probe.profile import Profile
 from probe.profile_loader import load_profiles
+from probe.record.model import Record
 from probe.run import RecordNotStored, ScanRun, unique_devices
 from probe.store import RecordRefused, Store, StoreError, parse_store_url
 from probe.sweep import StoreSink
@@ -76,7 +77,7 @@ class ShardRefused(Exception):
 class OnceSink(StoreSink):
     """StoreSink whose records are written only when the sweep has none for the device yet."""
 
-    async def put(self, record: dict[str, Any]) -> None:
+    async def put(self, record: Record) -> None:
         try:
             await self._call(ledger.add_once, self.store, self.number, record)
         except RecordRefused as exc:

@@ -25,7 +25,6 @@ What the devices declare:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,11 +56,12 @@ from probe.lab.servers import FORBIDDEN_PORT, ports_of
 from probe.lab.state import running_lab
 from probe.model import Severity
 from probe.profile_loader import load_profiles
+from probe.record.files import read_record
+from probe.record.model import Record
 from probe.run import run_scan
 from probe.secrets import Secret
 
 PROFILE = "iso27400"
-WORST_FIRST = ("fail", "error", "skipped", "pass", "not_applicable")
 Lab = Literal["emulated", "real"]
 Echo = Callable[[str], None]
 
@@ -178,14 +178,6 @@ def every_declared(checks: Mapping[str, Check] | None = None) -> list[Declared]:
 # ---------------------------------------------------------------------------------------------
 
 
-def worst(record: Mapping[str, Any]) -> dict[str, str]:
-    """Each check's status in a record; with several results, the worst of them."""
-    found: dict[str, list[str]] = {}
-    for result in record["results"]:
-        found.setdefault(result["check"], []).append(result["status"])
-    return {check: min(statuses, key=WORST_FIRST.index) for check, statuses in found.items()}
-
-
 @dataclass(frozen=True)
 class Row:
     device: str
@@ -206,12 +198,13 @@ def implied_verdict(statuses: Iterable[str]) -> str:
     return "inconclusive" if "error" in seen else "conformant"
 
 
-def compare(device_id: str, declared: Declared, records: tuple[Mapping[str, Any] | None,
-                                                               Mapping[str, Any] | None]
+def compare(device_id: str, declared: Declared, records: tuple[Record | None, Record | None]
             ) -> list[Row]:
     """The rows of one device: each declared check the records hold (default, intrusive),
     then, where it declares every check of a record, the verdict its statuses imply."""
-    got = tuple(worst(r) if r is not None else {} for r in records)
+    got: tuple[dict[str, str], ...] = tuple(
+        {c: status.value for c, status in r.statuses().items()} if r is not None else {}
+        for r in records)
     order: list[str] = []
     for found in got:
         order += [c for c in found if c not in order]
@@ -227,7 +220,7 @@ def compare(device_id: str, declared: Declared, records: tuple[Mapping[str, Any]
     for wanted, found, record in zip((declared.default, declared.intrusive), got, records,
                                      strict=True):
         if record is not None and found and set(found) <= set(wanted):
-            verdicts.append((implied_verdict(wanted[c] for c in found), record["verdict"]))
+            verdicts.append((implied_verdict(wanted[c] for c in found), record.verdict.value))
         else:
             verdicts.append((None, None))
     if verdicts != [(None, None), (None, None)]:
@@ -383,16 +376,16 @@ def monitored_inventory(lab_inventory: Path, personas: Mapping[str, str], work: 
 
 
 def scan(inventory: Path, outdir: Path, *, trust_anchor: str, timeout: float,
-         intrusive: bool) -> dict[str, dict[str, Any]]:
+         intrusive: bool) -> dict[str, Record]:
     """Scan with the built-in profile into `outdir`; the records by device id."""
     options = ScanOptions(timeout=timeout, intrusive=intrusive, exclude_ports=(FORBIDDEN_PORT,),
                           trust_anchor=trust_anchor)
     asyncio.run(run_scan([load_inventory(inventory)], load_profiles([PROFILE]), options,
                          outdir=outdir, formats=(), fail_on=Severity.LOW, quiet=True))
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, Record] = {}
     for path in sorted(outdir.glob("*.record.json")):
-        record = json.loads(path.read_text())
-        records[record["device"]["id"]] = record
+        record = read_record(path)
+        records[record.device.id] = record
     return records
 
 

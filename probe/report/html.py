@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -20,6 +20,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from probe import __version__
 from probe.escaping import shown
+from probe.model import Result, Status
+from probe.record.model import STAMP, Record
 from probe.report.source import RecordSource, stamp
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -32,10 +34,10 @@ WORST_CHECKS = 10
 DEVICES_PER_CHECK = 8
 
 
-def _state(result: Mapping[str, Any]) -> str:
-    if result["status"] == "fail" and "waived" in result:
+def _state(result: Result) -> str:
+    if result.status is Status.FAIL and result.waived is not None:
         return "waived"
-    return str(result["status"])
+    return result.status.value
 
 
 @dataclass
@@ -82,36 +84,38 @@ class Fleet:
     checks: dict[str, CheckStat] = field(default_factory=dict)
     controls: dict[str, ControlStat] = field(default_factory=dict)
 
-    def add(self, index: int, record: Mapping[str, Any]) -> None:
-        device = record["device"]
+    def add(self, index: int, record: Record) -> None:
+        device = record.device
         anchor = f"d-{index}"
-        self.verdicts[record["verdict"]] += 1
+        verdict = record.verdict.value
+        self.verdicts[verdict] += 1
         failing: Counter[str] = Counter()
         errors = 0
         failing_checks: set[str] = set()
         per_control: dict[str, set[str]] = {}
-        for result in record["results"]:
+        for result in record.results:
             state = _state(result)
-            stat = self.checks.setdefault(result["check"], CheckStat(
-                result["check"], result["control"], result["severity"]))
-            if _SEVERITY_RANK[result["severity"]] > _SEVERITY_RANK.get(stat.severity, 0):
-                stat.severity = result["severity"]
+            severity = result.severity.value
+            stat = self.checks.setdefault(result.check, CheckStat(
+                result.check, result.control, severity))
+            if _SEVERITY_RANK[severity] > _SEVERITY_RANK.get(stat.severity, 0):
+                stat.severity = severity
             if state == "fail":
-                failing[result["severity"]] += 1
-                failing_checks.add(result["check"])
+                failing[severity] += 1
+                failing_checks.add(result.check)
             elif state == "error":
                 errors += 1
                 stat.errors += 1
             elif state == "pass":
                 stat.passing += 1
-            control = self.controls.setdefault(result["control"], ControlStat(result["control"]))
+            control = self.controls.setdefault(result.control, ControlStat(result.control))
             control.statuses[state] += 1
-            per_control.setdefault(result["control"], set()).add(state)
+            per_control.setdefault(result.control, set()).add(state)
         for check_id in failing_checks:
             stat = self.checks[check_id]
             stat.failing += 1
             if len(stat.devices) < DEVICES_PER_CHECK:
-                stat.devices.append((device["id"], anchor))
+                stat.devices.append((device.id, anchor))
         for control_id, states in per_control.items():
             control = self.controls[control_id]
             control.devices += 1
@@ -120,8 +124,8 @@ class Fleet:
             elif "error" in states:
                 control.inconclusive += 1
         self.devices.append(DeviceRow(
-            id=device["id"], anchor=anchor, address=device["address"],
-            device_class=device.get("class", ""), verdict=record["verdict"],
+            id=device.id, anchor=anchor, address=device.address,
+            device_class=device.device_class or "", verdict=verdict,
             failed=" ".join(f"{failing[s]} {s}" for s in SEVERITIES if failing[s]) or "-",
             errors=errors,
             weight=sum(_SEVERITY_RANK[s] * n for s, n in failing.items())))
@@ -143,25 +147,34 @@ def control_anchor(control_id: str) -> str:
     return "control-" + "".join(c if c.isalnum() or c == "-" else "-" for c in control_id)
 
 
-def _view(index: int, record: Mapping[str, Any]) -> dict[str, Any]:
-    results = sorted(record["results"], key=lambda r: (
-        _STATUS_ORDER.get(_state(r), 9), -_SEVERITY_RANK.get(r["severity"], 0), r["check"],
-        r["target"]))
+def _result_view(result: Result) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "check": result.check, "target": result.finding.target,
+        "severity": result.severity.value, "summary": result.finding.summary,
+        "remediation": result.remediation, "state": _state(result),
+        "evidence_text": json.dumps(result.finding.evidence, indent=2, sort_keys=True),
+        "references_text": "; ".join(f"{k} {', '.join(v)}"
+                                     for k, v in result.references.items())}
+    if result.waived is not None:
+        view["waived"] = {"justification": result.waived.justification,
+                          "expires": result.waived.expires}
+    return view
+
+
+def _view(index: int, record: Record) -> dict[str, Any]:
+    results = sorted(record.results, key=lambda r: (
+        _STATUS_ORDER.get(_state(r), 9), -_SEVERITY_RANK.get(r.severity.value, 0), r.check,
+        r.finding.target))
     return {
         "anchor": f"d-{index}",
-        "device": record["device"],
-        "verdict": record["verdict"],
-        "profile": record["profile"],
-        "probe": record["probe"],
-        "started_at": record["started_at"],
-        "finished_at": record["finished_at"],
-        "services": record["services"],
-        "counts": Counter(_state(r) for r in record["results"]),
-        "results": [{**r, "state": _state(r),
-                     "evidence_text": json.dumps(r["evidence"], indent=2, sort_keys=True),
-                     "references_text": "; ".join(f"{k} {', '.join(v)}"
-                                                  for k, v in r["references"].items())}
-                    for r in results],
+        "device": record.device_json(),
+        "verdict": record.verdict.value,
+        "probe": record.probe,
+        "started_at": record.started_at.strftime(STAMP),
+        "finished_at": record.finished_at.strftime(STAMP),
+        "services": record.services,
+        "counts": Counter(_state(r) for r in record.results),
+        "results": [_result_view(r) for r in results],
     }
 
 

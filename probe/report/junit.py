@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
 from probe.escaping import shown
+from probe.model import Result, Status
+from probe.record.model import STAMP, Record
 from probe.report.source import RecordSource
 
 
@@ -31,20 +32,20 @@ def clean(text: str) -> str:
     return shown(text, lines=True)
 
 
-def _kind(result: Mapping[str, Any]) -> str:
-    status = result["status"]
-    if status == "fail":
-        return "skipped" if "waived" in result else "failure"
-    if status == "error":
+def _kind(result: Result) -> str:
+    status = result.status
+    if status is Status.FAIL:
+        return "skipped" if result.waived is not None else "failure"
+    if status is Status.ERROR:
         return "error"
-    if status in ("skipped", "not_applicable"):
+    if status in (Status.SKIPPED, Status.NOT_APPLICABLE):
         return "skipped"
     return "pass"
 
 
-def _counts(record: Mapping[str, Any]) -> Counter[str]:
-    kinds = Counter(_kind(r) for r in record["results"])
-    kinds["tests"] = len(record["results"])
+def _counts(record: Record) -> Counter[str]:
+    kinds = Counter(_kind(r) for r in record.results)
+    kinds["tests"] = len(record.results)
     return kinds
 
 
@@ -52,38 +53,38 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}"
 
 
-def _details(result: Mapping[str, Any]) -> str:
-    parts = [result["summary"], "", "evidence:",
-             json.dumps(result["evidence"], indent=2, sort_keys=True)]
-    if result.get("remediation"):
-        parts += ["", f"remediation: {result['remediation']}"]
-    references = "; ".join(f"{k} {', '.join(v)}" for k, v in result["references"].items())
+def _details(result: Result) -> str:
+    parts = [result.finding.summary, "", "evidence:",
+             json.dumps(result.finding.evidence, indent=2, sort_keys=True)]
+    if result.remediation:
+        parts += ["", f"remediation: {result.remediation}"]
+    references = "; ".join(f"{k} {', '.join(v)}" for k, v in result.references.items())
     if references:
         parts += ["", f"references: {references}"]
     return clean("\n".join(parts))
 
 
-def _case(device_id: str, result: Mapping[str, Any]) -> ET.Element:
+def _case(device_id: str, result: Result) -> ET.Element:
     case = ET.Element("testcase", {
-        "classname": clean(device_id), "name": clean(f"{result['check']} {result['target']}"),
-        "time": _seconds(result["duration_ms"])})
+        "classname": clean(device_id), "name": clean(f"{result.check} {result.finding.target}"),
+        "time": _seconds(result.duration_ms)})
     kind = _kind(result)
-    summary = clean(result["summary"])
+    summary = clean(result.finding.summary)
+    waived = result.waived
     if kind == "failure":
         failure = ET.SubElement(case, "failure", {"message": summary,
-                                                  "type": result["severity"]})
+                                                  "type": result.severity.value})
         failure.text = _details(result)
     elif kind == "error":
-        reason = result["evidence"].get("reason")
+        reason = result.finding.evidence.get("reason")
         error = ET.SubElement(case, "error", {"message": summary,
                                               "type": clean(str(reason or "error"))})
         error.text = _details(result)
     elif kind == "skipped":
-        if result["status"] == "fail":
-            waived = result["waived"]
-            message = (f"waived until {waived['expires']}: {clean(waived['justification'])} "
+        if waived is not None and result.status is Status.FAIL:
+            message = (f"waived until {waived.expires}: {clean(waived.justification)} "
                        f"(failure: {summary})")
-        elif result["status"] == "not_applicable":
+        elif result.status is Status.NOT_APPLICABLE:
             message = f"not applicable: {summary}"
         else:
             message = summary
@@ -93,27 +94,28 @@ def _case(device_id: str, result: Mapping[str, Any]) -> ET.Element:
     return case
 
 
-def _suite(index: int, record: Mapping[str, Any]) -> ET.Element:
-    device = record["device"]
+def _suite(index: int, record: Record) -> ET.Element:
+    device = record.device
     counts = _counts(record)
-    elapsed = sum(r["duration_ms"] for r in record["results"])
+    elapsed = sum(r.duration_ms for r in record.results)
     suite = ET.Element("testsuite", {
-        "id": str(index), "name": clean(device["id"]), "package": "iotprobe",
-        "hostname": clean(device["address"]), "timestamp": record["started_at"].rstrip("Z"),
+        "id": str(index), "name": clean(device.id), "package": "iotprobe",
+        "hostname": clean(device.address),
+        "timestamp": record.started_at.strftime(STAMP).rstrip("Z"),
         "tests": str(counts["tests"]), "failures": str(counts["failure"]),
         "errors": str(counts["error"]), "skipped": str(counts["skipped"]),
         "time": _seconds(elapsed)})
     properties = ET.SubElement(suite, "properties")
-    profile = record["profile"]
-    for name, value in (("verdict", record["verdict"]), ("address", device["address"]),
-                        ("class", device.get("class")), ("profile", profile["id"]),
-                        ("profile.version", profile["version"]),
-                        ("profile.digest", profile["digest"]),
-                        ("finished_at", record["finished_at"])):
+    profile = record.profile
+    for name, value in (("verdict", record.verdict.value), ("address", device.address),
+                        ("class", device.device_class), ("profile", profile.id),
+                        ("profile.version", profile.version),
+                        ("profile.digest", profile.digest),
+                        ("finished_at", record.finished_at.strftime(STAMP))):
         if value:
             ET.SubElement(properties, "property", {"name": name, "value": clean(str(value))})
-    for result in record["results"]:
-        suite.append(_case(device["id"], result))
+    for result in record.results:
+        suite.append(_case(device.id, result))
     return suite
 
 
@@ -123,7 +125,7 @@ def write_junit(source: RecordSource, out: TextIO) -> None:
     elapsed = 0
     for record in source.records():
         totals.update(_counts(record))
-        elapsed += sum(r["duration_ms"] for r in record["results"])
+        elapsed += sum(r.duration_ms for r in record.results)
     attributes = {
         "name": f"iotprobe {source.profile['id']}: {source.title}",
         "tests": str(totals["tests"]), "failures": str(totals["failure"]),

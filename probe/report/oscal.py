@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 from probe import __version__
 from probe.escaping import shown
+from probe.model import Result, Status
+from probe.record.model import STAMP, Record
 from probe.report.source import RecordSource, stamp
 
 OSCAL_VERSION = "1.2.1"
@@ -75,48 +77,49 @@ def _address_prop(address: str) -> dict[str, str]:
     return {"name": "fqdn", "value": address}
 
 
-def _observation(base: uuid.UUID, index: int, device: str, result: Mapping[str, Any],
+def _observation(base: uuid.UUID, index: int, device: str, result: Result,
                  collected: str) -> dict[str, Any]:
-    props = [_prop("check", result["check"]), _prop("target", result["target"]),
-             _prop("control", result["control"]), _prop("status", result["status"]),
-             _prop("severity", result["severity"])]
-    if "waived" in result:
-        props.append(_prop("waived-until", result["waived"]["expires"]))
+    target, status = result.finding.target, result.status.value
+    props = [_prop("check", result.check), _prop("target", target),
+             _prop("control", result.control), _prop("status", status),
+             _prop("severity", result.severity.value)]
+    waived = result.waived
+    if waived is not None:
+        props.append(_prop("waived-until", waived.expires))
     observation: dict[str, Any] = {
-        "uuid": str(uuid.uuid5(base, shown(f"observation:{index}:{result['check']}:"
-                                           f"{result['target']}"))),
-        "title": _line(f"{result['check']} {result['target']}: {result['status']}"),
-        "description": result["summary"],
+        "uuid": str(uuid.uuid5(base, shown(f"observation:{index}:{result.check}:{target}"))),
+        "title": _line(f"{result.check} {target}: {status}"),
+        "description": result.finding.summary,
         "props": props,
         "methods": ["TEST"],
-        "types": ["finding"] if result["status"] == "fail" else ["control-objective"],
+        "types": ["finding"] if result.status is Status.FAIL else ["control-objective"],
         "subjects": [{"subject-uuid": device, "type": "inventory-item"}],
-        "relevant-evidence": [{"description": json.dumps(result["evidence"], sort_keys=True)}],
+        "relevant-evidence": [{"description": json.dumps(result.finding.evidence,
+                                                         sort_keys=True)}],
         "collected": collected,
     }
     remarks = []
-    if result.get("remediation"):
-        remarks.append(f"Remediation: {result['remediation']}")
-    if "waived" in result:
-        remarks.append(f"Waived until {result['waived']['expires']}: "
-                       f"{result['waived']['justification']}")
+    if result.remediation:
+        remarks.append(f"Remediation: {result.remediation}")
+    if waived is not None:
+        remarks.append(f"Waived until {waived.expires}: {waived.justification}")
     if remarks:
         observation["remarks"] = "\n\n".join(remarks)
     return observation
 
 
 def _finding(base: uuid.UUID, control: str, device_id: str,
-             members: list[tuple[Mapping[str, Any], str]]) -> dict[str, Any]:
-    failing = [r for r, _ in members if r["status"] == "fail" and "waived" not in r]
-    errors = [r for r, _ in members if r["status"] == "error"]
+             members: list[tuple[Result, str]]) -> dict[str, Any]:
+    failing = [r for r, _ in members if r.counts_as_failure]
+    errors = [r for r, _ in members if r.status is Status.ERROR]
     if failing:
         state, reason = "not-satisfied", "fail"
         description = (f"{len(failing)} of {len(members)} result(s) fail: "
-                       + ", ".join(sorted({r["check"] for r in failing})))
+                       + ", ".join(sorted({r.check for r in failing})))
     elif errors:
         state, reason = "not-satisfied", "other"
         description = (f"inconclusive: {len(errors)} of {len(members)} result(s) could not be "
-                       "decided: " + ", ".join(sorted({r["check"] for r in errors})))
+                       "decided: " + ", ".join(sorted({r.check for r in errors})))
     else:
         state, reason = "satisfied", "pass"
         description = f"none of {len(members)} result(s) fails"
@@ -131,37 +134,38 @@ def _finding(base: uuid.UUID, control: str, device_id: str,
     }
 
 
-def _result(document: uuid.UUID, record: Mapping[str, Any]) -> dict[str, Any]:
-    device = record["device"]
-    base = uuid.uuid5(document, shown(f"result:{device['id']}"))
-    subject = device_uuid(device["id"])
+def _result(document: uuid.UUID, record: Record) -> dict[str, Any]:
+    device = record.device
+    verdict = record.verdict.value
+    finished = record.finished_at.strftime(STAMP)
+    base = uuid.uuid5(document, shown(f"result:{device.id}"))
+    subject = device_uuid(device.id)
     observations = []
-    by_control: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
-    for index, result in enumerate(record["results"]):
-        observation = _observation(base, index, subject, result, record["finished_at"])
+    by_control: dict[str, list[tuple[Result, str]]] = {}
+    for index, result in enumerate(record.results):
+        observation = _observation(base, index, subject, result, finished)
         observations.append(observation)
-        by_control.setdefault(result["control"], []).append((result, observation["uuid"]))
-    item_props = [_address_prop(device["address"]), _prop("device-id", device["id"])]
-    if device.get("class"):
-        item_props.append(_prop("device-class", device["class"]))
+        by_control.setdefault(result.control, []).append((result, observation["uuid"]))
+    item_props = [_address_prop(device.address), _prop("device-id", device.id)]
+    if device.device_class:
+        item_props.append(_prop("device-class", device.device_class))
     out: dict[str, Any] = {
         "uuid": str(base),
-        "title": _line(f"iotprobe: {device['id']} ({device['address']}): {record['verdict']}"),
-        "description": f"Conformance of device {device['id']} to profile "
-                       f"{record['profile']['id']} {record['profile']['version']}: "
-                       f"{record['verdict']}.",
-        "start": record["started_at"],
-        "end": record["finished_at"],
-        "props": [_prop("verdict", record["verdict"]),
-                  _prop("intrusive", str(record["probe"]["intrusive"]).lower())],
+        "title": _line(f"iotprobe: {device.id} ({device.address}): {verdict}"),
+        "description": f"Conformance of device {device.id} to profile "
+                       f"{record.profile.id} {record.profile.version}: {verdict}.",
+        "start": record.started_at.strftime(STAMP),
+        "end": finished,
+        "props": [_prop("verdict", verdict),
+                  _prop("intrusive", str(record.probe.intrusive).lower())],
         "local-definitions": {"inventory-items": [{
-            "uuid": subject, "description": f"device {device['id']}", "props": item_props}]},
+            "uuid": subject, "description": f"device {device.id}", "props": item_props}]},
         "reviewed-controls": {"control-selections": [{"include-controls": [
             {"control-id": token(c)} for c in sorted(by_control)]}]},
     }
     if observations:
         out["observations"] = observations
-        out["findings"] = [_finding(base, c, device["id"], by_control[c])
+        out["findings"] = [_finding(base, c, device.id, by_control[c])
                            for c in sorted(by_control)]
     return out
 

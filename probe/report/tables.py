@@ -18,9 +18,9 @@ from rich.text import Text
 
 from probe.checks.base import Check
 from probe.display import shown_text
-from probe.engine import DeviceOutcome
 from probe.model import Severity, Status, Verdict
 from probe.profile import Profile
+from probe.record.model import Record
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -50,19 +50,20 @@ class DeviceRow:
     worst: str = field(compare=False)
 
     @classmethod
-    def of(cls, outcome: DeviceOutcome, verdict: Verdict) -> DeviceRow:
-        failing = [r for r in outcome.results if r.counts_as_failure]
+    def of(cls, record: Record) -> DeviceRow:
+        verdict = record.verdict
+        failing = [r for r in record.results if r.counts_as_failure]
         by_severity = Counter(r.severity for r in failing)
         failed = " ".join(f"{by_severity[s]}{s.value[0].upper()}" for s in Severity
                           if by_severity[s])
         worst = max(failing, key=lambda r: r.severity.rank, default=None)
         weight = sum(r.severity.rank for r in failing)
         return cls(
-            rank=(_ORDER[verdict], -weight, outcome.device.id),
-            device=outcome.device.id, address=outcome.address, verdict=verdict,
+            rank=(_ORDER[verdict], -weight, record.device.id),
+            device=record.device.id, address=record.address, verdict=verdict,
             failed=failed or "-",
-            errors=sum(r.status is Status.ERROR for r in outcome.results),
-            passed=sum(r.status is Status.PASS for r in outcome.results),
+            errors=sum(r.status is Status.ERROR for r in record.results),
+            passed=sum(r.status is Status.PASS for r in record.results),
             worst=f"{worst.check} ({worst.severity.value})" if worst else "-",
         )
 
@@ -77,10 +78,10 @@ class Summary:
         self._worst: list[tuple[tuple[int, int], int, DeviceRow]] = []
         self._seq = 0
 
-    def add(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
-        self.verdicts[verdict] += 1
-        self.failing_checks.update({r.check for r in outcome.results if r.counts_as_failure})
-        row = DeviceRow.of(outcome, verdict)
+    def add(self, record: Record) -> None:
+        self.verdicts[record.verdict] += 1
+        self.failing_checks.update({r.check for r in record.results if r.counts_as_failure})
+        row = DeviceRow.of(record)
         self._seq += 1
         entry = ((-row.rank[0], -row.rank[1]), self._seq, row)
         if len(self._worst) < self.limit:
@@ -88,11 +89,11 @@ class Summary:
         else:
             heapq.heappushpop(self._worst, entry)
 
-    def retract(self, outcome: DeviceOutcome, verdict: Verdict) -> None:
-        """Take back what `add` counted for `outcome`, whose record is being replaced."""
-        self.verdicts[verdict] -= 1
-        self.failing_checks -= Counter({r.check for r in outcome.results if r.counts_as_failure})
-        kept = [e for e in self._worst if e[2].device != outcome.device.id]
+    def retract(self, record: Record) -> None:
+        """Take back what `add` counted for `record`, which is being replaced."""
+        self.verdicts[record.verdict] -= 1
+        self.failing_checks -= Counter({r.check for r in record.results if r.counts_as_failure})
+        kept = [e for e in self._worst if e[2].device != record.device.id]
         if len(kept) != len(self._worst):
             self._worst = kept
             heapq.heapify(self._worst)

@@ -42,8 +42,9 @@ from sqlalchemy.orm import Session
 from probe import __version__
 from probe.errors import InputError
 from probe.profile import Profile
+from probe.record import model as rec
 from probe.secrets import remember
-from probe.stamps import parse_stamp, stamp
+from probe.stamps import stamp
 from probe.store.models import Record, ResultRow, Sweep
 
 log = logging.getLogger(__name__)
@@ -343,9 +344,10 @@ class Store:
 
     # --------------------------------------------------------------------------------- records
 
-    def add_record(self, number: int, record: dict[str, Any]) -> None:
+    def add_record(self, number: int, record: rec.Record) -> None:
         """Store the record of one device of sweep `number`, in its own transaction."""
-        device_id = record["device"]["id"]
+        device_id = record.device.id
+        data = record.to_json()
         attempts = 0
 
         def write() -> None:
@@ -353,9 +355,9 @@ class Store:
             attempts += 1
             with Session(self.engine) as session, session.begin():
                 row = Record(sweep_id=number, device_id=device_id,
-                             address=record["device"]["address"], verdict=record["verdict"],
-                             started_at=parse_stamp(record["started_at"]),
-                             finished_at=parse_stamp(record["finished_at"]), record=record)
+                             address=record.device.address, verdict=record.verdict.value,
+                             started_at=record.started_at, finished_at=record.finished_at,
+                             record=data)
                 session.add(row)
                 session.flush()
                 session.add_all(_result_rows(number, row.id, record))
@@ -374,17 +376,18 @@ class Store:
             raise StoreError(f"{self.location}: cannot store the record of "
                              f"{device_id}: {_cause(exc)}") from None
 
-    def replace_record(self, number: int, record: dict[str, Any]) -> None:
+    def replace_record(self, number: int, record: rec.Record) -> None:
         """Replace the stored record of the same device, results included, in one
         transaction."""
-        device_id = record["device"]["id"]
+        device_id = record.device.id
+        data = record.to_json()
 
         def write() -> None:
             with Session(self.engine) as session, session.begin():
                 row = session.scalars(select(Record).where(Record.sweep_id == number,
                                                            Record.device_id == device_id)).one()
-                row.record = record
-                row.verdict = record["verdict"]
+                row.record = data
+                row.verdict = record.verdict.value
                 session.execute(delete(ResultRow).where(ResultRow.record_id == row.id))
                 session.add_all(_result_rows(number, row.id, record))
 
@@ -394,21 +397,21 @@ class Store:
             raise StoreError(f"{self.location}: cannot rewrite the record of {device_id}: "
                              f"{_cause(exc)}") from None
 
-    def record(self, number: int, device_id: str) -> dict[str, Any]:
+    def record(self, number: int, device_id: str) -> rec.Record:
         with Session(self.engine) as session:
             stored: dict[str, Any] = session.scalars(
                 select(Record.record).where(Record.sweep_id == number,
                                             Record.device_id == device_id)).one()
-            return stored
+            return rec.Record.from_json(stored)
 
-    def records(self, number: int) -> Iterator[dict[str, Any]]:
+    def records(self, number: int) -> Iterator[rec.Record]:
         """The records of sweep `number` by device id, streamed in batches."""
         with Session(self.engine) as session:
             rows = session.execute(select(Record.record).where(Record.sweep_id == number)
                                    .order_by(Record.device_id)
                                    .execution_options(yield_per=_BATCH))
             for (stored,) in rows:
-                yield stored
+                yield rec.Record.from_json(stored)
 
     def device_ids(self, number: int) -> set[str]:
         with Session(self.engine) as session:
@@ -444,12 +447,13 @@ def _cause(exc: SQLAlchemyError) -> str:
     return lines[0] if lines else type(cause).__name__
 
 
-def _result_rows(number: int, record_id: int, record: dict[str, Any]) -> list[ResultRow]:
-    device_id = record["device"]["id"]
+def _result_rows(number: int, record_id: int, record: rec.Record) -> list[ResultRow]:
+    device_id = record.device.id
     return [ResultRow(record_id=record_id, sweep_id=number, device_id=device_id,
-                      check_id=r["check"], target=r["target"], status=r["status"],
-                      severity=r["severity"], waived="waived" in r, summary=r["summary"])
-            for r in record["results"]]
+                      check_id=r.check, target=r.finding.target, status=r.status.value,
+                      severity=r.severity.value, waived=r.waived is not None,
+                      summary=r.finding.summary)
+            for r in record.results]
 
 
 def open_store(text: str, *, create: bool = True) -> Store:
