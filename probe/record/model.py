@@ -17,9 +17,9 @@ from probe.escaping import EVIDENCE_BUDGET, MAX_TEXT, Bounder, bounded_text, esc
 from probe.model import Device, Finding, Result, Service, Severity, Status, Verdict, Waiver
 from probe.model import verdict_of as _verdict_of
 from probe.secrets import device_redactor
+from probe.stamps import parse_stamp, stamp
 
 SCHEMA_ID = "iotprobe.record/v1"
-STAMP = "%Y-%m-%dT%H:%M:%SZ"
 WORST_FIRST = (Status.FAIL, Status.ERROR, Status.SKIPPED, Status.PASS, Status.NOT_APPLICABLE)
 """The order in which one check's statuses over several endpoints hide each other."""
 _RANK = {status: rank for rank, status in enumerate(WORST_FIRST)}
@@ -106,8 +106,8 @@ class Record:
             "profile": {"id": self.profile.id, "version": self.profile.version,
                         "digest": self.profile.digest},
             "probe": {"version": self.probe.version, "intrusive": self.probe.intrusive},
-            "started_at": self.started_at.strftime(STAMP),
-            "finished_at": self.finished_at.strftime(STAMP),
+            "started_at": stamp(self.started_at),
+            "finished_at": stamp(self.finished_at),
             "verdict": self.verdict.value,
             "services": [_service_json(s) for s in self.services],
             "results": [_result_json(r) for r in self.results],
@@ -139,10 +139,6 @@ class Record:
                                    s.get("detail", "")) for s in data["services"]),
             results=tuple(_result_of(r) for r in data["results"]),
         )
-
-
-def parse_stamp(stamp: str) -> dt.datetime:
-    return dt.datetime.strptime(stamp, STAMP).replace(tzinfo=dt.UTC)
 
 
 def _service_json(service: Service) -> dict[str, Any]:

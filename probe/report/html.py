@@ -21,8 +21,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from probe import __version__
 from probe.escaping import shown
 from probe.model import Result, Status
-from probe.record.model import STAMP, Record
+from probe.record.model import Record
 from probe.report.source import RecordSource, stamp
+from probe.stamps import STAMP
 
 SEVERITIES = ("critical", "high", "medium", "low")
 _SEVERITY_RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}

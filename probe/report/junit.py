@@ -22,8 +22,9 @@ from xml.sax.saxutils import quoteattr
 
 from probe.escaping import shown
 from probe.model import Result, Status
-from probe.record.model import STAMP, Record
+from probe.record.model import Record
 from probe.report.source import RecordSource
+from probe.stamps import STAMP
 
 
 def clean(text: str) -> str:

@@ -23,8 +23,9 @@ from typing import Any, TextIO
 from probe import __version__
 from probe.escaping import shown
 from probe.model import Result, Status
-from probe.record.model import STAMP, Record
+from probe.record.model import Record
 from probe.report.source import RecordSource, stamp
+from probe.stamps import STAMP
 
 OSCAL_VERSION = "1.2.1"
 NS = "https://iotprobe.invalid/ns/oscal"

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from probe import stamps
 from probe.record.model import Record
 
 
@@ -25,5 +26,6 @@ class RecordSource:
 
 
 def stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`moment` in any time zone, written in UTC in the records' format."""
+    return stamps.stamp(moment.astimezone(dt.UTC))
 
