@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -370,20 +370,28 @@ async def test_silent_ports_cost_two_datagrams_and_closed_ports_one() -> None:
     assert closed.first.describe() == "refused (ICMP port unreachable)"
 
 
-async def test_a_lost_request_is_retransmitted_unchanged() -> None:
-    # A lossy link, scripted: no server on loopback loses a datagram. Once, the first request
-    # was the only one, and a lost datagram made the endpoint look absent.
-    seen: list[bytes] = []
+def second_only(seen: list[bytes], payload: Callable[[bytes], bytes]
+                ) -> Callable[[bytes], bytes | None]:
+    """A responder that drops the first request (kept in `seen`, as every request is) and
+    answers the next ones with 2.05 and `payload(request)`."""
 
-    def second_only(data: bytes) -> bytes | None:
+    def answer(data: bytes) -> bytes | None:
         seen.append(data)
         if len(seen) == 1:
             return None
         asked = Message.decode(data)
         return Message(coap.ACK, coap.CONTENT, asked.mid, asked.token,
-                       payload=b"</s>;ct=0").encode()
+                       payload=payload(data)).encode()
 
-    async with udp_responder("127.134.3.1", 5683, second_only):
+    return answer
+
+
+async def test_a_lost_request_is_retransmitted_unchanged() -> None:
+    # A lossy link, scripted: no server on loopback loses a datagram. Once, the first request
+    # was the only one, and a lost datagram made the endpoint look absent.
+    seen: list[bytes] = []
+    async with udp_responder("127.134.3.1", 5683,
+                             second_only(seen, lambda request: b"</s>;ct=0")):
         with scan_context("127.134.3.1") as ctx:
             (endpoint,) = await ctx.observe(udp_endpoints.coap_survey)
     assert seen[0] == seen[1]  # the same message id and token
@@ -396,16 +404,8 @@ async def test_an_answer_to_one_of_two_transmissions_is_not_a_pass_on_amplificat
     # The first request is lost, the second drawn 15x its size: over both transmissions that
     # is 7.5x, under the limit of 10, but the device answered one. Neither verdict is known.
     seen: list[bytes] = []
-
-    def second_only(data: bytes) -> bytes | None:
-        seen.append(data)
-        if len(seen) == 1:
-            return None
-        asked = Message.decode(data)
-        return Message(coap.ACK, coap.CONTENT, asked.mid, asked.token,
-                       payload=b"x" * (15 * len(data) - 6)).encode()
-
-    async with udp_responder("127.134.3.2", 5683, second_only):
+    async with udp_responder("127.134.3.2", 5683,
+                             second_only(seen, lambda request: b"x" * (15 * len(request) - 6))):
         with scan_context("127.134.3.2") as ctx:
             (finding,) = run("coap.amplification", await gather(ctx))
     assert finding.status is Status.ERROR, finding

@@ -31,14 +31,8 @@ import contextlib
 import html.parser
 import json
 import os
-import pty
 import re
-import select
 import sqlite3
-import subprocess
-import sys
-import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,7 +47,8 @@ from conftest import load_records
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pgserver import PASSWORD, USER, PostgresServer, postgres_server
-from test_hostile import REPO, ThreadLab, iotprobe, worst, write_profile
+from test_device_data import in_terminal
+from test_hostile import REPO, ThreadLab, iotprobe, loop_thread, worst, write_profile
 
 from probe.lab import Fleet, plan_fleet, run_fleet
 from probe.lab.personas.base import Persona
@@ -247,39 +242,6 @@ def persona(name: str, s: Strings) -> Persona:
 # ---------------------------------------------------------------------------------------------
 
 
-def on_terminal(*args: str, env: dict[str, str], timeout: float = 300) -> tuple[int, bytes]:
-    """`iotprobe ARGS` with stdout and stderr on a pseudo-terminal: its exit code and every
-    byte it wrote there."""
-    master, slave = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "probe", *args], stdin=subprocess.DEVNULL,
-                               stdout=slave, stderr=slave, cwd=REPO,
-                               env={**os.environ, **env, "TERM": "xterm-256color",
-                                    "COLUMNS": "120", "LINES": "40"})
-    os.close(slave)
-    out = bytearray()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif process.poll() is not None:
-                break
-        code = process.wait(max(1.0, deadline - time.monotonic()))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
-        os.close(master)
-    return code, bytes(out)
-
-
 @dataclass
 class Setting:
     root: Path
@@ -293,22 +255,16 @@ class Setting:
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
     root = tmp_path_factory.mktemp("fuzz")
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    lab = ThreadLab(loop, [])
-    try:
-        with postgres_server() as server:
-            yield Setting(root, lab, server, write_profile(root), root / "fleet.iotprobe.sqlite")
-    finally:
-        for fleet in lab.fleets:
-            lab.run(fleet.stop())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(60)
-        loop.close()
+    with loop_thread() as lab, postgres_server() as server:
+        yield Setting(root, lab, server, write_profile(root), root / "fleet.iotprobe.sqlite")
 
 
 ENV = {"FUZZ_MQTT_PASSWORD": SECRET}
+
+
+def on_terminal(*args: str) -> tuple[int, bytes]:
+    """`iotprobe ARGS` on a pseudo-terminal of 120 columns (tests/test_device_data.py)."""
+    return in_terminal(*args, env={**ENV, "COLUMNS": "120", "LINES": "40"}, cwd=REPO)
 PHASES = ((Phase.explicit, Phase.generate, Phase.shrink) if os.environ.get("FUZZ_SHRINK")
           else (Phase.explicit, Phase.generate))
 """Shrinking a failure scans dozens of smaller devices: set $FUZZ_SHRINK to have it, when
@@ -449,7 +405,7 @@ def test_a_hostile_device_cannot_break_any_output(setting: Setting, drawn: Strin
         formats = ("--format", "junit", "--format", "html", "--format", "oscal",
                    "--format", "jsonl")
         code, screen = on_terminal("scan", "-i", str(inv), "-o", str(out), *formats,
-                                   *scan_options(setting), env=ENV)
+                                   *scan_options(setting))
         assert code in (1, 3), screen[-3000:].decode("utf-8", "replace")
         terminal_clean(screen, "scan on a terminal")
 
@@ -474,7 +430,7 @@ def test_a_hostile_device_cannot_break_any_output(setting: Setting, drawn: Strin
                              *scan_options(setting), env=ENV)
             assert swept.returncode in (1, 3), swept.stderr[-3000:]
             no_secret(swept.stdout + swept.stderr, "sweep output")
-        code, screen = on_terminal("diff", "--store", str(store), env=ENV)
+        code, screen = on_terminal("diff", "--store", str(store))
         assert code in (0, 1), screen[-3000:].decode("utf-8", "replace")
         terminal_clean(screen, "diff on a terminal")
         no_secret(store.read_bytes(), "the SQLite store")

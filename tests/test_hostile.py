@@ -11,6 +11,7 @@ the other reliability tests (faults, scope, secrets).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -295,6 +296,12 @@ class ThreadLab:
 
 @pytest.fixture
 def thread_lab() -> Iterator[ThreadLab]:
+    with loop_thread() as lab:
+        yield lab
+
+
+@contextlib.contextmanager
+def loop_thread() -> Iterator[ThreadLab]:
     """An event loop in a thread for in-process fleets; every fleet is stopped at the end."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
