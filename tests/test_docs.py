@@ -100,3 +100,17 @@ def test_relative_links_in_the_docs_resolve() -> None:
             if not resolved.is_relative_to(REPO) or not resolved.exists():
                 broken.append(f"{page.relative_to(REPO)}: {target}")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_every_check_states_its_rule() -> None:
+    """Each catalogue check's evaluation function says when it passes and when it fails (the
+    rule docs/checks.md and `profiles checks --json` publish), the wrapper that turns undecided
+    ports into errors included."""
+    import inspect
+
+    from probe.checks import catalogue
+
+    missing = [cid for cid, check in sorted(catalogue().items())
+               if not all(word in (inspect.getdoc(check.evaluate) or "")
+                          for word in ("Pass:", "Fail:"))]
+    assert not missing, "checks without a `Pass: ... Fail: ...` rule: " + ", ".join(missing)
