@@ -1,7 +1,7 @@
 """The documentation under docs/: generated parts current, every link inside the repository.
 
 A clone or a wheel is all a user has, so nothing may point outside the repository; and the
-tables generated from the code (command line, crosswalk) must say what the code does now.
+tables generated from the code (command line, checks, crosswalk) must say what the code does now.
 """
 
 from __future__ import annotations
@@ -45,6 +45,24 @@ def test_cli_docs_are_current() -> None:
 def test_crosswalk_docs_are_current() -> None:
     committed, wanted = _stale("crosswalk_docs")
     assert committed == wanted, "docs/crosswalk.md is stale: run scripts/crosswalk_docs.py"
+
+
+def test_checks_docs_are_current() -> None:
+    committed, wanted = _stale("checks_docs")
+    assert committed == wanted, "docs/checks.md is stale: run scripts/checks_docs.py"
+
+
+def test_a_changed_rule_makes_the_checks_docs_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page follows the docstring: a check whose rule changes makes the committed page
+    stale."""
+    from probe.checks import catalogue
+
+    script = _script("checks_docs")
+    committed = script.DOC.read_text(encoding="utf-8")
+    evaluate = catalogue()["http.hsts"].evaluate
+    monkeypatch.setattr(evaluate, "__doc__", "Pass: always. Fail: never.")
+    assert _script("docgen").fill(committed, script.render()) != committed
+    assert "Pass: always. Fail: never." in script.render()["checks"]
 
 
 def test_a_changed_option_makes_the_cli_docs_stale() -> None:
