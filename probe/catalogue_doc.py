@@ -24,9 +24,21 @@ REFERENCE_PROFILE = "iso27400"
 same); a check it does not run takes them from the first built-in profile that does."""
 
 
+RULE_LABELS = ("Pass", "Fail", "Not applicable", "Error", "Skipped")
+"""What a section of a rule starts with (an `Error` may name its reason: `Error (reason ...)`)."""
+
+
 def rule(check: Check) -> str:
-    """The check's pass/fail rule: its evaluation function's docstring, one paragraph."""
-    return " ".join((inspect.getdoc(check.evaluate) or "").split())
+    """The check's pass/fail rule: its evaluation function's docstring, one line per section
+    (`Pass: ...`, `Fail: ...`, then `Not applicable:`, `Error:`, `Skipped:` where they occur)."""
+    sections: list[str] = []
+    for line in (inspect.getdoc(check.evaluate) or "").splitlines():
+        text = line.strip()
+        if text.startswith(RULE_LABELS) or not sections:
+            sections.append(text)
+        elif text:
+            sections[-1] += " " + text
+    return "\n".join(sections)
 
 
 def unidentified(check: Check) -> str:
@@ -70,7 +82,8 @@ def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, 
         "profiles": {profile_id: config.severity.value
                      for profile_id, config in sorted(configs, key=lambda item: item[0])},
         "references": {framework: list(refs) for framework, refs in references.items()},
-        "parameters": dict(check.defaults),
+        "parameters": [{"name": name, "default": value}
+                       for name, value in check.defaults.items()],
         "needs": [_collector(c) for c in check.needs],
         "rule": rule(check),
         "unidentified": unidentified(check),
@@ -78,7 +91,7 @@ def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, 
     }
 
 
-def describe_catalogue() -> list[dict[str, Any]]:
+def catalogue_data() -> list[dict[str, Any]]:
     """Every check of the catalogue, by id."""
     configs = _configs()
     return [describe(check, configs.get(cid, [])) for cid, check in sorted(catalogue().items())]

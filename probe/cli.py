@@ -462,9 +462,9 @@ def profiles_show(profile: str) -> None:
 def profiles_checks(as_json: bool) -> None:
     """List the check catalogue."""
     if as_json:
-        from probe.catalogue_doc import describe_catalogue
+        from probe.catalogue_doc import catalogue_data
 
-        click.echo(json.dumps(describe_catalogue(), indent=2))
+        click.echo(json.dumps(catalogue_data(), indent=2, sort_keys=True))
         return
     from probe.checks import catalogue
     from probe.report.tables import catalogue_table, console

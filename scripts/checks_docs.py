@@ -3,7 +3,7 @@
     python scripts/checks_docs.py            # rewrites the generated blocks
     python scripts/checks_docs.py --check    # exit 1 if they are stale
 
-Each check's entry is `probe.catalogue_doc.describe_catalogue()`, the data `iotprobe profiles
+Each check's entry is `probe.catalogue_doc.catalogue_data()`, the data `iotprobe profiles
 checks --json` prints: its declaration, the rule in its evaluation function's docstring, and the
 references of the built-in profiles. Change a check or a profile and run this script.
 """
@@ -36,9 +36,18 @@ def _references(references: Mapping[str, list[str]]) -> str:
     return "; ".join(cited) or "in no built-in profile"
 
 
-def _parameters(parameters: Mapping[str, Any]) -> str:
-    return ", ".join(f"`{name}` = `{json.dumps(value)}`" for name, value in parameters.items()) \
+def _parameters(parameters: list[dict[str, Any]]) -> str:
+    return ", ".join(f"`{p['name']}` = `{json.dumps(p['default'])}`" for p in parameters) \
         or "none"
+
+
+def _rule(text: str) -> list[str]:
+    """The rule as a list, one item per section, its label in bold."""
+    items = []
+    for section in text.splitlines():
+        label, _, said = section.partition(":")
+        items.append(f"- **{label}:** {said.strip()}")
+    return items
 
 
 def _severity(entry: Mapping[str, Any]) -> str:
@@ -71,7 +80,7 @@ def entry_text(entry: Mapping[str, Any]) -> str:
     ]
     lines = [f'<a id="{entry["id"]}"></a>', "", f"### `{entry['id']}`: {entry['title']}", "",
              "| | |", "|---|---|", *(f"| {name} | {_cell(value)} |" for name, value in facts),
-             "", f"**Rule.** {entry['rule']}"]
+             "", "**Rule.**", "", *_rule(entry["rule"])]
     if entry["unidentified"]:
         lines += ["", f"**Unidentified ports.** {entry['unidentified']}"]
     lines += ["", f"**Remediation.** {entry['remediation']}"]
@@ -83,9 +92,9 @@ def entries() -> str:
 
 
 def _catalogue() -> list[dict[str, Any]]:
-    from probe.catalogue_doc import describe_catalogue
+    from probe.catalogue_doc import catalogue_data
 
-    return describe_catalogue()
+    return catalogue_data()
 
 
 def render() -> dict[str, str]:

@@ -60,9 +60,9 @@ def test_a_changed_rule_makes_the_checks_docs_stale(monkeypatch: pytest.MonkeyPa
     script = _script("checks_docs")
     committed = script.DOC.read_text(encoding="utf-8")
     evaluate = catalogue()["http.hsts"].evaluate
-    monkeypatch.setattr(evaluate, "__doc__", "Pass: always. Fail: never.")
+    monkeypatch.setattr(evaluate, "__doc__", "Pass: always.\nFail: never.")
     assert _script("docgen").fill(committed, script.render()) != committed
-    assert "Pass: always. Fail: never." in script.render()["checks"]
+    assert "- **Pass:** always.\n- **Fail:** never." in script.render()["checks"]
 
 
 def test_a_changed_option_makes_the_cli_docs_stale() -> None:
@@ -124,11 +124,13 @@ def test_every_check_states_its_rule() -> None:
     """Each catalogue check's evaluation function says when it passes and when it fails (the
     rule docs/checks.md and `profiles checks --json` publish), the wrapper that turns undecided
     ports into errors included."""
-    import inspect
-
+    from probe.catalogue_doc import RULE_LABELS, rule
     from probe.checks import catalogue
 
-    missing = [cid for cid, check in sorted(catalogue().items())
-               if not all(word in (inspect.getdoc(check.evaluate) or "")
-                          for word in ("Pass:", "Fail:"))]
-    assert not missing, "checks without a `Pass: ... Fail: ...` rule: " + ", ".join(missing)
+    sections = {cid: rule(check).splitlines() for cid, check in sorted(catalogue().items())}
+    missing = [cid for cid, lines in sections.items()
+               if [line.partition(":")[0] for line in lines][:2] != ["Pass", "Fail"]]
+    assert not missing, "checks whose rule does not start `Pass:`, `Fail:`: " + ", ".join(missing)
+    stray = [f"{cid}: {line}" for cid, lines in sections.items() for line in lines
+             if not line.startswith(RULE_LABELS)]
+    assert not stray, "rule sections without a label:\n" + "\n".join(stray)
