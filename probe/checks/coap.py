@@ -148,8 +148,9 @@ def _judge_dtls(endpoint: DtlsEndpoint) -> Finding:
                 "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8) with per-device keys.",
 )
 def dtls(obs: Observations, params: Params) -> Iterable[Finding]:
-    """Pass: every CoAPS endpoint completes a DTLS 1.2 hello and refuses DTLS 1.0.
-    Fail: DTLS 1.0 is accepted, DTLS 1.2 is not completed, or CoAP answers only in cleartext
+    """Pass: every CoAPS endpoint takes part in a DTLS 1.2 handshake (a HelloVerifyRequest or a
+    ServerHello) and refuses DTLS 1.0 (an alert, another version, or silence).
+    Fail: DTLS 1.0 is accepted, DTLS 1.2 gets neither answer, or CoAP answers only in cleartext
     with no DTLS endpoint.
     Not applicable: no CoAP endpoint at all.
     Error: the endpoint answered no ClientHello this time, or every DTLS 1.0 hello got a cookie

@@ -41,10 +41,10 @@ def _listener(endpoint: HttpEndpoint) -> dict[str, Any]:
                 "have it answer every request with a redirect to the HTTPS URL.",
 )
 def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
-    """Pass: every HTTP listener without TLS redirects GET / to an https:// URL, or serves no
-    body with a 2xx status.
-    Fail: a listener serves content (a 2xx with a body, after following redirects on the
-    listener).
+    """Pass: every HTTP listener without TLS redirects GET / to an https:// URL, or answers it
+    with no content (an empty 2xx, or any other status).
+    Fail: a listener serves content: a 2xx with a body, after following redirects on the
+    listener.
     Not applicable: no HTTP listener without TLS.
     Error: GET / got no answer, or answered a redirect with an unusable Location."""
     visits = [v for v in obs[http_roots] if not v.endpoint.tls]
