@@ -456,8 +456,16 @@ def profiles_show(profile: str) -> None:
 
 
 @profiles.command("checks")
-def profiles_checks() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print every check as JSON: declaration, parameters, references and the "
+              "pass/fail rule (the data of docs/checks.md).")
+def profiles_checks(as_json: bool) -> None:
     """List the check catalogue."""
+    if as_json:
+        from probe.catalogue_doc import catalogue_data
+
+        click.echo(json.dumps(catalogue_data(), indent=2, sort_keys=True))
+        return
     from probe.checks import catalogue
     from probe.report.tables import catalogue_table, console
 

@@ -173,3 +173,26 @@ def test_profiles_commands() -> None:
     checks = iotprobe("profiles", "checks")
     assert checks.returncode == 0 and "net.cleartext-management" in checks.stdout
     assert iotprobe("profiles", "show", "no-such-profile").returncode == 2
+
+
+def test_profiles_checks_json_is_the_catalogue_with_its_rules() -> None:
+    """`profiles checks --json` prints what docs/checks.md is made from: every check of the
+    catalogue, with its rule, parameters and the default profile's references."""
+    from probe.catalogue_doc import catalogue_data
+    from probe.checks import catalogue
+
+    shown = iotprobe("profiles", "checks", "--json")
+    assert shown.returncode == 0, shown.stderr
+    entries = json.loads(shown.stdout)
+    assert entries == catalogue_data()
+    assert [e["id"] for e in entries] == sorted(catalogue())
+    trust = next(e for e in entries if e["id"] == "tls.certificate-trust")
+    assert trust["rule"].startswith("Pass: the served chain validates to the trust anchor")
+    assert trust["applies_to"] == ["tls"] and "`unidentified`" in trust["unidentified"]
+    assert trust["references"]["etsi-en-303-645"] and trust["profiles"]["iso27400"] == "high"
+    certificate = next(e for e in entries if e["id"] == "mqtt.client-certificate")
+    assert certificate["severity"] == "medium"
+    assert certificate["profiles"]["acceptance"] == "high"
+    throttling = next(e for e in entries if e["id"] == "monitor.bruteforce-throttling")
+    assert throttling["intrusive"]
+    assert {"name": "attempts", "default": 10} in throttling["parameters"]

@@ -1,7 +1,7 @@
 """The documentation under docs/: generated parts current, every link inside the repository.
 
 A clone or a wheel is all a user has, so nothing may point outside the repository; and the
-tables generated from the code (command line, crosswalk) must say what the code does now.
+tables generated from the code (command line, checks, crosswalk) must say what the code does now.
 """
 
 from __future__ import annotations
@@ -45,6 +45,24 @@ def test_cli_docs_are_current() -> None:
 def test_crosswalk_docs_are_current() -> None:
     committed, wanted = _stale("crosswalk_docs")
     assert committed == wanted, "docs/crosswalk.md is stale: run scripts/crosswalk_docs.py"
+
+
+def test_checks_docs_are_current() -> None:
+    committed, wanted = _stale("checks_docs")
+    assert committed == wanted, "docs/checks.md is stale: run scripts/checks_docs.py"
+
+
+def test_a_changed_rule_makes_the_checks_docs_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page follows the docstring: a check whose rule changes makes the committed page
+    stale."""
+    from probe.checks import catalogue
+
+    script = _script("checks_docs")
+    committed = script.DOC.read_text(encoding="utf-8")
+    evaluate = catalogue()["http.hsts"].evaluate
+    monkeypatch.setattr(evaluate, "__doc__", "Pass: always.\nFail: never.")
+    assert _script("docgen").fill(committed, script.render()) != committed
+    assert "- **Pass:** always.\n- **Fail:** never." in script.render()["checks"]
 
 
 def test_a_changed_option_makes_the_cli_docs_stale() -> None:
@@ -100,3 +118,19 @@ def test_relative_links_in_the_docs_resolve() -> None:
             if not resolved.is_relative_to(REPO) or not resolved.exists():
                 broken.append(f"{page.relative_to(REPO)}: {target}")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_every_check_states_its_rule() -> None:
+    """Each catalogue check's evaluation function says when it passes and when it fails (the
+    rule docs/checks.md and `profiles checks --json` publish), the wrapper that turns undecided
+    ports into errors included."""
+    from probe.catalogue_doc import RULE_LABELS, rule
+    from probe.checks import catalogue
+
+    sections = {cid: rule(check).splitlines() for cid, check in sorted(catalogue().items())}
+    missing = [cid for cid, lines in sections.items()
+               if [line.partition(":")[0] for line in lines][:2] != ["Pass", "Fail"]]
+    assert not missing, "checks whose rule does not start `Pass:`, `Fail:`: " + ", ".join(missing)
+    stray = [f"{cid}: {line}" for cid, lines in sections.items() for line in lines
+             if not line.startswith(RULE_LABELS)]
+    assert not stray, "rule sections without a label:\n" + "\n".join(stray)

@@ -15,6 +15,7 @@ is the one place that rule lives; a check that was skipped stays skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -104,6 +105,7 @@ def registry() -> Mapping[str, Check]:
 
 
 def _undecided_ports(evaluate: Evaluate, wanted: frozenset[str]) -> Evaluate:
+    @functools.wraps(evaluate)  # keeps the docstring: the check's pass/fail rule
     def judged(obs: Observations, params: Params) -> Iterable[Finding]:
         findings = list(evaluate(obs, params))
         if findings and all(f.status is Status.SKIPPED for f in findings):

@@ -54,6 +54,11 @@ def _coap_ports(found: tuple[UdpService, ...], protocol: str) -> list[int]:
     defaults={"max_resources": 32},
 )
 def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: CoAP over plain UDP serves no resource content: every GET, the discovered resources
+    and `/.well-known/core` included (up to `max_resources`), gets no 2.05; or CoAP is served
+    over DTLS only.
+    Fail: a resource answers 2.05 over plain CoAP; the finding names them.
+    Not applicable: no CoAP endpoint answered."""
     endpoints: tuple[CoapEndpoint, ...] = obs[coap_survey]
     if not endpoints:
         dtls_ports = _coap_ports(obs[udp_services], "dtls")
@@ -143,6 +148,13 @@ def _judge_dtls(endpoint: DtlsEndpoint) -> Finding:
                 "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8) with per-device keys.",
 )
 def dtls(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every CoAPS endpoint takes part in a DTLS 1.2 handshake (a HelloVerifyRequest or a
+    ServerHello) and refuses DTLS 1.0 (an alert, another version, or silence).
+    Fail: DTLS 1.0 is accepted, DTLS 1.2 gets neither answer, or CoAP answers only in cleartext
+    with no DTLS endpoint.
+    Not applicable: no CoAP endpoint at all.
+    Error: the endpoint answered no ClientHello this time, or every DTLS 1.0 hello got a cookie
+    exchange and then silence."""
     endpoints: tuple[DtlsEndpoint, ...] = obs[dtls_survey]
     if endpoints:
         return [_judge_dtls(endpoint) for endpoint in endpoints]
@@ -171,6 +183,11 @@ def _write(write: Write) -> dict[str, Any]:
                 "read-only must answer 4.05 Method Not Allowed.",
 )
 def unauthenticated_write(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: on every cleartext CoAP endpoint, writing back the value a resource just served (a
+    PUT of the GET payload, so its state is unchanged) is refused.
+    Fail: a write-back is accepted without authentication.
+    Not applicable: no cleartext CoAP endpoint, or no resource served its whole value to write
+    back."""
     endpoints: tuple[EndpointWrites, ...] = obs[coap_writes]
     if not endpoints:
         return [not_applicable("no cleartext CoAP endpoint")]
@@ -228,6 +245,12 @@ def _ratios(endpoint: CoapEndpoint) -> list[dict[str, Any]]:
     defaults={"max_amplification": 10},
 )
 def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: over cleartext CoAP, no single request is answered with more than
+    `max_amplification` times its size in bytes (or nothing is answered).
+    Fail: one is; the finding names the worst.
+    Not applicable: no cleartext CoAP endpoint.
+    Error (reason `undecided`): a request sent twice drew an answer whose ratio is within the
+    limit over both sends but beyond it over one."""
     endpoints: tuple[CoapEndpoint, ...] = obs[coap_survey]
     if not endpoints:
         return [not_applicable("no cleartext CoAP endpoint")]

@@ -61,6 +61,12 @@ MAX_LISTED = 20
                 "them. Revoke the shared certificate and re-key the devices listed.",
 )
 def unique_keys(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: no other device of the same scan or sweep serves a TLS certificate with the same
+    public key (SHA-256 of the SubjectPublicKeyInfo the TLS checks recorded).
+    Fail: another device does; the finding names them.
+    Not applicable: no TLS certificate was observed on this device.
+    Error: a certificate could not be obtained to compare.
+    Skipped: only until the fleet stage replaces it, which `scan` and `sweep` always run."""
     return [skipped("decided across the devices of a scan or sweep once they finish; a "
                     "device scanned on its own has nothing to compare with", reason="fleet")]
 

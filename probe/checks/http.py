@@ -41,6 +41,12 @@ def _listener(endpoint: HttpEndpoint) -> dict[str, Any]:
                 "have it answer every request with a redirect to the HTTPS URL.",
 )
 def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every HTTP listener without TLS redirects GET / to an https:// URL, or answers it
+    with no content (an empty 2xx, or any other status).
+    Fail: a listener serves content: a 2xx with a body, after following redirects on the
+    listener.
+    Not applicable: no HTTP listener without TLS.
+    Error: GET / got no answer, or answered a redirect with an unusable Location."""
     visits = [v for v in obs[http_roots] if not v.endpoint.tls]
     if not visits:
         return [not_applicable("no HTTP listener without TLS")]
@@ -111,6 +117,14 @@ def _outcome(item: Visit) -> tuple[str, str]:
     defaults={"protected_paths": list(DEFAULT_PROTECTED)},
 )
 def authentication(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: on every HTTP(S) listener, each path of `protected_paths`, asked without
+    credentials, answers 401, 403 or 404, redirects to a login page, or (on cleartext HTTP)
+    redirects to HTTPS.
+    Fail: a path serves a 2xx that is not a login page.
+    Not applicable: no HTTP(S) listener.
+    Error (reason `undecided`): any other answer (a 5xx, an unknown status, a redirect that
+    cannot be followed, no answer) decides that listener as `error`, never `pass`, with the
+    start of the body in the evidence."""
     endpoints = obs[http_endpoints]
     if not endpoints:
         return [not_applicable("no HTTP(S) listener")]
@@ -165,6 +179,12 @@ def _body(item: Visit, kind: str) -> dict[str, str]:
     },
 )
 def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every path that asks for Basic or Digest credentials refuses each of the profile's
+    default `pairs` (at most `max_attempts`, `pace_seconds` apart).
+    Fail: one pair is accepted (the attempts stop there).
+    Not applicable: no path asked for Basic or Digest credentials.
+    Error: an attempt got no answer.
+    Skipped: the profile lists no pairs."""
     trials = obs[default_credentials]
     if not trials:
         return [not_applicable("no authenticated HTTP path: no listener asked for Basic or "
@@ -219,6 +239,11 @@ def max_age(value: str) -> int | None:
     defaults={"min_max_age": 15552000},
 )
 def hsts(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: GET / on every HTTPS listener answers with Strict-Transport-Security whose max-age
+    is at least `min_max_age` (a max-age beyond 2^31 counts as 2^31).
+    Fail: the header is missing, has no valid max-age, or a smaller one.
+    Not applicable: no HTTPS listener.
+    Error: GET / got no answer."""
     minimum = int(params.get("min_max_age", 15552000))
     visits = [v for v in obs[http_roots] if v.endpoint.tls]
     if not visits:

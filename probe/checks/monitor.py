@@ -69,6 +69,15 @@ def _not_provoked(run: CanaryRun) -> Finding | None:
     defaults=EVENT_DEFAULTS,
 )
 def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: after the probe's tagged failed login on each login endpoint, an event reaches a
+    declared sink within `event_timeout` that comes from the device or a declared forwarder,
+    names the attempt (its nonce, or its MQTT source address and port) and at most three
+    attempts, and says the login failed.
+    Fail: no such event arrived; near misses are in the evidence.
+    Not applicable: no login endpoint.
+    Error: a sink could not be watched (reason `sink`), the device accepted the random login
+    (`no-failed-login`), or the device budget ended the wait (`budget`).
+    Skipped: no sink declared, or no login endpoint could be tried."""
     run = obs[canary]
     if not run.sinks.for_events:
         return [skipped(NO_SINK)]
@@ -114,6 +123,11 @@ def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
                 "syslog or cleartext MQTT anyone on the path can read, drop or forge them.",
 )
 def event_transport(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every canary event that arrived came over an encrypted channel (syslog over TLS,
+    MQTT over TLS).
+    Fail: one came in cleartext (UDP or TCP syslog, MQTT without TLS).
+    Skipped: no sink declared, no canary event arrived, or only the command sink found it (a
+    command does not show how the event travelled)."""
     run = obs[canary]
     if not run.sinks.for_events:
         return [skipped(NO_SINK)]
@@ -192,6 +206,16 @@ def _burst(burst: Burst, factor: float, floor: float) -> Finding:
     defaults=THROTTLING_DEFAULTS,
 )
 def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: during a burst of at most `attempts` tagged failed logins (2 to 100), at most
+    `max_rate` per second, an endpoint answers two attempts in a row (or the last one) otherwise
+    than the first refusal: it refuses (MQTT busy, banned or rate limited; HTTP 423, 429, 503),
+    drops the attempt or locks the source out; or the median time of the last three refusals is
+    at least `min_delay_factor` times that of the first three and `min_slowdown_seconds` longer.
+    Fail: every attempt was answered alike, or the endpoint accepted a random password.
+    Not applicable: no MQTT endpoint and no HTTP path that asks for credentials.
+    Error: the first attempt got no ordinary refusal, or too few attempts were answered to
+    compare.
+    Skipped: the endpoint could not be tried."""
     bursts = obs[throttling]
     if not bursts:
         return [not_applicable(NO_LOGIN)]
@@ -213,6 +237,12 @@ def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding
     defaults=HEARTBEAT_DEFAULTS,
 )
 def heartbeat_check(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: a publication (not a retained message) arrives on the declared
+    `monitor.mqtt.heartbeat_topic` within `heartbeat_interval` plus `grace_seconds`.
+    Fail: none arrived.
+    Error: the topic could not be watched (reason `sink`), or the device budget left less than
+    that wait (reason `budget`: raise `--budget`).
+    Skipped: no heartbeat declared."""
     watch = obs[heartbeat]
     sink = watch.sink
     if sink is None:

@@ -37,6 +37,12 @@ ONE_YEAR = dt.timedelta(days=366)
     defaults={"max_skew_seconds": 60},
 )
 def clock_sync(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: the `Date` header of every HTTP(S) listener's answer to GET / is within
+    `max_skew_seconds` of the probe's clock (allowing for the round trip and the header's whole
+    seconds).
+    Fail: the clock is further off, or the header is missing or unreadable.
+    Not applicable: no HTTP(S) listener.
+    Error: GET / got no answer."""
     limit = float(params.get("max_skew_seconds", 60))
     visits = obs[http_roots]
     if not visits:
@@ -111,6 +117,13 @@ def parse_expires(value: str) -> dt.datetime | None:
                 "less than a year ahead; renew it before it expires.",
 )
 def vulnerability_disclosure(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every HTTPS listener serves `/.well-known/security.txt` valid per RFC 9116: at
+    least one Contact, each a `mailto:`, `https:` or `tel:` URI, and exactly one Expires, an RFC
+    3339 date-time with a time zone, in the future (more than a year ahead passes with
+    `expires_note`).
+    Fail: the file is not served, or a MUST is broken; the finding names what.
+    Not applicable: no HTTPS listener.
+    Error: no answer, or a redirect with an unusable Location."""
     visits = obs[security_txt]
     if not visits:
         return [not_applicable("no HTTPS listener")]

@@ -64,6 +64,12 @@ def _refused(anonymous: Anonymous) -> str:
                 "network readable and alterable by anyone on the path.",
 )
 def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every MQTT endpoint runs over TLS.
+    Fail: an MQTT listener without TLS answers a CONNECT with a CONNACK (whatever its code:
+    credentials and messages travel in clear).
+    Not applicable: no MQTT endpoint.
+    Error: a cleartext listener gave no decisive answer to the CONNECT, or never answered at
+    all."""
     found = obs[endpoints]
     if not found:
         return [not_applicable(NO_ENDPOINT)]
@@ -102,6 +108,12 @@ def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
                 "and MQTT 5 clients are refused.",
 )
 def anonymous(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: a CONNECT without user name and password is refused at every protocol level the
+    endpoint speaks, both MQTT 3.1.1 and MQTT 5 having been asked.
+    Fail: one is accepted (the evidence gives the CONNACK code).
+    Not applicable: no MQTT endpoint.
+    Error: the broker refused the protocol version of every CONNECT (reason `protocol-version`),
+    or a CONNECT got no decisive answer; silence is no refusal."""
     found = obs[anonymous_access]
     if not found:
         return [not_applicable(NO_ENDPOINT)]
@@ -163,6 +175,13 @@ def _pairs_tried(trial: CredentialTrial) -> dict[str, Any]:
     },
 )
 def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: none of the profile's default `pairs` (at most `max_attempts`, `pace_seconds`
+    apart) is accepted, or the endpoint demands a client certificate the probe lacks, so no pair
+    reaches MQTT.
+    Fail: a pair is accepted (the attempts stop there).
+    Not applicable: no MQTT endpoint.
+    Error: an attempt got no decisive answer.
+    Skipped: the profile lists no pairs."""
     found = obs[default_credentials]
     if not found:
         return [not_applicable(NO_ENDPOINT)]
@@ -284,6 +303,16 @@ def _topic_finding(probe: TopicProbe) -> Finding:
     defaults={"window_seconds": 2.0, "canary_prefix": "iotprobe/canary"},
 )
 def topic_auth(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: the probe identity (`credentials.mqtt`, or anonymous where the broker admits it) is
+    refused `#` and `$SYS/#` at SUBACK, or, where granted, receives within `window_seconds`
+    neither the nonce a second identity (`credentials.mqtt_canary`) published under
+    `canary_prefix` nor any `$SYS` message.
+    Fail: it receives either.
+    Not applicable: no MQTT endpoint.
+    Error: the probe identity's CONNECT got no decisive answer, the subscription could not be
+    observed, or the canary's delivery stayed undecided (reason `canary`).
+    Skipped: no usable credentials, the probe identity was refused, or `#` was granted with no
+    usable canary to prove delivery filtering (a granted SUBACK alone never passes)."""
     found = obs[topic_authorization]
     if not found:
         return [not_applicable(NO_ENDPOINT)]
@@ -303,6 +332,11 @@ def topic_auth(obs: Observations, params: Params) -> Iterable[Finding]:
                 "certificate.",
 )
 def client_certificate(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every MQTT-over-TLS endpoint refuses a client that presents no certificate at the
+    TLS layer.
+    Fail: it completes TLS without one and answers the CONNECT.
+    Not applicable: no MQTT-over-TLS endpoint.
+    Error: the answer decided nothing, or the endpoint never answered."""
     found = obs[endpoints]
     tls = [e for e in found if e.tls]
     if not tls:

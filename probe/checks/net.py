@@ -48,6 +48,11 @@ def _ports(params: Params, key: str) -> list[int]:
     defaults={"allowed_tcp": [443, 8443, 8883], "allowed_udp": [5684]},
 )
 def open_ports(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every TCP port the port scan found open, and every UDP service that answered
+    discovery (CoAP, SNMP, SSDP, mDNS, TFTP), is on the allow-list (`allowed_tcp`,
+    `allowed_udp`).
+    Fail: any one is not, whether or not its service could be identified; the finding names
+    them. Decided from the scan alone, so it is never not applicable."""
     found: Services = obs[services]
     allowed_tcp, allowed_udp = _ports(params, "allowed_tcp"), _ports(params, "allowed_udp")
     extra = [_scanned(found, port) for port in found.scan.open if port not in allowed_tcp]
@@ -80,6 +85,11 @@ def _snmp_community(service: UdpService) -> bool:
                 "well-known communities 'public' and 'private'; use SNMPv3 with authPriv.",
 )
 def cleartext_management(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: no Telnet, FTP, rlogin or rsh answers over TCP without TLS, no TFTP answers, and
+    SNMP answers no well-known community (public, private).
+    Fail: one of them answers; one finding per port.
+    Error: tcp/21, tcp/23 or tcp/2323 is open but could not be identified, so it may be a
+    cleartext management service."""
     found: Services = obs[services]
     findings: list[Finding] = []
     for ident in found.tcp:

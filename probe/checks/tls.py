@@ -82,6 +82,13 @@ def _per_endpoint(items: Sequence[T], judge: Callable[[T], Finding]) -> list[Fin
                 "TLSv1.3; mosquitto: tls_version tlsv1.2) and keep TLS 1.2 or 1.3 enabled.",
 )
 def protocol_versions(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: every TLS endpoint refuses SSL 2.0, SSL 3.0, TLS 1.0 and TLS 1.1 and accepts TLS
+    1.2 or 1.3 (a hello left unanswered counts as refused).
+    Fail: a legacy version is accepted, or neither TLS 1.2 nor 1.3 is.
+    Not applicable: no port answered a TLS handshake.
+    Error: a legacy version got an answer that decides nothing (an alert complaining about the
+    hello, something not TLS), the endpoint never answered a ClientHello, or none of the probe's
+    hellos was accepted."""
     return _per_endpoint(obs[tls_handshakes], _versions)
 
 
@@ -124,6 +131,13 @@ def _versions(found: Handshakes) -> Finding:
     defaults={"require_forward_secrecy": True},
 )
 def cipher_suites(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: no accepted suite is NULL, anonymous, EXPORT, RC4, DES, 3DES or MD5-MAC, and (with
+    `require_forward_secrecy`) every accepted TLS 1.2 suite has ECDHE or DHE key exchange.
+    Fail: a weak suite, or a TLS 1.2 suite without forward secrecy, is accepted; the finding
+    names them.
+    Not applicable: no TLS endpoint.
+    Error: a version's answer decided nothing, or the weak-suite handshakes did not finish, so
+    the suites are unknown."""
     require = bool(params.get("require_forward_secrecy", True))
     return _per_endpoint(obs[tls_handshakes], lambda found: _suites(found, require))
 
@@ -204,6 +218,11 @@ def _now() -> dt.datetime:
     defaults={"min_days_remaining": 30},
 )
 def certificate_validity(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: the leaf certificate of every TLS endpoint is valid now and for at least
+    `min_days_remaining` more days.
+    Fail: it is not yet valid, expired, or expires sooner.
+    Not applicable: no TLS endpoint.
+    Error: the certificate could not be obtained, or the endpoint never answered a ClientHello."""
     minimum = float(params.get("min_days_remaining", 30))
     return _certificates(obs, lambda scan: _validity(scan, minimum))
 
@@ -249,6 +268,13 @@ def _validity_evidence(deployment: Deployment, now: dt.datetime) -> dict[str, An
                 "certificates at provisioning.",
 )
 def certificate_trust(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: the served chain validates to the trust anchor (inventory or command line
+    `trust_anchor`, else the system store) and the leaf names the device (`hostname`, else its
+    address).
+    Fail: validation fails (self-signed, unknown issuer, incomplete chain, wrong name); the
+    finding gives the validation error.
+    Not applicable: no TLS endpoint.
+    Error: the trust anchor cannot be read, or the certificate could not be obtained."""
     return _certificates(obs, _trust)
 
 
@@ -293,6 +319,12 @@ def _trust(scan: CertificateScan) -> Finding:
                 "SHA-1-signed certificates.",
 )
 def certificate_strength(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: the leaf key is RSA of at least 2048 bits, EC of at least 256 bits, Ed25519 or
+    Ed448, and the signature hash is neither MD5 nor SHA-1.
+    Fail: a shorter or other key, an MD5 or SHA-1 signature, or a signature hash that cannot be
+    told.
+    Not applicable: no TLS endpoint.
+    Error: the certificate could not be obtained."""
     return _certificates(obs, _strength)
 
 
@@ -335,6 +367,13 @@ def _strength(scan: CertificateScan) -> Finding:
                 "refuse client-initiated renegotiation and disable TLS compression (CRIME).",
 )
 def known_vulnerabilities(obs: Observations, params: Params) -> Iterable[Finding]:
+    """Pass: not vulnerable to Heartbleed, OpenSSL CCS injection or ROBOT; secure renegotiation
+    supported, client-initiated renegotiation refused, TLS compression off.
+    Fail: any one of these flaws.
+    Not applicable: no TLS endpoint.
+    Error: the scan failed, or a test could not be decided.
+    Skipped: a test needs a client certificate the endpoint accepts and the inventory has none
+    (`credentials.tls_client`)."""
     endpoints = {e.port: e for e in obs[tls_endpoints]}
     return _per_endpoint(obs[tls_vulnerabilities], lambda scan: _flaws(scan, endpoints))
 
