@@ -679,3 +679,17 @@ def test_unbuildable_yaml_value_is_located(tmp_path: Path) -> None:
     error = fails(path)
     assert (error.file, error.line) == (str(path), 6)
     assert "not a valid timestamp value; quote it" in error.message
+
+
+BUILTIN_DIGESTS = {
+    "acceptance": "sha256:b7c7f617fd3b7e10a6b72e385bc46d625313adac10677aa99a181e3219097911",
+    "iso27400": "sha256:e4c0ad2e87b958a857e718c3b543c5b7e3e2728c324d9273a814c10fe5006e8c",
+    "iso27400-6.2": "sha256:b4a8deb7eeb1592930018ff39aae0a0faf779dd726da6fe14089eb3365f29f15",
+    "iso27400-6.5": "sha256:cc1cdf42f250aad084f3163c4a6350f2dabd3daff9d6ccb9130471e55a3a50b4",
+}
+"""The built-in profiles' digests: records carry them, so a refactoring must not move them."""
+
+
+@pytest.mark.parametrize("profile_id", sorted(BUILTIN_DIGESTS))
+def test_builtin_profile_digests_are_stable(profile_id: str) -> None:
+    assert load_profile(profile_id).digest == BUILTIN_DIGESTS[profile_id]
