@@ -16,9 +16,10 @@ is the one place that rule lives; a check that was skipped stays skipped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from probe.checks.params import CheckParams, NoParams
 from probe.context import Params
 from probe.model import Device, Finding, Severity, Status, errored
 from probe.observe.base import Collector
@@ -58,8 +59,14 @@ class Check:
     evaluate: Evaluate
     remediation: str
     intrusive: bool = False
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: type[CheckParams] = NoParams
+    """The typed parameters: a profile's values are validated by it when the profile loads."""
     applies_to: frozenset[str] = frozenset()
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The parameter defaults, as a profile would write them."""
+        return self.params.defaults()
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -74,7 +81,7 @@ def check(
     needs: tuple[Collector[Any], ...],
     remediation: str,
     intrusive: bool = False,
-    defaults: Mapping[str, Any] | None = None,
+    params: type[CheckParams] = NoParams,
     applies_to: tuple[str, ...] = (),
 ) -> Callable[[Evaluate], Evaluate]:
     """Register the decorated function as the evaluation of check `id` (with the undecided
@@ -92,7 +99,7 @@ def check(
             id=id, title=title, control=control, severity=severity,
             needs=needs if not wanted or services in needs else (*needs, services),
             evaluate=judged, remediation=remediation, intrusive=intrusive,
-            defaults=dict(defaults or {}), applies_to=wanted,
+            params=params, applies_to=wanted,
         )
         return evaluate
 
