@@ -28,7 +28,6 @@ import pytest
 from daemons import (
     Daemon,
     Listener,
-    evaluate,
     monitored_context,
     reply,
     silent,
@@ -671,7 +670,7 @@ async def test_a_refused_sink_subscription_is_named_from_the_suback_table(tmp_pa
     with brokers_mqtt.aedes(tmp_path, address, {1883: False}, users=brokers_mqtt.ACCOUNTS,
                             acl=brokers_mqtt.ACL), \
             monitored_context(address, (1883,), sink) as ctx:
-        (event,) = await evaluate(ctx, "monitor.auth-failure-event")
+        (event,) = await run_check("monitor.auth-failure-event", ctx.device, context=ctx)
     assert (event.status, event.evidence["reason"]) == (Status.ERROR, "sink")
     assert "refused the subscription to security/# (failure)" in event.summary
 
