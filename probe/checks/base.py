@@ -69,9 +69,6 @@ class Check:
         return self.params.defaults()
 
 
-_REGISTRY: dict[str, Check] = {}
-
-
 def check(
     id: str,
     *,
@@ -83,31 +80,25 @@ def check(
     intrusive: bool = False,
     params: type[CheckParams] = NoParams,
     applies_to: tuple[str, ...] = (),
-) -> Callable[[Evaluate], Evaluate]:
-    """Register the decorated function as the evaluation of check `id` (with the undecided
-    ports of the services it `applies_to` made errors, as the module says)."""
+) -> Callable[[Evaluate], Check]:
+    """The check `id` whose evaluation is the decorated function (with the undecided ports of
+    the services it `applies_to` made errors, as the module says). Registers nothing: the
+    module lists it in its `CHECKS`, and `probe.checks.catalogue` lists the modules."""
     unknown = set(applies_to) - set(SERVICES)
     if unknown:
         raise RuntimeError(f"check {id} applies to unknown services {sorted(unknown)}")
     wanted = frozenset(applies_to)
 
-    def register(evaluate: Evaluate) -> Evaluate:
-        if id in _REGISTRY:
-            raise RuntimeError(f"check {id} is declared twice")
+    def declare(evaluate: Evaluate) -> Check:
         judged = _undecided_ports(evaluate, wanted) if wanted else evaluate
-        _REGISTRY[id] = Check(
+        return Check(
             id=id, title=title, control=control, severity=severity,
             needs=needs if not wanted or services in needs else (*needs, services),
             evaluate=judged, remediation=remediation, intrusive=intrusive,
             params=params, applies_to=wanted,
         )
-        return evaluate
 
-    return register
-
-
-def registry() -> Mapping[str, Check]:
-    return _REGISTRY
+    return declare
 
 
 def _undecided_ports(evaluate: Evaluate, wanted: frozenset[str]) -> Evaluate:

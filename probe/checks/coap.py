@@ -278,3 +278,6 @@ def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
             findings.append(passed(f"no request on {endpoint.target} was answered",
                                    endpoint.target, **evidence))
     return findings
+
+
+CHECKS = (cleartext, dtls, unauthenticated_write, amplification)

@@ -264,3 +264,6 @@ def _hsts(item: Visit, minimum: int) -> Finding:
     if age < minimum:
         return failed(f"{target}: HSTS max-age {age} is below {minimum}", target, **evidence)
     return passed(f"{target}: HSTS max-age {age}", target, **evidence)
+
+
+CHECKS = (cleartext, authentication, default_creds, hsts)

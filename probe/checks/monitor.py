@@ -254,3 +254,6 @@ def heartbeat_check(obs: Observations, params: Params) -> Iterable[Finding]:
                         **evidence, reason="budget")]
     return [failed(f"no heartbeat on {sink.heartbeat_topic} within {watch.waited:.1f} s (the "
                    f"declared interval {sink.heartbeat_interval:g} s plus grace)", **evidence)]
+
+
+CHECKS = (auth_failure_event, event_transport, bruteforce_throttling, heartbeat_check)

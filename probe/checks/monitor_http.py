@@ -194,3 +194,6 @@ def contact_problem(value: str) -> str | None:
     if scheme == "http":
         return "an http: URI (RFC 9116 requires https: for a web contact)"
     return f"a {scheme}: URI (RFC 9116 allows mailto:, https: and tel: only)"
+
+
+CHECKS = (clock_sync, vulnerability_disclosure)

@@ -344,3 +344,6 @@ def client_certificate(obs: Observations, params: Params) -> Iterable[Finding]:
             findings.append(errored(f"{target}: {hello.describe()}", target, **evidence,
                                     reason=hello.result))
     return findings
+
+
+CHECKS = (cleartext_listener, anonymous, default_creds, topic_auth, client_certificate)

@@ -114,3 +114,6 @@ def cleartext_management(obs: Observations, params: Params) -> Iterable[Finding]
     return [passed("no Telnet, FTP, TFTP, rlogin/rsh or SNMP with a well-known community "
                    "answers", open_tcp=[_tcp(i) for i in found.tcp],
                    udp_services=[_udp(u) for u in found.udp])]
+
+
+CHECKS = (open_ports, cleartext_management)

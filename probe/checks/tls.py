@@ -379,3 +379,6 @@ def _flaws(scan: VulnerabilityScan, endpoints: dict[int, TlsEndpoint]) -> Findin
                   "renegotiation on, client renegotiation refused, compression off", target,
                   tests=tests, **_endpoint(endpoint))
 
+
+CHECKS = (protocol_versions, cipher_suites, certificate_validity, certificate_trust,
+          certificate_strength, known_vulnerabilities)
