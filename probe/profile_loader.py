@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, Field, PlainValidator, model_validator
+from pydantic import AfterValidator, Field, PlainValidator, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from probe import checks
@@ -44,8 +44,6 @@ from probe.yamldoc import (
 )
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-PORT_PARAMETERS = frozenset({"allowed_tcp", "allowed_udp"})
-"""Check parameters that list port numbers (net.open-ports' allow-lists)."""
 
 
 def builtin_dir() -> Path:
@@ -333,7 +331,7 @@ class _Resolver:
                     continue
                 self._check_params(known, check.params or {}, at.at("params"))
                 for name, params in (check.classes or {}).items():
-                    self._check_params(known, params, at.at("classes", name))
+                    self._check_params(known, params, at.at("classes", name), check.params)
         for index, check_id in enumerate(spec.disabled or ()):
             self._known(check_id, where.at("disabled", index))
         for index, waiver in enumerate(spec.waivers or ()):
@@ -348,23 +346,19 @@ class _Resolver:
         return known
 
     @staticmethod
-    def _check_params(check: Check, params: Mapping[str, Any], at: Where) -> None:
-        for name, value in params.items():
-            if name not in check.defaults:
-                expected = ", ".join(check.defaults) or "none"
+    def _check_params(check: Check, params: Mapping[str, Any], at: Where,
+                      base: Mapping[str, Any] | None = None) -> None:
+        """`params` (merged over `base`: a class's values over the check's) are what the
+        check's typed parameters accept: known names, types and ranges."""
+        for name in params:
+            if name not in check.params.model_fields:
+                expected = ", ".join(check.params.model_fields) or "none"
                 raise at.error(f"{check.id} has no parameter {show(name)} (parameters: "
                                f"{expected})", name)
-            default = check.defaults[name]
-            if default is not None and describe(value) != describe(default):
-                raise at.error(f"expected {describe(default)}, got {describe(value)}", name)
-            kinds = {describe(item) for item in default} if isinstance(default, list) else set()
-            for index, item in enumerate(value if len(kinds) == 1 else ()):
-                if describe(item) not in kinds:
-                    raise at.error(f"item {index + 1}: expected {kinds.pop()}, got "
-                                   f"{describe(item)}", name)
-                if name in PORT_PARAMETERS and not (isinstance(item, int) and 0 < item < 65536):
-                    raise at.error(f"item {index + 1}: {show(item)} is not a port number "
-                                   "(1-65535)", name)
+        try:
+            check.params.model_validate({**(base or {}), **params})
+        except ValidationError as exc:
+            raise at.first(exc) from None
 
 
 def _own(spec: _ProfileFile, where: Where) -> _Resolved:

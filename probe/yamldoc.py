@@ -344,9 +344,10 @@ class Where:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise self._first(exc) from None
+            raise self.first(exc) from None
 
-    def _first(self, exc: ValidationError) -> InputError:
+    def first(self, exc: ValidationError) -> InputError:
+        """The first error of `exc` (by line) as an InputError at this place."""
         found: list[tuple[int, InputError]] = []
         for item in exc.errors(include_url=False):
             loc = tuple(item["loc"])
@@ -366,6 +367,9 @@ _EXPECTED = {
     "dict_type": "a mapping",
     "model_type": "a mapping",
     "list_type": "a list",
+    "tuple_type": "a list",
+    "int_type": "a whole number",
+    "float_type": "a number",
 }
 
 

@@ -36,10 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from probe.checks import catalogue
-from probe.checks.base import Observations
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.lab.servers_tls import Issued, issue_certificate
-from probe.model import Device, Finding
+from probe.model import Device
 
 RESERVED_PORT = 2024
 READY_TIMEOUT = 15.0
@@ -448,16 +447,6 @@ def device_context(address: str, ports: tuple[int, ...], *, hostname: str | None
         yield DeviceContext(target, address, scan_options, network, params=params_for)
     finally:
         network.close()
-
-
-async def evaluate(ctx: DeviceContext, check_id: str, **params: Any) -> list[Finding]:
-    """Run one check on `ctx` as the engine would (its collectors through the device cache);
-    `params` add to the context's parameters for this evaluation only (collectors read the
-    context's: give those to `device_context`)."""
-    check = catalogue()[check_id]
-    values = [await ctx.observe(need) for need in check.needs]
-    obs = Observations(ctx.device, dict(zip(check.needs, values, strict=True)))
-    return list(check.evaluate(obs, {**ctx.params_for(check_id), **params}))
 
 
 # ---------------------------------------------------------------------------------------------

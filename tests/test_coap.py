@@ -21,7 +21,7 @@ from daemons import certificate, coap_server, scan_context, start, udp_responder
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.checks import catalogue
+from probe.api import judge_check
 from probe.checks.base import Observations
 from probe.context import DeviceContext
 from probe.model import Finding, Status
@@ -90,13 +90,8 @@ async def gather(ctx: DeviceContext, *, intrusive: bool = False) -> Observations
     return Observations(ctx.device, values)
 
 
-def run(check_id: str, obs: Observations, **params: Any) -> list[Finding]:
-    check = catalogue()[check_id]
-    return list(check.evaluate(obs, {**check.defaults, **params}))
-
-
 def one(check_id: str, obs: Observations, **params: Any) -> Finding:
-    (finding,) = run(check_id, obs, **params)
+    (finding,) = judge_check(check_id, obs, **params)
     return finding
 
 
@@ -273,7 +268,7 @@ async def test_coaps_on_the_port_after_a_named_coap_port(tmp_path: Path) -> None
             scan_context(address, services={"coap": (5700,)}) as ctx:
         obs = await gather(ctx)
     assert [(s.port, s.protocol) for s in obs[udp_services]] == [(5700, "coap")]
-    assert {f.target: f.status for f in run("coap.dtls", obs)} == {"udp/5701": Status.PASS}
+    assert {f.target: f.status for f in judge_check("coap.dtls", obs)} == {"udp/5701": Status.PASS}
     assert one("coap.cleartext", obs).target == "udp/5700"
 
 
@@ -407,7 +402,7 @@ async def test_an_answer_to_one_of_two_transmissions_is_not_a_pass_on_amplificat
     async with udp_responder("127.134.3.2", 5683,
                              second_only(seen, lambda request: b"x" * (15 * len(request) - 6))):
         with scan_context("127.134.3.2") as ctx:
-            (finding,) = run("coap.amplification", await gather(ctx))
+            (finding,) = judge_check("coap.amplification", await gather(ctx))
     assert finding.status is Status.ERROR, finding
     assert finding.evidence["reason"] == "undecided"
     (unsure,) = finding.evidence["undecided"]

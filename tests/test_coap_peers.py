@@ -13,10 +13,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from daemons import evaluate, scan_context
+from daemons import scan_context
 from interop import Setup
 from interop.peers_coap import PORT, aiocoap, node_coap
 
+from probe.api import run_check
 from probe.model import Status
 from probe.observe import coap
 
@@ -33,8 +34,8 @@ VALUES = {"/sensors/temperature": b"21.5", "/config/interval": b"60"}
 async def test_write_back_verdicts(tmp_path: Path, address: str, server: StartPeer,
                                    writable: bool) -> None:
     with server(tmp_path, address), scan_context(address, intrusive=True) as ctx:
-        (write,) = await evaluate(ctx, "coap.unauthenticated-write")
-        (cleartext,) = await evaluate(ctx, "coap.cleartext")
+        (write,) = await run_check("coap.unauthenticated-write", ctx.device, context=ctx)
+        (cleartext,) = await run_check("coap.cleartext", ctx.device, context=ctx)
         after = {target: (await coap.fetch(ctx, PORT, target)).body for target in VALUES}
     assert write.target == cleartext.target == f"udp/{PORT}"
     codes = {w["resource"]: w["code"] for w in write.evidence["writes"]}

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemons import Certificate, Listener, device_context, evaluate, issue, nginx_site
+from daemons import Certificate, Listener, device_context, issue, nginx_site
 
+from probe.api import run_check
 from probe.context import DeviceContext
 from probe.lab.servers import StreamServer, StreamService
 from probe.lab.servers_hostile import Garbage
@@ -82,7 +83,7 @@ async def test_cleartext_fails_on_content_and_passes_on_redirect_or_nothing(
           server {{ listen {address}:8080; return 301 https://$host$request_uri; }}
           server {{ listen {address}:8000; location / {{ return 404; }} }}"""), \
             device_context(address, (80, 8000, 8080)) as ctx:
-        findings = await evaluate(ctx, "http.cleartext")
+        findings = await run_check("http.cleartext", ctx.device, context=ctx)
     by_target = {f.target: f for f in findings}
     assert {t: f.status for t, f in by_target.items()} == {
         "tcp/80": Status.FAIL, "tcp/8000": Status.PASS, "tcp/8080": Status.PASS}
@@ -94,7 +95,7 @@ async def test_cleartext_is_not_applicable_without_plain_http(tmp_path: Path,
                                                               cert: Certificate) -> None:
     with site(tmp_path, "127.93.2.1", 443, cert, 'location / { return 200 "ok"; }', "tls"), \
             device_context("127.93.2.1", (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "http.cleartext")
+        (finding,) = await run_check("http.cleartext", ctx.device, context=ctx)
     assert finding.status is Status.NOT_APPLICABLE
 
 
@@ -125,7 +126,7 @@ async def test_authentication_passes_when_every_path_is_protected(
         tmp_path: Path, cert: Certificate) -> None:
     with site(tmp_path, "127.93.2.1", 443, cert, protected_site(tmp_path, "Str0ng!"), "auth"), \
             device_context("127.93.2.1", (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "http.authentication")
+        (finding,) = await run_check("http.authentication", ctx.device, context=ctx)
     assert finding.status is Status.PASS, finding.summary
     why = {p["path"]: p["why"] for p in finding.evidence["paths"]}
     assert why["/admin"] == "401"
@@ -140,8 +141,9 @@ async def test_authentication_fails_listing_exposed_paths(tmp_path: Path) -> Non
           server {{ listen {address}:8080; location / {{ return 200 "open"; }}
                     location /api {{ return 404; }} }}"""), \
             device_context(address, (8080,)) as ctx:
-        (finding,) = await evaluate(ctx, "http.authentication")
-        (narrow,) = await evaluate(ctx, "http.authentication", protected_paths=["/api"])
+        (finding,) = await run_check("http.authentication", ctx.device, context=ctx)
+        (narrow,) = await run_check(
+            "http.authentication", ctx.device, context=ctx, protected_paths=["/api"])
     assert finding.status is Status.FAIL
     assert "/api" not in finding.evidence["exposed"]
     assert {"/admin", "/config", "/cgi-bin/", "/setup"} <= set(finding.evidence["exposed"])
@@ -156,7 +158,7 @@ async def test_protected_paths_come_from_the_profile(tmp_path: Path) -> None:
           server {{ listen {address}:8080; location / {{ return 200 "open"; }}
                     location /api {{ return 401; }} location /secret {{ return 403; }} }}"""), \
             device_context(address, (8080,), params=params) as ctx:
-        (finding,) = await evaluate(ctx, "http.authentication")
+        (finding,) = await run_check("http.authentication", ctx.device, context=ctx)
     assert finding.status is Status.PASS
     assert [p["path"] for p in finding.evidence["paths"]] == ["/api", "/secret"]
 
@@ -168,7 +170,7 @@ async def test_default_credentials_basic(tmp_path: Path, cert: Certificate,
     with site(tmp_path, "127.93.2.1", 443, cert,
               protected_site(tmp_path, "vendor-default-77"), "basic"), \
             device_context("127.93.2.1", (443,), params=trying(pairs)) as ctx:
-        (weak,) = await evaluate(ctx, CREDENTIALS)
+        (weak,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
         connections = ctx.connections
     assert weak.status is Status.FAIL
     assert weak.evidence["accepted_username"] == "operator"
@@ -183,13 +185,13 @@ async def test_default_credentials_refused_and_not_applicable(tmp_path: Path,
     pairs = [["admin", "admin"], ["operator", "operator"]]
     with site(tmp_path, "127.93.2.1", 443, cert, protected_site(tmp_path, "L0ng&unique"),
               "refused"), device_context("127.93.2.1", (443,), params=trying(pairs)) as ctx:
-        (strong,) = await evaluate(ctx, CREDENTIALS)
+        (strong,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
     assert strong.status is Status.PASS
     assert len(strong.evidence["attempts"]) == 2
     with nginx_site(tmp_path, "127.93.2.5", [8080], """
           server { listen 127.93.2.5:8080; location / { return 404; } }""", name="none"), \
             device_context("127.93.2.5", (8080,), params=trying(pairs)) as ctx:
-        (none,) = await evaluate(ctx, CREDENTIALS)
+        (none,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
     assert none.status is Status.NOT_APPLICABLE
 
 
@@ -201,7 +203,7 @@ async def test_default_credentials_digest(password: str, status: Status) -> None
     async with web_app("127.93.2.6", 8443, app):
         with device_context("127.93.2.6", (8443,),
                             params=trying([["root", "root"], ["admin", "admin"]])) as ctx:
-            (finding,) = await evaluate(ctx, CREDENTIALS)
+            (finding,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
     assert finding.status is status
     assert finding.evidence["scheme"] == "digest"
 
@@ -221,7 +223,7 @@ async def test_hsts(tmp_path: Path, cert: Certificate, header: str, status: Stat
     with site(tmp_path, "127.93.2.1", 443, cert,
               f'{header} location / {{ return 200 "ok"; }}', "hsts"), \
             device_context("127.93.2.1", (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "http.hsts")
+        (finding,) = await run_check("http.hsts", ctx.device, context=ctx)
     assert finding.status is status
     assert finding.target == "tcp/443"
 
@@ -230,8 +232,8 @@ async def test_hsts_not_applicable_without_https(tmp_path: Path) -> None:
     with nginx_site(tmp_path, "127.93.2.7", [8080], """
           server { listen 127.93.2.7:8080; location / { return 200 "ok"; } }"""), \
             device_context("127.93.2.7", (8080,)) as ctx:
-        (finding,) = await evaluate(ctx, "http.hsts")
-        (disclosure,) = await evaluate(ctx, "monitor.vulnerability-disclosure")
+        (finding,) = await run_check("http.hsts", ctx.device, context=ctx)
+        (disclosure,) = await run_check("monitor.vulnerability-disclosure", ctx.device, context=ctx)
     assert finding.status is Status.NOT_APPLICABLE
     assert disclosure.status is Status.NOT_APPLICABLE
 
@@ -244,7 +246,7 @@ async def test_hsts_not_applicable_without_https(tmp_path: Path) -> None:
 async def test_clock_sync_passes_on_nginx(tmp_path: Path, cert: Certificate) -> None:
     with site(tmp_path, "127.93.2.1", 443, cert, 'location / { return 200 "ok"; }', "clock"), \
             device_context("127.93.2.1", (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "monitor.clock-sync")
+        (finding,) = await run_check("monitor.clock-sync", ctx.device, context=ctx)
     assert finding.status is Status.PASS
     assert abs(finding.evidence["skew_seconds"]) < 60
 
@@ -258,7 +260,8 @@ async def test_clock_sync_on_a_skewed_device(offset: float | None, limit: int,
     app = WebApp(pages=(("/", Page("home")),), clock_offset=offset)
     async with web_app("127.93.2.8", 443, app):
         with device_context("127.93.2.8", (443,)) as ctx:
-            (finding,) = await evaluate(ctx, "monitor.clock-sync", max_skew_seconds=limit)
+            (finding,) = await run_check(
+                "monitor.clock-sync", ctx.device, context=ctx, max_skew_seconds=limit)
     assert finding.status is status
     if offset is not None:
         assert abs(finding.evidence["skew_seconds"] - offset) < 30
@@ -285,7 +288,7 @@ async def test_vulnerability_disclosure(tmp_path: Path, cert: Certificate, conte
         body += f' location = /.well-known/security.txt {{ return 200 "{escaped}"; }}'
     with site(tmp_path, "127.93.2.1", 443, cert, body, "security"), \
             device_context("127.93.2.1", (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "monitor.vulnerability-disclosure")
+        (finding,) = await run_check("monitor.vulnerability-disclosure", ctx.device, context=ctx)
     assert finding.status is status
     assert why in finding.summary
 
@@ -304,7 +307,7 @@ async def test_each_url_is_fetched_once_per_device(tmp_path: Path, cert: Certifi
         await ctx.observe(http_roots)
         await ctx.observe(security_txt_visits)
         before = ctx.connections
-        results = [await evaluate(ctx, cid) for cid in (
+        results = [await run_check(cid, ctx.device, context=ctx) for cid in (
             "http.hsts", "monitor.clock-sync", "monitor.vulnerability-disclosure",
             "http.cleartext")]
         after = ctx.connections

@@ -24,13 +24,13 @@ from daemons import (
     Listener,
     busybox_httpd,
     device_context,
-    evaluate,
     issue,
     lighttpd_site,
     mini_httpd,
     nginx_site,
 )
 
+from probe.api import run_check
 from probe.model import Status
 from probe.observe.http import SECURITY_TXT
 
@@ -60,7 +60,8 @@ async def test_a_server_error_or_an_unknown_status_is_never_a_pass(tmp_path: Pat
                     location /admin {{ return 500 "oops"; }}
                     location /setup {{ return 200 "<h1>first-time setup</h1>"; }} }}"""), \
             device_context(address, (8080, 8081, 8082), params=ADMIN_ONLY) as ctx:
-        findings = {f.target: f for f in await evaluate(ctx, "http.authentication")}
+        findings = {f.target: f for f in await run_check(
+            "http.authentication", ctx.device, context=ctx)}
     assert {t: f.status for t, f in findings.items()} == {
         "tcp/8080": Status.ERROR, "tcp/8081": Status.ERROR, "tcp/8082": Status.FAIL}
     assert findings["tcp/8080"].evidence["reason"] == "undecided"
@@ -100,7 +101,7 @@ async def test_small_web_servers_protect_or_expose_the_admin_page(tmp_path: Path
     address = f"127.132.0.{n}"
     with firmware_server(kind, tmp_path, address, protected), \
             device_context(address, (80,), params=ADMIN_ONLY) as ctx:
-        (finding,) = await evaluate(ctx, "http.authentication")
+        (finding,) = await run_check("http.authentication", ctx.device, context=ctx)
     assert finding.status is (Status.PASS if protected else Status.FAIL), finding.summary
     admin = {p["path"]: p for p in finding.evidence["paths"]}["/admin/"]
     assert admin["responses"][-1]["status"] == (401 if protected else 200)
@@ -191,7 +192,7 @@ async def test_a_digest_challenge_that_cannot_be_answered_is_that_trials_error(
         with device_context(address, (8080,), params={
                 "http.default-credentials": {"pairs": [["admin", "admin"]], "pace_seconds": 0},
                 **ADMIN_ONLY}) as ctx:
-            (finding,) = await evaluate(ctx, "http.default-credentials")
+            (finding,) = await run_check("http.default-credentials", ctx.device, context=ctx)
     assert finding.status is Status.ERROR
     assert "unusable WWW-Authenticate challenge" in finding.summary
     assert why in finding.summary
@@ -205,7 +206,8 @@ async def test_a_date_too_large_to_read_fails_clock_sync_on_its_listener(
                        'setenv.set-response-header = ("Date" => '
                        '"Mon, 01 Jan 99999999999999999999 00:00:00 GMT")\n}'), \
             device_context(address, (80, 8080)) as ctx:
-        findings = {f.target: f for f in await evaluate(ctx, "monitor.clock-sync")}
+        findings = {f.target: f for f in await run_check(
+            "monitor.clock-sync", ctx.device, context=ctx)}
     assert findings["tcp/80"].status is Status.PASS
     assert findings["tcp/8080"].status is Status.FAIL
     assert "unreadable Date header" in findings["tcp/8080"].summary
@@ -219,7 +221,7 @@ async def test_a_max_age_of_thousands_of_digits_is_read_as_the_largest(
                        f'ssl.privkey = "{cert.key}"\nsetenv.add-response-header = ('
                        f'"Strict-Transport-Security" => "max-age={"9" * 5000}")'), \
             device_context(address, (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "http.hsts")
+        (finding,) = await run_check("http.hsts", ctx.device, context=ctx)
     assert finding.status is Status.PASS
     assert finding.evidence["max_age"] == 2**31
     assert len(finding.evidence["strict_transport_security"]) <= 200
@@ -264,7 +266,7 @@ async def test_security_txt_per_rfc_9116(tmp_path: Path, cert: Certificate, cont
                        f'server.port = 443\nssl.engine = "enable"\nssl.pemfile = "{cert.cert}"\n'
                        f'ssl.privkey = "{cert.key}"'), \
             device_context(address, (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "monitor.vulnerability-disclosure")
+        (finding,) = await run_check("monitor.vulnerability-disclosure", ctx.device, context=ctx)
     assert finding.status is status, finding.summary
     assert said in finding.summary
     assert ("expires_note" in finding.evidence) is ("more than a year" in said)

@@ -18,7 +18,6 @@ from daemons import (
     Daemon,
     Listener,
     certificate,
-    evaluate,
     monitored_context,
     mosquitto_logging,
     nginx_site,
@@ -26,6 +25,7 @@ from daemons import (
     silent,
 )
 
+from probe.api import run_check
 from probe.model import Device, Status
 from probe.observe.base import ObservationError
 from probe.observe.monitor import Box, CanaryRun, canary
@@ -269,7 +269,7 @@ def test_malformed_sinks_name_the_file_and_field(monitor: dict[str, Any], field:
 async def test_no_sink_means_skipped_without_traffic() -> None:
     with monitored_context("127.67.9.9", (8080,), {}) as ctx:
         for check_id in (AUTH, TRANSPORT, HEARTBEAT):
-            (finding,) = await evaluate(ctx, check_id)
+            (finding,) = await run_check(check_id, ctx.device, context=ctx)
             assert finding.status is Status.SKIPPED, check_id
         assert ctx.connections == 0 and ctx.datagrams == 0
 
@@ -321,8 +321,8 @@ async def test_nginx_reports_over_udp_syslog_so_transport_fails(tmp_path: Path) 
                           "forwarders": LOOPBACK_SENDERS}}
     with web(tmp_path, 8080, syslog=f"{SINK_ADDRESS}:15600"), \
             monitored_context(WEB_ADDRESS, (8080,), monitor, params=FAST_EVENTS) as ctx:
-        (event,) = await evaluate(ctx, AUTH)
-        (transport,) = await evaluate(ctx, TRANSPORT)
+        (event,) = await run_check(AUTH, ctx.device, context=ctx)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
     assert event.status is Status.PASS, event.summary
     evidence = event.evidence
     nonce = evidence["nonce"]
@@ -345,8 +345,8 @@ async def test_rsyslog_forwards_over_tls_so_transport_passes(tmp_path: Path,
                                sink_certificate.cert), \
             web(tmp_path, 8080, syslog=f"{RELAY_ADDRESS}:15515"), \
             monitored_context(WEB_ADDRESS, (8080,), monitor, params=FAST_EVENTS) as ctx:
-        (event,) = await evaluate(ctx, AUTH)
-        (transport,) = await evaluate(ctx, TRANSPORT)
+        (event,) = await run_check(AUTH, ctx.device, context=ctx)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
     assert event.status is Status.PASS, event.summary
     shown = event.evidence["events"][0]
     assert shown["encrypted"] is True and shown["format"] == "rfc5424"
@@ -360,10 +360,10 @@ async def test_a_command_sink_searches_the_access_log(tmp_path: Path) -> None:
     nothing = {"command": {"run": ["grep", "-F", "{nonce}", "/dev/null"], "interval": 0.5}}
     with web(tmp_path, 8080, log_file=log):
         with monitored_context(WEB_ADDRESS, (8080,), found, params=FAST_EVENTS) as ctx:
-            (event,) = await evaluate(ctx, AUTH)
-            (transport,) = await evaluate(ctx, TRANSPORT)
+            (event,) = await run_check(AUTH, ctx.device, context=ctx)
+            (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
         with monitored_context(WEB_ADDRESS, (8080,), nothing, params=SHORT_EVENTS) as ctx:
-            (missing,) = await evaluate(ctx, AUTH)
+            (missing,) = await run_check(AUTH, ctx.device, context=ctx)
     assert event.status is Status.PASS, event.summary
     assert event.evidence["events"][0]["sink"] == "command"
     assert event.evidence["command_runs"][-1]["exit_status"] == 0
@@ -376,10 +376,10 @@ async def test_a_command_sink_searches_the_access_log(tmp_path: Path) -> None:
 async def test_throttling_nginx_with_and_without_limit_req(tmp_path: Path) -> None:
     with web(tmp_path, 8080), \
             monitored_context(WEB_ADDRESS, (8080,), {}, params=BURST) as ctx:
-        (plain,) = await evaluate(ctx, THROTTLING)
+        (plain,) = await run_check(THROTTLING, ctx.device, context=ctx)
     with web(tmp_path, 8081, limit=True), \
             monitored_context(WEB_ADDRESS, (8081,), {}, params=BURST) as ctx:
-        (limited,) = await evaluate(ctx, THROTTLING)
+        (limited,) = await run_check(THROTTLING, ctx.device, context=ctx)
     assert plain.status is Status.FAIL, plain.summary
     assert len(plain.evidence["attempts"]) == 10
     assert {a["answer"] for a in plain.evidence["attempts"]} == {"HTTP 401"}
@@ -408,8 +408,8 @@ def broker_sink(**extra: Any) -> dict[str, dict[str, Any]]:
 async def test_mosquitto_log_topic_does_not_name_the_failed_login(broker: Daemon) -> None:
     with monitored_context(BROKER_ADDRESS, (1883,), broker_sink(topic="$SYS/broker/log/#"),
                            params=SHORT_EVENTS) as ctx:
-        (event,) = await evaluate(ctx, AUTH)
-        (transport,) = await evaluate(ctx, TRANSPORT)
+        (event,) = await run_check(AUTH, ctx.device, context=ctx)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
     assert event.status is Status.FAIL, event.summary
     evidence = event.evidence
     attempt, again = evidence["attempts"]  # nothing counted by half the window: once more
@@ -427,7 +427,7 @@ async def test_a_refused_monitor_login_is_an_error_and_provokes_nothing(broker: 
     sink = broker_sink(topic="$SYS/broker/log/#")
     sink["mqtt"]["password"] = Secret("wrong-password", "env:TEST_MONITOR")
     with monitored_context(BROKER_ADDRESS, (1883,), sink, params=SHORT_EVENTS) as ctx:
-        (event,) = await evaluate(ctx, AUTH)
+        (event,) = await run_check(AUTH, ctx.device, context=ctx)
         run: CanaryRun = await ctx.observe(canary)
     assert event.status is Status.ERROR and event.evidence["reason"] == "sink"
     assert "refused the monitor login" in event.summary
@@ -438,11 +438,11 @@ async def test_mosquitto_heartbeat_on_sys_uptime(broker: Daemon) -> None:
     with monitored_context(BROKER_ADDRESS, (1883,), broker_sink(
             heartbeat_topic="$SYS/broker/uptime", heartbeat_interval="2s"),
             params={HEARTBEAT: {"grace_seconds": 1.0}}) as ctx:
-        (alive,) = await evaluate(ctx, HEARTBEAT)
+        (alive,) = await run_check(HEARTBEAT, ctx.device, context=ctx)
     with monitored_context(BROKER_ADDRESS, (1883,), broker_sink(
             heartbeat_topic="fleet/heartbeat/nobody", heartbeat_interval=1),
             params={HEARTBEAT: {"grace_seconds": 0.5}}) as ctx:
-        (quiet,) = await evaluate(ctx, HEARTBEAT)
+        (quiet,) = await run_check(HEARTBEAT, ctx.device, context=ctx)
     assert alive.status is Status.PASS, alive.summary
     assert alive.evidence["retained_ignored"] == 1
     assert quiet.status is Status.FAIL, quiet.summary
@@ -451,7 +451,7 @@ async def test_mosquitto_heartbeat_on_sys_uptime(broker: Daemon) -> None:
 
 async def test_mosquitto_does_not_throttle(broker: Daemon) -> None:
     with monitored_context(BROKER_ADDRESS, (1883,), {}, params=BURST) as ctx:
-        (finding,) = await evaluate(ctx, THROTTLING)
+        (finding,) = await run_check(THROTTLING, ctx.device, context=ctx)
     assert finding.status is Status.FAIL, finding.summary
     attempts = finding.evidence["attempts"]
     assert len(attempts) == 10 and {a["code"] for a in attempts} == {5}
@@ -464,7 +464,7 @@ async def test_a_busy_syslog_port_is_a_sink_error(tmp_path: Path) -> None:
         with web(tmp_path, 8080), monitored_context(
                 WEB_ADDRESS, (8080,), {"syslog": {"listen": f"udp://{SINK_ADDRESS}:15601"}},
                 params=SHORT_EVENTS) as ctx:
-            (event,) = await evaluate(ctx, AUTH)
+            (event,) = await run_check(AUTH, ctx.device, context=ctx)
     finally:
         holder.close()
     assert event.status is Status.ERROR and event.evidence["reason"] == "sink"

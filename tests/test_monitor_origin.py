@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from daemons import Daemon, _proc_address, evaluate, monitored_context, mosquitto_logging
+from daemons import Daemon, _proc_address, monitored_context, mosquitto_logging
 
+from probe.api import run_check
 from probe.errors import InputError
 from probe.inventory import load_inventory
 from probe.model import Status
@@ -98,7 +99,7 @@ async def scan(forwarders: list[str], spray: Spray,
     with monitored_context(DEVICE, (PORT,), monitor, params=EVENTS) as ctx:
         await ctx.observe(login_targets)  # the endpoint probes happen before the sprayer looks
         task = asyncio.create_task(sprayer(client_ports(), spray, send))
-        (finding,) = await evaluate(ctx, AUTH)
+        (finding,) = await run_check(AUTH, ctx.device, context=ctx)
         port = await task
     return finding.status, finding.evidence, port
 

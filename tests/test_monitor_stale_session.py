@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemons import evaluate, monitored_context
+from daemons import monitored_context
 from interop.peers_syslog import AUTH, WEB_PORT, syslog_ng_peer
 
+from probe.api import run_check
 from probe.model import Status
 
 DEVICE = "127.145.1.1"
@@ -28,7 +29,7 @@ async def test_syslog_ng_over_tls_is_heard_in_every_scan(tmp_path: Path) -> None
         monitor = setup.inventory["monitor"]
         for _ in range(SCANS):
             with monitored_context(DEVICE, (WEB_PORT,), monitor, params=EVENTS) as ctx:
-                (event,) = await evaluate(ctx, AUTH)
+                (event,) = await run_check(AUTH, ctx.device, context=ctx)
             findings.append(event)
     assert [f.status for f in findings] == [Status.PASS] * SCANS, [f.summary for f in findings]
     assert "repeated_after_seconds" not in findings[0].evidence  # a fresh session loses nothing

@@ -19,13 +19,13 @@ import pytest
 from daemons import (
     Daemon,
     bound,
-    evaluate,
     monitored_context,
     mosquitto_logging,
     nginx_site,
     start,
 )
 
+from probe.api import run_check
 from probe.model import Status
 from probe.observe.monitor import Box, new_tag
 from probe.observe.sinks import Event
@@ -208,8 +208,8 @@ async def test_lighttpd_password_does_not_match_passes_end_to_end(tmp_path: Path
     with start("lighttpd", ["lighttpd", "-D", "-f", str(conf)], tmp_path, LIGHTTPD,
                [(8082, "tcp")]), \
             monitored_context(LIGHTTPD, (8082,), sink(15710), params=EVENTS) as ctx:
-        (event,) = await evaluate(ctx, AUTH)
-        (transport,) = await evaluate(ctx, TRANSPORT)
+        (event,) = await run_check(AUTH, ctx.device, context=ctx)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
     assert event.status is Status.PASS, event.evidence
     text = event.evidence["events"][0]["text"]
     assert "password doesn't match" in text and event.evidence["nonce"] in text
@@ -227,7 +227,7 @@ async def test_nginx_user_was_not_found_passes_end_to_end(tmp_path: Path) -> Non
     with nginx_site(tmp_path, NGINX, [8083], http), \
             monitored_context(NGINX, (8083,), sink(15711), params=EVENTS) as ctx:
         assert bound(NGINX, 8083, "tcp")
-        (event,) = await evaluate(ctx, AUTH)
+        (event,) = await run_check(AUTH, ctx.device, context=ctx)
     assert event.status is Status.PASS, event.evidence
     text = event.evidence["events"][0]["text"]
     assert "was not found in" in text and event.evidence["nonce"] in text

@@ -28,18 +28,16 @@ import pytest
 from daemons import (
     Daemon,
     Listener,
-    evaluate,
     monitored_context,
     reply,
-    scan_context,
     silent,
     start,
 )
 from interop import brokers_mqtt
 
+from probe.api import device_context, run_check
 from probe.checks import catalogue
-from probe.checks.base import Observations
-from probe.context import DeviceContext
+from probe.context import DeviceContext, ScanOptions
 from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client
 from probe.model import Device, Finding, Status
@@ -200,26 +198,19 @@ def credentials(probe: bool = True, canary: bool = False, tls: Tls | None = None
 def device(address: str, ports: tuple[int, ...], creds: dict[str, dict[str, Any]] | None = None,
            timeout: float = 1.5, mqtt: tuple[int, ...] = (), **params: Any
            ) -> Iterator[DeviceContext]:
-    """A device context as the engine builds it: check defaults overlaid with `params`;
-    `mqtt` names ports the inventory declares as MQTT."""
-    checks = catalogue()
-    with scan_context(address, ports, timeout=timeout, udp=False) as ctx:
-        ctx.device = Device(id=address, address=address, credentials=creds or {},
-                            services={"mqtt": mqtt} if mqtt else {})
-        ctx.params_for = lambda cid: {k: params.get(k, v) for k, v in checks[cid].defaults.items()}
+    """A device context as the engine builds it: every check that takes one of `params` gets
+    it over its defaults; `mqtt` names ports the inventory declares as MQTT."""
+    target = Device(id=address, address=address, credentials=creds or {},
+                    services={"mqtt": mqtt} if mqtt else {})
+    chosen = {cid: {k: v for k, v in params.items() if k in check.params.model_fields}
+              for cid, check in catalogue().items()}
+    options = ScanOptions(timeout=timeout, tcp_ports=ports, exclude_ports=(2024,), udp=False)
+    with device_context(target, options, chosen) as ctx:
         yield ctx
 
 
-async def run(ctx: DeviceContext, check_id: str) -> list[Finding]:
-    check = catalogue()[check_id]
-    values = [await ctx.observe(need) for need in check.needs]
-    return list(check.evaluate(Observations(ctx.device, dict(zip(check.needs, values,
-                                                                   strict=True))),
-                               ctx.params_for(check_id)))
-
-
 async def statuses(ctx: DeviceContext, check_id: str) -> dict[str, Status]:
-    return {f.target: f.status for f in await run(ctx, check_id)}
+    return {f.target: f.status for f in await run_check(check_id, ctx.device, context=ctx)}
 
 
 def no_secret_in(findings: list[Finding]) -> None:
@@ -240,15 +231,15 @@ async def test_open_broker_fails_every_check_and_shares_round_trips(tmp_path: Pa
         after_discovery = ctx.connections
         assert await statuses(ctx, "mqtt.cleartext-listener") == {"tcp/1883": Status.FAIL}
         assert ctx.connections == after_discovery  # the CONNECT of identification is reused
-        (anonymous,) = await run(ctx, "mqtt.anonymous-access")
+        (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
         assert ctx.connections == after_discovery + 1  # one MQTT 5 CONNECT
-        (default,) = await run(ctx, "mqtt.default-credentials")
-        (topics,) = await run(ctx, "mqtt.topic-authorization")
+        (default,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
+        (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
         used = ctx.connections
         for check_id in MQTT_CHECKS:
-            await run(ctx, check_id)
+            await run_check(check_id, ctx.device, context=ctx)
         assert ctx.connections == used  # nothing is asked twice
-        (certificate,) = await run(ctx, "mqtt.client-certificate")
+        (certificate,) = await run_check("mqtt.client-certificate", ctx.device, context=ctx)
     assert anonymous.status is Status.FAIL
     assert anonymous.summary == ("MQTT 3.1.1 CONNECT without credentials was accepted on "
                                  "tcp/1883 (CONNACK 0)")
@@ -274,11 +265,11 @@ async def test_password_file_refuses_anonymous_at_both_levels(
     with mosquitto(tmp_path, "passwd", address,
                    {1883: password_lines(tmp_path, "passwd", accounts)}):
         with device(address, (1883,), **FAST) as ctx:
-            (anonymous,) = await run(ctx, "mqtt.anonymous-access")
-            (default,) = await run(ctx, "mqtt.default-credentials")
-            (unprobed,) = await run(ctx, "mqtt.topic-authorization")
+            (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+            (default,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
+            (unprobed,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
         with device(address, (1883,), credentials(canary=True), **FAST) as ctx:
-            (topics,) = await run(ctx, "mqtt.topic-authorization")
+            (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
     assert anonymous.status is Status.PASS
     levels = anonymous.evidence["levels"]
     assert (levels[0]["connack_code"], levels[1]["reason_code"]) == (5, 135)
@@ -310,7 +301,8 @@ async def test_acl_file_filters_at_delivery(tmp_path: Path) -> None:
             1885: [*password_lines(tmp_path, "acl3", accounts), mute]}), \
             device(address, (1883, 1884, 1885), credentials(canary=True),
                    mqtt=(1884, 1885), window_seconds=1.0) as ctx:
-        findings = {f.target: f for f in await run(ctx, "mqtt.topic-authorization")}
+        findings = {f.target: f for f in await run_check("mqtt.topic-authorization", ctx.device,
+                                                         context=ctx)}
     scoped, wide_open, unproven = findings["tcp/1883"], findings["tcp/1884"], findings["tcp/1885"]
     assert scoped.status is Status.PASS, scoped.summary
     assert {f: s["code"] for f, s in scoped.evidence["suback"].items()} == {"#": 0, "$SYS/#": 0}
@@ -333,7 +325,7 @@ async def test_dynamic_security_refuses_wildcards_at_suback(tmp_path: Path) -> N
     with mosquitto(tmp_path, "dynsec", address, {1883: [
             "allow_anonymous false", f"plugin {DYNSEC}", f"plugin_opt_config_file {config}"]}), \
             device(address, (1883,), credentials(canary=True), **FAST) as ctx:
-        (topics,) = await run(ctx, "mqtt.topic-authorization")
+        (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
     assert topics.status is Status.PASS, topics.summary
     assert topics.summary == "SUBACK refused # and $SYS/# to identity 'probe' on tcp/1883"
     assert {f: s["code"] for f, s in topics.evidence["suback"].items()} == {
@@ -353,9 +345,12 @@ async def test_tls_broker_without_and_with_client_certificates(tmp_path: Path) -
                    *password_lines(tmp_path, "tls2", accounts), rules]}):
         with device(address, (8883, 8884), **FAST) as ctx:
             cleartext = await statuses(ctx, "mqtt.cleartext-listener")
-            certificate = {f.target: f for f in await run(ctx, "mqtt.client-certificate")}
-            anonymous = {f.target: f for f in await run(ctx, "mqtt.anonymous-access")}
-            default = {f.target: f for f in await run(ctx, "mqtt.default-credentials")}
+            certificate = {f.target: f for f in await run_check(
+                "mqtt.client-certificate", ctx.device, context=ctx)}
+            anonymous = {f.target: f for f in await run_check("mqtt.anonymous-access", ctx.device,
+                                                              context=ctx)}
+            default = {f.target: f for f in await run_check("mqtt.default-credentials", ctx.device,
+                                                            context=ctx)}
             found = {e.port: e for e in await ctx.observe(endpoints)}
         with device(address, (8883, 8884), credentials(canary=True, tls=tls), **FAST) as ctx:
             topics = await statuses(ctx, "mqtt.topic-authorization")
@@ -383,7 +378,7 @@ async def test_default_admin_account_is_found_and_named_by_user_only(tmp_path: P
     with mosquitto(tmp_path, "admin", address, {1883: password_lines(
             tmp_path, "admin", {"admin": "admin", "probe": PROBE_PASSWORD})}), \
             device(address, (1883,), pairs=pairs, pace_seconds=0.05) as ctx:
-        (finding,) = await run(ctx, "mqtt.default-credentials")
+        (finding,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
     assert finding.status is Status.FAIL
     assert finding.evidence["accepted_username"] == "admin"
     attempts = finding.evidence["attempts"]
@@ -406,7 +401,7 @@ async def test_attempts_are_paced_and_bounded(tmp_path: Path) -> None:
     pairs = [[f"user{i}", "x"] for i in range(6)]
     async with Listener(address, 1883, refuse):
         with device(address, (1883,), pairs=pairs, max_attempts=4, pace_seconds=0.2) as ctx:
-            (finding,) = await run(ctx, "mqtt.default-credentials")
+            (finding,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
     assert finding.status is Status.PASS
     assert len(finding.evidence["attempts"]) == 4
     logins = seen[-4:]  # after identification and the MQTT 5 CONNECT
@@ -417,7 +412,7 @@ async def test_a_silent_broker_costs_two_timeouts(tmp_path: Path) -> None:
     address = "127.81.0.8"
     async with Listener(address, 1883, silent) as listener:
         with device(address, (1883,), creds=credentials(canary=True), **FAST) as ctx:
-            results = {cid: await run(ctx, cid) for cid in MQTT_CHECKS}
+            results = {cid: await run_check(cid, ctx.device, context=ctx) for cid in MQTT_CHECKS}
         accepted = listener.accepted
     assert accepted == 3  # the port scan, identification's CONNECT and one MQTT 5 CONNECT
     for check_id in ("mqtt.cleartext-listener", "mqtt.anonymous-access",
@@ -452,7 +447,7 @@ async def test_undecided_mqtt5_answers_are_errors(handler: Any, outcome: str,
     address = "127.81.0.9"
     async with Listener(address, 1883, handler) as listener:
         with device(address, (1883,), timeout=1.0) as ctx:
-            (finding,) = await run(ctx, "mqtt.anonymous-access")
+            (finding,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
         accepted = listener.accepted
     assert finding.status is Status.ERROR
     assert finding.evidence["reason"] == reason
@@ -534,8 +529,8 @@ async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path, refusal: bytes) 
     with mosquitto(tmp_path, "v5", address, {11883: ["allow_anonymous true"]}):
         async with Listener(address, 1883, only_v5):
             with device(address, (1883,), **FAST) as ctx:
-                (anonymous,) = await run(ctx, "mqtt.anonymous-access")
-                (topics,) = await run(ctx, "mqtt.topic-authorization")
+                (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+                (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
     assert anonymous.status is Status.FAIL
     assert anonymous.evidence["protocol_level"] == 5
     four, five = anonymous.evidence["levels"]
@@ -583,9 +578,9 @@ async def test_brokers_without_mqtt5_are_judged_at_the_level_they_speak(
     address = "127.133.0.1" if broker is brokers_mqtt.aedes else "127.133.0.2"
     with broker(tmp_path / "closed", address, {1883: False}, users=brokers_mqtt.ACCOUNTS), \
             device(address, (1883,)) as ctx:
-        (closed,) = await run(ctx, "mqtt.anonymous-access")
+        (closed,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
     with broker(tmp_path / "open", address, {1883: False}), device(address, (1883,)) as ctx:
-        (open_door,) = await run(ctx, "mqtt.anonymous-access")
+        (open_door,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
     four, five = closed.evidence["levels"]
     assert (four["connack_code"], five["connack_code"]) == (5, 1)
     assert five == {"protocol_level": 5, "outcome": "connack", "source": "exchange",
@@ -608,7 +603,7 @@ async def test_a_peer_that_refuses_every_protocol_version_is_undecided() -> None
     address = "127.133.0.3"
     async with Listener(address, 1883, reply(b"\x20\x02\x00\x01")):
         with device(address, (1883,)) as ctx:
-            (finding,) = await run(ctx, "mqtt.anonymous-access")
+            (finding,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
     assert (finding.status, finding.evidence["reason"]) == (Status.ERROR, "protocol-version")
     assert [lv["meaning"] for lv in finding.evidence["levels"]] == [
         "unacceptable protocol version"] * 2
@@ -637,7 +632,7 @@ async def test_a_broker_that_speaks_only_mqtt5_is_judged_at_mqtt5(tmp_path: Path
             device(address, (1883,), creds=credentials(probe=False), **FAST) as ctx:
         await ctx.observe(endpoints)
         connections = ctx.connections
-        results = {cid: await run(ctx, cid) for cid in MQTT_CHECKS}
+        results = {cid: await run_check(cid, ctx.device, context=ctx) for cid in MQTT_CHECKS}
         targets = await ctx.observe(login_targets)
     assert connections == 3  # the port scan, identification, one MQTT 5 CONNECT
     status = {cid: [f.status for f in found] for cid, found in results.items()}
@@ -675,7 +670,7 @@ async def test_a_refused_sink_subscription_is_named_from_the_suback_table(tmp_pa
     with brokers_mqtt.aedes(tmp_path, address, {1883: False}, users=brokers_mqtt.ACCOUNTS,
                             acl=brokers_mqtt.ACL), \
             monitored_context(address, (1883,), sink) as ctx:
-        (event,) = await evaluate(ctx, "monitor.auth-failure-event")
+        (event,) = await run_check("monitor.auth-failure-event", ctx.device, context=ctx)
     assert (event.status, event.evidence["reason"]) == (Status.ERROR, "sink")
     assert "refused the subscription to security/# (failure)" in event.summary
 
@@ -697,8 +692,8 @@ async def test_silence_at_3_1_1_is_undecided_even_when_mqtt5_refuses() -> None:
 
     async with Listener(address, 1883, refuse_v5):
         with device(address, (1883,), timeout=1.0) as ctx:
-            (anonymous,) = await run(ctx, "mqtt.anonymous-access")
-            (cleartext,) = await run(ctx, "mqtt.cleartext-listener")
+            (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+            (cleartext,) = await run_check("mqtt.cleartext-listener", ctx.device, context=ctx)
     assert (anonymous.status, anonymous.evidence["reason"]) == (Status.ERROR, "timeout")
     assert [lv["outcome"] for lv in anonymous.evidence["levels"]] == ["timeout", "connack"]
     assert cleartext.status is Status.FAIL  # it answers MQTT 5 in cleartext

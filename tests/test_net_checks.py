@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from daemons import (
     Listener,
@@ -18,9 +17,9 @@ from daemons import (
     vsftpd,
 )
 
-from probe.checks import catalogue
+from probe.api import judge_check
 from probe.checks.base import Observations
-from probe.model import Finding, Status
+from probe.model import Status
 from probe.observe.discovery import services
 
 
@@ -30,15 +29,10 @@ async def _observe(address: str, ports: tuple[int, ...]) -> Observations:
         return Observations(ctx.device, {services: found})
 
 
-def _run(check_id: str, obs: Observations, **params: Any) -> list[Finding]:
-    check = catalogue()[check_id]
-    return list(check.evaluate(obs, {**check.defaults, **params}))
-
-
 async def test_open_ports_pass_when_only_allowed_ports_answer(tmp_path: Path) -> None:
     with nginx(tmp_path, "127.77.6.1", 443, certificate(tmp_path)):
         obs = await _observe("127.77.6.1", (22, 23, 443))
-    (finding,) = _run("net.open-ports", obs)
+    (finding,) = judge_check("net.open-ports", obs)
     assert finding.status is Status.PASS
     assert finding.target == "device"
     assert finding.evidence["open_tcp"] == [
@@ -50,12 +44,12 @@ async def test_open_ports_fail_lists_each_port_outside_the_allow_list(tmp_path: 
     with nginx(tmp_path, "127.77.6.2", 443, certificate(tmp_path)), \
             telnetd(tmp_path, "127.77.6.2"), snmpd(tmp_path, "127.77.6.2"):
         obs = await _observe("127.77.6.2", (22, 23, 443))
-    (finding,) = _run("net.open-ports", obs)
+    (finding,) = judge_check("net.open-ports", obs)
     assert finding.status is Status.FAIL
     assert finding.evidence["not_allowed"] == ["tcp/23 (telnet)", "udp/161 (snmp)"]
     assert "tcp/23 (telnet)" in finding.summary
     assert [u["protocol"] for u in finding.evidence["udp_services"]] == ["snmp"]
-    (widened,) = _run("net.open-ports", obs, allowed_tcp=[23, 443], allowed_udp=[161])
+    (widened,) = judge_check("net.open-ports", obs, allowed_tcp=[23, 443], allowed_udp=[161])
     assert widened.status is Status.PASS
 
 
@@ -63,7 +57,7 @@ async def test_cleartext_management_passes_on_encrypted_services(tmp_path: Path)
     cert = certificate(tmp_path)
     with nginx(tmp_path, "127.77.6.3", 443, cert), mosquitto(tmp_path, "127.77.6.3", 8883, cert):
         obs = await _observe("127.77.6.3", (21, 23, 443, 513, 8883))
-    (finding,) = _run("net.cleartext-management", obs)
+    (finding,) = judge_check("net.cleartext-management", obs)
     assert finding.status is Status.PASS
     assert [t["port"] for t in finding.evidence["open_tcp"]] == [443, 8883]
 
@@ -73,7 +67,7 @@ async def test_cleartext_management_fails_per_endpoint(tmp_path: Path) -> None:
             tftpd(tmp_path, "127.77.6.4"), snmpd(tmp_path, "127.77.6.4"):
         async with Listener("127.77.6.4", 513, silent):
             obs = await _observe("127.77.6.4", (21, 22, 23, 443, 513))
-    findings = _run("net.cleartext-management", obs)
+    findings = judge_check("net.cleartext-management", obs)
     assert {f.target: f.status for f in findings} == {
         "tcp/21": Status.FAIL, "tcp/23": Status.FAIL, "tcp/513": Status.FAIL,
         "udp/69": Status.FAIL, "udp/161": Status.FAIL,
@@ -88,6 +82,6 @@ async def test_cleartext_management_cannot_decide_a_silent_telnet_port(tmp_path:
     with nginx(tmp_path, "127.77.6.5", 443, certificate(tmp_path)):
         async with Listener("127.77.6.5", 2323, silent):
             obs = await _observe("127.77.6.5", (443, 2323))
-    (finding,) = _run("net.cleartext-management", obs)
+    (finding,) = judge_check("net.cleartext-management", obs)
     assert (finding.status, finding.target) == (Status.ERROR, "tcp/2323")
     assert finding.evidence["silent"] is True

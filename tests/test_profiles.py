@@ -6,15 +6,17 @@ import datetime as dt
 import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import Field
 from ruamel.yaml import YAML
 
 from probe.checks import catalogue as real_catalogue
 from probe.checks.base import Check, Observations
+from probe.checks.params import CheckParams, NoParams, Ports
 from probe.errors import InputError
 from probe.model import Device, Finding, Severity, Waiver
 from probe.profile import Profile
@@ -31,19 +33,30 @@ def _nothing(obs: Observations, params: Mapping[str, Any]) -> Iterable[Finding]:
     return []
 
 
+class PortsParams(CheckParams):
+    allowed_tcp: Ports = (443,)
+    allowed_udp: Ports = ()
+    strict: bool = False
+    limits: dict[str, int] = Field(default_factory=lambda: {"a": 1})
+    name: str = "x"
+    anything: Any = None
+
+
+class MonitorParams(CheckParams):
+    timeout: Annotated[float, Field(gt=0)] = 30
+
+
 def _check(check_id: str, control: str, severity: Severity,
-           defaults: Mapping[str, Any] | None = None) -> Check:
+           params: type[CheckParams] = NoParams) -> Check:
     return Check(id=check_id, title=check_id, control=control, severity=severity, needs=(),
-                 evaluate=_nothing, remediation="fix it", defaults=dict(defaults or {}))
+                 evaluate=_nothing, remediation="fix it", params=params)
 
 
 CATALOGUE = {
     check.id: check for check in [
-        _check("t.ports", "c-1", Severity.MEDIUM,
-               {"allowed_tcp": [443], "allowed_udp": [], "strict": False, "limits": {"a": 1},
-                "name": "x", "anything": None}),
+        _check("t.ports", "c-1", Severity.MEDIUM, PortsParams),
         _check("t.plain", "c-1", Severity.HIGH),
-        _check("t.monitor", "c-2", Severity.LOW, {"timeout": 30}),
+        _check("t.monitor", "c-2", Severity.LOW, MonitorParams),
     ]
 }
 
@@ -679,3 +692,89 @@ def test_unbuildable_yaml_value_is_located(tmp_path: Path) -> None:
     error = fails(path)
     assert (error.file, error.line) == (str(path), 6)
     assert "not a valid timestamp value; quote it" in error.message
+
+
+BUILTIN_DIGESTS = {
+    "acceptance": "sha256:b7c7f617fd3b7e10a6b72e385bc46d625313adac10677aa99a181e3219097911",
+    "iso27400": "sha256:e4c0ad2e87b958a857e718c3b543c5b7e3e2728c324d9273a814c10fe5006e8c",
+    "iso27400-6.2": "sha256:b4a8deb7eeb1592930018ff39aae0a0faf779dd726da6fe14089eb3365f29f15",
+    "iso27400-6.5": "sha256:cc1cdf42f250aad084f3163c4a6350f2dabd3daff9d6ccb9130471e55a3a50b4",
+}
+"""The built-in profiles' digests: records carry them, so a refactoring must not move them."""
+
+
+@pytest.mark.parametrize("profile_id", sorted(BUILTIN_DIGESTS))
+def test_builtin_profile_digests_are_stable(profile_id: str) -> None:
+    assert load_profile(profile_id).digest == BUILTIN_DIGESTS[profile_id]
+
+
+@pytest.mark.parametrize(
+    ("check_id", "params", "field", "words"),
+    [
+        ("net.open-ports", "{allowed_tcp: [443, 70000]}", "allowed_tcp[1]",
+         "less than or equal to 65535"),
+        ("net.open-ports", "{allowed_udp: ['5684']}", "allowed_udp[0]",
+         "expected a whole number, got a string"),
+        ("coap.amplification", "{max_amplification: '10'}", "max_amplification",
+         "expected a number, got a string"),
+        ("coap.amplification", "{max_amplification: 0}", "max_amplification", "greater than 0"),
+        ("monitor.bruteforce-throttling", "{attempts: 1}", "attempts",
+         "greater than or equal to 2"),
+        ("monitor.bruteforce-throttling", "{attempts: 2.5}", "attempts",
+         "expected a whole number, got a number"),
+        ("monitor.bruteforce-throttling", "{max_rate: 51}", "max_rate",
+         "less than or equal to 50"),
+        ("monitor.auth-failure-event", "{event_timeout: 0}", "event_timeout", "greater than 0"),
+        ("monitor.heartbeat", "{grace_seconds: -1}", "grace_seconds",
+         "greater than or equal to 0"),
+        ("mqtt.default-credentials", "{pace_seconds: true}", "pace_seconds",
+         "expected a number, got true or false"),
+        ("mqtt.default-credentials", "{max_attempts: -1}", "max_attempts",
+         "greater than or equal to 0"),
+        ("http.default-credentials", "{pairs: [[admin]]}", "pairs[0]",
+         "expected a [username, password] pair of strings, got a list"),
+        ("http.default-credentials", "{pairs: [{password: x}]}", "pairs[0]",
+         "expected a [username, password] pair of strings"),
+        ("http.authentication", "{protected_paths: [admin]}", "protected_paths[0]",
+         "must start with /"),
+        ("tls.cipher-suites", "{require_forward_secrecy: 1}", "require_forward_secrecy",
+         "expected true or false, got a number"),
+        ("mqtt.topic-authorization", "{canary_prefix: 5}", "canary_prefix",
+         "expected a string, got a number"),
+    ],
+)
+def test_bad_parameter_is_a_load_error(tmp_path: Path, check_id: str, params: str, field: str,
+                                       words: str) -> None:
+    """A parameter the check cannot take stops the load with file, line and field (exit 2),
+    in `params` and in a class's values merged over them; it never reaches a scan."""
+    control = real_catalogue()[check_id].control
+    for where, body in (("params", f"params: {params}"),
+                        ("classes.cam", f"classes: {{cam: {params}}}")):
+        path = write(tmp_path, "bad.yaml", HEAD + f"controls:\n  {control}:\n    checks:\n"
+                     f"      {check_id}:\n        {body}\n")
+        with pytest.raises(InputError) as info:
+            load_profile(str(path))
+        assert (info.value.file, info.value.line) == (str(path), 8)
+        assert info.value.field == f"controls['{control}'].checks['{check_id}'].{where}.{field}"
+        assert words in str(info.value)
+
+
+def test_good_parameters_load(tmp_path: Path) -> None:
+    """The values the tests and profiles use stay valid: ints where numbers are wanted, both
+    spellings of a credential pair, an empty list."""
+    path = write(tmp_path, "good.yaml", HEAD + """controls:
+  27400-6.5:
+    checks:
+      monitor.auth-failure-event: {params: {event_timeout: 2}}
+      monitor.heartbeat: {params: {grace_seconds: 0.5}}
+      monitor.bruteforce-throttling: {params: {attempts: 2, max_rate: 50}}
+  27400-6.2:
+    checks:
+      mqtt.default-credentials:
+        params: {pace_seconds: 0, pairs: [[a, b], {username: c}], max_attempts: 0}
+      net.open-ports: {params: {allowed_udp: []}, classes: {cam: {allowed_tcp: [554]}}}
+      coap.cleartext: {params: {max_resources: 2}}
+""")
+    planned = {c.id: c for c in load_profile(str(path)).checks}
+    assert planned["mqtt.default-credentials"].params["pairs"] == [["a", "b"], {"username": "c"}]
+    assert planned["net.open-ports"].class_params == {"cam": {"allowed_tcp": [554]}}

@@ -17,7 +17,6 @@ from daemons import (
     Certificate,
     Listener,
     device_context,
-    evaluate,
     issue,
     make_ca,
     mosquitto,
@@ -32,6 +31,7 @@ from scapy.layers.tls.handshake import TLSClientHello, TLSServerHello
 from scapy.layers.tls.handshake_sslv2 import SSLv2ServerHello
 from scapy.layers.tls.record_sslv2 import SSLv2
 
+from probe.api import run_check
 from probe.context import DeviceContext
 from probe.model import Status
 from probe.observe import tls_hello
@@ -63,7 +63,8 @@ WEAK_OPENSSL = "ALL:eNULL:@SECLEVEL=0"
 
 
 async def statuses(ctx: DeviceContext, *check_ids: str) -> dict[str, list[Status]]:
-    return {cid: [f.status for f in await evaluate(ctx, cid)] for cid in check_ids}
+    return {cid: [f.status for f in await run_check(
+        cid, ctx.device, context=ctx)] for cid in check_ids}
 
 
 def nginx_tls(tmp: Path, address: str, port: int, cert: Certificate, *,
@@ -250,7 +251,7 @@ async def test_elimination_names_every_3des_and_rc4_suite_in_k_plus_one() -> Non
     async with Listener("127.93.1.1", 8443, scripted([0xC02F, *weak], {TLS12})) as peer:
         with device_context("127.93.1.1", (8443,), timeout=2.0) as ctx:
             found = await ctx.observe(endpoint_handshakes, 8443)
-            (finding,) = await evaluate(ctx, "tls.cipher-suites")
+            (finding,) = await run_check("tls.cipher-suites", ctx.device, context=ctx)
             counted = ctx.connections
     assert found.accepted == (TLS12,)
     (run12,) = found.weak
@@ -275,8 +276,8 @@ async def test_ssl2_and_ssl3_are_found_and_failed() -> None:
     async with Listener("127.93.1.2", 443, scripted(peer_suites, {SSL2, SSL3, TLS12})):
         with device_context("127.93.1.2", (443,), timeout=2.0) as ctx:
             found = await ctx.observe(endpoint_handshakes, 443)
-            (versions,) = await evaluate(ctx, "tls.protocol-versions")
-            (ciphers,) = await evaluate(ctx, "tls.cipher-suites")
+            (versions,) = await run_check("tls.protocol-versions", ctx.device, context=ctx)
+            (ciphers,) = await run_check("tls.cipher-suites", ctx.device, context=ctx)
     assert found.accepted == (SSL2, SSL3, TLS12)
     assert versions.status is Status.FAIL
     assert versions.evidence["legacy"] == ["SSL 2.0", "SSL 3.0"]
@@ -296,10 +297,10 @@ async def test_compression_and_missing_secure_renegotiation_are_known_flaws() ->
             Listener("127.93.1.28", 443, scripted([0xC02F], tls12)) as second:
         with device_context("127.93.1.27", (443,), timeout=2.0) as ctx:
             compressing = await ctx.observe(endpoint_handshakes, 443)
-            (deflate,) = await evaluate(ctx, "tls.known-vulnerabilities")
+            (deflate,) = await run_check("tls.known-vulnerabilities", ctx.device, context=ctx)
             assert first.accepted == ctx.connections
         with device_context("127.93.1.28", (443,), timeout=2.0) as ctx:
-            (insecure,) = await evaluate(ctx, "tls.known-vulnerabilities")
+            (insecure,) = await run_check("tls.known-vulnerabilities", ctx.device, context=ctx)
             assert second.accepted == ctx.connections
     assert compressing.compression is not None
     assert compressing.compression.accepts(TLS12)
@@ -319,7 +320,7 @@ async def test_compression_and_missing_secure_renegotiation_are_known_flaws() ->
 async def test_an_unanswered_legacy_hello_is_a_refusal() -> None:
     async with Listener("127.93.1.3", 443, scripted([0xC02F], {TLS12}, mute_sslv2=True)):
         with device_context("127.93.1.3", (443,), timeout=0.5) as ctx:
-            (finding,) = await evaluate(ctx, "tls.protocol-versions")
+            (finding,) = await run_check("tls.protocol-versions", ctx.device, context=ctx)
     assert finding.status is Status.PASS
     assert finding.evidence["answers"]["SSL 2.0"] == "no answer before the timeout"
 
@@ -339,7 +340,7 @@ async def test_good_nginx_passes_every_tls_check(tmp_path: Path, ca: Any) -> Non
     cert, _ = issue(tmp_path, "good", issuer, names=["127.93.1.10"])
     with nginx_tls(tmp_path, "127.93.1.10", 443, cert), \
             device_context("127.93.1.10", (443,), trust=anchor.cert) as ctx:
-        results = {cid: await evaluate(ctx, cid) for cid in TLS_CHECKS}
+        results = {cid: await run_check(cid, ctx.device, context=ctx) for cid in TLS_CHECKS}
         handshakes = (await ctx.observe(endpoint_handshakes, 443)).handshakes
     assert {cid: [f.status for f in found] for cid, found in results.items()} == {
         cid: [Status.PASS] for cid in TLS_CHECKS}
@@ -361,7 +362,7 @@ async def test_legacy_versions_fail(tmp_path: Path, ca: Any) -> None:
     with openssl_server(tmp_path, "127.93.1.11", 4433, cert, "-www", "-min_protocol", "TLSv1",
                         "-cipher", "DEFAULT:@SECLEVEL=0"), \
             device_context("127.93.1.11", (4433,)) as ctx:
-        (finding,) = await evaluate(ctx, "tls.protocol-versions")
+        (finding,) = await run_check("tls.protocol-versions", ctx.device, context=ctx)
     assert finding.status is Status.FAIL
     assert finding.evidence["legacy"] == ["TLS 1.0", "TLS 1.1"]
     assert finding.evidence["accepted"] == ["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"]
@@ -375,8 +376,9 @@ async def test_weak_suites_are_each_named(tmp_path: Path, ca: Any) -> None:
                         "-cipher", WEAK_OPENSSL), \
             device_context("127.93.1.12", (4433,)) as ctx:
         found = await ctx.observe(endpoint_handshakes, 4433)
-        (finding,) = await evaluate(ctx, "tls.cipher-suites")
-        (lenient,) = await evaluate(ctx, "tls.cipher-suites", require_forward_secrecy=False)
+        (finding,) = await run_check("tls.cipher-suites", ctx.device, context=ctx)
+        (lenient,) = await run_check(
+            "tls.cipher-suites", ctx.device, context=ctx, require_forward_secrecy=False)
     served = expected_suites(WEAK_OPENSSL, "-tls1_2")
     weak_served = served & set(weak_suites())
     assert weak_served, "the peer should serve NULL and anonymous suites"
@@ -397,8 +399,9 @@ async def test_forward_secrecy_is_a_parameter(tmp_path: Path, ca: Any) -> None:
     with nginx_tls(tmp_path, "127.93.1.13", 443, cert,
                    ciphers="ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256"), \
             device_context("127.93.1.13", (443,)) as ctx:
-        (strict,) = await evaluate(ctx, "tls.cipher-suites")
-        (lenient,) = await evaluate(ctx, "tls.cipher-suites", require_forward_secrecy=False)
+        (strict,) = await run_check("tls.cipher-suites", ctx.device, context=ctx)
+        (lenient,) = await run_check(
+            "tls.cipher-suites", ctx.device, context=ctx, require_forward_secrecy=False)
     assert strict.status is Status.FAIL
     assert [e["suite"] for e in strict.evidence["without_forward_secrecy"]] == [
         "TLS_RSA_WITH_AES_128_GCM_SHA256"]
@@ -413,9 +416,9 @@ async def test_expired_certificate_fails_validity_and_trust(tmp_path: Path, ca: 
                     valid_days=50)
     with nginx_tls(tmp_path, "127.93.1.14", 443, cert), \
             device_context("127.93.1.14", (443,), trust=anchor.cert) as ctx:
-        (validity,) = await evaluate(ctx, "tls.certificate-validity")
-        (trust,) = await evaluate(ctx, "tls.certificate-trust")
-        (strength,) = await evaluate(ctx, "tls.certificate-strength")
+        (validity,) = await run_check("tls.certificate-validity", ctx.device, context=ctx)
+        (trust,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
+        (strength,) = await run_check("tls.certificate-strength", ctx.device, context=ctx)
     assert validity.status is Status.FAIL and "expired" in validity.summary
     assert validity.evidence["certificates"][0]["days_left"] < -40
     assert trust.status is Status.FAIL and "expired" in trust.summary.lower()
@@ -427,9 +430,10 @@ async def test_certificate_expiring_soon(tmp_path: Path, ca: Any) -> None:
     cert, _ = issue(tmp_path, "soon", issuer, names=["127.93.1.15"], valid_days=10)
     with nginx_tls(tmp_path, "127.93.1.15", 443, cert), \
             device_context("127.93.1.15", (443,), trust=anchor.cert) as ctx:
-        (strict,) = await evaluate(ctx, "tls.certificate-validity")
-        (lenient,) = await evaluate(ctx, "tls.certificate-validity", min_days_remaining=5)
-        (trust,) = await evaluate(ctx, "tls.certificate-trust")
+        (strict,) = await run_check("tls.certificate-validity", ctx.device, context=ctx)
+        (lenient,) = await run_check(
+            "tls.certificate-validity", ctx.device, context=ctx, min_days_remaining=5)
+        (trust,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
     assert strict.status is Status.FAIL and "less than 30" in strict.summary
     assert lenient.status is Status.PASS
     assert trust.status is Status.PASS
@@ -440,8 +444,8 @@ async def test_self_signed_certificate_is_not_trusted(tmp_path: Path, ca: Any) -
     cert, _ = issue(tmp_path, "self", None, names=["127.93.1.16"])
     with nginx_tls(tmp_path, "127.93.1.16", 443, cert), \
             device_context("127.93.1.16", (443,), trust=anchor.cert) as ctx:
-        (trust,) = await evaluate(ctx, "tls.certificate-trust")
-        (validity,) = await evaluate(ctx, "tls.certificate-validity")
+        (trust,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
+        (validity,) = await run_check("tls.certificate-validity", ctx.device, context=ctx)
     assert trust.status is Status.FAIL and "self-signed" in trust.summary
     assert trust.evidence["certificates"][0]["self_signed"] is True
     assert validity.status is Status.PASS
@@ -456,8 +460,8 @@ async def test_rsa_1024_sha1_certificate_is_weak(tmp_path: Path, ca: Any) -> Non
     with openssl_server(tmp_path, "127.93.1.17", 4433, cert, "-www",
                         "-cipher", "DEFAULT:@SECLEVEL=0"), \
             device_context("127.93.1.17", (4433,), trust=anchor.cert) as ctx:
-        (strength,) = await evaluate(ctx, "tls.certificate-strength")
-        (trust,) = await evaluate(ctx, "tls.certificate-trust")
+        (strength,) = await run_check("tls.certificate-strength", ctx.device, context=ctx)
+        (trust,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
     assert strength.status is Status.FAIL
     assert "RSA 1024-bit key" in strength.summary and "SHA1" in strength.summary
     assert trust.status is Status.FAIL
@@ -471,7 +475,7 @@ async def test_wrong_identity_fails_trust(tmp_path: Path, ca: Any) -> None:
     assert not identity_matches(issued.cert, "127.93.1.18")
     with nginx_tls(tmp_path, "127.93.1.18", 443, cert), \
             device_context("127.93.1.18", (443,), trust=anchor.cert) as ctx:
-        (trust,) = await evaluate(ctx, "tls.certificate-trust")
+        (trust,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
     assert trust.status is Status.FAIL
     (served,) = trust.evidence["certificates"]
     assert served["identity"] == "127.93.1.18" and served["identity_matches"] is False
@@ -485,10 +489,10 @@ async def test_hostname_is_the_identity_and_the_server_name(tmp_path: Path, ca: 
     with nginx_tls(tmp_path, "127.93.1.19", 443, cert), \
             device_context("127.93.1.19", (443,), hostname="cam-7.plant.test",
                    trust=anchor.cert) as ctx:
-        (trust,) = await evaluate(ctx, "tls.certificate-trust")
+        (trust,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
     with nginx_tls(tmp_path, "127.93.1.20", 443, cert), \
             device_context("127.93.1.20", (443,), trust=anchor.cert) as ctx:
-        (by_address,) = await evaluate(ctx, "tls.certificate-trust")
+        (by_address,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
     assert trust.status is Status.PASS
     assert trust.evidence["certificates"][0]["identity"] == "cam-7.plant.test"
     assert by_address.status is Status.FAIL
@@ -500,7 +504,7 @@ async def test_client_renegotiation_is_a_known_vulnerability(tmp_path: Path, ca:
     with openssl_server(tmp_path, "127.93.1.21", 4433, cert, "-www", "-no_tls1_3",
                         "-client_renegotiation", "-cipher", "DEFAULT:@SECLEVEL=0"), \
             device_context("127.93.1.21", (4433,)) as ctx:
-        (finding,) = await evaluate(ctx, "tls.known-vulnerabilities")
+        (finding,) = await run_check("tls.known-vulnerabilities", ctx.device, context=ctx)
     assert finding.status is Status.FAIL
     assert "client-initiated renegotiation: accepted" in finding.summary
     tests = {t["test"]: t for t in finding.evidence["tests"]}
@@ -513,7 +517,7 @@ async def test_known_vulnerabilities_pass_on_nginx(tmp_path: Path, ca: Any) -> N
     cert, _ = issue(tmp_path, "nginx-vulns", issuer, names=["127.93.1.22"])
     with nginx_tls(tmp_path, "127.93.1.22", 443, cert), \
             device_context("127.93.1.22", (443,)) as ctx:
-        (finding,) = await evaluate(ctx, "tls.known-vulnerabilities")
+        (finding,) = await run_check("tls.known-vulnerabilities", ctx.device, context=ctx)
     assert finding.status is Status.PASS
     tests = {t["test"]: t for t in finding.evidence["tests"]}
     assert set(tests) == {"Heartbleed", "OpenSSL CCS injection", "secure renegotiation",
@@ -540,7 +544,7 @@ async def test_hello_flaws_are_sslyze_verdicts(tmp_path: Path, ca: Any, server: 
                         protocols="TLSv1.3" if "1.3" in server else "TLSv1.2 TLSv1.3"))
     with daemon, device_context(address, (port,)) as ctx:
         found = await ctx.observe(endpoint_handshakes, port)
-        (finding,) = await evaluate(ctx, "tls.known-vulnerabilities")
+        (finding,) = await run_check("tls.known-vulnerabilities", ctx.device, context=ctx)
         info = server_info(ctx, found)
         renegotiation = await run_command(
             ctx, info, sslyze.ScanCommand.SESSION_RENEGOTIATION,
@@ -564,7 +568,7 @@ async def test_mqtt_over_tls_is_a_tls_endpoint(tmp_path: Path, ca: Any) -> None:
     with mosquitto(tmp_path, "127.93.1.23", 8883, cert), \
             device_context("127.93.1.23", (8883,), trust=anchor.cert) as ctx:
         found = await statuses(ctx, *TLS_CHECKS)
-        (versions,) = await evaluate(ctx, "tls.protocol-versions")
+        (versions,) = await run_check("tls.protocol-versions", ctx.device, context=ctx)
     assert found == {cid: [Status.PASS] for cid in TLS_CHECKS}
     assert versions.evidence["protocol"] == "mqtt"
 

@@ -14,13 +14,13 @@ from daemons import (
     Certificate,
     Listener,
     device_context,
-    evaluate,
     issue,
     lighttpd_tls,
     make_ca,
 )
 from scapy.layers.tls.handshake import TLSClientHello, TLSServerHello
 
+from probe.api import run_check
 from probe.model import Status
 from probe.observe import tls_hello
 from probe.observe.tls import endpoint_handshakes, hello
@@ -68,7 +68,7 @@ async def test_wolfssl_good_passes_every_tls_check(tmp_path: Path, ca: Any) -> N
     cert, _ = issue(tmp_path, "wolf-good", issuer, names=["127.131.1.2"])
     with lighttpd_tls(tmp_path, "127.131.1.2", 443, cert, ciphers=MODERN), \
             device_context("127.131.1.2", (443,), trust=anchor.cert) as ctx:
-        results = {cid: await evaluate(ctx, cid) for cid in TLS_CHECKS}
+        results = {cid: await run_check(cid, ctx.device, context=ctx) for cid in TLS_CHECKS}
     assert {cid: [f.status for f in found] for cid, found in results.items()} == {
         cid: [Status.PASS] for cid in TLS_CHECKS}
     (versions,) = results["tls.protocol-versions"]
@@ -103,11 +103,11 @@ async def test_wolfssl_self_signed_certificate_is_read_and_judged(tmp_path: Path
                     valid_days=10)
     with lighttpd_tls(tmp_path, "127.131.1.4", 443, cert, ciphers=MODERN), \
             device_context("127.131.1.4", (443,), trust=cert.cert) as ctx:
-        (validity,) = await evaluate(ctx, "tls.certificate-validity")
-        (strength,) = await evaluate(ctx, "tls.certificate-strength")
+        (validity,) = await run_check("tls.certificate-validity", ctx.device, context=ctx)
+        (strength,) = await run_check("tls.certificate-strength", ctx.device, context=ctx)
     with lighttpd_tls(tmp_path, "127.131.1.5", 443, cert, ciphers=MODERN), \
             device_context("127.131.1.5", (443,)) as ctx:
-        (trust,) = await evaluate(ctx, "tls.certificate-trust")
+        (trust,) = await run_check("tls.certificate-trust", ctx.device, context=ctx)
     assert validity.status is Status.FAIL and "less than 30" in validity.summary
     assert strength.status is Status.FAIL and "RSA 1024-bit key" in strength.summary
     assert trust.status is Status.FAIL and "self-signed" in trust.summary
@@ -142,8 +142,8 @@ async def test_a_decoding_complaint_to_a_legacy_hello_is_undecided_never_a_pass(
     async with Listener("127.131.2.1", 443, complaining(TLS12, alert)):
         with device_context("127.131.2.1", (443,), timeout=2.0) as ctx:
             found = await ctx.observe(endpoint_handshakes, 443)
-            (versions,) = await evaluate(ctx, "tls.protocol-versions")
-            (suites,) = await evaluate(ctx, "tls.cipher-suites")
+            (versions,) = await run_check("tls.protocol-versions", ctx.device, context=ctx)
+            (suites,) = await run_check("tls.cipher-suites", ctx.device, context=ctx)
     name = tls_hello._ALERTS[alert]
     assert found.accepted == (TLS12,)
     if alert == 80:  # an internal_error to a hello of SMALL_OFFER suites is a refusal

@@ -16,7 +16,6 @@ from daemons import (
     Daemon,
     Listener,
     dropbear,
-    evaluate,
     greet,
     issue,
     make_ca,
@@ -27,6 +26,7 @@ from daemons import (
 )
 from daemons import device_context as context
 
+from probe.api import run_check
 from probe.context import ScanOptions
 from probe.engine import Engine
 from probe.escaping import MAX_ITEMS
@@ -61,7 +61,7 @@ def oversized_chain_server(tmp: Path, address: str) -> Daemon:
 
 async def _web(address: str, ports: tuple[int, ...]) -> dict[str, list[Finding]]:
     with context(address, ports, timeout=2.0) as ctx:
-        return {check: await evaluate(ctx, check) for check in WEB}
+        return {check: await run_check(check, ctx.device, context=ctx) for check in WEB}
 
 
 def _only_error_on(findings: list[Finding], target: str) -> Finding:

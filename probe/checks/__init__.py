@@ -1,20 +1,11 @@
-"""The check catalogue: every module in this package declares its checks with `@check`.
+"""The checks: one module per protocol family, each declaring its checks with `@check` and
+listing them in its `CHECKS`; `probe.checks.catalogue` names every module.
 
-Adding a check means adding a function to a module here (or a new module); the engine finds it
-through `catalogue()` and never names a check itself.
+Adding a check means adding a function to a module here and to that module's `CHECKS` (a new
+module also goes into the catalogue's list); the engine finds it through `catalogue()` and
+never names a check itself.
 """
 
-from __future__ import annotations
+from probe.checks.catalogue import catalogue
 
-import importlib
-import pkgutil
-from collections.abc import Mapping
-
-from probe.checks.base import Check, registry
-
-
-def catalogue() -> Mapping[str, Check]:
-    for module in pkgutil.iter_modules(__path__):
-        if module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
-    return registry()
+__all__ = ["catalogue"]

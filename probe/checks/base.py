@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from probe.checks.params import CheckParams, NoParams
 from probe.context import Params
 from probe.model import Device, Finding, Severity, Status, errored
 from probe.observe.base import Collector
@@ -59,11 +60,14 @@ class Check:
     evaluate: Evaluate
     remediation: str
     intrusive: bool = False
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: type[CheckParams] = NoParams
+    """The typed parameters: a profile's values are validated by it when the profile loads."""
     applies_to: frozenset[str] = frozenset()
 
-
-_REGISTRY: dict[str, Check] = {}
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The parameter defaults, as a profile would write them."""
+        return self.params.defaults()
 
 
 def check(
@@ -75,33 +79,27 @@ def check(
     needs: tuple[Collector[Any], ...],
     remediation: str,
     intrusive: bool = False,
-    defaults: Mapping[str, Any] | None = None,
+    params: type[CheckParams] = NoParams,
     applies_to: tuple[str, ...] = (),
-) -> Callable[[Evaluate], Evaluate]:
-    """Register the decorated function as the evaluation of check `id` (with the undecided
-    ports of the services it `applies_to` made errors, as the module says)."""
+) -> Callable[[Evaluate], Check]:
+    """The check `id` whose evaluation is the decorated function (with the undecided ports of
+    the services it `applies_to` made errors, as the module says). Registers nothing: the
+    module lists it in its `CHECKS`, and `probe.checks.catalogue` lists the modules."""
     unknown = set(applies_to) - set(SERVICES)
     if unknown:
         raise RuntimeError(f"check {id} applies to unknown services {sorted(unknown)}")
     wanted = frozenset(applies_to)
 
-    def register(evaluate: Evaluate) -> Evaluate:
-        if id in _REGISTRY:
-            raise RuntimeError(f"check {id} is declared twice")
+    def declare(evaluate: Evaluate) -> Check:
         judged = _undecided_ports(evaluate, wanted) if wanted else evaluate
-        _REGISTRY[id] = Check(
+        return Check(
             id=id, title=title, control=control, severity=severity,
             needs=needs if not wanted or services in needs else (*needs, services),
             evaluate=judged, remediation=remediation, intrusive=intrusive,
-            defaults=dict(defaults or {}), applies_to=wanted,
+            params=params, applies_to=wanted,
         )
-        return evaluate
 
-    return register
-
-
-def registry() -> Mapping[str, Check]:
-    return _REGISTRY
+    return declare
 
 
 def _undecided_ports(evaluate: Evaluate, wanted: frozenset[str]) -> Evaluate:

@@ -4,9 +4,12 @@ how much larger than a request its answer is. One finding per CoAP endpoint ("ud
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.checks.params import CheckParams
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
 from probe.observe.coap import CoapEndpoint, EndpointWrites, Fetch, Write
@@ -18,6 +21,16 @@ from probe.observe.udp_endpoints import coap_survey, coap_writes, dtls_survey
 EXCERPT_CHARS = 48
 WORST = 5
 MAX_LISTED = 8
+
+
+class CleartextParams(CheckParams):
+    max_resources: Annotated[int, Field(ge=0)] = 32
+    """How many discovered resources are read (and written, by coap.unauthenticated-write)."""
+
+
+class AmplificationParams(CheckParams):
+    max_amplification: Annotated[float, Field(gt=0)] = 10
+    """The largest answer/request size ratio that passes."""
 
 
 def _names(items: list[str]) -> str:
@@ -51,7 +64,7 @@ def _coap_ports(found: tuple[UdpService, ...], protocol: str) -> list[int]:
                 "and turn the plain CoAP listener off; where plain CoAP must stay, answer every "
                 "request without valid authorization, /.well-known/core included, with 4.01 "
                 "or 4.03, or protect the resources end to end with OSCORE (RFC 8613).",
-    defaults={"max_resources": 32},
+    params=CleartextParams,
 )
 def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: CoAP over plain UDP serves no resource content: every GET, the discovered resources
@@ -242,7 +255,7 @@ def _ratios(endpoint: CoapEndpoint) -> list[dict[str, Any]]:
                 "representations block-wise with small blocks, or only over DTLS, keep "
                 "/.well-known/core short (or behind authorization), and rate-limit answers per "
                 "client.",
-    defaults={"max_amplification": 10},
+    params=AmplificationParams,
 )
 def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: over cleartext CoAP, no single request is answered with more than
@@ -288,3 +301,6 @@ def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
             findings.append(passed(f"no request on {endpoint.target} was answered",
                                    endpoint.target, **evidence))
     return findings
+
+
+CHECKS = (cleartext, dtls, unauthenticated_write, amplification)

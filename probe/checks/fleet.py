@@ -216,3 +216,6 @@ class UniqueKeys:
 def _comparable(results: Iterable[Result]) -> list[tuple[str, str, str, str]]:
     return [(r.finding.target, r.status.value, r.finding.summary,
              repr(sorted(r.finding.evidence.items()))) for r in results]
+
+
+CHECKS = (unique_keys,)

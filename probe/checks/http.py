@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.checks.params import CheckParams, Pairs, Paths, Seconds
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.http import (
@@ -24,6 +27,27 @@ from probe.observe.tcp import excerpt
 
 PROTECTED = frozenset({401, 403, 404})
 _MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:;|$)", re.IGNORECASE)
+
+
+class AuthenticationParams(CheckParams):
+    protected_paths: Paths = DEFAULT_PROTECTED
+    """The paths that must not answer without credentials (each starts with /)."""
+
+
+class DefaultCredentialsParams(CheckParams):
+    pairs: Pairs = (("admin", "admin"), ("admin", "password"), ("admin", "1234"),
+                    ("admin", "12345"), ("admin", ""), ("root", "root"), ("root", "admin"),
+                    ("user", "user"), ("support", "support"), ("admin", "admin123"))
+    """The [username, password] (or {username, password}) pairs tried, in order."""
+    pace_seconds: Seconds = 1.0
+    """The least time between two attempts on the device."""
+    max_attempts: Annotated[int, Field(ge=0)] = 10
+    """At most this many pairs are tried."""
+
+
+class HstsParams(CheckParams):
+    min_max_age: Annotated[int, Field(ge=0)] = 15552000
+    """The shortest Strict-Transport-Security max-age (seconds) that passes."""
 
 
 def _listener(endpoint: HttpEndpoint) -> dict[str, Any]:
@@ -114,7 +138,7 @@ def _outcome(item: Visit) -> tuple[str, str]:
     remediation="Require authentication for every management and API path of the web "
                 "interface (answer 401/403, or redirect to the login page), including "
                 "configuration, CGI and setup pages left from development or first-time setup.",
-    defaults={"protected_paths": list(DEFAULT_PROTECTED)},
+    params=AuthenticationParams,
 )
 def authentication(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: on every HTTP(S) listener, each path of `protected_paths`, asked without
@@ -170,13 +194,7 @@ def _body(item: Visit, kind: str) -> dict[str, str]:
                 "interface; require a unique password per device, set at provisioning or "
                 "forced at first login.",
     intrusive=True,
-    defaults={
-        "pairs": [["admin", "admin"], ["admin", "password"], ["admin", "1234"],
-                  ["admin", "12345"], ["admin", ""], ["root", "root"], ["root", "admin"],
-                  ["user", "user"], ["support", "support"], ["admin", "admin123"]],
-        "pace_seconds": 1.0,
-        "max_attempts": 10,
-    },
+    params=DefaultCredentialsParams,
 )
 def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: every path that asks for Basic or Digest credentials refuses each of the profile's
@@ -236,7 +254,7 @@ def max_age(value: str) -> int | None:
     needs=(http_endpoints, http_roots),
     remediation="Send Strict-Transport-Security: max-age=31536000 (at least the profile's "
                 "min_max_age) on every HTTPS response of the web interface.",
-    defaults={"min_max_age": 15552000},
+    params=HstsParams,
 )
 def hsts(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: GET / on every HTTPS listener answers with Strict-Transport-Security whose max-age
@@ -271,3 +289,6 @@ def _hsts(item: Visit, minimum: int) -> Finding:
     if age < minimum:
         return failed(f"{target}: HSTS max-age {age} is below {minimum}", target, **evidence)
     return passed(f"{target}: HSTS max-age {age}", target, **evidence)
+
+
+CHECKS = (cleartext, authentication, default_creds, hsts)

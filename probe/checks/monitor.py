@@ -10,15 +10,17 @@ delay; passwords never appear (event texts are scrubbed of the inventory's secre
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from probe.checks.base import CONTROL_MONITORING, Observations, check
+from probe.checks.params import CheckParams, Seconds, Wait
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.monitor import (
-    EVENT_DEFAULTS,
-    HEARTBEAT_DEFAULTS,
-    THROTTLING_DEFAULTS,
+    MAX_ATTEMPTS,
+    MAX_RATE,
     Burst,
     CanaryRun,
     canary,
@@ -30,6 +32,27 @@ from probe.observe.monitor import (
 NO_SINK = ("no monitoring sink is declared for this device (inventory `monitor:` with an "
            "`mqtt` topic, a `syslog` listener or a `command`)")
 NO_LOGIN = "no MQTT endpoint and no HTTP path that asks for credentials: nothing to log in to"
+
+
+class EventParams(CheckParams):
+    event_timeout: Wait = 30
+    """How long (seconds) the sinks are watched for the failed login's event."""
+
+
+class ThrottlingParams(CheckParams):
+    attempts: Annotated[int, Field(ge=2, le=MAX_ATTEMPTS)] = 10
+    """The failed logins in one burst per login endpoint."""
+    min_delay_factor: Annotated[float, Field(gt=0)] = 3.0
+    """How many times slower the last answers must be than the first to count as throttled."""
+    max_rate: Annotated[float, Field(gt=0, le=MAX_RATE)] = 5.0
+    """The most attempts per second the burst sends."""
+    min_slowdown_seconds: Seconds = 0.2
+    """The least slowdown (seconds) that counts as throttled, whatever the factor."""
+
+
+class HeartbeatParams(CheckParams):
+    grace_seconds: Seconds = 5.0
+    """How long past one declared heartbeat interval the probe still waits."""
 
 
 def _not_provoked(run: CanaryRun) -> Finding | None:
@@ -66,7 +89,7 @@ def _not_provoked(run: CanaryRun) -> Finding | None:
                 "security topic, the SIEM) within seconds. A broker's generic log line such as "
                 "mosquitto's `Client <unknown> disconnected, not authorised.` names no one and "
                 "is not enough.",
-    defaults=EVENT_DEFAULTS,
+    params=EventParams,
 )
 def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: after the probe's tagged failed login on each login endpoint, an event reaches a
@@ -203,7 +226,7 @@ def _burst(burst: Burst, factor: float, floor: float) -> Finding:
                 "account (e.g. nginx `limit_req` on the login location, fail2ban on the "
                 "broker's log, or the device firmware's own back-off).",
     intrusive=True,
-    defaults=THROTTLING_DEFAULTS,
+    params=ThrottlingParams,
 )
 def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: during a burst of at most `attempts` tagged failed logins (2 to 100), at most
@@ -219,9 +242,8 @@ def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding
     bursts = obs[throttling]
     if not bursts:
         return [not_applicable(NO_LOGIN)]
-    factor = float(params.get("min_delay_factor", THROTTLING_DEFAULTS["min_delay_factor"]))
-    floor = float(params.get("min_slowdown_seconds",
-                             THROTTLING_DEFAULTS["min_slowdown_seconds"]))
+    factor = float(params.get("min_delay_factor", ThrottlingParams().min_delay_factor))
+    floor = float(params.get("min_slowdown_seconds", ThrottlingParams().min_slowdown_seconds))
     return [_burst(b, factor, floor) for b in bursts]
 
 
@@ -234,7 +256,7 @@ def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding
     remediation="Publish a heartbeat (status, uptime) on the declared topic at the declared "
                 "interval, so that monitoring notices a device that went silent, was switched "
                 "off or was taken over.",
-    defaults=HEARTBEAT_DEFAULTS,
+    params=HeartbeatParams,
 )
 def heartbeat_check(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: a publication (not a retained message) arrives on the declared
@@ -262,3 +284,6 @@ def heartbeat_check(obs: Observations, params: Params) -> Iterable[Finding]:
                         **evidence, reason="budget")]
     return [failed(f"no heartbeat on {sink.heartbeat_topic} within {watch.waited:.1f} s (the "
                    f"declared interval {sink.heartbeat_interval:g} s plus grace)", **evidence)]
+
+
+CHECKS = (auth_failure_event, event_transport, bruteforce_throttling, heartbeat_check)

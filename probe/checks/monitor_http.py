@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probe.checks.base import CONTROL_MONITORING, Observations, check
+from probe.checks.params import CheckParams, Seconds
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
 from probe.observe.http import Visit, date_of, http_roots, security_txt
@@ -24,6 +25,11 @@ ONE_YEAR = dt.timedelta(days=366)
 """RFC 9116 2.5.5: Expires SHOULD be less than a year ahead (a leap year's 366 days allowed)."""
 
 
+class ClockSyncParams(CheckParams):
+    max_skew_seconds: Seconds = 60
+    """The largest difference between the device's Date header and the probe's clock."""
+
+
 @check(
     "monitor.clock-sync",
     applies_to=("http", "https"),
@@ -34,7 +40,7 @@ ONE_YEAR = dt.timedelta(days=366)
     remediation="Synchronise the device clock with NTP (or NTS) from a trusted time source at "
                 "boot and periodically; without it, event timestamps and certificate validity "
                 "checks on the device are unreliable.",
-    defaults={"max_skew_seconds": 60},
+    params=ClockSyncParams,
 )
 def clock_sync(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: the `Date` header of every HTTP(S) listener's answer to GET / is within
@@ -201,3 +207,6 @@ def contact_problem(value: str) -> str | None:
     if scheme == "http":
         return "an http: URI (RFC 9116 requires https: for a web contact)"
     return f"a {scheme}: URI (RFC 9116 allows mailto:, https: and tel: only)"
+
+
+CHECKS = (clock_sync, vulnerability_disclosure)

@@ -9,9 +9,12 @@ SUBACK codes, which messages reached the probe. Passwords never appear, username
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.checks.params import CheckParams, Pairs, Seconds
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.mqtt import (
@@ -27,6 +30,24 @@ from probe.observe.mqtt import (
 from probe.observe.mqtt_codec import PROTOCOL, SUBACK, meaning
 
 NO_ENDPOINT = "no MQTT endpoint on the device"
+
+
+class DefaultCredentialsParams(CheckParams):
+    pairs: Pairs = (("admin", "admin"), ("admin", "password"), ("admin", "public"),
+                    ("root", "root"), ("user", "user"), ("mqtt", "mqtt"), ("guest", "guest"),
+                    ("test", "test"), ("admin", "1234"), ("pi", "raspberry"))
+    """The [username, password] (or {username, password}) pairs tried, in order."""
+    pace_seconds: Seconds = 1.0
+    """The least time between two attempts on the device."""
+    max_attempts: Annotated[int, Field(ge=0)] = 10
+    """At most this many pairs are tried per endpoint."""
+
+
+class TopicAuthorizationParams(CheckParams):
+    window_seconds: Seconds = 2.0
+    """How long the canary's publication and `$SYS` are watched for."""
+    canary_prefix: str = "iotprobe/canary"
+    """The topic prefix the canary identity publishes under."""
 
 
 def _silent(endpoint: Endpoint, what: str) -> Finding:
@@ -166,13 +187,7 @@ def _pairs_tried(trial: CredentialTrial) -> dict[str, Any]:
                 "mqtt, test, ...) and give every device and user an individual, random "
                 "password or a client certificate, set at provisioning.",
     intrusive=True,
-    defaults={
-        "pairs": [["admin", "admin"], ["admin", "password"], ["admin", "public"],
-                  ["root", "root"], ["user", "user"], ["mqtt", "mqtt"], ["guest", "guest"],
-                  ["test", "test"], ["admin", "1234"], ["pi", "raspberry"]],
-        "pace_seconds": 1.0,
-        "max_attempts": 10,
-    },
+    params=DefaultCredentialsParams,
 )
 def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: none of the profile's default `pairs` (at most `max_attempts`, `pace_seconds`
@@ -300,7 +315,7 @@ def _topic_finding(probe: TopicProbe) -> Finding:
                 "acl_file with per-user `topic` lines or `pattern` rules, or roles in the "
                 "dynamic security plugin) and deny `#` and `$SYS/#` to device and application "
                 "identities.",
-    defaults={"window_seconds": 2.0, "canary_prefix": "iotprobe/canary"},
+    params=TopicAuthorizationParams,
 )
 def topic_auth(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: the probe identity (`credentials.mqtt`, or anonymous where the broker admits it) is
@@ -363,3 +378,6 @@ def client_certificate(obs: Observations, params: Params) -> Iterable[Finding]:
             findings.append(errored(f"{target}: {hello.describe()}", target, **evidence,
                                     reason=hello.result))
     return findings
+
+
+CHECKS = (cleartext_listener, anonymous, default_creds, topic_auth, client_certificate)

@@ -6,12 +6,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.checks.params import CheckParams, Ports
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, passed
 from probe.observe.discovery import Identification, Services, UdpService, services
 
 CLEARTEXT_TCP = {"telnet": "Telnet", "ftp": "FTP", "rlogin": "rlogin", "rsh": "rsh"}
 UNDECIDED_PORTS = frozenset({21, 23, 2323})
+
+
+class OpenPortsParams(CheckParams):
+    allowed_tcp: Ports = (443, 8443, 8883)
+    """The TCP ports that may be open."""
+    allowed_udp: Ports = (5684,)
+    """The UDP ports that may answer."""
 
 
 def _tcp(ident: Identification) -> dict[str, Any]:
@@ -45,7 +53,7 @@ def _ports(params: Params, key: str) -> list[int]:
     remediation="Close or firewall every TCP port and UDP service the device class does not need "
                 "(debug consoles, vendor daemons, discovery protocols), or, if a service is "
                 "required, add it to the profile's allow-list for the device class.",
-    defaults={"allowed_tcp": [443, 8443, 8883], "allowed_udp": [5684]},
+    params=OpenPortsParams,
 )
 def open_ports(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: every TCP port the port scan found open, and every UDP service that answered
@@ -116,3 +124,6 @@ def cleartext_management(obs: Observations, params: Params) -> Iterable[Finding]
     return [passed("no Telnet, FTP, TFTP, rlogin/rsh or SNMP with a well-known community "
                    "answers", open_tcp=[_tcp(i) for i in found.tcp],
                    udp_services=[_udp(u) for u in found.udp])]
+
+
+CHECKS = (open_ports, cleartext_management)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
+from probe.checks.params import CheckParams
 from probe.context import Params
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.sslyze_scan import (
@@ -33,6 +36,16 @@ WEAK_HASHES = frozenset({"md5", "sha1"})
 MIN_BITS = {"RSA": 2048, "EC": 256, "Ed25519": 0, "Ed448": 0}
 
 T = TypeVar("T")
+
+
+class CipherSuitesParams(CheckParams):
+    require_forward_secrecy: bool = True
+    """Whether a TLS 1.2 suite without forward secrecy fails the check."""
+
+
+class ValidityParams(CheckParams):
+    min_days_remaining: Annotated[float, Field(ge=0)] = 30
+    """The fewest days a certificate may have left before it expires."""
 
 
 def _endpoint(endpoint: TlsEndpoint) -> dict[str, Any]:
@@ -128,7 +141,7 @@ def _versions(found: Handshakes) -> Finding:
                 "exchange (TLS 1.2: ECDHE-ECDSA/RSA with AES-GCM or ChaCha20-Poly1305; TLS 1.3 "
                 "suites are all fine); remove NULL, anonymous, EXPORT, RC4, DES, 3DES and "
                 "MD5-based suites and static RSA key exchange.",
-    defaults={"require_forward_secrecy": True},
+    params=CipherSuitesParams,
 )
 def cipher_suites(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: no accepted suite is NULL, anonymous, EXPORT, RC4, DES, 3DES or MD5-MAC, and (with
@@ -215,7 +228,7 @@ def _now() -> dt.datetime:
     remediation="Install a current certificate and renew it automatically (ACME, EST or the "
                 "fleet's certificate management) well before it expires; check the device "
                 "clock if a fresh certificate is reported as not yet valid.",
-    defaults={"min_days_remaining": 30},
+    params=ValidityParams,
 )
 def certificate_validity(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: the leaf certificate of every TLS endpoint is valid now and for at least
@@ -405,3 +418,6 @@ def _flaws(scan: VulnerabilityScan, endpoints: dict[int, TlsEndpoint]) -> Findin
                   "renegotiation on, client renegotiation refused, compression off", target,
                   tests=tests, **_endpoint(endpoint))
 
+
+CHECKS = (protocol_versions, cipher_suites, certificate_validity, certificate_trust,
+          certificate_strength, known_vulnerabilities)

@@ -35,19 +35,9 @@ class Unreachable(ObservationError):
         super().__init__("unreachable", message)
 
 
-def default_pairs(params: Mapping[str, Any], check: str) -> list[tuple[str, str]]:
-    """The profile's default credential `pairs` ([user, password] or {username, password}) for
-    `check`, at most `max_attempts` of them; a malformed parameter is an `error` naming it."""
-    pairs = []
-    for index, item in enumerate(params.get("pairs", [])):
-        if isinstance(item, Mapping):
-            item = [item.get("username"), item.get("password", "")]
-        if (not isinstance(item, list | tuple) or len(item) != 2
-                or not all(isinstance(v, str) for v in item)):
-            raise ObservationError("profile", f"{check}: pairs[{index}] is not a [username, "
-                                   "password] pair of strings")
-        pairs.append((item[0], item[1]))
-    limit = params.get("max_attempts", len(pairs))
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        raise ObservationError("profile", f"{check}: max_attempts must be a whole number")
-    return pairs[:limit]
+def default_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The profile's default credential `pairs` ([user, password] or {username, password}), at
+    most `max_attempts` of them (the profile loader validated both)."""
+    pairs = [(item["username"], item.get("password", "")) if isinstance(item, Mapping)
+             else (item[0], item[1]) for item in params.get("pairs", [])]
+    return pairs[:params.get("max_attempts", len(pairs))]

@@ -31,7 +31,7 @@ import httpcore
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.base import ObservationError, default_pairs
+from probe.observe.base import default_pairs
 from probe.observe.discovery import Services, services
 from probe.observe.http_wire import (
     MAX_BODY,
@@ -314,12 +314,7 @@ def looks_like_login(visit: Visit) -> bool:
 
 
 def protected_paths(params: Mapping[str, Any]) -> list[str]:
-    paths = params.get("protected_paths", list(DEFAULT_PROTECTED))
-    if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/")
-                                              for p in paths):
-        raise ObservationError("profile", f"{AUTHENTICATION}: protected_paths must be a list "
-                               "of paths starting with /")
-    return list(dict.fromkeys(paths))
+    return list(dict.fromkeys(params.get("protected_paths", DEFAULT_PROTECTED)))
 
 
 async def http_roots(ctx: DeviceContext) -> tuple[Visit, ...]:
@@ -412,11 +407,8 @@ async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]
     path of each listener, paced `pace_seconds` apart across the device, stopping at the first
     accepted pair or the first attempt that gets no answer."""
     params = ctx.params_for(DEFAULT_CREDENTIALS)
-    pairs = default_pairs(params, DEFAULT_CREDENTIALS)
-    pace = params.get("pace_seconds", 1.0)
-    if not isinstance(pace, int | float) or isinstance(pace, bool) or pace < 0:
-        raise ObservationError("profile", f"{DEFAULT_CREDENTIALS}: pace_seconds must be a "
-                               "number of seconds")
+    pairs = default_pairs(params)
+    pace = float(params.get("pace_seconds", 1.0))
     roots, protected = await asyncio.gather(ctx.observe(http_roots),
                                             ctx.observe(http_protected))
     loop = asyncio.get_running_loop()

@@ -49,7 +49,6 @@ from typing import Any, Literal
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.base import ObservationError
 from probe.observe.http import authenticated_paths, http_protected, http_roots, request
 from probe.observe.mqtt import (
     ClientCertificate,
@@ -151,16 +150,6 @@ _ENDPOINT = re.compile(
     r"|(?P<w6>[0-9a-f]{0,4}:[0-9a-f:.]{1,44})\s+port\s+(?P<pw>\d{1,5}))(?!\d)",
     re.IGNORECASE)
 _NONCE = re.compile(r"iotprobe-[0-9a-f]{12}", re.IGNORECASE)
-
-
-def _number(params: Mapping[str, Any], check: str, name: str, *, low: float = 0.0,
-            high: float = 86400.0) -> float:
-    value = params.get(name)
-    if (not isinstance(value, int | float) or isinstance(value, bool)
-            or not low < value <= high):
-        raise ObservationError("profile", f"{check}: {name} must be a number above {low:g} "
-                               f"and at most {high:g}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -688,7 +677,7 @@ async def canary(ctx: DeviceContext) -> CanaryRun:
     if not sinks.for_events:
         return CanaryRun(sinks=sinks)
     params = {**EVENT_DEFAULTS, **ctx.params_for(EVENT_CHECK)}
-    window = _number(params, EVENT_CHECK, "event_timeout")
+    window = float(params["event_timeout"])
     targets = await ctx.observe(login_targets)
     if not any(not t.not_tried for t in targets):
         return CanaryRun(sinks=sinks, targets=targets, window=window)
@@ -808,12 +797,8 @@ async def throttling(ctx: DeviceContext) -> tuple[Burst, ...]:
     """Collector (intrusive): a burst of tagged failed logins on every login endpoint, one
     endpoint after the other."""
     params = {**THROTTLING_DEFAULTS, **ctx.params_for(THROTTLING_CHECK)}
-    count = params.get("attempts")
-    if (not isinstance(count, int) or isinstance(count, bool)
-            or not 2 <= count <= MAX_ATTEMPTS):
-        raise ObservationError("profile", f"{THROTTLING_CHECK}: attempts must be a whole "
-                               f"number from 2 to {MAX_ATTEMPTS}")
-    rate = _number(params, THROTTLING_CHECK, "max_rate", high=MAX_RATE)
+    count = int(params["attempts"])
+    rate = float(params["max_rate"])
     bursts = []
     for target in await ctx.observe(login_targets):
         if target.not_tried:
@@ -907,11 +892,7 @@ async def heartbeat(ctx: DeviceContext) -> HeartbeatWatch:
     if sink is None or sink.heartbeat_topic is None or sink.heartbeat_interval is None:
         return HeartbeatWatch(None)
     params = {**HEARTBEAT_DEFAULTS, **ctx.params_for(HEARTBEAT_CHECK)}
-    grace = params.get("grace_seconds")
-    if not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
-        raise ObservationError("profile", f"{HEARTBEAT_CHECK}: grace_seconds must be a number "
-                               "of seconds")
-    wanted = sink.heartbeat_interval + float(grace)
+    wanted = sink.heartbeat_interval + float(params["grace_seconds"])
     allowed = max(0.0, ctx.remaining() - BUDGET_MARGIN - ctx.timeout)
     wait = min(wanted, allowed)
     ignored = 0

@@ -558,13 +558,6 @@ class CredentialTrial:
         return last if last is not None and not last.outcome.decided else None
 
 
-def _seconds(params: Mapping[str, Any], check: str, name: str) -> float:
-    value = params.get(name, 0)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise ObservationError("profile", f"{check}: {name} must be a number of seconds")
-    return float(value)
-
-
 async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]:
     """Collector (intrusive): the profile's default pairs, endpoint after endpoint.
 
@@ -573,8 +566,8 @@ async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]
     the first accepted pair or the first attempt that gets no answer.
     """
     params = ctx.params_for(DEFAULT_CREDENTIALS)
-    pairs = default_pairs(params, DEFAULT_CREDENTIALS)
-    pace = _seconds(params, DEFAULT_CREDENTIALS, "pace_seconds")
+    pairs = default_pairs(params)
+    pace = float(params.get("pace_seconds", 0))
     certificate = client_certificate(ctx.device)
     loop = asyncio.get_running_loop()
     last: float | None = None
@@ -845,7 +838,7 @@ async def topic_authorization(ctx: DeviceContext) -> tuple[TopicProbe, ...]:
     probed one after another: each holds two connections at once.
     """
     params = ctx.params_for(TOPIC_AUTHORIZATION)
-    window = _seconds(params, TOPIC_AUTHORIZATION, "window_seconds")
+    window = float(params.get("window_seconds", 0))
     prefix = str(params.get("canary_prefix", "iotprobe/canary"))
     certificate = client_certificate(ctx.device)
     probes = []
