@@ -582,6 +582,17 @@ def lighttpd_site(tmp: Path, address: str, ports: list[int], config: str,
     return start(name, argv, tmp, address, [(port, "tcp") for port in ports])
 
 
+def document_root(root: Path, pages: dict[str, str]) -> Path:
+    """`root/www` holding `pages` (path -> content), its folders made as needed."""
+    www = root / "www"
+    www.mkdir(parents=True, exist_ok=True)
+    for path, content in pages.items():
+        page = www / path.lstrip("/")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(content)
+    return www
+
+
 def busybox_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
                   protected: dict[str, tuple[str, str]] | None = None,
                   name: str = "busybox-httpd") -> Daemon:
@@ -589,12 +600,7 @@ def busybox_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
     -> content) under its document root, and Basic authentication (`/dir:user:password` lines
     of its `-c` file) on each directory of `protected` (path -> (user, password))."""
     root = tmp / name
-    www = root / "www"
-    www.mkdir(parents=True, exist_ok=True)
-    for path, content in pages.items():
-        page = www / path.lstrip("/")
-        page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(content)
+    www = document_root(root, pages)
     conf = root / "httpd.conf"
     conf.write_text("".join(f"{path}:{user}:{password}\n"
                             for path, (user, password) in (protected or {}).items()))
@@ -609,12 +615,7 @@ def mini_httpd(tmp: Path, address: str, port: int, pages: dict[str, str],
     `protected` (path -> (user, password)) gets an .htpasswd, which mini_httpd answers with
     Basic authentication."""
     root = tmp / name
-    www = root / "www"
-    www.mkdir(parents=True, exist_ok=True)
-    for path, content in pages.items():
-        page = www / path.lstrip("/")
-        page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(content)
+    www = document_root(root, pages)
     for path, (user, password) in (protected or {}).items():
         folder = www / path.strip("/")
         folder.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -159,15 +159,26 @@ def logger_peer(transport: Literal["udp"]) -> Peer:
                 {AUTH: Status.PASS, TRANSPORT: Status.FAIL})
 
 
-def rsyslog_peer(transport: Transport) -> Peer:
+Relay = Callable[[Path, str, Transport, str | None], contextlib.AbstractContextManager[object]]
+
+
+def _relayed(relay: Relay, transport: Transport
+             ) -> Callable[[Path, str], contextlib.AbstractContextManager[Setup]]:
+    """lighttpd's failed logins through `relay` (rsyslog or syslog-ng on the device's address)
+    to the probe's sink over `transport`."""
     @contextlib.contextmanager
     def run(tmp: Path, address: str) -> Iterator[Setup]:
         sink = _sink(tmp, address, transport)
         ca = str(sink["cert_file"]) if transport == "tls" else None
-        with _rsyslog(tmp, address, transport, ca), \
+        with relay(tmp, address, transport, ca), \
                 _lighttpd(tmp, address, _logger(address, RELAY_PORT)):
             yield _inventory(sink)
 
+    return run
+
+
+def rsyslog_peer(transport: Transport) -> Peer:
+    run = _relayed(_rsyslog, transport)
     return Peer(Protocol.SYSLOG, "lighttpd + rsyslog", debian_version("rsyslog"),
                 f"failed logins forwarded over {transport.upper()}", run,
                 {AUTH: Status.PASS,
@@ -175,14 +186,7 @@ def rsyslog_peer(transport: Transport) -> Peer:
 
 
 def syslog_ng_peer(transport: Transport) -> Peer:
-    @contextlib.contextmanager
-    def run(tmp: Path, address: str) -> Iterator[Setup]:
-        sink = _sink(tmp, address, transport)
-        ca = str(sink["cert_file"]) if transport == "tls" else None
-        with _syslog_ng(tmp, address, transport, ca), \
-                _lighttpd(tmp, address, _logger(address, RELAY_PORT)):
-            yield _inventory(sink)
-
+    run = _relayed(_syslog_ng, transport)
     return Peer(Protocol.SYSLOG, "lighttpd + syslog-ng", syslog_ng_version,
                 f"failed logins forwarded over {transport.upper()}", run,
                 {AUTH: Status.PASS,
