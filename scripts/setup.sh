@@ -21,6 +21,7 @@ DEBIAN_PACKAGES=(
   bsdutils                      # logger: RFC 5424 and 3164 over UDP and TCP
   tftpd-hpa                     # a real TFTP daemon
   dropbear-bin                  # a real SSH daemon (identification)
+  openssh-server                # sshd: its real failed-login line for the monitoring rule
   nmap                          # the benchmark anchor
   postgresql                    # the sweep store on PostgreSQL, tested for real
   chromium                      # the HTML report, rendered headless in a test
