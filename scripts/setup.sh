@@ -22,6 +22,7 @@ DEBIAN_PACKAGES=(
   tftpd-hpa                     # a real TFTP daemon
   dropbear-bin                  # a real SSH daemon (identification)
   openssh-server                # sshd: its real failed-login line for the monitoring rule
+  curl                          # the HTTP matrix's reference tool
   nmap                          # the benchmark anchor
   postgresql                    # the sweep store on PostgreSQL, tested for real
   chromium                      # the HTML report, rendered headless in a test
