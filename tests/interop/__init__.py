@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.model import Status
+from probe.record.model import Record
 
 RESERVED_PORT = 2024
 REPO = Path(__file__).resolve().parents[2]
@@ -120,16 +121,6 @@ def npm_version(package: str, prefix: Path) -> Callable[[], str]:
     return read
 
 
-_RANK = {Status.FAIL: 5, Status.ERROR: 4, Status.PASS: 3, Status.NOT_APPLICABLE: 2,
-         Status.SKIPPED: 1}
-
-
-def cell(statuses: Sequence[Status]) -> Status | None:
-    """One status for a check on a device with several results (one per endpoint): the worst
-    (fail, then error, then pass, then not_applicable, then skipped)."""
-    return max(statuses, key=_RANK.__getitem__) if statuses else None
-
-
 @dataclass(frozen=True)
 class Scan:
     """What one scan of the matrix fleet said: device key -> check id -> cell status."""
@@ -198,11 +189,7 @@ def scan(peers: Sequence[Peer], setups: Mapping[str, Setup], workdir: Path, *,
     cells: dict[str, dict[str, Status]] = {}
     for path in sorted(out.glob("*.record.json")):
         record = json.loads(path.read_text())
-        key = record["device"]["id"]
-        records[key] = record
-        by_check: dict[str, list[Status]] = {}
-        for result in record["results"]:
-            by_check.setdefault(result["check"], []).append(Status(result["status"]))
-        cells[key] = {check: s for check, found in by_check.items()
-                      if (s := cell(found)) is not None}
+        typed = Record.from_json(record)
+        records[typed.device.id] = record
+        cells[typed.device.id] = typed.statuses()
     return Scan(cells, records)
