@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from daemons import (
     Daemon,
+    Handler,
     Listener,
     monitored_context,
     reply,
@@ -422,14 +423,22 @@ async def test_a_silent_broker_costs_two_timeouts(tmp_path: Path) -> None:
     assert results["mqtt.client-certificate"][0].status is Status.NOT_APPLICABLE
 
 
-async def _connack_v4_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A 3.1.1-only peer: refuses level 4 with CONNACK 5, ignores anything else."""
-    data = await reader.read(4096)
-    if b"MQTT\x04" in data:
-        writer.write(b"\x20\x02\x00\x05")
-        await writer.drain()
-        return
-    await silent(reader, writer)
+def _answering_only(level: int, connack: bytes) -> Handler:
+    """A peer that answers a CONNECT at protocol `level` with `connack` and stays silent to
+    any other."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read(4096)
+        if b"MQTT" + bytes([level]) in data:
+            writer.write(connack)
+            await writer.drain()
+            return
+        await silent(reader, writer)
+
+    return serve
+
+
+_connack_v4_only = _answering_only(4, b"\x20\x02\x00\x05")
+"""A 3.1.1-only peer: refuses level 4 with CONNACK 5, ignores anything else."""
 
 
 async def _garbage_for_v5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -682,14 +691,7 @@ async def test_silence_at_3_1_1_is_undecided_even_when_mqtt5_refuses() -> None:
     anonymous clients, hence the scripted peer."""
     address = "127.133.0.6"
 
-    async def refuse_v5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        data = await reader.read(4096)
-        if b"MQTT\x05" in data:
-            writer.write(b"\x20\x03\x00\x87\x00")
-            await writer.drain()
-            return
-        await silent(reader, writer)
-
+    refuse_v5 = _answering_only(5, b"\x20\x03\x00\x87\x00")
     async with Listener(address, 1883, refuse_v5):
         with device(address, (1883,), timeout=1.0) as ctx:
             (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
