@@ -6,9 +6,14 @@ tables generated from the code (command line, checks, crosswalk) must say what t
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import re
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -50,6 +55,11 @@ def test_crosswalk_docs_are_current() -> None:
 def test_checks_docs_are_current() -> None:
     committed, wanted = _stale("checks_docs")
     assert committed == wanted, "docs/checks.md is stale: run scripts/checks_docs.py"
+
+
+def test_lab_docs_are_current() -> None:
+    committed, wanted = _stale("lab_docs")
+    assert committed == wanted, "docs/lab.md is stale: run scripts/lab_docs.py"
 
 
 def test_a_changed_rule_makes_the_checks_docs_stale(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +144,87 @@ def test_every_check_states_its_rule() -> None:
     stray = [f"{cid}: {line}" for cid, lines in sections.items() for line in lines
              if not line.startswith(RULE_LABELS)]
     assert not stray, "rule sections without a label:\n" + "\n".join(stray)
+
+
+README_LINES = 130
+"""The README is a front page; the manual lives in docs/, one page per topic."""
+TWO_COMMANDS = (
+    "make demo    # install, start the emulated lab fleet, scan it, write records, print the "
+    "summary\n"
+    "make test    # install (Debian daemons included), ruff, mypy, then the whole test suite\n")
+"""The README's two commands, word for word: `.ci/run` runs exactly its test command."""
+
+
+def test_the_readme_is_a_front_page() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= README_LINES, (
+        f"README.md has {len(text.splitlines())} lines (at most {README_LINES}): move the "
+        "detail into a page of docs/")
+    assert TWO_COMMANDS in text
+
+
+def test_every_docs_page_is_in_the_index() -> None:
+    """docs/README.md links every page of docs/, so none is reachable only by chance."""
+    index = REPO / "docs" / "README.md"
+    linked = {(index.parent / match.group("target")).resolve()
+              for match in LINK.finditer(index.read_text(encoding="utf-8"))}
+    pages = sorted((REPO / "docs").glob("*.md"))
+    missing = [page.name for page in pages if page != index and page.resolve() not in linked]
+    assert not missing, "pages missing from docs/README.md: " + ", ".join(missing)
+
+
+EXAMPLE_LAB = "127.169.0."
+"""Where the API example's lab runs in this test: docs/api.md's 127.42.0.x moved here, so that
+it never meets a lab someone started by hand."""
+LAB_READY_SECONDS = 180.0
+
+
+def _api_page() -> tuple[str, str, str]:
+    """docs/api.md's example: (the personas its lab runs, the program, what it prints)."""
+    page = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    personas = re.search(r"iotprobe lab up --personas (\S+)", page)
+    program = re.search(r"```python\n(.*?)```", page, re.DOTALL)
+    printed = re.search(r"It prints:\n\n```\n(.*?)```", page, re.DOTALL)
+    assert personas and program and printed, "docs/api.md lost its lab command, example or output"
+    return personas.group(1), program.group(1), printed.group(1)
+
+
+@contextlib.contextmanager
+def _lab(personas: str, tmp: Path) -> Iterator[None]:
+    """The emulated lab of those personas in the foreground, from EXAMPLE_LAB + 1, stopped by
+    its PID."""
+    from probe.lab.lifecycle import READY
+
+    log = tmp / "lab.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        lab = subprocess.Popen(
+            [sys.executable, "-m", "probe", "lab", "up", "--foreground", "--personas", personas,
+             "--base", f"{EXAMPLE_LAB}1", "--state-dir", str(tmp / "state")],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + LAB_READY_SECONDS
+        while READY not in log.read_text(errors="replace"):
+            assert lab.poll() is None and time.monotonic() < deadline, (
+                "the lab did not start: " + log.read_text(errors="replace")[-2000:])
+            time.sleep(0.1)
+        yield
+    finally:
+        lab.terminate()
+        try:
+            lab.wait(30)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+            lab.wait(30)
+
+
+def test_the_api_example_prints_what_the_page_says(tmp_path: Path) -> None:
+    """docs/api.md's program, run against the lab the page starts, prints the page's output."""
+    personas, program, printed = _api_page()
+    moved = program.replace("127.42.0.", EXAMPLE_LAB)
+    assert moved != program, "the example no longer names the lab's addresses"
+    with _lab(personas, tmp_path):
+        ran = subprocess.run([sys.executable, "-c", moved], cwd=REPO, capture_output=True,
+                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.replace(EXAMPLE_LAB, "127.42.0.") == printed
