@@ -474,6 +474,7 @@ def metrics(store_url: str | None, inventory: Path | None, number: int | None,
     from probe.metrics import SweepMetrics
     from probe.outputs import check_file
     from probe.record.files import write_atomic
+    from probe.store import StoreError
     from probe.sweep import pick_sweep
 
     exported = SweepMetrics()
@@ -484,6 +485,9 @@ def metrics(store_url: str | None, inventory: Path | None, number: int | None,
             exported.show(store, pick_sweep(store, number))
     except InputError as exc:
         _input_error(exc)
+    except StoreError as exc:
+        _error(exc)
+        sys.exit(EXIT_INPUT)
     if str(output) == "-":
         click.echo(exported.exposition(), nl=False)
         return

@@ -19,6 +19,7 @@ node_exporter's textfile collector (`sweep --metrics-file`), an HTTP endpoint se
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import socket
 import socketserver
@@ -32,13 +33,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, Text, case, cast, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from probe.errors import InputError
 from probe.escaping import bounded_text, shown
 from probe.record.files import write_atomic
-from probe.store import Store, SweepInfo
+from probe.store import Store, StoreError, SweepInfo
 from probe.store.models import Record, ResultRow
 from probe.yamldoc import show
 
@@ -85,10 +87,18 @@ def _worst_rank() -> ColumnElement[int]:
 
 
 def _by_device_field(number: int, field: str) -> Select[str | None, str, int]:
-    """Devices of sweep `number` counted by their record's device `field` and verdict."""
-    value = Record.record[("device", field)].as_string()
+    """Devices of sweep `number` counted by their record's device `field` (as JSON text: the
+    database never decodes it, so no character can make it fail) and verdict."""
+    value = cast(Record.record[("device", field)], Text)
     return (select(value, Record.verdict, func.count()).where(Record.sweep_id == number)
             .group_by(value, Record.verdict))
+
+
+def _decoded(text: str | None) -> str | None:
+    """A device field from its JSON text: the string, None when absent or null, the JSON text
+    itself when it is not a string."""
+    value = json.loads(text) if text is not None else None
+    return value if value is None or isinstance(value, str) else text
 
 
 def _by_check(number: int) -> Select[str, int, int]:
@@ -101,20 +111,27 @@ def _by_check(number: int) -> Select[str, int, int]:
 
 
 def count(store: Store, sweep: SweepInfo) -> SweepCounts:
-    """The numbers of `sweep`, counted by the store's database in one read transaction."""
+    """The numbers of `sweep`, counted by the store's database in one read transaction; a
+    StoreError when the database cannot count them."""
     number = sweep.number
-    with Session(store.engine) as session, session.begin():
-        verdicts = session.execute(select(Record.verdict, func.count())
-                                   .where(Record.sweep_id == number).group_by(Record.verdict))
-        classes = session.execute(_by_device_field(number, "class"))
-        sites = session.execute(_by_device_field(number, "site"))
-        checks = session.execute(_by_check(number))
-        return SweepCounts(
-            sweep=sweep,
-            verdicts={(verdict,): n for verdict, n in verdicts},
-            classes={(value, verdict): n for value, verdict, n in classes},
-            sites={(value, verdict): n for value, verdict, n in sites},
-            checks={(check, _status(rank)): n for check, rank, n in checks})
+    try:
+        with Session(store.engine) as session, session.begin():
+            verdicts = session.execute(select(Record.verdict, func.count())
+                                       .where(Record.sweep_id == number)
+                                       .group_by(Record.verdict))
+            classes = session.execute(_by_device_field(number, "class"))
+            sites = session.execute(_by_device_field(number, "site"))
+            checks = session.execute(_by_check(number))
+            return SweepCounts(
+                sweep=sweep,
+                verdicts={(verdict,): n for verdict, n in verdicts},
+                classes={(_decoded(value), verdict): n for value, verdict, n in classes},
+                sites={(_decoded(value), verdict): n for value, verdict, n in sites},
+                checks={(check, _status(rank)): n for check, rank, n in checks})
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise StoreError(f"{store.location}: cannot count sweep #{number}: "
+                         f"{cause[0] if cause else type(exc).__name__}") from None
 
 
 def _status(rank: int) -> str:
@@ -328,12 +345,17 @@ class Exporter:
             self._endpoint = Endpoint(self.listen, self.metrics)
 
     def after_sweep(self, store: Store) -> None:
-        """Count the latest finished sweep, serve it and write the file; a file that cannot be
-        written is logged and written again after the next sweep."""
+        """Count the latest finished sweep, serve it and write the file. What fails is logged
+        and tried again after the next sweep (the sweeps go on): a count the database refuses
+        leaves the previous numbers served and the file as it was."""
         latest = store.finished_sweeps(1)
         if not latest:
             return
-        self.metrics.show(store, latest[0])
+        try:
+            self.metrics.show(store, latest[0])
+        except StoreError as exc:
+            log.warning("%s", exc)
+            return
         if self.textfile is None:
             return
         try:
