@@ -32,7 +32,17 @@ from pgserver import PostgresServer, postgres_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from probe import __version__
-from probe.metrics import MAX_LABEL, MAX_VALUES, NONE, OTHER, Exporter, bounded, label
+from probe.errors import InputError
+from probe.metrics import (
+    MAX_LABEL,
+    MAX_VALUES,
+    NONE,
+    OTHER,
+    Exporter,
+    bounded,
+    label,
+    parse_listen,
+)
 from probe.model import Device, Finding, Result, Severity, Status, Waiver
 from probe.profile_loader import load_profile
 from probe.record.model import ProbeInfo, ProfileRef, Record
@@ -318,6 +328,16 @@ def test_label_values_are_one_bounded_line() -> None:
     assert label("plant-a") == "plant-a"
     assert label("a\nb\tc\rd\ud800e\u202e") == "a\\x0ab\\x09c\\x0dd\\ud800e\\u202e"
     assert label("x" * 10_000) == "x" * MAX_LABEL + "…[+9872 chars]"
+
+
+def test_parse_listen_takes_ip_literals_only() -> None:
+    assert parse_listen("127.164.1.1:9464") == ("127.164.1.1", 9464)
+    assert parse_listen("[::1]:9464") == ("::1", 9464)
+    for bad in ("localhost:9464", "[localhost]:9464", "9464", ":9464", "127.164.1.1:x",
+                "127.164.1.1:+80", "127.164.1.1:٩٤"):
+        with pytest.raises(InputError) as refused:
+            parse_listen(bad)
+        assert refused.value.field == "--metrics-listen"
 
 
 def test_bounded_keeps_the_largest_values_and_sums_the_rest() -> None:
