@@ -339,24 +339,27 @@ class Exporter:
         """Serve the store's latest finished sweep, if any, at once (InputError when the
         address cannot be bound); write no file before a sweep."""
         if self.listen is not None:
-            latest = store.finished_sweeps(1)
-            if latest:
-                self.metrics.show(store, latest[0])
+            self._show_latest(store)
             self._endpoint = Endpoint(self.listen, self.metrics)
+
+    def _show_latest(self, store: Store) -> bool:
+        """Count the latest finished sweep and serve it; False when there is none or the
+        database refuses the count (logged: the previous numbers stay served)."""
+        latest = store.finished_sweeps(1)
+        if not latest:
+            return False
+        try:
+            self.metrics.show(store, latest[0])
+        except StoreError as exc:
+            log.warning("%s", exc)
+            return False
+        return True
 
     def after_sweep(self, store: Store) -> None:
         """Count the latest finished sweep, serve it and write the file. What fails is logged
         and tried again after the next sweep (the sweeps go on): a count the database refuses
         leaves the previous numbers served and the file as it was."""
-        latest = store.finished_sweeps(1)
-        if not latest:
-            return
-        try:
-            self.metrics.show(store, latest[0])
-        except StoreError as exc:
-            log.warning("%s", exc)
-            return
-        if self.textfile is None:
+        if not self._show_latest(store) or self.textfile is None:
             return
         try:
             write_atomic(self.textfile, self.metrics.exposition())

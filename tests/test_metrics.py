@@ -450,11 +450,21 @@ def test_postgresql_counts_what_sqlite_counts(pg: PostgresServer, tmp_path: Path
     assert exported[0]["iotprobe_sweep_class_devices"][("q\"uote", "nonconformant")] == 1
 
 
-def test_a_postgresql_record_holding_nul_is_a_clear_error(pg: PostgresServer) -> None:
+def test_a_postgresql_record_holding_nul_is_a_clear_error(pg: PostgresServer, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
     """PostgreSQL's JSON operators refuse a \\u0000 escape, which no record iotprobe writes
-    holds (probe.escaping): the count fails whole and says so, it never exports half."""
+    holds (probe.escaping): the count fails whole and says so, it never exports half; between
+    sweeps it is logged and the sweeps go on."""
     url = pg.url(pg.create_database())
-    hostile_store(url, 1, ["nul\x00"]).close()
+    store = hostile_store(url, 1, ["nul\x00"])
+    try:
+        exporter = Exporter(tmp_path / "iotprobe.prom", None)
+        exporter.after_sweep(store)
+    finally:
+        store.close()
+    assert "cannot count sweep #1" in caplog.text
+    assert not (tmp_path / "iotprobe.prom").exists()
     run = iotprobe("metrics", "--store", url)
     assert run.returncode == 2 and "cannot count sweep #1" in run.stderr, run.stderr
     assert run.stdout == ""
