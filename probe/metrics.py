@@ -2,8 +2,10 @@
 
 The numbers are counted by the store's database, for one sweep: devices per verdict, per class
 and per site; devices per check by the check's worst status on each device; the sweep's number,
-start, end, duration and devices scanned per second. `prometheus_client` (the official client
-library) writes the exposition, and so escapes every label value.
+start, end, duration and devices scanned per second; the regressions and fixes since the
+previous finished sweep (probe.store.queries.diff, as `iotprobe diff` counts them).
+`prometheus_client` (the official client library) writes the exposition, and so escapes every
+label value.
 
 Classes, sites, check ids and verdicts come from inventories and records, so from whoever wrote
 them: each label value is escaped in the records' convention (probe.escaping) and cut at
@@ -26,7 +28,7 @@ import socketserver
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -40,8 +42,9 @@ from sqlalchemy.orm import Session
 from probe.errors import InputError
 from probe.escaping import bounded_text, shown
 from probe.record.files import write_atomic
-from probe.store import Store, StoreError, SweepInfo
-from probe.store.models import Record, ResultRow
+from probe.store import FINISHED, Store, StoreError, SweepInfo
+from probe.store.models import Record, ResultRow, Sweep
+from probe.store.queries import diff
 from probe.yamldoc import show
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,30 @@ class SweepCounts:
     """(site, verdict) -> devices; None for devices without a site."""
     checks: Mapping[tuple[str, str], int]
     """(check, worst status on the device) -> devices."""
+    change: Change | None
+    """What changed since the previous finished sweep; None when there is none."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a sweep differs from the finished sweep before it, as `iotprobe diff` counts."""
+
+    previous: int
+    regressions: int
+    fixes: int
+
+
+def _previous(session: Session, number: int) -> int | None:
+    """The number of the last finished sweep before sweep `number`, if any."""
+    return session.scalar(select(func.max(Sweep.id))
+                          .where(Sweep.state == FINISHED, Sweep.id < number))
+
+
+def _change(store: Store, sweep: SweepInfo, previous: int | None) -> Change | None:
+    if previous is None:
+        return None
+    changes = diff(store, store.sweep(previous), sweep)
+    return Change(previous, len(changes.regressions), len(changes.fixed))
 
 
 def _worst_rank() -> ColumnElement[int]:
@@ -122,12 +149,15 @@ def count(store: Store, sweep: SweepInfo) -> SweepCounts:
             classes = session.execute(_by_device_field(number, "class"))
             sites = session.execute(_by_device_field(number, "site"))
             checks = session.execute(_by_check(number))
-            return SweepCounts(
+            counted = SweepCounts(
                 sweep=sweep,
                 verdicts={(verdict,): n for verdict, n in verdicts},
                 classes={(_decoded(value), verdict): n for value, verdict, n in classes},
                 sites={(_decoded(value), verdict): n for value, verdict, n in sites},
-                checks={(check, _status(rank)): n for check, rank, n in checks})
+                checks={(check, _status(rank)): n for check, rank, n in checks},
+                change=None)
+            previous = _previous(session, number)
+        return replace(counted, change=_change(store, sweep, previous))
     except SQLAlchemyError as exc:
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise StoreError(f"{store.location}: cannot count sweep #{number}: "
@@ -205,6 +235,20 @@ def _sweep_families(sweep: SweepInfo) -> Iterable[Metric]:
                      "sweep per second of its duration.", (), {(): sweep.records / duration})
 
 
+def _change_families(change: Change | None) -> Iterable[Metric]:
+    """What changed since the previous finished sweep (nothing before the first one)."""
+    if change is None:
+        return
+    yield _gauge("iotprobe_sweep_previous_number", "Number of the finished sweep the "
+                 "regressions and fixes compare with.", (), {(): change.previous})
+    yield _gauge("iotprobe_sweep_regressions", "Results failing on a device, check and target "
+                 "that did not fail in the previous finished sweep (iotprobe diff).", (),
+                 {(): change.regressions})
+    yield _gauge("iotprobe_sweep_fixes", "Results that failed in the previous finished sweep "
+                 "and pass, or no longer run, in this one (iotprobe diff).", (),
+                 {(): change.fixes})
+
+
 def families(counts: SweepCounts) -> list[Metric]:
     """Every metric family of one sweep, label values bounded (see the module docstring)."""
     verdicts, _ = bounded(counts.verdicts, (MAX_STATES,))
@@ -213,6 +257,7 @@ def families(counts: SweepCounts) -> list[Metric]:
     checks, check_folded = bounded(counts.checks, (MAX_VALUES, MAX_STATES))
     return [
         *_sweep_families(counts.sweep),
+        *_change_families(counts.change),
         _gauge("iotprobe_sweep_devices", "Devices with a stored record, by verdict.",
                ("verdict",), verdicts),
         _gauge("iotprobe_sweep_class_devices", "Devices with a stored record, by class (the "

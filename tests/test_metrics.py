@@ -110,7 +110,8 @@ def utc(text: str) -> dt.datetime:
 
 def store_counts(path: Path, number: int) -> Samples:
     """What the SQLite store at `path` holds of sweep `number`, counted here from its sweep row
-    and its records' JSON (not from the result rows the exporter counts), as metric samples."""
+    and its records' JSON (not from the result rows the exporter counts), as metric samples;
+    the changes since the previous finished sweep as `iotprobe diff` lists them."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         started, finished, devices, sweep_state, profile, version, probe = conn.execute(
@@ -118,6 +119,8 @@ def store_counts(path: Path, number: int) -> Samples:
             "probe_version FROM sweeps WHERE id = ?", (number,)).fetchone()
         rows = conn.execute("SELECT verdict, record FROM records WHERE sweep_id = ?",
                             (number,)).fetchall()
+        [(previous,)] = conn.execute("SELECT max(id) FROM sweeps WHERE state = 'finished' "
+                                     "AND id < ?", (number,)).fetchall()
     finally:
         conn.close()
     counted: dict[str, Counter[tuple[str, ...]]] = {name: Counter() for name in LABELS}
@@ -152,6 +155,12 @@ def store_counts(path: Path, number: int) -> Samples:
     })
     if duration > 0:
         out["iotprobe_sweep_devices_scanned_per_second"] = {(): len(rows) / duration}
+    if previous is not None:
+        compared = iotprobe("diff", "--store", str(path), str(previous), str(number), "--json")
+        changes = json.loads(compared.stdout)
+        out["iotprobe_sweep_previous_number"] = {(): float(previous)}
+        out["iotprobe_sweep_regressions"] = {(): float(len(changes["regressions"]))}
+        out["iotprobe_sweep_fixes"] = {(): float(len(changes["newly_passing"]))}
     return out
 
 
@@ -363,8 +372,8 @@ def test_the_textfile_is_replaced_whole(tmp_path: Path) -> None:
         inode = textfile.stat().st_ino
         second = store.begin_sweep(inventory="again", devices=1,
                                    profile=load_profile("iso27400-6.2"), intrusive=False)
-        store.add_record(second.number, record("only", "cam", "site", (
-            result("net.open-ports", Status.PASS),)))
+        store.add_record(second.number, record("h0", HOSTILE[0], None, (
+            result(HOSTILE[0], Status.PASS), result("net.open-ports", Status.FAIL))))
         store.set_state(second.number, FINISHED)
         with textfile.open() as before:
             exporter.after_sweep(store)
@@ -373,7 +382,12 @@ def test_the_textfile_is_replaced_whole(tmp_path: Path) -> None:
         exporter.close()
         store.close()
     assert textfile.stat().st_ino != inode
-    assert samples(textfile.read_text())["iotprobe_sweep_number"] == {(): 2.0}
+    second = samples(textfile.read_text())
+    assert second["iotprobe_sweep_number"] == {(): 2.0}
+    assert "iotprobe_sweep_regressions" not in samples(first), "sweep #1 has nothing before it"
+    # h0's failing check now passes; its waived failure of net.open-ports is no longer waived
+    assert (second["iotprobe_sweep_previous_number"], second["iotprobe_sweep_regressions"],
+            second["iotprobe_sweep_fixes"]) == ({(): 1.0}, {(): 1.0}, {(): 1.0})
     assert [p.name for p in textfile.parent.iterdir()] == ["iotprobe.prom"]
     umask = os.umask(0)
     os.umask(umask)
