@@ -1,4 +1,4 @@
-"""The `iotprobe` command line: scan, sweep, worker, diff, report, profiles, lab.
+"""The `iotprobe` command line: scan, sweep, worker, diff, report, metrics, profiles, lab.
 
 Exit codes (docs/cli.md): 0 every device conformant (failures below --fail-on tolerated),
 1 at least one device nonconformant, 2 usage or input error, 3 no failure but at least one
@@ -28,6 +28,7 @@ from probe.numbers import MAX_BUDGET, MAX_RATE, MAX_TIMEOUT, Finite
 if TYPE_CHECKING:
     from probe.context import ScanOptions
     from probe.distributed.submit import DistributedRunner
+    from probe.metrics import Exporter
     from probe.profile import Profile
     from probe.store import Store
 
@@ -243,10 +244,18 @@ _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
               "at once instead of following the sweep to its summary.")
 @click.option("--status", is_flag=True, help="Show the progress of the latest sweep across "
               "workers, then exit.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="After each sweep, write the latest finished sweep's numbers here in the "
+              "Prometheus text format, atomically, for node_exporter's textfile collector "
+              "(the name ends in .prom).")
+@click.option("--metrics-listen", metavar="ADDRESS:PORT", help="With --every, serve the latest "
+              "finished sweep's numbers to Prometheus over HTTP on this IP literal and port, "
+              "e.g. 127.0.0.1:9464 or [::1]:9464.")
 @_scan_options
 def sweep(inventory: Path | None, store_url: str | None, every: str | None, count: int | None,
           resume: bool, distributed: bool, broker: str | None, shard_size: int | None,
-          no_wait: bool, status: bool, fail_on: str, quiet: bool, **settings: Any) -> None:
+          no_wait: bool, status: bool, metrics_file: Path | None, metrics_listen: str | None,
+          fail_on: str, quiet: bool, **settings: Any) -> None:
     """Scan the inventory into the store: a numbered, timestamped sweep."""
     from probe.inventory import load_inventory
     from probe.model import Severity
@@ -272,21 +281,47 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         elif shard_size is not None or no_wait:
             raise InputError("--shard-size and --no-wait go with --distributed",
                              field="--distributed")
+        exporter = _exporter(metrics_file, metrics_listen, every)
         store = _find_store(store_url, inventory, create=True)
     except InputError as exc:
         _input_error(exc)
     try:
         if runner is not None:
             runner.check(store)
-        code = asyncio.run(run_sweeps(store, plan, runner))
+        if exporter is not None:
+            exporter.open(store)
+        code = asyncio.run(run_sweeps(store, plan, runner,
+                                      exporter.after_sweep if exporter else None))
     except InputError as exc:
         _input_error(exc)
     except StoreError as exc:
         _error(f"{exc}; the records stored so far are kept: finish the sweep with --resume")
         sys.exit(EXIT_INPUT)
     finally:
+        if exporter is not None:
+            exporter.close()
         store.close()
     sys.exit(code)
+
+
+def _exporter(metrics_file: Path | None, metrics_listen: str | None, every: str | None
+              ) -> Exporter | None:
+    """What exports each sweep's numbers (checked, nothing bound yet), if anything is to."""
+    from probe.metrics import Exporter, parse_listen
+    from probe.outputs import check_file
+
+    if metrics_listen is not None and every is None:
+        raise InputError("--metrics-listen serves while --every runs; for one sweep use "
+                         "--metrics-file or `iotprobe metrics`", field="--metrics-listen")
+    listen = parse_listen(metrics_listen) if metrics_listen is not None else None
+    if metrics_file is not None:
+        if metrics_file.suffix != ".prom":
+            raise InputError(f"{metrics_file}: node_exporter's textfile collector reads only "
+                             "files whose name ends in .prom", field="--metrics-file")
+        check_file(metrics_file, "--metrics-file")
+    if listen is None and metrics_file is None:
+        return None
+    return Exporter(metrics_file, listen)
 
 
 def _distributed_runner(broker: str | None, profiles: tuple[str, ...], shard_size: int | None,
@@ -421,6 +456,46 @@ def report(store_url: str | None, inventory: Path | None, number: int | None, fm
                 write_report_file(fmt, source, output)
     except InputError as exc:
         _input_error(exc)
+
+
+@cli.command()
+@_store_option
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
+              help="Find the store beside this inventory.")
+@click.argument("number", required=False, type=click.IntRange(min=1), metavar="[SWEEP]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default="-", show_default=True, help="File to write atomically (e.g. "
+              "NAME.prom in node_exporter's textfile directory); - for stdout.")
+def metrics(store_url: str | None, inventory: Path | None, number: int | None,
+            output: Path) -> None:
+    """Print a stored sweep's numbers (default: the latest finished) in the Prometheus text
+    format: the metrics `sweep --metrics-file` and `--metrics-listen` export (docs/metrics.md).
+    """
+    from probe.metrics import SweepMetrics
+    from probe.outputs import check_file
+    from probe.record.files import write_atomic
+    from probe.store import StoreError
+    from probe.sweep import pick_sweep
+
+    exported = SweepMetrics()
+    try:
+        with _find_store(store_url, inventory) as store:
+            if str(output) != "-":
+                check_file(output, "--output")
+            exported.show(store, pick_sweep(store, number))
+    except InputError as exc:
+        _input_error(exc)
+    except StoreError as exc:
+        _error(exc)
+        sys.exit(EXIT_INPUT)
+    if str(output) == "-":
+        click.echo(exported.exposition(), nl=False)
+        return
+    try:
+        write_atomic(output, exported.exposition())
+    except OSError as exc:
+        _input_error(InputError(f"cannot write {output}: {exc.strerror or exc}",
+                                field="--output"))
 
 
 @cli.group()

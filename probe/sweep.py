@@ -199,10 +199,12 @@ class LocalRunner:
               "--resume")
 
 
-async def run_sweeps(store: Store, settings: SweepSettings,
-                     runner: SweepRunner | None = None) -> int:
+async def run_sweeps(store: Store, settings: SweepSettings, runner: SweepRunner | None = None,
+                     after_sweep: Callable[[Store], None] | None = None) -> int:
     """Run sweeps until the count is reached or a signal stops them; the exit code of the last
-    finished sweep, or 128 + the signal if one interrupted a sweep."""
+    finished sweep, or 128 + the signal if one interrupted a sweep. `after_sweep` runs in a
+    thread after each sweep that ran to its end (probe.metrics counts and exports it, seconds
+    at thousands of devices), so that signals are still heard meanwhile."""
     runner = runner or LocalRunner()
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[int] = loop.create_future()
@@ -242,6 +244,8 @@ async def run_sweeps(store: Store, settings: SweepSettings,
                 return 128 + stop.result()
             code = task.result()
             done += 1
+            if after_sweep is not None:
+                await asyncio.to_thread(after_sweep, store)
             if settings.every is None or (settings.limit is not None
                                           and done >= settings.limit):
                 break

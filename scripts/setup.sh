@@ -27,6 +27,8 @@ DEBIAN_PACKAGES=(
   postgresql                    # the sweep store on PostgreSQL, tested for real
   chromium                      # the HTML report, rendered headless in a test
   redis-server                  # the Celery broker of distributed sweeps, tested for real
+  prometheus-node-exporter      # reads the sweep metrics textfile in a test (textfile collector)
+  prometheus                    # promtool: lints the sweep metrics exposition in a test
   lighttpd-mod-wolfssl lighttpd-mod-mbedtls lighttpd-mod-openssl
                                 # HTTPS over the TLS stacks of embedded devices (interop matrix)
   gnutls-bin                    # gnutls-serv / gnutls-cli: a GnuTLS peer and reference client

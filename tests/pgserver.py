@@ -1,6 +1,7 @@
 """A real PostgreSQL server for the tests: initdb into a fresh directory, `postgres` started as
-a child process on 127.0.0.1 and a free port, stopped by PID. Debian's `postgresql` package
-provides the binaries; without them the tests that need the server are skipped.
+a child process on 127.0.0.1 (or the loopback address a test is given) and a free port, stopped
+by PID. Debian's `postgresql` package provides the binaries; without them the tests that need
+the server are skipped.
 
 As root, initdb and postgres refuse to run, so both run as the `postgres` system user, in a
 directory that user owns.
@@ -40,10 +41,10 @@ def _binaries() -> tuple[str, str] | None:
     return None
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     for _ in range(20):
         with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
+            probe.bind((host, 0))
             port = int(probe.getsockname()[1])
         if port != 2024:
             return port
@@ -51,23 +52,24 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
+        self.host = host
 
     def url(self, database: str, *, driver: str = "postgresql") -> str:
-        return f"{driver}://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+        return f"{driver}://{USER}:{PASSWORD}@{self.host}:{self.port}/{database}"
 
     def create_database(self) -> str:
         """A new empty database; its name."""
         name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+        with psycopg.connect(host=self.host, port=self.port, user=USER, password=PASSWORD,
                              dbname="postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return name
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
     binaries = _binaries()
     if binaries is None:
         pytest.skip("PostgreSQL server binaries (initdb, postgres) are not installed: "
@@ -91,17 +93,17 @@ def postgres_server() -> Iterator[PostgresServer]:
                         "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync",
                         "-E", "UTF8", "--locale=C.UTF-8"],
                        check=True, capture_output=True, timeout=120, cwd=root, **run_as)
-        port = _free_port()
+        port = _free_port(host)
         with log_path.open("wb") as log:
             server = subprocess.Popen(
-                [postgres, "-D", str(data), "-k", str(root), "-h", "127.0.0.1", "-p",
+                [postgres, "-D", str(data), "-k", str(root), "-h", host, "-p",
                  str(port), "-c", "fsync=off", "-c", "full_page_writes=off",
                  "-c", "max_connections=50"],
                 stdout=subprocess.DEVNULL, stderr=log, cwd=root, **run_as)
         deadline = time.monotonic() + 60
         while True:
             try:
-                psycopg.connect(host="127.0.0.1", port=port, user=USER, password=PASSWORD,
+                psycopg.connect(host=host, port=port, user=USER, password=PASSWORD,
                                 dbname="postgres", connect_timeout=2).close()
                 break
             except psycopg.OperationalError:
@@ -109,7 +111,7 @@ def postgres_server() -> Iterator[PostgresServer]:
                     text = log_path.read_text(errors="replace")
                     raise RuntimeError(f"postgres did not start:\n{text}") from None
                 time.sleep(0.1)
-        yield PostgresServer(port)
+        yield PostgresServer(port, host)
     finally:
         if server is not None:
             server.send_signal(signal.SIGINT)  # fast shutdown: ends the clients' sessions

@@ -339,6 +339,8 @@ def tables(pg: PostgresServer, database: str) -> list[str]:
     ("report", "-i", "inv.yaml", "--format", "html", "-o", "r.html"),
     ("report", "--store", "nope.sqlite", "--format", "junit", "-o", "-"),
     ("sweep", "--status", "-i", "inv.yaml"),
+    ("metrics", "--store", "nope.sqlite"),
+    ("metrics", "-i", "inv.yaml", "-o", "m.prom"),
 ])
 async def test_a_read_only_command_creates_no_store(tmp_path: Path,
                                                     args: tuple[str, ...]) -> None:
