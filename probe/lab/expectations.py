@@ -82,7 +82,8 @@ class Resolved:
     unjudged: Mapping[str, str]
 
 
-def family(check_id: str) -> str:
+def _family_of(check_id: str) -> str:
+    """`mqtt` for `mqtt.default-credentials`: ids are <family>.<name>."""
     return check_id.split(".", 1)[0]
 
 
@@ -117,6 +118,7 @@ def _absent(check: Check, device: Declares) -> bool:
 
 
 def _default(device: Declares, checks: Checks, monitored: bool) -> Resolved:
+    """The scan without --intrusive: written statuses, then rules 1 and 2."""
     found: dict[str, Status] = {}
     unjudged: dict[str, str] = {}
     for check_id, check in checks.items():
@@ -139,11 +141,13 @@ def _default(device: Declares, checks: Checks, monitored: bool) -> Resolved:
 def _siblings_absent(check_id: str, checks: Checks, default: Mapping[str, Status]) -> bool:
     """Rule 3: every non-intrusive check of the family resolves to not_applicable."""
     siblings = [c for c, check in checks.items()
-                if family(c) == family(check_id) and not check.intrusive]
+                if _family_of(c) == _family_of(check_id) and not check.intrusive]
     return bool(siblings) and all(default.get(c) is Status.NOT_APPLICABLE for c in siblings)
 
 
 def _intrusive(device: Declares, checks: Checks, default: Resolved) -> Resolved:
+    """The scan with --intrusive: the default scan's statuses, the intrusive checks' from
+    `expect_intrusive` or rule 3, or not compared."""
     found = dict(default.statuses)
     unjudged = dict(default.unjudged)
     for check_id, written in device.expect_intrusive.items():

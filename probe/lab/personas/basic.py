@@ -3,6 +3,7 @@ TLS that refuses anonymous clients, a device that never answers and one that is 
 
 from __future__ import annotations
 
+from probe.checks import catalogue
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     CLOCK_SYNC,
@@ -20,7 +21,6 @@ from probe.lab.personas.base import (
     PASS,
     REFUSING_MQTTS,
     TLS_CHECKS,
-    WEB_CHECKS,
     Persona,
     every,
 )
@@ -135,9 +135,7 @@ DARK = Persona(
     description="nothing listens: an unreachable device",
     device_class="sensor",
     listeners=(),
-    expect={OPEN_PORTS: ERROR, CLEARTEXT_MANAGEMENT: ERROR, **every(MQTT_CHECKS, ERROR),
-            MQTT_DEFAULT_CREDENTIALS: ERROR, **every(TLS_CHECKS, ERROR),
-            **every(WEB_CHECKS, ERROR), HTTP_DEFAULT_CREDENTIALS: ERROR},
+    expect=every(tuple(catalogue()), ERROR),  # unreachable: every check, intrusive or not
     expect_verdict=Verdict.INCONCLUSIVE,
 )
 
