@@ -76,30 +76,31 @@ def _listens(items: Iterable[Mapping[str, Any]]) -> str:
                     for i in items) or "-"
 
 
-def _declared(device: Declares, about: tuple[Lab, str, str, str, Verdict],
-              scans: tuple[Scan, Scan], checks: Mapping[str, Check]) -> Declared:
-    """`about` = (lab, class, description, listens, verdict)."""
-    lab, device_class, description, listens, verdict = about
+MONITORED = (Scan(monitored=True), Scan(intrusive=True, monitored=True))
+"""The emulated lab's scans: its inventory declares the monitoring personas' sinks."""
+UNMONITORED = (Scan(), INTRUSIVE)
+"""The real lab's scans: its devices' sinks are part of what they write in `expect`."""
+
+
+def _resolved(device: Declares, scans: tuple[Scan, Scan], checks: Mapping[str, Check]
+              ) -> tuple[Mapping[str, Status], Mapping[str, Status], dict[str, str]]:
+    """Both scans' statuses, and why the other checks are not compared."""
     default, intrusive = (resolve(device, scan, checks) for scan in scans)
-    unjudged = {**default.unjudged, **intrusive.unjudged}
-    return Declared(device.name, lab, device_class, description, listens, default.statuses,
-                    intrusive.statuses, verdict, unjudged)
+    return default.statuses, intrusive.statuses, {**default.unjudged, **intrusive.unjudged}
 
 
 def persona_declared(persona: Persona, checks: Mapping[str, Check]) -> Declared:
-    """A persona as the self-test scans it: its monitoring sinks declared."""
-    about: tuple[Lab, str, str, str, Verdict] = (
-        "emulated", persona.device_class, persona.description,
-        _listens(ports_of(persona.listeners)), persona.expect_verdict)
-    return _declared(persona, about, (Scan(monitored=True), Scan(intrusive=True, monitored=True)),
-                     checks)
+    default, intrusive, unjudged = _resolved(persona, MONITORED, checks)
+    return Declared(persona.name, "emulated", persona.device_class, persona.description,
+                    _listens(ports_of(persona.listeners)), default, intrusive,
+                    persona.expect_verdict, unjudged)
 
 
 def real_declared(device: RealDevice, checks: Mapping[str, Check]) -> Declared:
-    about: tuple[Lab, str, str, str, Verdict] = (
-        "real", device.device_class, device.description,
-        _listens(listen.as_state() for listen in device.listeners), device.expect_verdict)
-    return _declared(device, about, (Scan(), INTRUSIVE), checks)
+    default, intrusive, unjudged = _resolved(device, UNMONITORED, checks)
+    return Declared(device.name, "real", device.device_class, device.description,
+                    _listens(listen.as_state() for listen in device.listeners), default,
+                    intrusive, device.expect_verdict, unjudged)
 
 
 def every_declared(checks: Mapping[str, Check] | None = None) -> list[Declared]:
