@@ -15,7 +15,13 @@ from probe.checks.base import Check
 from probe.lab.expectations import DEFAULT, INTRUSIVE, Declares, Scan, expected, resolve
 from probe.lab.personas import PERSONAS
 from probe.lab.real import REAL, REAL_DEVICES
-from probe.lab.selftest import coverage, every_declared, implied_verdict, persona_declared
+from probe.lab.selftest import (
+    coverage,
+    every_declared,
+    implied_verdict,
+    persona_declared,
+    render_unjudged,
+)
 from probe.model import Status
 
 DEVICES: tuple[Declares, ...] = (*PERSONAS.values(), *REAL_DEVICES)
@@ -162,3 +168,13 @@ def test_a_new_intrusive_check_needs_one_persona_line() -> None:
     assert expected(REAL["telnet"], INTRUSIVE, checks)[will] is Status.NOT_APPLICABLE
     assert resolve(PERSONAS["clean-sensor"], INTRUSIVE, checks).unjudged[will] == \
         "no status written for a scan with --intrusive"
+
+
+def test_the_selftest_counts_what_it_does_not_compare_and_why() -> None:
+    emulated = [d for d in every_declared() if d.lab == "emulated"]
+    lines = render_unjudged(emulated)
+    total = sum(len(d.unjudged) for d in emulated)
+    assert lines[0].startswith(f"not compared: {total} (device, check) pair(s)")
+    assert any(line.endswith("no status written for a scan with --intrusive") for line in lines)
+    assert render_unjudged([]) == [
+        "not compared: 0 (device, check) pair(s) without a declared status in a scan"]
