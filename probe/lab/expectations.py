@@ -15,7 +15,10 @@ these rules, in order:
 
 1. an intrusive check in a scan without --intrusive is `skipped`;
 2. a check whose services (its `applies_to`) no listener of the device offers is
-   `not_applicable` (listeners declare what they offer, in the same service names);
+   `not_applicable` (listeners declare what they offer, in the same service names). Where
+   the catalogue says otherwise the device writes it: `mqtt.cleartext-listener` applies to
+   cleartext MQTT yet passes on a device that offers MQTT over TLS only, and a port that
+   might carry a service but could not be identified makes the check an `error`;
 3. with --intrusive, an intrusive check the device writes nothing for is `not_applicable`
    where every non-intrusive check of its family (`mqtt.*` for `mqtt.default-credentials`)
    resolves to `not_applicable`: the device has no endpoint of that kind (a port that might
