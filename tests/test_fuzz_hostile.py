@@ -56,6 +56,7 @@ from probe.lab.servers import TcpListener, UdpListener, serve_http
 from probe.lab.servers_coap import CoapDevice, CoapResource
 from probe.lab.servers_mqtt import MqttBroker
 from probe.lab.servers_tls import issue_certificate, server_context
+from probe.model import Verdict
 
 SECRET = "Fz-mqtt-S3cret-echoed-by-the-device"
 ACCOUNT = "fuzz-probe"
@@ -234,7 +235,7 @@ def persona(name: str, s: Strings) -> Persona:
         listeners=(TcpListener(21, RawFtp(s.banner)), TcpListener(23, RawTelnet(s.banner)),
                    TcpListener(80, web), TcpListener(443, TaintedTls(web, s.subject)),
                    TcpListener(1883, broker), UdpListener(5683, coap)),
-        expect={}, expect_verdict="nonconformant")
+        expect={}, expect_verdict=Verdict.NONCONFORMANT)
 
 
 # ---------------------------------------------------------------------------------------------

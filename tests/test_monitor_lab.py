@@ -13,13 +13,9 @@ from daemons import certificate
 from probe.context import ScanOptions
 from probe.engine import Engine
 from probe.lab import PERSONAS, plan_fleet, run_fleet
+from probe.lab.expectations import Scan, expected
 from probe.lab.personas.base import Persona
-from probe.lab.personas.monitor import (
-    INTRUSIVE_EXPECT,
-    MONITOR_ACCOUNT,
-    MONITORED_EXPECT,
-    lab_monitor,
-)
+from probe.lab.personas.monitor import MONITOR_ACCOUNT, THROTTLING, lab_monitor
 from probe.model import Device
 from probe.profile import Profile
 from probe.profile_loader import load_profile
@@ -121,8 +117,8 @@ async def test_without_sinks_every_persona_meets_its_declared_expectations(
         record = records[persona.name]
         found = statuses(record)
         assert set(persona.expect) <= checks
-        mismatches += [(persona.name, c, s, found[c]) for c, s in persona.expect.items()
-                       if found[c] != {s}]
+        mismatches += [(persona.name, c, s, found[c]) for c, s in expected(persona).items()
+                       if c in checks and found[c] != {s}]
         if record["verdict"] != persona.expect_verdict:
             mismatches.append((persona.name, "verdict", persona.expect_verdict,
                                record["verdict"]))
@@ -139,8 +135,10 @@ async def test_with_sinks_every_persona_meets_its_monitored_expectations(
     mismatches = []
     for persona in MINE:
         found = statuses(records[persona.name])
+        wanted = expected(persona, Scan(monitored=True))
         mismatches += [(persona.name, c, s, found[c])
-                       for c, s in MONITORED_EXPECT[persona.name].items() if found[c] != {s}]
+                       for c, s in wanted.items() if c.startswith("monitor.") and c in found
+                       and found[c] != {s}]
     assert mismatches == []
 
     (tls,) = results(records["monitor-syslog-tls"], "monitor.auth-failure-event")
@@ -177,7 +175,7 @@ async def test_with_sinks_every_persona_meets_its_monitored_expectations(
 async def test_intrusive_throttling_over_the_lab(tmp_path: Path) -> None:
     records = await scan(tmp_path, MINE, "127.66.2.1", monitored=False, intrusive=True)
     found = {p.name: statuses(records[p.name])["monitor.bruteforce-throttling"] for p in MINE}
-    assert found == {name: {status} for name, status in INTRUSIVE_EXPECT.items()}
+    assert found == {p.name: {p.expect_intrusive[THROTTLING]} for p in MINE}
     (slowed,) = results(records["monitor-throttled"], "monitor.bruteforce-throttling")
     assert 2 <= len(slowed["evidence"]["attempts"]) <= 10
     (plain,) = results(records["monitor-syslog-tls"], "monitor.bruteforce-throttling")

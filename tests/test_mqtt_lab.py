@@ -15,11 +15,12 @@ import pytest
 from probe.context import ScanOptions
 from probe.engine import Engine
 from probe.lab import PERSONAS, plan_fleet, run_fleet
-from probe.lab.personas.base import Persona, mqtt_expect
+from probe.lab.expectations import expected
+from probe.lab.personas.base import FAIL, MQTT_ANONYMOUS, MQTT_CLEARTEXT, MQTT_TOPICS, Persona
 from probe.lab.personas.mqtt import DEVICE_ACCOUNT
 from probe.lab.servers import TcpListener
 from probe.lab.servers_mqtt import MqttBroker, MutualTls, matches
-from probe.model import Device
+from probe.model import Device, Verdict
 from probe.profile import Profile
 from probe.profile_loader import load_profile
 from probe.record.model import Record
@@ -112,13 +113,14 @@ async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> 
         record = records[f"{persona.name}-1"]
         found = statuses(record)
         judged = Record.from_json(record).statuses()  # the worst result per check
-        expected = {c: s for c, s in persona.expect.items() if c in checks}
-        for check_id, status in expected.items():
+        everything = expected(persona)
+        wanted = {c: s for c, s in everything.items() if c in checks}
+        for check_id, status in wanted.items():
             if judged[check_id] != status:
                 mismatches.append((persona.name, check_id, status, found[check_id]))
-        verdict = (persona.expect_verdict if set(persona.expect) <= checks
-                   else implied_verdict(list(expected.values())))
-        if set(expected) == set(found) and record["verdict"] != verdict:
+        verdict = (persona.expect_verdict if set(everything) <= checks
+                   else implied_verdict(list(wanted.values())))
+        if set(wanted) == set(found) and record["verdict"] != verdict:
             mismatches.append((persona.name, "verdict", verdict, record["verdict"]))
     assert mismatches == []
     assert {p.name for p in personas if set(p.expect) <= checks} >= {
@@ -182,12 +184,13 @@ async def test_an_mqtt5_only_broker_is_probed_at_level_5(tmp_path: Path) -> None
     persona = Persona(
         name="mqtt5-open", description="MQTT 5 only, open to all", device_class="broker",
         listeners=(TcpListener(1883, MqttBroker(anonymous=True, levels=(5,))),),
-        expect=mqtt_expect("fail", "fail", "fail", "not_applicable"),
-        expect_verdict="nonconformant")
+        expect={MQTT_CLEARTEXT: FAIL, MQTT_ANONYMOUS: FAIL, MQTT_TOPICS: FAIL},
+        expect_verdict=Verdict.NONCONFORMANT)
     records = await scan(tmp_path, [persona], "127.82.3.1")
     record = records["mqtt5-open-1"]
-    assert {c: s for c, s in statuses(record).items() if c in persona.expect} == {
-        c: {s} for c, s in persona.expect.items()}
+    found = statuses(record)
+    assert {c: s for c, s in found.items() if c in expected(persona)} == {
+        c: {s} for c, s in expected(persona).items() if c in found}
     (anonymous,) = results(record, "mqtt.anonymous-access")
     assert anonymous["evidence"]["protocol_level"] == 5
     assert [lv.get("connack_code", lv.get("reason_code")) for lv in

@@ -17,7 +17,8 @@ import pytest
 from probe.context import ScanOptions
 from probe.engine import Engine
 from probe.lab import PERSONAS, plan_fleet, run_fleet
-from probe.lab.personas.base import TLS_CHECKS, WEB_CHECKS, Persona
+from probe.lab.expectations import expected
+from probe.lab.personas.base import HTTP_DEFAULT_CREDENTIALS, TLS_CHECKS, WEB_CHECKS, Persona
 from probe.model import Device
 from probe.profile import Profile
 from probe.profile_loader import load_profile
@@ -60,7 +61,7 @@ controls:
         references: {owasp-isvs: ["1.4.3"], iec-62443-4-2: ["CR 2.11"]}
       monitor.vulnerability-disclosure:
 """
-MINE = set(TLS_CHECKS.values()) | set(WEB_CHECKS.values())
+MINE = {*TLS_CHECKS, *WEB_CHECKS, HTTP_DEFAULT_CREDENTIALS}
 ORDER = ("fail", "error", "skipped", "pass", "not_applicable")
 
 
@@ -107,7 +108,8 @@ def results(record: dict[str, Any], check_id: str) -> list[dict[str, Any]]:
 
 
 def tls_personas() -> list[Persona]:
-    return [p for p in PERSONAS.values() if set(p.expect) >= MINE]
+    """The personas that write a status for a TLS or web check."""
+    return [p for p in PERSONAS.values() if set(p.expect) & MINE]
 
 
 async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> None:
@@ -121,10 +123,11 @@ async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> 
     for persona in personas:
         record = records[f"{persona.name}-1"]
         found = worst(record)
-        expected = {c: s for c, s in persona.expect.items() if c in checks}
-        mismatches += [(persona.name, c, s, found.get(c)) for c, s in expected.items()
+        everything = expected(persona)
+        wanted = {c: s for c, s in everything.items() if c in checks}
+        mismatches += [(persona.name, c, s, found.get(c)) for c, s in wanted.items()
                        if found.get(c) != s]
-        if set(persona.expect) <= checks and record["verdict"] != persona.expect_verdict:
+        if set(everything) <= checks and record["verdict"] != persona.expect_verdict:
             mismatches.append((persona.name, "verdict", persona.expect_verdict,
                                record["verdict"]))
     assert mismatches == []

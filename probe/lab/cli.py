@@ -29,6 +29,7 @@ from ruamel.yaml import YAML
 
 from probe.errors import InputError
 from probe.exits import EXIT_INPUT
+from probe.lab.expectations import DEFAULT, INTRUSIVE, Declares, Scan, expected
 from probe.lab.fleet import DEFAULT_BASE, DeviceSpec, LabBindError, plan_fleet, run_fleet
 from probe.lab.lifecycle import READY, LabError, start_background, stop_lab
 from probe.lab.personas import PERSONAS
@@ -75,6 +76,15 @@ def _listeners_text(listeners: Sequence[dict[str, Any]]) -> str:
         f"{item['transport']}/{item['port']}" + ("+tls" if item.get("tls") else "")
         for item in listeners
     ) or "-"
+
+
+def _statuses(device: Declares, scan: Scan = DEFAULT) -> str:
+    """`check=status, ...` the device must get in `scan`; for a scan with --intrusive, only
+    where it differs from the default scan."""
+    default = expected(device)
+    shown = expected(device, scan)
+    return ", ".join(f"{c}={s.value}" for c, s in shown.items()
+                     if scan == DEFAULT or default.get(c) != s) or "-"
 
 
 def _table(devices: Sequence[dict[str, Any]]) -> str:
@@ -345,20 +355,18 @@ def lab_group() -> click.Group:
         if real:
             for device in REAL_DEVICES:
                 ports = _listeners_text([listen.as_state() for listen in device.listeners])
-                expect = ", ".join(f"{k}={v}" for k, v in device.expect.items())
-                intrusive = ", ".join(f"{k}={v}" for k, v in device.expect_intrusive.items())
                 click.echo(f"{device.name} ({device.device_class}, {device.daemon} "
                            f"{device.config}): {device.description}")
                 click.echo(f"    listens: {ports}")
-                click.echo(f"    expect: {expect}; verdict {device.expect_verdict}")
-                click.echo(f"    with --intrusive: {intrusive}")
+                click.echo(f"    expect: {_statuses(device)}; verdict "
+                           f"{device.expect_verdict.value}")
+                click.echo(f"    with --intrusive: {_statuses(device, INTRUSIVE)}")
             return
         for persona in PERSONAS.values():
             ports = _listeners_text(ports_of(persona.listeners))
-            expect = ", ".join(f"{k}={v}" for k, v in persona.expect.items())
             click.echo(f"{persona.name} ({persona.device_class}): {persona.description}")
             click.echo(f"    listens: {ports}")
-            click.echo(f"    expect: {expect}; verdict {persona.expect_verdict}")
+            click.echo(f"    expect: {_statuses(persona)}; verdict {persona.expect_verdict.value}")
 
     @lab.command("selftest")
     @click.option("--real", is_flag=True, help="Test the real lab instead of the emulated one.")

@@ -14,6 +14,7 @@ from typing import Any
 
 from probe.errors import InputError
 from probe.lab import pki
+from probe.lab.expectations import as_text
 from probe.lab.personas.base import Persona
 from probe.lab.servers import (
     DatagramServer,
@@ -42,8 +43,8 @@ class DeviceSpec:
             "persona": self.persona.name,
             "class": self.persona.device_class,
             "listeners": ports_of(self.persona.listeners),
-            "expect": dict(self.persona.expect),
-            "expect_verdict": self.persona.expect_verdict,
+            "expect": as_text(self.persona),
+            "expect_verdict": self.persona.expect_verdict.value,
         }
 
 

@@ -46,18 +46,41 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 
 from probe.errors import InputError
+from probe.lab.expectations import INTRUSIVE, as_text, statuses
 from probe.lab.fleet import LOOPBACK
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
+    CLOCK_SYNC,
+    DISCLOSURE,
+    FAIL,
     GOOD_TLS,
-    NO_WEB,
+    HTTP_AUTHENTICATION,
+    HTTP_CLEARTEXT,
+    HTTP_DEFAULT_CREDENTIALS,
+    HTTP_HSTS,
+    MQTT_ANONYMOUS,
+    MQTT_CHECKS,
+    MQTT_CLEARTEXT,
+    MQTT_CLIENT_CERTIFICATE,
+    MQTT_DEFAULT_CREDENTIALS,
+    MQTT_TOPICS,
+    NOT_APPLICABLE,
     OPEN_PORTS,
-    mqtt_expect,
-    tls_expect,
-    web_expect,
+    PASS,
+    REFUSING_MQTTS,
+    SKIPPED,
+    TLS_SUITES,
+    TLS_VERSIONS,
+    every,
 )
-from probe.lab.personas.coap import coap_expect
-from probe.lab.servers import FORBIDDEN_PORT
+from probe.lab.personas.coap import (
+    COAP_AMPLIFICATION,
+    COAP_CLEARTEXT,
+    COAP_DTLS,
+    COAP_WRITE,
+    NO_COAP,
+)
+from probe.lab.servers import FORBIDDEN_PORT, speaking
 from probe.model import Status, Verdict
 
 REAL_BASE = "127.52.0.1"
@@ -71,15 +94,14 @@ STOP_TIMEOUT = 10.0
 SETUP_TIMEOUT = 120.0
 
 FLEET_KEYS = "fleet.unique-keys"
-MQTT_DEFAULT_CREDENTIALS = "mqtt.default-credentials"
-HTTP_DEFAULT_CREDENTIALS = "http.default-credentials"
-COAP_WRITE = "coap.unauthenticated-write"
 AUTH_FAILURE_EVENT = "monitor.auth-failure-event"
 EVENT_TRANSPORT = "monitor.event-transport"
 THROTTLING = "monitor.bruteforce-throttling"
 HEARTBEAT = "monitor.heartbeat"
 
 Daemon = Literal["mosquitto", "nginx", "coap", "telnetd"]
+_SPEAKS: Mapping[Daemon, Literal["http", "mqtt"]] = {"mosquitto": "mqtt", "nginx": "http"}
+"""The daemons whose TCP listeners offer a service the check catalogue judges."""
 Certificate = Literal["", "ec", "vendor"]
 
 
@@ -152,8 +174,10 @@ class RealMqttSink:
 @dataclass(frozen=True)
 class RealDevice:
     """A device of the real lab: its daemon, its configuration in the lab directory, what it
-    listens on and the status each check must get (`expect`: default profile, not intrusive;
-    `expect_intrusive`: the intrusive checks' statuses under --intrusive)."""
+    listens on and the statuses its checks must get, as a persona writes them
+    (probe.lab.expectations): `expect` for the default profile without --intrusive (the real
+    lab's inventory declares the device's monitoring sinks), `expect_intrusive` for the
+    intrusive checks with --intrusive."""
 
     name: str
     description: str
@@ -161,9 +185,9 @@ class RealDevice:
     daemon: Daemon
     config: str
     listeners: tuple[Listen, ...]
-    expect: Mapping[str, str]
-    expect_intrusive: Mapping[str, str]
-    expect_verdict: str
+    expect: Mapping[str, Status]
+    expect_intrusive: Mapping[str, Status]
+    expect_verdict: Verdict
     args: tuple[str, ...] = ()
     certificate: Certificate = ""
     credentials: Mapping[str, Account | CertificateFiles] = field(default_factory=dict)
@@ -172,17 +196,28 @@ class RealDevice:
     """The device sends its log to the probe's syslog listener (UDP, SYSLOG_PORT)."""
 
     def __post_init__(self) -> None:
-        statuses = {s.value for s in Status}
-        for check_id, status in (*self.expect.items(), *self.expect_intrusive.items()):
-            if status not in statuses:
-                raise ValueError(f"real device {self.name}: {check_id}: unknown status "
-                                 f"{status!r}")
-        if self.expect_verdict not in {v.value for v in Verdict}:
-            raise ValueError(f"real device {self.name}: unknown verdict {self.expect_verdict!r}")
-        object.__setattr__(self, "expect", MappingProxyType(dict(self.expect)))
-        object.__setattr__(self, "expect_intrusive",
-                           MappingProxyType(dict(self.expect_intrusive)))
+        if not isinstance(self.expect_verdict, Verdict):
+            raise ValueError(f"real device {self.name}: the verdict must be a Verdict, not "
+                             f"{self.expect_verdict!r}")
+        object.__setattr__(self, "expect", statuses(self.expect))
+        object.__setattr__(self, "expect_intrusive", statuses(self.expect_intrusive))
         object.__setattr__(self, "credentials", MappingProxyType(dict(self.credentials)))
+
+    @property
+    def expect_monitored(self) -> Mapping[str, Status]:
+        """Nothing apart: `expect` already holds the statuses with the sinks its inventory
+        entry declares."""
+        return MappingProxyType({})
+
+    @property
+    def offers(self) -> frozenset[str]:
+        """The catalogue's services its TCP listeners offer (mosquitto: MQTT, nginx: HTTP)."""
+        protocol = _SPEAKS.get(self.daemon)
+        if protocol is None:
+            return frozenset()
+        return frozenset[str]().union(*(speaking(protocol, listen.tls)
+                                        for listen in self.listeners
+                                        if listen.transport == "tcp"))
 
     def lab_files(self, files: Path) -> list[str]:
         """The files of the lab directory this device runs from (relative paths): its
@@ -192,28 +227,8 @@ class RealDevice:
         return [self.config, *sorted(named - {self.config})]
 
 
-def _no_tls() -> dict[str, str]:
-    return {**tls_expect("not_applicable"), FLEET_KEYS: "not_applicable"}
-
-
-NO_MQTT = mqtt_expect("not_applicable", "not_applicable", "not_applicable", "not_applicable")
-NO_COAP = coap_expect("not_applicable", "not_applicable", "not_applicable")
-
-
-def monitored(event: str = "skipped", transport: str = "skipped",
-              heartbeat: str = "skipped") -> dict[str, str]:
-    """The monitoring checks that provoke and observe (default: no sink declared, so skipped;
-    brute-force throttling is intrusive)."""
-    return {AUTH_FAILURE_EVENT: event, EVENT_TRANSPORT: transport, THROTTLING: "skipped",
-            HEARTBEAT: heartbeat}
-
-
-def intrusive(mqtt: str = "not_applicable", http: str = "not_applicable",
-              coap: str = "not_applicable", throttling: str = "not_applicable"
-              ) -> dict[str, str]:
-    """The intrusive checks' statuses in a scan with --intrusive."""
-    return {MQTT_DEFAULT_CREDENTIALS: mqtt, HTTP_DEFAULT_CREDENTIALS: http, COAP_WRITE: coap,
-            THROTTLING: throttling}
+UNMONITORED = {AUTH_FAILURE_EVENT: SKIPPED, EVENT_TRANSPORT: SKIPPED, HEARTBEAT: SKIPPED}
+"""No sink declared: no event or heartbeat to watch (brute-force throttling is intrusive)."""
 
 
 PROBE = Account("probe", "probe.password")
@@ -224,9 +239,11 @@ BROKER_IDENTITIES: dict[str, Account | CertificateFiles] = {"mqtt": PROBE,
 """The probe's low-privilege identity and its canary on the password brokers."""
 CLIENT = CertificateFiles("client.crt", "client.key")
 
-TLS_BROKER = {OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **GOOD_TLS, FLEET_KEYS: "pass",
-              **NO_WEB, **NO_COAP}
-UNMONITORED = monitored()
+TLS_BROKER = {OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, FLEET_KEYS: PASS,
+              **NO_COAP}
+WEB_UI = {HTTP_AUTHENTICATION: PASS, HTTP_HSTS: PASS, CLOCK_SYNC: PASS, DISCLOSURE: PASS}
+"""A web interface over HTTPS done right (cleartext HTTP: not applicable, by rule)."""
+
 
 REAL_DEVICES: tuple[RealDevice, ...] = (
     RealDevice(
@@ -235,11 +252,11 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "delivered",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-open.conf",
         listeners=(Listen("tcp", 1883),),
-        expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
-                **mqtt_expect("fail", "fail", "fail", "not_applicable"), **_no_tls(),
-                **NO_WEB, **NO_COAP, **UNMONITORED},
-        expect_intrusive=intrusive(mqtt="fail", throttling="fail"),
-        expect_verdict="nonconformant",
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, MQTT_CLEARTEXT: FAIL,
+                MQTT_ANONYMOUS: FAIL, MQTT_TOPICS: FAIL, FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
+                **UNMONITORED},
+        expect_intrusive={MQTT_DEFAULT_CREDENTIALS: FAIL, THROTTLING: FAIL},
+        expect_verdict=Verdict.NONCONFORMANT,
     ),
     RealDevice(
         name="broker-acl",
@@ -247,11 +264,11 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "confining each to its own topics",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-acl.conf",
         listeners=(Listen("tcp", 1883),),
-        expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
-                **mqtt_expect("fail", "pass", "pass", "not_applicable"), **_no_tls(),
-                **NO_WEB, **NO_COAP, **UNMONITORED},
-        expect_intrusive=intrusive(mqtt="pass", throttling="fail"),
-        expect_verdict="nonconformant",
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, MQTT_CLEARTEXT: FAIL,
+                MQTT_ANONYMOUS: PASS, MQTT_TOPICS: PASS, FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
+                **UNMONITORED},
+        expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: FAIL},
+        expect_verdict=Verdict.NONCONFORMANT,
         credentials=BROKER_IDENTITIES,
     ),
     RealDevice(
@@ -260,9 +277,9 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "certificate asked, the vendor's admin/admin account left in",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-tls.conf",
         listeners=(Listen("tcp", 8883, tls=True),), certificate="ec",
-        expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "skipped", "fail"), **UNMONITORED},
-        expect_intrusive=intrusive(mqtt="fail", throttling="fail"),
-        expect_verdict="nonconformant",
+        expect={**TLS_BROKER, **REFUSING_MQTTS, **UNMONITORED},
+        expect_intrusive={MQTT_DEFAULT_CREDENTIALS: FAIL, THROTTLING: FAIL},
+        expect_verdict=Verdict.NONCONFORMANT,
     ),
     RealDevice(
         name="broker-mtls",
@@ -270,9 +287,9 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "lab CA, then a password per client and an ACL",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-mtls.conf",
         listeners=(Listen("tcp", 8883, tls=True),), certificate="ec",
-        expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "pass", "pass"), **UNMONITORED},
-        expect_intrusive=intrusive(mqtt="pass", throttling="fail"),
-        expect_verdict="conformant",
+        expect={**TLS_BROKER, **every(MQTT_CHECKS, PASS), **UNMONITORED},
+        expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: FAIL},
+        expect_verdict=Verdict.CONFORMANT,
         credentials={**BROKER_IDENTITIES, "tls_client": CLIENT},
     ),
     RealDevice(
@@ -282,10 +299,10 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "sink; the log never names who failed to log in",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-logging.conf",
         listeners=(Listen("tcp", 8883, tls=True),), certificate="ec",
-        expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "pass", "fail"),
-                **monitored(event="fail", heartbeat="pass")},
-        expect_intrusive=intrusive(mqtt="pass", throttling="fail"),
-        expect_verdict="nonconformant",
+        expect={**TLS_BROKER, **every(MQTT_CHECKS, PASS), MQTT_CLIENT_CERTIFICATE: FAIL,
+                **UNMONITORED, AUTH_FAILURE_EVENT: FAIL, HEARTBEAT: PASS},
+        expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: FAIL},
+        expect_verdict=Verdict.NONCONFORMANT,
         credentials=BROKER_IDENTITIES,
         monitor=RealMqttSink(8883, True, "$SYS/broker/log/#", MONITOR, "$SYS/broker/uptime", 5),
     ),
@@ -296,11 +313,10 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "attempts rate-limited",
         device_class="camera", daemon="nginx", config="nginx/web-strong.conf",
         listeners=(Listen("tcp", 443, tls=True),), certificate="ec",
-        expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
-                FLEET_KEYS: "pass", **web_expect("pass", cleartext="not_applicable"),
-                **NO_COAP, **UNMONITORED},
-        expect_intrusive=intrusive(http="pass", throttling="pass"),
-        expect_verdict="conformant",
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, FLEET_KEYS: PASS,
+                **WEB_UI, **NO_COAP, **UNMONITORED},
+        expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS, THROTTLING: PASS},
+        expect_verdict=Verdict.CONFORMANT,
     ),
     RealDevice(
         name="web-weak",
@@ -308,13 +324,11 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "/admin without login, no HSTS, no security.txt, the vendor's shared key",
         device_class="camera", daemon="nginx", config="nginx/web-weak.conf",
         listeners=(Listen("tcp", 443, tls=True),), certificate="vendor",
-        expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT,
-                **tls_expect("pass", versions="fail", suites="fail"), FLEET_KEYS: "fail",
-                **web_expect(cleartext="not_applicable", authentication="fail", hsts="fail",
-                             clock="pass", disclosure="fail"),
-                **NO_COAP, **UNMONITORED},
-        expect_intrusive=intrusive(),
-        expect_verdict="nonconformant",
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, TLS_VERSIONS: FAIL,
+                TLS_SUITES: FAIL, FLEET_KEYS: FAIL, HTTP_AUTHENTICATION: FAIL, HTTP_HSTS: FAIL,
+                CLOCK_SYNC: PASS, DISCLOSURE: FAIL, **NO_COAP, **UNMONITORED},
+        expect_intrusive={HTTP_DEFAULT_CREDENTIALS: NOT_APPLICABLE, THROTTLING: NOT_APPLICABLE},
+        expect_verdict=Verdict.NONCONFORMANT,
     ),
     RealDevice(
         name="web-basic",
@@ -323,13 +337,12 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "shared key; its access log goes to the probe's syslog over UDP",
         device_class="gateway", daemon="nginx", config="nginx/web-basic.conf",
         listeners=(Listen("tcp", 80), Listen("tcp", 8443, tls=True)), certificate="vendor",
-        expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
-                FLEET_KEYS: "fail",
-                **web_expect(cleartext="fail", authentication="pass", hsts="fail",
-                             clock="pass", disclosure="fail"),
-                **NO_COAP, **monitored(event="pass", transport="fail")},
-        expect_intrusive=intrusive(http="fail", throttling="fail"),
-        expect_verdict="nonconformant",
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, FLEET_KEYS: FAIL,
+                HTTP_CLEARTEXT: FAIL, HTTP_AUTHENTICATION: PASS, HTTP_HSTS: FAIL, CLOCK_SYNC: PASS,
+                DISCLOSURE: FAIL, **NO_COAP, **UNMONITORED, AUTH_FAILURE_EVENT: PASS,
+                EVENT_TRANSPORT: FAIL},
+        expect_intrusive={HTTP_DEFAULT_CREDENTIALS: FAIL, THROTTLING: FAIL},
+        expect_verdict=Verdict.NONCONFORMANT,
         syslog=True,
     ),
     RealDevice(
@@ -338,10 +351,10 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "by anyone, a discovery answer far larger than the request",
         device_class="gateway", daemon="coap", config="coap/run.sh", args=("plain",),
         listeners=(Listen("udp", 5683),),
-        expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **_no_tls(),
-                **NO_WEB, **coap_expect("fail", "fail", "fail"), **UNMONITORED},
-        expect_intrusive=intrusive(coap="fail"),
-        expect_verdict="nonconformant",
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, FLEET_KEYS: NOT_APPLICABLE,
+                COAP_CLEARTEXT: FAIL, COAP_DTLS: FAIL, COAP_AMPLIFICATION: FAIL, **UNMONITORED},
+        expect_intrusive={COAP_WRITE: FAIL, THROTTLING: NOT_APPLICABLE},
+        expect_verdict=Verdict.NONCONFORMANT,
     ),
     RealDevice(
         name="coaps-psk",
@@ -349,20 +362,20 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "(DTLS 1.0 refused), but the same resources in cleartext on udp/5683",
         device_class="gateway", daemon="coap", config="coap/run.sh", args=("psk",),
         listeners=(Listen("udp", 5683), Listen("udp", 5684)),
-        expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **_no_tls(),
-                **NO_WEB, **coap_expect("fail", "pass", "fail"), **UNMONITORED},
-        expect_intrusive=intrusive(coap="fail"),
-        expect_verdict="nonconformant",
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, FLEET_KEYS: NOT_APPLICABLE,
+                COAP_CLEARTEXT: FAIL, COAP_DTLS: PASS, COAP_AMPLIFICATION: FAIL, **UNMONITORED},
+        expect_intrusive={COAP_WRITE: FAIL, THROTTLING: NOT_APPLICABLE},
+        expect_verdict=Verdict.NONCONFORMANT,
     ),
     RealDevice(
         name="telnet",
         description="busybox telnetd on 23 (the login program is /bin/false)",
         device_class="sensor", daemon="telnetd", config="telnet/run.sh",
         listeners=(Listen("tcp", 23),),
-        expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT, **_no_tls(),
-                **NO_WEB, **NO_COAP, **UNMONITORED},
-        expect_intrusive=intrusive(),
-        expect_verdict="nonconformant",
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
+                **UNMONITORED},
+        expect_intrusive={THROTTLING: NOT_APPLICABLE},
+        expect_verdict=Verdict.NONCONFORMANT,
     ),
 )
 REAL: Mapping[str, RealDevice] = MappingProxyType({d.name: d for d in REAL_DEVICES})
@@ -384,9 +397,9 @@ class RealSpec:
             "class": self.device.device_class,
             "daemon": self.device.daemon,
             "listeners": [listen.as_state() for listen in self.device.listeners],
-            "expect": dict(self.device.expect),
-            "expect_intrusive": dict(self.device.expect_intrusive),
-            "expect_verdict": self.device.expect_verdict,
+            "expect": as_text(self.device),
+            "expect_intrusive": as_text(self.device, INTRUSIVE),
+            "expect_verdict": self.device.expect_verdict.value,
         }
 
 

@@ -10,16 +10,12 @@ device does not declare, or that the profile does not run, is not compared. It p
 of the check catalogue: for every check, which devices of either lab declare a pass and which a
 failure, naming the checks that lack either side. The exit status is 1 on any disagreement.
 
-What the devices declare:
-
-- a persona's `expect` is the default scan of the inventory `iotprobe lab up` writes; the
-  monitoring personas' results with their sinks declared (`MONITORED_EXPECT`) replace their 6.5
-  statuses, because the self-test's inventory declares those sinks (`lab_monitor`).
-- in the intrusive scan an intrusive check gets the status declared for intrusive scans
-  (`INTRUSIVE_WRITE`, `INTRUSIVE_EXPECT`, `PERSONA_INTRUSIVE` below), `not_applicable` where the
-  persona declares the endpoints it needs absent, and is not compared otherwise; every other
-  check keeps its default status.
-- a real device declares both scans itself (probe.lab.real).
+What the devices declare (probe.lab.expectations): every catalogue check resolves, for each
+scan, to the status its device writes or the catalogue implies, or to the reason it is not
+compared. The emulated lab's inventory declares the monitoring personas' sinks
+(`lab_monitor`), so their `expect_monitored` applies; the real lab's inventory declares its
+devices' own. The self-test prints, after the coverage, how many (device, check) pairs were
+not compared and why.
 """
 
 from __future__ import annotations
@@ -28,9 +24,8 @@ import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 from ruamel.yaml import YAML
@@ -40,21 +35,15 @@ from probe.checks.base import Check
 from probe.context import ScanOptions
 from probe.inventory import load_inventory
 from probe.lab import pki
+from probe.lab.expectations import INTRUSIVE, Declares, Scan, resolve
 from probe.lab.lifecycle import LabError, start_background, stop_lab
 from probe.lab.personas import PERSONAS
 from probe.lab.personas.base import Persona
-from probe.lab.personas.coap import INTRUSIVE_WRITE
-from probe.lab.personas.monitor import (
-    INTRUSIVE_EXPECT,
-    MONITOR_ACCOUNT,
-    MONITORED_EXPECT,
-    SINK_ADDRESS,
-    lab_monitor,
-)
+from probe.lab.personas.monitor import MONITOR_ACCOUNT, SINK_ADDRESS, lab_monitor
 from probe.lab.real import REAL_DEVICES, RealDevice, dump_yaml
 from probe.lab.servers import FORBIDDEN_PORT, ports_of
 from probe.lab.state import running_lab
-from probe.model import Severity
+from probe.model import Severity, Status, Verdict
 from probe.profile_loader import load_profiles
 from probe.record.files import read_record
 from probe.record.model import Record
@@ -65,79 +54,21 @@ PROFILE = "iso27400"
 Lab = Literal["emulated", "real"]
 Echo = Callable[[str], None]
 
-MQTT_DEFAULT = "mqtt.default-credentials"
-HTTP_DEFAULT = "http.default-credentials"
-COAP_WRITE = "coap.unauthenticated-write"
-THROTTLING = "monitor.bruteforce-throttling"
-
-PERSONA_INTRUSIVE: Mapping[str, Mapping[str, str]] = MappingProxyType({
-    "clean-sensor": {MQTT_DEFAULT: "pass"},
-    "snmp-public": {MQTT_DEFAULT: "pass"},
-    "tftp-sensor": {MQTT_DEFAULT: "pass"},
-    "extra-ports": {MQTT_DEFAULT: "pass", HTTP_DEFAULT: "not_applicable"},
-    "hang": {MQTT_DEFAULT: "error"},
-    "telnet-camera": {HTTP_DEFAULT: "not_applicable"},
-    "ftp-gateway": {HTTP_DEFAULT: "not_applicable"},
-    "mqtt-open-broker": {MQTT_DEFAULT: "fail"},
-    "mqtt-device-login": {MQTT_DEFAULT: "pass"},
-    "mqtt-mutual-tls": {MQTT_DEFAULT: "pass"},
-    "mqtt-silent": {MQTT_DEFAULT: "error"},
-    "weak-webui": {HTTP_DEFAULT: "fail"},
-    "expired-broker": {MQTT_DEFAULT: "pass"},
-    "selfsigned-camera": {HTTP_DEFAULT: "pass"},
-    "skewed-clock": {HTTP_DEFAULT: "pass"},
-    "good-webui": {HTTP_DEFAULT: "pass"},
-    "disclosure-gateway": {HTTP_DEFAULT: "pass"},
-    "monitor-syslog-tls": {MQTT_DEFAULT: "pass"},
-    "monitor-mqtt-events": {MQTT_DEFAULT: "pass"},
-    "monitor-unreported": {MQTT_DEFAULT: "pass"},
-    "monitor-throttled": {MQTT_DEFAULT: "pass"},
-})
-"""The default-credential checks in an intrusive scan of the personas, from their descriptions
-(a broker open to anyone fails, one that refuses everyone passes, a silent one is an error; a
-web UI with admin/admin on a Basic path fails, one with its own account passes, one without an
-authenticated path is not applicable) and the lab tests that measured them."""
-
-ABSENT_WITHOUT: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    MQTT_DEFAULT: ("mqtt.cleartext-listener", "mqtt.anonymous-access"),
-    HTTP_DEFAULT: ("http.authentication",),
-    COAP_WRITE: ("coap.cleartext",),
-    THROTTLING: ("mqtt.anonymous-access", "http.authentication"),
-})
-"""An intrusive check is `not_applicable` on a device that declares these all
-`not_applicable` (no MQTT endpoint, no HTTP listener, no CoAP at all: docs/record.md)."""
-
-
 @dataclass(frozen=True)
 class Declared:
-    """What a device of either lab declares: the statuses of the default and the intrusive
-    scan, and the verdict of the default scan."""
+    """What a device of either lab declares, resolved over the catalogue: the statuses of the
+    default and the intrusive scan, the verdict of the default scan, and why the checks
+    without a status in either scan are not compared."""
 
     name: str
     lab: Lab
     device_class: str
     description: str
     listens: str
-    default: Mapping[str, str]
-    intrusive: Mapping[str, str]
-    verdict: str
-
-
-def _intrusive_view(default: Mapping[str, str], statuses: Mapping[str, str],
-                    checks: Mapping[str, Check]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for check_id, status in default.items():
-        check = checks.get(check_id)
-        if check is None or not check.intrusive or status != "skipped":
-            out[check_id] = status
-        elif check_id in statuses:
-            out[check_id] = statuses[check_id]
-        elif (needs := ABSENT_WITHOUT.get(check_id)) and all(
-                default.get(other) == "not_applicable" for other in needs):
-            out[check_id] = "not_applicable"
-    for check_id, status in statuses.items():
-        out.setdefault(check_id, status)
-    return out
+    default: Mapping[str, Status]
+    intrusive: Mapping[str, Status]
+    verdict: Verdict
+    unjudged: Mapping[str, str] = field(default_factory=dict)
 
 
 def _listens(items: Iterable[Mapping[str, Any]]) -> str:
@@ -145,25 +76,31 @@ def _listens(items: Iterable[Mapping[str, Any]]) -> str:
                     for i in items) or "-"
 
 
+MONITORED = (Scan(monitored=True), Scan(intrusive=True, monitored=True))
+"""The emulated lab's scans: its inventory declares the monitoring personas' sinks."""
+UNMONITORED = (Scan(), INTRUSIVE)
+"""The real lab's scans: its devices' sinks are part of what they write in `expect`."""
+
+
+def _resolved(device: Declares, scans: tuple[Scan, Scan], checks: Mapping[str, Check]
+              ) -> tuple[Mapping[str, Status], Mapping[str, Status], dict[str, str]]:
+    """Both scans' statuses, and why the other checks are not compared."""
+    default, intrusive = (resolve(device, scan, checks) for scan in scans)
+    return default.statuses, intrusive.statuses, {**default.unjudged, **intrusive.unjudged}
+
+
 def persona_declared(persona: Persona, checks: Mapping[str, Check]) -> Declared:
-    default = {**persona.expect, **MONITORED_EXPECT.get(persona.name, {})}
-    statuses = dict(PERSONA_INTRUSIVE.get(persona.name, {}))
-    if persona.name in INTRUSIVE_WRITE:
-        statuses[COAP_WRITE] = INTRUSIVE_WRITE[persona.name]
-    if persona.name in INTRUSIVE_EXPECT:
-        statuses[THROTTLING] = INTRUSIVE_EXPECT[persona.name]
-    statuses = {c: s for c, s in statuses.items() if default.get(c) == "skipped"}
+    default, intrusive, unjudged = _resolved(persona, MONITORED, checks)
     return Declared(persona.name, "emulated", persona.device_class, persona.description,
-                    _listens(ports_of(persona.listeners)), default,
-                    _intrusive_view(default, statuses, checks), persona.expect_verdict)
+                    _listens(ports_of(persona.listeners)), default, intrusive,
+                    persona.expect_verdict, unjudged)
 
 
 def real_declared(device: RealDevice, checks: Mapping[str, Check]) -> Declared:
+    default, intrusive, unjudged = _resolved(device, UNMONITORED, checks)
     return Declared(device.name, "real", device.device_class, device.description,
-                    _listens(listen.as_state() for listen in device.listeners),
-                    dict(device.expect),
-                    _intrusive_view(device.expect, device.expect_intrusive, checks),
-                    device.expect_verdict)
+                    _listens(listen.as_state() for listen in device.listeners), default,
+                    intrusive, device.expect_verdict, unjudged)
 
 
 def every_declared(checks: Mapping[str, Check] | None = None) -> list[Declared]:
@@ -190,12 +127,12 @@ class Row:
         return all(e is None or e == g for e, g in zip(self.expected, self.got, strict=True))
 
 
-def implied_verdict(statuses: Iterable[str]) -> str:
+def implied_verdict(statuses: Iterable[Status]) -> Verdict:
     """The verdict that results with these statuses get (no waivers): docs/record.md."""
     seen = set(statuses)
-    if "fail" in seen:
-        return "nonconformant"
-    return "inconclusive" if "error" in seen else "conformant"
+    if Status.FAIL in seen:
+        return Verdict.NONCONFORMANT
+    return Verdict.INCONCLUSIVE if Status.ERROR in seen else Verdict.CONFORMANT
 
 
 def compare(device_id: str, declared: Declared, records: tuple[Record | None, Record | None]
@@ -211,7 +148,7 @@ def compare(device_id: str, declared: Declared, records: tuple[Record | None, Re
     rows = []
     for check_id in order:
         expected = tuple(
-            wanted.get(check_id) if check_id in found else None
+            wanted[check_id].value if check_id in found and check_id in wanted else None
             for wanted, found in zip((declared.default, declared.intrusive), got, strict=True))
         if expected != (None, None):
             rows.append(Row(device_id, check_id, (expected[0], expected[1]),
@@ -220,7 +157,8 @@ def compare(device_id: str, declared: Declared, records: tuple[Record | None, Re
     for wanted, found, record in zip((declared.default, declared.intrusive), got, records,
                                      strict=True):
         if record is not None and found and set(found) <= set(wanted):
-            verdicts.append((implied_verdict(wanted[c] for c in found), record.verdict.value))
+            verdicts.append((implied_verdict(wanted[c] for c in found).value,
+                             record.verdict.value))
         else:
             verdicts.append((None, None))
     if verdicts != [(None, None), (None, None)]:
@@ -263,9 +201,9 @@ def coverage(declared: Iterable[Declared], checks: Iterable[str]) -> Coverage:
     for device in declared:
         for check_id in ids:
             seen = {device.default.get(check_id), device.intrusive.get(check_id)}
-            if "pass" in seen:
+            if Status.PASS in seen:
                 passing[check_id].append((device.lab, device.name))
-            if "fail" in seen:
+            if Status.FAIL in seen:
                 failing[check_id].append((device.lab, device.name))
     return Coverage({c: tuple(v) for c, v in passing.items()},
                     {c: tuple(v) for c, v in failing.items()})
@@ -296,6 +234,18 @@ def render_coverage(cover: Coverage) -> list[str]:
     return lines
 
 
+def render_unjudged(declared: Iterable[Declared]) -> list[str]:
+    """How many (device, check) pairs of this lab are not compared, by reason."""
+    reasons: dict[str, int] = {}
+    for device in declared:
+        for reason in device.unjudged.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+    lines = [f"not compared: {sum(reasons.values())} (device, check) pair(s) without a declared "
+             "status in a scan"]
+    lines += [f"  {count:4d}  {reason}" for reason, count in sorted(reasons.items())]
+    return lines
+
+
 def _compact(check_ids: Sequence[str], known: Iterable[str]) -> str:
     """`a.x`, `a.y`, ... with every check of a family present shortened to `a.*`."""
     families: dict[str, list[str]] = {}
@@ -319,7 +269,7 @@ def markdown_table(declared: Iterable[Declared] | None = None) -> str:
     known = list(catalogue())
     items = every_declared() if declared is None else list(declared)
 
-    def checks(device: Declared, status: str) -> str:
+    def checks(device: Declared, status: Status) -> str:
         default = [c for c, s in device.default.items() if s == status]
         extra = [c for c, s in device.intrusive.items()
                  if s == status and device.default.get(c) != status]
@@ -330,8 +280,8 @@ def markdown_table(declared: Iterable[Declared] | None = None) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for device in items:
         cells = (f"`{device.name}`", device.lab, device.device_class, device.listens,
-                 device.description.replace("|", "\\|"), checks(device, "fail"),
-                 checks(device, "pass"), device.verdict)
+                 device.description.replace("|", "\\|"), checks(device, Status.FAIL),
+                 checks(device, Status.PASS), device.verdict.value)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -438,5 +388,8 @@ def run_selftest(state_dir: Path, *, real: bool, base: str, timeout: float,
     echo(f"{len(rows)} comparisons over {len(names)} devices: {len(bad)} disagreement(s)")
     echo("")
     for line in render_coverage(coverage(every_declared(checks), checks)):
+        echo(line)
+    echo("")
+    for line in render_unjudged(declared.values()):
         echo(line)
     return 1 if bad or missing else 0

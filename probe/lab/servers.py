@@ -16,7 +16,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, cast
+from typing import Any, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 from scapy.asn1.asn1 import ASN1_OID, ASN1_STRING, ASN1_TIME_TICKS
 from scapy.layers.snmp import SNMP, SNMPget, SNMPnext, SNMPresponse, SNMPvarbind
@@ -46,6 +46,30 @@ class DatagramService(Protocol):
         """The reply to one datagram, several datagrams (a burst), or None to stay silent."""
 
 
+@runtime_checkable
+class Offering(Protocol):
+    """A TCP service that speaks a protocol the check catalogue judges."""
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        """The services it offers, named as the catalogue's `applies_to` names them, when its
+        connections arrive after a TLS handshake (`tls`) or without one."""
+
+
+_OVER_TLS = {"http": "https", "mqtt": "mqtts"}
+
+
+def speaking(protocol: Literal["http", "mqtt"], tls: bool) -> frozenset[str]:
+    """What a service speaking `protocol` offers: the protocol itself in cleartext; behind TLS,
+    TLS and the protocol's name over TLS (https, mqtts)."""
+    return frozenset({"tls", _OVER_TLS[protocol]}) if tls else frozenset({protocol})
+
+
+def offered(service: object, tls: bool) -> frozenset[str]:
+    """What `service` offers (`Offering`); nothing for a service that speaks no judged protocol
+    (Telnet, FTP, VNC, silence, noise)."""
+    return service.offers(tls) if isinstance(service, Offering) else frozenset()
+
+
 def _check_port(port: int) -> None:
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
@@ -63,6 +87,11 @@ class TcpListener:
     def __post_init__(self) -> None:
         _check_port(self.port)
 
+    @property
+    def offers(self) -> frozenset[str]:
+        """The catalogue's services this listener offers (probe.lab.expectations)."""
+        return offered(self.service, self.tls)
+
 
 @dataclass(frozen=True)
 class UdpListener:
@@ -72,6 +101,12 @@ class UdpListener:
 
     def __post_init__(self) -> None:
         _check_port(self.port)
+
+    @property
+    def offers(self) -> frozenset[str]:
+        """Nothing: the catalogue's `applies_to` names TCP services only, so the CoAP checks'
+        statuses are written by each persona."""
+        return frozenset()
 
 
 Listener = TcpListener | UdpListener
@@ -206,6 +241,9 @@ class HttpPage:
 
     title: str = "Device"
 
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("http", tls)
+
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_http(reader, writer, self._answer)
 
@@ -253,6 +291,9 @@ class MqttRefuse:
     """
 
     max_packet: int = 65536
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("mqtt", tls)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(IDLE_TIMEOUT):

@@ -16,7 +16,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from probe.lab.servers import IDLE_TIMEOUT, MAX_READ, StreamService
+from probe.lab.servers import IDLE_TIMEOUT, MAX_READ, StreamService, offered, speaking
 
 STREAM_LIMIT = 512 * 1024 * 1024
 """Bytes an endless stream sends at most (the peer gives up long before)."""
@@ -133,6 +133,9 @@ class BadConnack:
     """Answers the first thing the peer sends (a CONNECT) with `MALFORMED_CONNACK`, then keeps
     the connection open."""
 
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("mqtt", tls)
+
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not await _first_request(reader):
             return
@@ -144,6 +147,9 @@ class BadConnack:
 @dataclass(frozen=True)
 class EndlessMqtt:
     """Answers a CONNECT with `HUGE_CONNACK` and then streams its 256 MB body of zeros."""
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("mqtt", tls)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not await _first_request(reader):
@@ -158,6 +164,9 @@ ENDLESS_HTTP_HEAD = (b"HTTP/1.1 200 OK\r\nServer: iotprobe-lab-endless\r\n"
 @dataclass(frozen=True)
 class EndlessHttp:
     """Answers any request with 200 and a body without length that never ends."""
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("http", tls)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not await _first_request(reader):
@@ -241,6 +250,9 @@ class Vanishing:
     inner: StreamService
     countdown: Countdown
     served: int = 0
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        return offered(self.inner, tls)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.served:

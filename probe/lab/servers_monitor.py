@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from probe.lab.servers import IDLE_TIMEOUT
+from probe.lab.servers import IDLE_TIMEOUT, speaking
 from probe.lab.servers_mqtt import MqttBroker, _Hello, matches
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,9 @@ class BasicAuthSite:
     syslog: SyslogReporter | None = None
     title: str = "Device"
     realm: str = "device"
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("http", tls)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(IDLE_TIMEOUT):

@@ -31,7 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from probe.lab import pki
-from probe.lab.servers import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, StreamService
+from probe.lab.servers import (
+    HANDSHAKE_TIMEOUT,
+    IDLE_TIMEOUT,
+    StreamService,
+    offered,
+    speaking,
+)
 
 MAX_PACKET = 65536
 MAX_PACKETS = 1024
@@ -213,6 +219,9 @@ class MqttBroker:
     sys_topics: tuple[tuple[str, str], ...] = DEFAULT_SYS
     hubs: dict[str, _Hub] = field(default_factory=dict, compare=False, repr=False)
 
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("mqtt", tls)
+
     def _admit(self, hello: _Hello) -> int:
         if hello.level not in self.levels:
             return BAD_VERSION.get(hello.level, 1)
@@ -351,6 +360,9 @@ class MutualTls:
 
     inner: StreamService
     state: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        return offered(self.inner, True) | {"tls"}
 
     @property
     def ca(self) -> pki.LabCA:

@@ -39,7 +39,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from probe.lab.servers import HANDSHAKE_TIMEOUT, MAX_READ, StreamService, serve_http
+from probe.lab.servers import (
+    HANDSHAKE_TIMEOUT,
+    MAX_READ,
+    StreamService,
+    offered,
+    serve_http,
+    speaking,
+)
 from probe.stamps import stamp
 
 KeyKind = Literal["ec256", "rsa1024", "rsa2048"]
@@ -245,6 +252,9 @@ class TlsLayer:
     certificate: CertificateKind = "vendor"
     settings: TlsSettings = "modern"
 
+    def offers(self, tls: bool) -> frozenset[str]:
+        return offered(self.inner, True) | {"tls"}
+
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = str(writer.get_extra_info("sockname")[0])
         context = _context(self.certificate, self.settings, address)
@@ -302,6 +312,9 @@ class WebApp:
     realm: str = "device"
     nonces: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_NONCES),
                                compare=False, hash=False)
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        return speaking("http", tls)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_http(reader, writer, self._answer)

@@ -1,20 +1,37 @@
 """Personas: the kinds of emulated device, each with the results a correct probe must report.
 
-A persona declares what it runs (its listeners, on the device's own address) and `expect`, the
-status each check must get under the probe's default, non-intrusive profile. `expect` names the
-checks the persona was built to exercise; `expect_verdict` is the verdict those results imply.
-This module holds the Persona type and the expectation helpers the persona modules share; the
-personas themselves are in one module per family, listed in `probe.lab.personas.ALL`.
+A persona declares what it runs (its listeners, on the device's own address, each offering
+the services the check catalogue names) and its expectations, keyed by check id with `Status`
+values (probe.lab.expectations says how they resolve for every check of the catalogue):
+
+- `expect`: the default, non-intrusive scan of the inventory `iotprobe lab up` writes. It
+  holds only what the catalogue cannot tell: an intrusive check is `skipped` there, and a
+  check whose services no listener offers is `not_applicable`, without a line;
+- `expect_intrusive`: the intrusive checks with --intrusive (those not written, where the
+  persona has no endpoint of their kind, are `not_applicable`; the others are not compared);
+- `expect_monitored`: the statuses that change when the inventory declares the persona's
+  monitoring sinks (`probe.lab.personas.monitor.lab_monitor`);
+- `expect_verdict`: the verdict of the default scan.
+
+A check added to the catalogue needs no persona line where the rules decide it; a persona
+that exercises it writes its status, and the others that offer its services are not compared
+on it (the self-test lists them). This module holds the Persona type and the bundles the
+persona modules share (`{id: Status.PASS for id in TLS_CHECKS}`); the personas themselves are
+in one module per family, listed in `probe.lab.personas.ALL`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
+from probe.checks import catalogue
+from probe.lab.expectations import statuses
 from probe.lab.servers import Listener
 from probe.model import Status, Verdict
+
+FAIL, ERROR, PASS = Status.FAIL, Status.ERROR, Status.PASS
+SKIPPED, NOT_APPLICABLE = Status.SKIPPED, Status.NOT_APPLICABLE
 
 OPEN_PORTS = "net.open-ports"
 CLEARTEXT_MANAGEMENT = "net.cleartext-management"
@@ -23,47 +40,41 @@ MQTT_ANONYMOUS = "mqtt.anonymous-access"
 MQTT_DEFAULT_CREDENTIALS = "mqtt.default-credentials"
 MQTT_TOPICS = "mqtt.topic-authorization"
 MQTT_CLIENT_CERTIFICATE = "mqtt.client-certificate"
+HTTP_CLEARTEXT = "http.cleartext"
+HTTP_AUTHENTICATION = "http.authentication"
+HTTP_DEFAULT_CREDENTIALS = "http.default-credentials"
+HTTP_HSTS = "http.hsts"
+CLOCK_SYNC = "monitor.clock-sync"
+DISCLOSURE = "monitor.vulnerability-disclosure"
+TLS_VERSIONS = "tls.protocol-versions"
+TLS_SUITES = "tls.cipher-suites"
+TLS_VALIDITY = "tls.certificate-validity"
+TLS_TRUST = "tls.certificate-trust"
+TLS_FLAWS = "tls.known-vulnerabilities"
 
 
-def mqtt_expect(cleartext: str, anonymous: str, topics: str, certificate: str,
-                default_credentials: str = "skipped") -> dict[str, str]:
-    """The MQTT checks' statuses; default credentials are `skipped` without --intrusive."""
-    return {MQTT_CLEARTEXT: cleartext, MQTT_ANONYMOUS: anonymous,
-            MQTT_DEFAULT_CREDENTIALS: default_credentials, MQTT_TOPICS: topics,
-            MQTT_CLIENT_CERTIFICATE: certificate}
+def family(name: str) -> tuple[str, ...]:
+    """The catalogue's non-intrusive checks of family `name` (`tls` -> tls.*), in catalogue
+    order: a bundle over them covers a check the family gains."""
+    return tuple(c for c, check in catalogue().items()
+                 if c.startswith(f"{name}.") and not check.intrusive)
 
 
-TLS_CHECKS = {"versions": "tls.protocol-versions", "suites": "tls.cipher-suites",
-              "validity": "tls.certificate-validity", "trust": "tls.certificate-trust",
-              "strength": "tls.certificate-strength", "flaws": "tls.known-vulnerabilities"}
-WEB_CHECKS = {"cleartext": "http.cleartext", "authentication": "http.authentication",
-              "default_credentials": "http.default-credentials", "hsts": "http.hsts",
-              "clock": "monitor.clock-sync", "disclosure": "monitor.vulnerability-disclosure"}
+def every(checks: tuple[str, ...], status: Status) -> dict[str, Status]:
+    return {check_id: status for check_id in checks}
 
 
-def tls_expect(status: str = "pass", **overrides: str) -> dict[str, str]:
-    """Every TLS check at `status`, except those named (versions, suites, validity, trust,
-    strength, flaws). Trust assumes the scan's trust anchor is the lab CA."""
-    return {check: overrides.get(short, status) for short, check in TLS_CHECKS.items()}
+TLS_CHECKS = family("tls")
+MQTT_CHECKS = family("mqtt")
+WEB_CHECKS = (HTTP_CLEARTEXT, HTTP_AUTHENTICATION, HTTP_HSTS, CLOCK_SYNC, DISCLOSURE)
+"""The non-intrusive checks of a web interface: http.* and the 6.5 checks read over HTTP."""
 
-
-def web_expect(status: str = "not_applicable", *, default_credentials: str = "skipped",
-               **overrides: str) -> dict[str, str]:
-    """Every HTTP(S) check at `status`, except those named (cleartext, authentication, hsts,
-    clock, disclosure); default credentials are `skipped` without --intrusive."""
-    out = {check: overrides.get(short, status) for short, check in WEB_CHECKS.items()}
-    out[WEB_CHECKS["default_credentials"]] = default_credentials
-    return out
-
-
-GOOD_TLS = tls_expect("pass")
-NO_WEB = web_expect()
-PAGE_OVER_HTTPS = web_expect(cleartext="not_applicable", authentication="fail", hsts="fail",
-                             clock="fail", disclosure="fail")
+GOOD_TLS = every(TLS_CHECKS, PASS)
+"""Every TLS check passes; trust assumes the scan's trust anchor is the lab CA."""
+PAGE_OVER_HTTPS = {HTTP_AUTHENTICATION: FAIL, HTTP_HSTS: FAIL, CLOCK_SYNC: FAIL, DISCLOSURE: FAIL}
 """`HttpPage` behind TLS: 200 on every path, no HSTS, no Date header, no security.txt."""
-
-NO_MQTT = mqtt_expect("not_applicable", "not_applicable", "not_applicable", "not_applicable")
-REFUSING_MQTTS = mqtt_expect("pass", "pass", "skipped", "fail")
+REFUSING_MQTTS = {MQTT_CLEARTEXT: PASS, MQTT_ANONYMOUS: PASS, MQTT_TOPICS: SKIPPED,
+                  MQTT_CLIENT_CERTIFICATE: FAIL}
 """MQTT over TLS that refuses anonymous clients but wants no client certificate; the lab
 inventory has no credentials, so topic authorization is skipped."""
 
@@ -74,20 +85,27 @@ class Persona:
     description: str
     device_class: str
     listeners: tuple[Listener, ...]
-    expect: Mapping[str, str] = field(hash=False)
-    expect_verdict: str
+    expect: Mapping[str, Status] = field(hash=False)
+    expect_verdict: Verdict
+    expect_intrusive: Mapping[str, Status] = field(default_factory=dict, hash=False)
+    expect_monitored: Mapping[str, Status] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        statuses = {s.value for s in Status}
-        for check_id, status in self.expect.items():
-            if status not in statuses:
-                raise ValueError(f"persona {self.name}: {check_id}: unknown status {status!r}")
-        if self.expect_verdict not in {v.value for v in Verdict}:
-            raise ValueError(f"persona {self.name}: unknown verdict {self.expect_verdict!r}")
+        if not isinstance(self.expect_verdict, Verdict):
+            raise ValueError(f"persona {self.name}: the verdict must be a Verdict, not "
+                             f"{self.expect_verdict!r}")
         seen: set[tuple[str, int]] = set()
         for listener in self.listeners:
             key = (listener.transport, listener.port)
             if key in seen:
                 raise ValueError(f"persona {self.name}: {key[0]}/{key[1]} listed twice")
             seen.add(key)
-        object.__setattr__(self, "expect", MappingProxyType(dict(self.expect)))
+        for name in ("expect", "expect_intrusive", "expect_monitored"):
+            object.__setattr__(self, name, statuses(getattr(self, name)))
+
+    @property
+    def offers(self) -> frozenset[str]:
+        """The catalogue's services its listeners offer."""
+        return frozenset[str]().union(*(listener.offers for listener in self.listeners))
+
+

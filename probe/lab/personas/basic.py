@@ -3,18 +3,26 @@ TLS that refuses anonymous clients, a device that never answers and one that is 
 
 from __future__ import annotations
 
+from probe.checks import catalogue
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
+    CLOCK_SYNC,
+    ERROR,
+    FAIL,
     GOOD_TLS,
-    NO_MQTT,
-    NO_WEB,
+    HTTP_AUTHENTICATION,
+    HTTP_CLEARTEXT,
+    HTTP_DEFAULT_CREDENTIALS,
+    MQTT_CHECKS,
+    MQTT_DEFAULT_CREDENTIALS,
+    NOT_APPLICABLE,
     OPEN_PORTS,
     PAGE_OVER_HTTPS,
+    PASS,
     REFUSING_MQTTS,
+    TLS_CHECKS,
     Persona,
-    mqtt_expect,
-    tls_expect,
-    web_expect,
+    every,
 )
 from probe.lab.servers import (
     FtpLogin,
@@ -28,6 +36,7 @@ from probe.lab.servers import (
     TftpDenied,
     UdpListener,
 )
+from probe.model import Verdict
 
 
 def _mqtts(port: int = 8883) -> TcpListener:
@@ -40,9 +49,9 @@ CLEAN_SENSOR = Persona(
                 "certificate, so mqtt.client-certificate (medium) fails",
     device_class="sensor",
     listeners=(_mqtts(),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **GOOD_TLS,
-            **NO_WEB},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **GOOD_TLS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS},
 )
 
 TELNET_CAMERA = Persona(
@@ -53,9 +62,9 @@ TELNET_CAMERA = Persona(
         TcpListener(23, TelnetLogin(banner="\r\nIP Camera\r\n")),
         TcpListener(443, HttpPage(title="IP Camera"), tls=True),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT, **GOOD_TLS,
-            **PAGE_OVER_HTTPS},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, **GOOD_TLS, **PAGE_OVER_HTTPS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: NOT_APPLICABLE},
 )
 
 FTP_GATEWAY = Persona(
@@ -66,9 +75,9 @@ FTP_GATEWAY = Persona(
         TcpListener(21, FtpLogin(greeting="(gateway) FTP server ready")),
         TcpListener(8443, HttpPage(title="Gateway console"), tls=True),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT, **GOOD_TLS,
-            **PAGE_OVER_HTTPS},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, **GOOD_TLS, **PAGE_OVER_HTTPS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: NOT_APPLICABLE},
 )
 
 SNMP_PUBLIC = Persona(
@@ -80,9 +89,9 @@ SNMP_PUBLIC = Persona(
                                    sys_name="snmp-public")),
         _mqtts(),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS, **GOOD_TLS,
-            **NO_WEB},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, **REFUSING_MQTTS, **GOOD_TLS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS},
 )
 
 TFTP_SENSOR = Persona(
@@ -90,9 +99,9 @@ TFTP_SENSOR = Persona(
     description="TFTP server on 69/udp (answers every read with File not found)",
     device_class="sensor",
     listeners=(UdpListener(69, TftpDenied()), _mqtts()),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **REFUSING_MQTTS, **GOOD_TLS,
-            **NO_WEB},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, **REFUSING_MQTTS, **GOOD_TLS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS},
 )
 
 EXTRA_PORTS = Persona(
@@ -104,9 +113,10 @@ EXTRA_PORTS = Persona(
         TcpListener(8080, HttpPage(title="Sensor status")),
         TcpListener(5900, RfbBanner()),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **GOOD_TLS,
-            **web_expect(cleartext="fail", authentication="fail", clock="fail")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **GOOD_TLS,
+            HTTP_CLEARTEXT: FAIL, HTTP_AUTHENTICATION: FAIL, CLOCK_SYNC: FAIL},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, HTTP_DEFAULT_CREDENTIALS: NOT_APPLICABLE},
 )
 
 HANG = Persona(
@@ -114,10 +124,10 @@ HANG = Persona(
     description="accepts on 23 and 8883 and never says a word",
     device_class="sensor",
     listeners=(TcpListener(23, Silent()), TcpListener(8883, Silent())),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error",
-            **mqtt_expect("error", "error", "error", "error"), **tls_expect("error"),
-            **NO_WEB},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: ERROR, **every(MQTT_CHECKS, ERROR),
+            **every(TLS_CHECKS, ERROR)},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: ERROR},
 )
 
 DARK = Persona(
@@ -125,10 +135,8 @@ DARK = Persona(
     description="nothing listens: an unreachable device",
     device_class="sensor",
     listeners=(),
-    expect={OPEN_PORTS: "error", CLEARTEXT_MANAGEMENT: "error",
-            **mqtt_expect("error", "error", "error", "error", "error"), **tls_expect("error"),
-            **web_expect("error", default_credentials="error")},
-    expect_verdict="inconclusive",
+    expect=every(tuple(catalogue()), ERROR),  # unreachable: every check, intrusive or not
+    expect_verdict=Verdict.INCONCLUSIVE,
 )
 
 PERSONAS = (

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
+    FAIL,
     GOOD_TLS,
+    MQTT_CHECKS,
     OPEN_PORTS,
+    PASS,
+    WEB_CHECKS,
     Persona,
-    mqtt_expect,
-    web_expect,
+    every,
 )
-from probe.lab.personas.coap import coap_expect
+from probe.lab.personas.coap import COAP_AMPLIFICATION, COAP_CLEARTEXT, COAP_DTLS
 from probe.lab.servers import HttpPage, MqttRefuse, TcpListener, UdpListener
 from probe.lab.servers_coap import CoapDevice, CoapResource
 from probe.lab.servers_mqtt import MqttBroker
+from probe.model import Verdict
 
 BENCH_DEVICE = Persona(
     name="bench-device",
@@ -37,12 +41,10 @@ BENCH_DEVICE = Persona(
             CoapResource("/sensors/humidity", b"43", attributes=';rt="humidity"'),
         ))),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
-            **mqtt_expect("fail", "fail", "fail", "fail"), **GOOD_TLS,
-            **web_expect(cleartext="fail", authentication="fail", hsts="fail", clock="fail",
-                         disclosure="fail"),
-            **coap_expect("fail", "fail", "pass")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **every(MQTT_CHECKS, FAIL),
+            **GOOD_TLS, **every(WEB_CHECKS, FAIL), COAP_CLEARTEXT: FAIL, COAP_DTLS: FAIL,
+            COAP_AMPLIFICATION: PASS},
+    expect_verdict=Verdict.NONCONFORMANT,
 )
 
 PERSONAS = (

@@ -2,15 +2,23 @@
 document dwarfs the request, a locked-down gateway, and two CoAPS-only sensors (DTLS 1.2 only,
 and one that still accepts DTLS 1.0).
 
-`coap.unauthenticated-write` is intrusive, so under the default profile every persona expects
-`skipped`; `INTRUSIVE_WRITE` gives what an intrusive scan must report instead.
+`coap.unauthenticated-write` is intrusive, so under the default profile it is `skipped`;
+each persona writes what an intrusive scan must report instead. The catalogue names no UDP
+service, so every CoAP persona writes the statuses of all the CoAP checks, and a persona of
+another family that answers on a CoAP port writes them too.
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
-from probe.lab.personas.base import CLEARTEXT_MANAGEMENT, OPEN_PORTS, Persona
+from probe.lab.personas.base import (
+    CLEARTEXT_MANAGEMENT,
+    FAIL,
+    NOT_APPLICABLE,
+    OPEN_PORTS,
+    PASS,
+    Persona,
+    family,
+)
 from probe.lab.servers import UdpListener
 from probe.lab.servers_coap import (
     DTLS_1_0,
@@ -21,16 +29,14 @@ from probe.lab.servers_coap import (
     CoapResource,
     DtlsHello,
 )
+from probe.model import Verdict
 
 COAP_CLEARTEXT = "coap.cleartext"
 COAP_DTLS = "coap.dtls"
 COAP_WRITE = "coap.unauthenticated-write"
 COAP_AMPLIFICATION = "coap.amplification"
-
-
-def coap_expect(cleartext: str, dtls: str, amplification: str) -> dict[str, str]:
-    return {COAP_CLEARTEXT: cleartext, COAP_DTLS: dtls, COAP_WRITE: "skipped",
-            COAP_AMPLIFICATION: amplification}
+NO_COAP = {check_id: NOT_APPLICABLE for check_id in family("coap")}
+"""No CoAP endpoint: every CoAP check is not applicable (and the write, by rule)."""
 
 
 def _coap(device: CoapDevice) -> UdpListener:
@@ -56,9 +62,10 @@ COAP_SENSOR = Persona(
         CoapResource("/sensors/temperature", b"21.5", attributes=';rt="temperature";obs'),
         CoapResource("/sensors/humidity", b"43", attributes=';rt="humidity"'),
     ))),),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
-            **coap_expect("fail", "fail", "pass")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, COAP_CLEARTEXT: FAIL,
+            COAP_DTLS: FAIL, COAP_AMPLIFICATION: PASS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={COAP_WRITE: PASS},
 )
 
 COAP_ACTUATOR = Persona(
@@ -69,9 +76,10 @@ COAP_ACTUATOR = Persona(
         CoapResource("/actuators/valve", b"closed", writable=True, attributes=';rt="valve"'),
         CoapResource("/sensors/flow", b"3.2", attributes=';rt="flow"'),
     ))),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **coap_expect("fail", "fail", "pass")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, COAP_CLEARTEXT: FAIL,
+            COAP_DTLS: FAIL, COAP_AMPLIFICATION: PASS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={COAP_WRITE: FAIL},
 )
 
 COAP_CHATTY = Persona(
@@ -80,9 +88,10 @@ COAP_CHATTY = Persona(
                 "24 resources that all want authorization",
     device_class="gateway",
     listeners=(_coap(CoapDevice(_ZONES)),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **coap_expect("fail", "fail", "fail")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, COAP_CLEARTEXT: FAIL,
+            COAP_DTLS: FAIL, COAP_AMPLIFICATION: FAIL},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={COAP_WRITE: NOT_APPLICABLE},
 )
 
 COAP_LOCKED = Persona(
@@ -92,9 +101,10 @@ COAP_LOCKED = Persona(
     listeners=(_coap(CoapDevice((CoapResource("/config", b"{}", protected=True),),
                                 discovery_protected=True)),
                _coaps()),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **coap_expect("pass", "pass", "pass")},
-    expect_verdict="conformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, COAP_CLEARTEXT: PASS,
+            COAP_DTLS: PASS, COAP_AMPLIFICATION: PASS},
+    expect_verdict=Verdict.CONFORMANT,
+    expect_intrusive={COAP_WRITE: NOT_APPLICABLE},
 )
 
 COAPS_SENSOR = Persona(
@@ -103,9 +113,10 @@ COAPS_SENSOR = Persona(
                 "a PSK suite, and refuses DTLS 1.0 with a protocol_version alert",
     device_class="sensor",
     listeners=(_coaps(),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **coap_expect("pass", "pass", "not_applicable")},
-    expect_verdict="conformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, COAP_CLEARTEXT: PASS,
+            COAP_DTLS: PASS, COAP_AMPLIFICATION: NOT_APPLICABLE},
+    expect_verdict=Verdict.CONFORMANT,
+    expect_intrusive={COAP_WRITE: NOT_APPLICABLE},
 )
 
 COAPS_LEGACY = Persona(
@@ -114,9 +125,10 @@ COAPS_LEGACY = Persona(
     device_class="sensor",
     listeners=(_coaps(DtlsHello(versions=frozenset({DTLS_1_0, DTLS_1_2}),
                                 suites=(PSK_AES_128_CCM_8, PSK_AES_128_CBC_SHA))),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **coap_expect("pass", "fail", "not_applicable")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, COAP_CLEARTEXT: PASS,
+            COAP_DTLS: FAIL, COAP_AMPLIFICATION: NOT_APPLICABLE},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={COAP_WRITE: NOT_APPLICABLE},
 )
 
 PERSONAS = (
@@ -128,13 +140,3 @@ PERSONAS = (
     COAPS_LEGACY,
 )
 """This module's personas, in lab order (`probe.lab.personas.ALL`)."""
-
-INTRUSIVE_WRITE = MappingProxyType({
-    "coap-sensor": "pass",
-    "coap-actuator": "fail",
-    "coap-chatty": "not_applicable",
-    "coap-locked": "not_applicable",
-    "coaps-sensor": "not_applicable",
-    "coaps-legacy": "not_applicable",
-})
-"""What `coap.unauthenticated-write` must report on each CoAP persona in an intrusive scan."""

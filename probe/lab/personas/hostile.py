@@ -16,14 +16,26 @@ from __future__ import annotations
 
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
-    NO_WEB,
+    CLOCK_SYNC,
+    ERROR,
+    FAIL,
+    GOOD_TLS,
+    HTTP_AUTHENTICATION,
+    HTTP_CLEARTEXT,
+    MQTT_ANONYMOUS,
+    MQTT_CHECKS,
+    MQTT_CLEARTEXT,
+    MQTT_TOPICS,
     OPEN_PORTS,
+    PASS,
+    REFUSING_MQTTS,
+    SKIPPED,
+    TLS_CHECKS,
+    WEB_CHECKS,
     Persona,
-    mqtt_expect,
-    tls_expect,
-    web_expect,
+    every,
 )
-from probe.lab.personas.coap import coap_expect
+from probe.lab.personas.coap import COAP_AMPLIFICATION, COAP_CLEARTEXT, COAP_DTLS, NO_COAP
 from probe.lab.servers import FtpLogin, MqttRefuse, TcpListener, TelnetLogin, UdpListener
 from probe.lab.servers_hostile import (
     STALLED_RECORD,
@@ -39,6 +51,7 @@ from probe.lab.servers_hostile import (
     TlsStall,
     Vanishing,
 )
+from probe.model import Verdict
 
 DRIP_TEXT = b"." * 600
 """What the dripping device sends on its cleartext ports, a byte a second: ten minutes of dots,
@@ -46,10 +59,9 @@ which no protocol identifies, whatever the probe's timeout."""
 DRIP_TLS = STALLED_RECORD + DRIP_TEXT
 """On its TLS port: a record header promising 16 KB, then the dots: the handshake never ends."""
 
-NO_COAP = coap_expect("not_applicable", "not_applicable", "not_applicable")
-SILENT_MQTTS = mqtt_expect("error", "error", "error", "error")
+SILENT_MQTTS = every(MQTT_CHECKS, ERROR)
 """An MQTT-over-TLS port (8883) that never sends a byte: nothing about it can be decided."""
-UNDECIDED_MQTT = mqtt_expect("error", "error", "skipped", "not_applicable")
+UNDECIDED_MQTT = {MQTT_CLEARTEXT: ERROR, MQTT_ANONYMOUS: ERROR, MQTT_TOPICS: SKIPPED}
 """A cleartext MQTT port (1883) whose CONNACK is malformed: the CONNECTs were not answered
 decisively; without credentials topic authorization is not tried."""
 
@@ -60,9 +72,9 @@ HOSTILE_DRIP = Persona(
     device_class="sensor",
     listeners=(TcpListener(23, Drip(DRIP_TEXT)), TcpListener(1883, Drip(DRIP_TEXT)),
                TcpListener(8883, Drip(DRIP_TLS))),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error", **SILENT_MQTTS,
-            **tls_expect("error"), **NO_WEB, **NO_COAP},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: ERROR, **SILENT_MQTTS,
+            **every(TLS_CHECKS, ERROR), **NO_COAP},
+    expect_verdict=Verdict.NONCONFORMANT,
 )
 
 HOSTILE_GARBAGE = Persona(
@@ -74,10 +86,9 @@ HOSTILE_GARBAGE = Persona(
         *(TcpListener(port, Garbage(seed=port)) for port in (23, 80, 443, 1883, 8883)),
         *(UdpListener(port, GarbageDatagrams(seed=port)) for port in (161, 5683, 5684)),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error",
-            **mqtt_expect("error", "error", "error", "error"), **tls_expect("error"),
-            **web_expect("error"), **NO_COAP},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: ERROR, **every(MQTT_CHECKS, ERROR),
+            **every(TLS_CHECKS, ERROR), **every(WEB_CHECKS, ERROR), **NO_COAP},
+    expect_verdict=Verdict.NONCONFORMANT,
 )
 
 HOSTILE_BAD_CONNACK = Persona(
@@ -86,9 +97,8 @@ HOSTILE_BAD_CONNACK = Persona(
                 "past four bytes",
     device_class="broker",
     listeners=(TcpListener(1883, BadConnack()),),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **UNDECIDED_MQTT,
-            **tls_expect("not_applicable"), **NO_WEB, **NO_COAP},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **UNDECIDED_MQTT, **NO_COAP},
+    expect_verdict=Verdict.NONCONFORMANT,
 )
 
 HOSTILE_ENDLESS = Persona(
@@ -97,10 +107,9 @@ HOSTILE_ENDLESS = Persona(
                 "(80) with a body without end and without a Date header",
     device_class="gateway",
     listeners=(TcpListener(1883, EndlessMqtt()), TcpListener(80, EndlessHttp())),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **UNDECIDED_MQTT,
-            **tls_expect("not_applicable"),
-            **web_expect(cleartext="fail", authentication="fail", clock="fail"), **NO_COAP},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **UNDECIDED_MQTT,
+            HTTP_CLEARTEXT: FAIL, HTTP_AUTHENTICATION: FAIL, CLOCK_SYNC: FAIL, **NO_COAP},
+    expect_verdict=Verdict.NONCONFORMANT,
 )
 
 HOSTILE_TLS_STALL = Persona(
@@ -109,10 +118,10 @@ HOSTILE_TLS_STALL = Persona(
                 "a few bytes of it, then silence",
     device_class="camera",
     listeners=(TcpListener(8883, TlsStall()), TcpListener(443, TlsStall())),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **SILENT_MQTTS,
-            **tls_expect("error"), **web_expect("error", cleartext="not_applicable"),
-            **NO_COAP},
-    expect_verdict="inconclusive",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **SILENT_MQTTS,
+            **every(TLS_CHECKS, ERROR),
+            **every(tuple(c for c in WEB_CHECKS if c != HTTP_CLEARTEXT), ERROR), **NO_COAP},
+    expect_verdict=Verdict.INCONCLUSIVE,
 )
 
 HOSTILE_COAP_FLOOD = Persona(
@@ -121,10 +130,9 @@ HOSTILE_COAP_FLOOD = Persona(
                 "over TLS on 8883 refuses anonymous clients",
     device_class="gateway",
     listeners=(UdpListener(5683, CoapFlood()), TcpListener(8883, MqttRefuse(), tls=True)),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **mqtt_expect("pass", "pass", "skipped", "fail"), **tls_expect("pass"), **NO_WEB,
-            **coap_expect("fail", "fail", "fail")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **GOOD_TLS,
+            COAP_CLEARTEXT: FAIL, COAP_DTLS: FAIL, COAP_AMPLIFICATION: FAIL},
+    expect_verdict=Verdict.NONCONFORMANT,
 )
 
 HOSTILE_RESET = Persona(
@@ -132,9 +140,9 @@ HOSTILE_RESET = Persona(
     description="accepts every connection (Telnet, MQTT, MQTT over TLS) and resets it at once",
     device_class="sensor",
     listeners=tuple(TcpListener(port, Reset()) for port in (23, 1883, 8883)),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error", **SILENT_MQTTS,
-            **tls_expect("error"), **NO_WEB, **NO_COAP},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: ERROR, **SILENT_MQTTS,
+            **every(TLS_CHECKS, ERROR), **NO_COAP},
+    expect_verdict=Verdict.NONCONFORMANT,
 )
 
 PERSONAS = (
@@ -148,15 +156,10 @@ PERSONAS = (
 )
 """This module's personas, in lab order (`probe.lab.personas.ALL`)."""
 
-VANISHING_EXPECT = {OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "error",
-                    **mqtt_expect("error", "error", "error", "not_applicable"),
-                    **tls_expect("not_applicable"), **NO_WEB, **NO_COAP}
+VANISHING_EXPECT = {OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: ERROR, MQTT_CLEARTEXT: ERROR,
+                    MQTT_ANONYMOUS: ERROR, MQTT_TOPICS: ERROR, **NO_COAP}
 """The vanishing device's open ports were seen (21, 23 and 1883 are not allowed on a sensor);
 everything else it took away with it."""
-PRESENT_EXPECT = {OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail",
-                  **mqtt_expect("fail", "pass", "skipped", "not_applicable"),
-                  **tls_expect("not_applicable"), **NO_WEB, **NO_COAP}
-"""The same device scanned while it stays: FTP and Telnet answer, cleartext MQTT refuses."""
 
 
 def vanishing(countdown: Countdown) -> Persona:
@@ -174,5 +177,5 @@ def vanishing(countdown: Countdown) -> Persona:
             TcpListener(1883, Vanishing(MqttRefuse(), countdown)),
         ),
         expect=VANISHING_EXPECT,
-        expect_verdict="nonconformant",
+        expect_verdict=Verdict.NONCONFORMANT,
     )

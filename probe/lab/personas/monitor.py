@@ -7,28 +7,29 @@ where the probe listens during the canary (after discovery, so it never finds it
 devices, and labs run side by side, never share a collector port.
 
 `expect` is what the probe reports with the inventory that `iotprobe lab up` writes, which
-declares no monitoring sink: the 6.5 checks are `skipped`. `MONITORED_EXPECT` is what it
-reports when the device's inventory entry carries `lab_monitor(...)` (its sinks; the MQTT ones
-log in as `MONITOR_ACCOUNT`), and `INTRUSIVE_EXPECT` the throttling results with
-`--intrusive`.
+declares no monitoring sink: the 6.5 checks are `skipped`. `expect_monitored` is what changes
+when the device's inventory entry carries `lab_monitor(...)` (its sinks; the MQTT ones log in
+as `MONITOR_ACCOUNT`), and `expect_intrusive` holds the throttling result with `--intrusive`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
-    NO_MQTT,
+    FAIL,
+    MQTT_DEFAULT_CREDENTIALS,
     OPEN_PORTS,
+    PASS,
+    REFUSING_MQTTS,
+    SKIPPED,
     Persona,
-    mqtt_expect,
 )
 from probe.lab.personas.mqtt import DEVICE_ACCOUNT, DEVICE_SCOPE
 from probe.lab.servers import TcpListener
 from probe.lab.servers_monitor import BasicAuthSite, ReportingBroker, SyslogReporter, Throttle
+from probe.model import Verdict
 from probe.secrets import Secret
 
 AUTH_EVENT = "monitor.auth-failure-event"
@@ -50,14 +51,8 @@ HEARTBEAT_INTERVAL = 1.0
 WEB_ACCOUNT = ("admin", "lab-web-Zr61")
 
 
-def monitor_expect(auth: str = "skipped", transport: str = "skipped",
-                   throttling: str = "skipped", heartbeat: str = "skipped") -> dict[str, str]:
-    return {AUTH_EVENT: auth, EVENT_TRANSPORT: transport, THROTTLING: throttling,
-            HEARTBEAT: heartbeat}
-
-
-REFUSING_MQTTS = mqtt_expect("pass", "pass", "skipped", "fail")
-UNMONITORED = monitor_expect()
+UNMONITORED = {AUTH_EVENT: SKIPPED, EVENT_TRANSPORT: SKIPPED, HEARTBEAT: SKIPPED}
+"""No sink declared: nothing to watch for events or heartbeats (throttling is intrusive)."""
 
 
 def _reporting(**options: Any) -> TcpListener:
@@ -72,8 +67,10 @@ MONITOR_SYSLOG_TLS = Persona(
                 "RFC 5424 syslog over TLS (RFC 5425); it does not throttle",
     device_class="sensor",
     listeners=(_reporting(syslog=SyslogReporter(SYSLOG_TLS_PORT, transport="tls")),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: FAIL},
+    expect_monitored={AUTH_EVENT: PASS, EVENT_TRANSPORT: PASS},
 )
 
 MONITOR_MQTT_EVENTS = Persona(
@@ -85,8 +82,10 @@ MONITOR_MQTT_EVENTS = Persona(
     listeners=(TcpListener(8883, ReportingBroker(
         accounts=(DEVICE_ACCOUNT, MONITOR_ACCOUNT), event_topic=EVENT_TOPIC,
         heartbeat_topic=HEARTBEAT_TOPIC, heartbeat_every=HEARTBEAT_INTERVAL), tls=True),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: FAIL},
+    expect_monitored={AUTH_EVENT: PASS, EVENT_TRANSPORT: PASS, HEARTBEAT: PASS},
 )
 
 MONITOR_CLEARTEXT = Persona(
@@ -98,8 +97,10 @@ MONITOR_CLEARTEXT = Persona(
         accounts=(WEB_ACCOUNT,), title="Camera console",
         syslog=SyslogReporter(SYSLOG_UDP_PORT, transport="udp", format="rfc3164",
                               app="httpd"))),),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **UNMONITORED},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **UNMONITORED},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={THROTTLING: FAIL},
+    expect_monitored={AUTH_EVENT: PASS, EVENT_TRANSPORT: FAIL},
 )
 
 MONITOR_UNREPORTED = Persona(
@@ -109,8 +110,10 @@ MONITOR_UNREPORTED = Persona(
     device_class="sensor",
     listeners=(TcpListener(8883, ReportingBroker(accounts=(DEVICE_ACCOUNT, MONITOR_ACCOUNT)),
                            tls=True),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: FAIL},
+    expect_monitored={AUTH_EVENT: FAIL, HEARTBEAT: FAIL},
 )
 
 MONITOR_THROTTLED = Persona(
@@ -119,8 +122,9 @@ MONITOR_THROTTLED = Persona(
                 "before each answer); it declares no monitoring sink",
     device_class="sensor",
     listeners=(_reporting(throttle=Throttle(after=5, delay=0.6, window=30.0)),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS, **UNMONITORED},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **UNMONITORED},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: PASS},
 )
 
 PERSONAS = (
@@ -131,25 +135,6 @@ PERSONAS = (
     MONITOR_THROTTLED,
 )
 """This module's personas, in lab order (`probe.lab.personas.ALL`)."""
-
-MONITORED_EXPECT: Mapping[str, Mapping[str, str]] = MappingProxyType({
-    "monitor-syslog-tls": monitor_expect("pass", "pass"),
-    "monitor-mqtt-events": monitor_expect("pass", "pass", heartbeat="pass"),
-    "monitor-cleartext": monitor_expect("pass", "fail"),
-    "monitor-unreported": monitor_expect("fail", "skipped", heartbeat="fail"),
-    "monitor-throttled": monitor_expect(),
-})
-"""The 6.5 results with `lab_monitor(...)` in the inventory, without --intrusive."""
-
-INTRUSIVE_EXPECT: Mapping[str, str] = MappingProxyType({
-    "monitor-syslog-tls": "fail",
-    "monitor-mqtt-events": "fail",
-    "monitor-cleartext": "fail",
-    "monitor-unreported": "fail",
-    "monitor-throttled": "pass",
-})
-"""monitor.bruteforce-throttling with --intrusive."""
-
 
 def lab_monitor(persona: str, address: str, cert_file: str, key_file: str,
                 monitor_password: Secret) -> dict[str, dict[str, Any]]:

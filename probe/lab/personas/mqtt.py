@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
+    ERROR,
+    FAIL,
+    GOOD_TLS,
+    MQTT_ANONYMOUS,
+    MQTT_CLEARTEXT,
+    MQTT_CLIENT_CERTIFICATE,
+    MQTT_DEFAULT_CREDENTIALS,
+    MQTT_TOPICS,
     OPEN_PORTS,
+    PASS,
+    REFUSING_MQTTS,
+    SKIPPED,
+    TLS_FLAWS,
     Persona,
-    mqtt_expect,
-    tls_expect,
 )
 from probe.lab.servers import Silent, TcpListener
 from probe.lab.servers_mqtt import MqttBroker, MutualTls
+from probe.model import Verdict
 
 DEVICE_ACCOUNT = ("sensor-0042", "k7-Qm2x9-Lw4p")
 """The only account of the device-login personas: lab data, not a secret."""
@@ -27,9 +38,10 @@ MQTT_OPEN_BROKER = Persona(
                 "and delivers every topic, $SYS included",
     device_class="broker",
     listeners=(TcpListener(1883, MqttBroker(anonymous=True)),),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
-            **mqtt_expect("fail", "fail", "fail", "not_applicable")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, MQTT_CLEARTEXT: FAIL,
+            MQTT_ANONYMOUS: FAIL, MQTT_TOPICS: FAIL},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: FAIL},
 )
 
 MQTT_DEVICE_LOGIN = Persona(
@@ -39,9 +51,9 @@ MQTT_DEVICE_LOGIN = Persona(
     device_class="sensor",
     listeners=(TcpListener(8883, MqttBroker(accounts=(DEVICE_ACCOUNT,), scope=DEVICE_SCOPE),
                            tls=True),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **mqtt_expect("pass", "pass", "skipped", "fail")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS},
 )
 
 MQTT_MUTUAL_TLS = Persona(
@@ -51,10 +63,10 @@ MQTT_MUTUAL_TLS = Persona(
     device_class="sensor",
     listeners=(TcpListener(8883, MutualTls(MqttBroker(accounts=(DEVICE_ACCOUNT,),
                                                       scope=DEVICE_SCOPE))),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass",
-            **mqtt_expect("pass", "pass", "skipped", "pass"),
-            **tls_expect("pass", flaws="skipped")},
-    expect_verdict="conformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS,
+            MQTT_CLIENT_CERTIFICATE: PASS, **GOOD_TLS, TLS_FLAWS: SKIPPED},
+    expect_verdict=Verdict.CONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS},
 )
 
 MQTT_SILENT = Persona(
@@ -62,9 +74,10 @@ MQTT_SILENT = Persona(
     description="accepts TCP on 1883 and never answers a CONNECT",
     device_class="sensor",
     listeners=(TcpListener(1883, Silent()),),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
-            **mqtt_expect("error", "error", "error", "not_applicable")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, MQTT_CLEARTEXT: ERROR,
+            MQTT_ANONYMOUS: ERROR, MQTT_TOPICS: ERROR},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: ERROR},
 )
 
 PERSONAS = (

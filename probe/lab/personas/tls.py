@@ -16,22 +16,35 @@ import datetime as dt
 
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
+    CLOCK_SYNC,
+    DISCLOSURE,
+    FAIL,
     GOOD_TLS,
-    NO_MQTT,
-    NO_WEB,
+    HTTP_AUTHENTICATION,
+    HTTP_CLEARTEXT,
+    HTTP_DEFAULT_CREDENTIALS,
+    HTTP_HSTS,
+    MQTT_DEFAULT_CREDENTIALS,
     OPEN_PORTS,
+    PASS,
     REFUSING_MQTTS,
+    TLS_CHECKS,
+    TLS_TRUST,
+    TLS_VALIDITY,
+    WEB_CHECKS,
     Persona,
-    tls_expect,
-    web_expect,
+    every,
 )
 from probe.lab.servers import MqttRefuse, TcpListener
 from probe.lab.servers_tls import LOGIN_FORM, Page, TlsLayer, WebApp, html, security_txt
+from probe.model import Verdict
 
 HSTS = "max-age=31536000; includeSubDomains"
 ACCOUNT = ("admin", "lab-Zq8-not-a-default")
 """The good web UIs' only account: lab data, not a secret, and on no default list."""
 SKEW = 3 * 3600.0
+WELL_KEPT_WEB = every(tuple(c for c in WEB_CHECKS if c != HTTP_CLEARTEXT), PASS)
+"""A web UI over HTTPS only that gets everything right (cleartext HTTP: not applicable)."""
 
 
 def _security(days: int) -> tuple[str, Page]:
@@ -77,11 +90,11 @@ WEAK_WEBUI = Persona(
         TcpListener(80, WEAK_APP),
         TcpListener(443, TlsLayer(WEAK_APP, certificate="weak", settings="legacy")),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT,
-            **tls_expect("fail", validity="pass"),
-            **web_expect(cleartext="fail", authentication="fail", hsts="fail", clock="pass",
-                         disclosure="fail")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **every(TLS_CHECKS, FAIL),
+            TLS_VALIDITY: PASS, HTTP_CLEARTEXT: FAIL, HTTP_AUTHENTICATION: FAIL, HTTP_HSTS: FAIL,
+            CLOCK_SYNC: PASS, DISCLOSURE: FAIL},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: FAIL},
 )
 
 EXPIRED_BROKER = Persona(
@@ -90,9 +103,10 @@ EXPIRED_BROKER = Persona(
                 "that expired ten days ago",
     device_class="broker",
     listeners=(TcpListener(8883, TlsLayer(MqttRefuse(), certificate="expired")),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **REFUSING_MQTTS,
-            **tls_expect("pass", validity="fail", trust="fail"), **NO_WEB},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **REFUSING_MQTTS, **GOOD_TLS,
+            TLS_VALIDITY: FAIL, TLS_TRUST: FAIL},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS},
 )
 
 SELFSIGNED_CAMERA = Persona(
@@ -102,9 +116,10 @@ SELFSIGNED_CAMERA = Persona(
     listeners=(TcpListener(443, TlsLayer(
         WebApp(pages=(*GOOD_PAGES, _security(180)), credentials=ACCOUNT, hsts=HSTS),
         certificate="self-signed")),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT,
-            **tls_expect("pass", trust="fail"), **web_expect("pass", cleartext="not_applicable")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, TLS_TRUST: FAIL,
+            **WELL_KEPT_WEB},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS},
 )
 
 SKEWED_CLOCK = Persona(
@@ -117,9 +132,10 @@ SKEWED_CLOCK = Persona(
         TcpListener(443, WebApp(pages=(*GOOD_PAGES, _security(-30)), credentials=ACCOUNT,
                                 hsts=HSTS, clock_offset=SKEW), tls=True),
     ),
-    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
-            **web_expect("pass", clock="fail", disclosure="fail")},
-    expect_verdict="nonconformant",
+    expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, **every(WEB_CHECKS, PASS),
+            CLOCK_SYNC: FAIL, DISCLOSURE: FAIL},
+    expect_verdict=Verdict.NONCONFORMANT,
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS},
 )
 
 GOOD_WEBUI = Persona(
@@ -129,9 +145,9 @@ GOOD_WEBUI = Persona(
     device_class="camera",
     listeners=(TcpListener(443, WebApp(pages=(*GOOD_PAGES, _security(180)),
                                        credentials=ACCOUNT, hsts=HSTS), tls=True),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
-            **web_expect("pass", cleartext="not_applicable")},
-    expect_verdict="conformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, **WELL_KEPT_WEB},
+    expect_verdict=Verdict.CONFORMANT,
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS},
 )
 
 DISCLOSURE_GATEWAY = Persona(
@@ -144,9 +160,9 @@ DISCLOSURE_GATEWAY = Persona(
                ("/api", _guarded("API")), ("/admin", _guarded("Administration")),
                _security(300)),
         credentials=ACCOUNT, hsts=HSTS), tls=True),),
-    expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
-            **web_expect("pass", cleartext="not_applicable")},
-    expect_verdict="conformant",
+    expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, **WELL_KEPT_WEB},
+    expect_verdict=Verdict.CONFORMANT,
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS},
 )
 
 PERSONAS = (
