@@ -79,7 +79,8 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # every extra: the tests run PostgreSQL stores and distributed sweeps (docs/outputs.md)
+  .venv/bin/python -m pip install -q -e '.[dev,postgres,distributed]'
   echo "$want" > "$stamp"
 fi
 
