@@ -1,0 +1,61 @@
+"""`iotprobe sweeps`: the sweeps a store holds, one line each, for choosing what to `diff` or
+`report`: number, start, state, mode, profile, and how many devices got each verdict."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from probe.display import shown_text
+from probe.model import Verdict
+from probe.stamps import stamp
+from probe.store import Store, SweepInfo
+from probe.store.models import Record
+
+
+@dataclass(frozen=True)
+class SweepLine:
+    sweep: SweepInfo
+    verdicts: Counter[str]
+    """verdict -> devices of the sweep with that verdict."""
+
+    @property
+    def mode(self) -> str:
+        return "intrusive" if self.sweep.intrusive else "non-intrusive"
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.sweep.as_json(), "mode": self.mode,
+                "verdicts": {v.value: self.verdicts[v.value] for v in Verdict}}
+
+
+def sweep_lines(store: Store) -> list[SweepLine]:
+    """Every sweep of `store`, oldest first, with its verdict counts (one grouped query)."""
+    query = (select(Record.sweep_id, Record.verdict, func.count())
+             .group_by(Record.sweep_id, Record.verdict))
+    counts: dict[int, Counter[str]] = {}
+    with Session(store.engine) as session:
+        for number, verdict, count in session.execute(query):
+            counts.setdefault(number, Counter())[verdict] = count
+    return [SweepLine(s, counts.get(s.number, Counter())) for s in store.sweeps()]
+
+
+def sweeps_table(lines: list[SweepLine], location: str) -> Table:
+    """The sweeps as a table narrow enough for 80 columns (the profile's digest is in --json)."""
+    table = Table(title=shown_text(f"sweeps in {location}"), title_justify="left")
+    for name in ("#", "started (UTC)", "state", "mode", "profile", "devices", "verdicts"):
+        table.add_column(name, justify="right" if name in {"#", "devices"} else "left",
+                         overflow="fold")
+    for line in lines:
+        s = line.sweep
+        verdicts = "\n".join(f"{line.verdicts[v.value]} {v.value}" for v in Verdict
+                             if line.verdicts[v.value]) or "-"
+        table.add_row(str(s.number), stamp(s.started_at).replace("T", " ").rstrip("Z"),
+                      s.state, line.mode,
+                      shown_text(f"{s.profile['id']} {s.profile['version']}"),
+                      f"{s.records}/{s.devices}", verdicts)
+    return table
