@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from probe import __version__
+from probe.completion import SHELLS, complete_checks, complete_profiles, completion_script
 from probe.display import install_log_filter, shown_text
 from probe.errors import InputError
 from probe.exits import EXIT_INPUT
@@ -91,6 +92,7 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
     """The options `scan` and `sweep` share: profile, limits, ports, gate."""
     options = [
         click.option("-p", "--profile", "profiles", multiple=True,
+                     shell_complete=complete_profiles,
                      help="Built-in profile id or YAML path; repeat to combine. "
                      "Default: iso27400."),
         click.option("--trust-anchor", type=click.Path(exists=True, dir_okay=False),
@@ -524,7 +526,7 @@ def profiles_list() -> None:
 
 
 @profiles.command("show")
-@click.argument("profile")
+@click.argument("profile", shell_complete=complete_profiles)
 def profiles_show(profile: str) -> None:
     """Show a resolved profile (built-in id or YAML path): controls, checks, waivers.
 
@@ -541,23 +543,55 @@ def profiles_show(profile: str) -> None:
 
 
 @profiles.command("checks")
+@click.argument("wanted", nargs=-1, metavar="[CHECK]...", shell_complete=complete_checks)
 @click.option("--json", "as_json", is_flag=True,
               help="Print every check as JSON: declaration, parameters, references and the "
               "pass/fail rule (the data of docs/checks.md).")
-def profiles_checks(as_json: bool) -> None:
-    """List the check catalogue.
+def profiles_checks(wanted: tuple[str, ...], as_json: bool) -> None:
+    """List the check catalogue, or only the CHECKs given (ids or globs such as 'tls.*').
 
-    Exit codes: 0 listed, 2 usage error.
+    Exit codes: 0 listed, 2 usage error (a CHECK that names no check).
     """
+    from probe.checks import catalogue
+
+    try:
+        chosen = _chosen_checks(sorted(catalogue()), wanted)
+    except InputError as exc:
+        _input_error(exc)
     if as_json:
         from probe.catalogue_doc import catalogue_data
 
-        click.echo(json.dumps(catalogue_data(), indent=2, sort_keys=True))
+        data = [entry for entry in catalogue_data() if entry["id"] in chosen]
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
-    from probe.checks import catalogue
     from probe.report.tables import catalogue_table, console
 
-    console().print(catalogue_table(catalogue()))
+    console().print(catalogue_table({cid: catalogue()[cid] for cid in chosen}))
+
+
+def _chosen_checks(ids: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """The ids among `ids` that a pattern of `wanted` matches (all without patterns)."""
+    from fnmatch import fnmatchcase
+
+    for pattern in wanted:
+        if not any(fnmatchcase(cid, pattern) for cid in ids):
+            raise InputError(f"{pattern!r} names no check (see `iotprobe profiles checks`)",
+                             field="CHECK")
+    return [cid for cid in ids if not wanted or any(fnmatchcase(cid, p) for p in wanted)]
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the script that makes SHELL complete iotprobe's commands, options, profile ids
+    and check ids. Load it once per session, e.g. in ~/.bashrc:
+
+    \b
+        eval "$(iotprobe completion bash)"
+
+    Exit codes: 0 printed, 2 usage error (a shell it does not know).
+    """
+    click.echo(completion_script(cli, shell))
 
 
 def main(argv: list[str] | None = None) -> Any:
