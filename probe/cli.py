@@ -284,6 +284,8 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         raise click.UsageError("Missing option '-i' / '--inventory'.")
     runner: DistributedRunner | None = None
     try:
+        if distributed:
+            require_extra("distributed", "--distributed")
         profile, options = _scan_settings(**settings)
         plan = SweepSettings(
             inventory_path=inventory, inventory=load_inventory(inventory), profile=profile,
@@ -291,7 +293,6 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
             every=parse_interval(every) if every is not None else None, count=count,
             resume=resume, quiet=quiet)
         if distributed:
-            require_extra("distributed", "--distributed")
             runner = _distributed_runner(broker, settings["profiles"], shard_size, no_wait,
                                          every)
         elif shard_size is not None or no_wait:
