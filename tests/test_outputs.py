@@ -31,9 +31,13 @@ import pytest
 import yaml
 from conftest import load_records
 from daemons import Daemon, start
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from probe.exports import defused
+from probe.exports import defused, write_csv, write_json
+from probe.record.model import Record
 from probe.report.oscal import NS
+from probe.report.source import RecordSource
 
 CLOSED = "127.166.1.1"
 """mosquitto refusing anonymous clients, with a default admin/admin account."""
@@ -150,6 +154,25 @@ def test_csv_cells_that_could_be_formulas_are_defused(history: History,
 def test_every_formula_start_is_defused(cell: str) -> None:
     assert defused(cell) == "'" + cell
     assert defused("a" + cell) == "a" + cell
+
+
+@settings(deadline=None, max_examples=80)
+@given(st.text(alphabet=st.sampled_from(list("=+-@\t\r\n\",;'ab\x00\u202e")), max_size=12))
+def test_any_summary_round_trips_through_the_exports(text: str) -> None:
+    """Whatever a result's summary holds, the CSV parses back to it (defused) and the JSON
+    document to the record."""
+    golden = json.loads((REPO / "tests/golden/records/hostile.record.json").read_text())
+    golden["results"][0]["summary"] = text
+    record = Record.from_json(golden)
+    source = RecordSource(title="t", identity="t", profile=golden["profile"],
+                          generated=record.finished_at, records=lambda: iter([record]))
+    table, document = io.StringIO(), io.StringIO()
+    write_csv(source, table)
+    write_json(source, document)
+    rows = list(csv.DictReader(io.StringIO(table.getvalue(), newline="")))
+    first = next(r for r in rows if r["check"] == golden["results"][0]["check"])
+    assert first["summary"] == defused(text)
+    assert json.loads(document.getvalue())["records"] == [record.to_json()]
 
 
 # ------------------------------------------------------ sweeps, the listing and a fair diff
