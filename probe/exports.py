@@ -7,7 +7,8 @@ source is read once, never held whole in memory).
 The records' strings are already escaped and bounded (probe.record.model); CSV adds one defence
 of its own: a spreadsheet reads a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage
 return as a formula, so such a cell gets a leading `'` as OWASP's "CSV Injection" page
-recommends (a device id `=HYPERLINK(...)` stays text in Excel and LibreOffice).
+recommends (a cell `=HYPERLINK(...)` stays text in Excel and LibreOffice). Inventories
+already refuse such device ids; the defence covers every cell, whatever wrote the record.
 """
 
 from __future__ import annotations
@@ -41,18 +42,18 @@ def _header(source: RecordSource) -> dict[str, Any]:
 def write_json(source: RecordSource, out: TextIO) -> None:
     """One JSON document: the header of `_header` and `records`, every record in device order.
     The document is built record by record: `{...,"records":[r1,r2,...]}`."""
-    head = json.dumps(_header(source), ensure_ascii=False)
+    head = json.dumps(_header(source))
     out.write(head[:-1] + ', "records": [')
     for number, record in enumerate(source.records()):
         out.write(",\n" if number else "\n")
-        out.write(json.dumps(record.to_json(), ensure_ascii=False))
+        out.write(json.dumps(record.to_json()))
     out.write("\n]}\n")
 
 
 def write_jsonl(source: RecordSource, out: TextIO) -> None:
-    """One record per line, in device order (what `scan --format jsonl` streams)."""
+    """One record per line, in device order, as `scan --format jsonl` streams them."""
     for record in source.records():
-        out.write(json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=False))
+        out.write(json.dumps(record.to_json(), separators=(",", ":")))
         out.write("\n")
 
 
