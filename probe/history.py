@@ -7,13 +7,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from probe.display import shown_text
 from probe.model import Verdict
-from probe.stamps import stamp
 from probe.store import Store, SweepInfo
 from probe.store.models import Record
 
@@ -45,17 +45,20 @@ def sweep_lines(store: Store) -> list[SweepLine]:
 
 
 def sweeps_table(lines: list[SweepLine], location: str) -> Table:
-    """The sweeps as a table narrow enough for 80 columns (the profile's digest is in --json)."""
-    table = Table(title=shown_text(f"sweeps in {location}"), title_justify="left")
-    for name in ("#", "started (UTC)", "state", "mode", "profile", "devices", "verdicts"):
-        table.add_column(name, justify="right" if name in {"#", "devices"} else "left",
-                         overflow="fold")
+    """The sweeps as a table that fits 80 columns: only the profile wraps (its digest is in
+    --json); the start is given to the minute."""
+    table = Table(title=shown_text(f"sweeps in {location}"), title_justify="left",
+                  box=box.SIMPLE_HEAD, padding=0)
+    for name in ("#", "started (UTC)", "state", "mode"):
+        table.add_column(name, no_wrap=True, justify="right" if name == "#" else "left")
+    table.add_column("profile", overflow="fold", min_width=9)
+    table.add_column("devices", no_wrap=True, justify="right")
+    table.add_column("verdicts", no_wrap=True)
     for line in lines:
         s = line.sweep
         verdicts = "\n".join(f"{line.verdicts[v.value]} {v.value}" for v in Verdict
                              if line.verdicts[v.value]) or "-"
-        table.add_row(str(s.number), stamp(s.started_at).replace("T", " ").rstrip("Z"),
-                      s.state, line.mode,
-                      shown_text(f"{s.profile['id']} {s.profile['version']}"),
+        table.add_row(str(s.number), s.started_at.strftime("%Y-%m-%d %H:%M"), s.state,
+                      line.mode, shown_text(f"{s.profile['id']} {s.profile['version']}"),
                       f"{s.records}/{s.devices}", verdicts)
     return table

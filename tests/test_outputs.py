@@ -254,11 +254,15 @@ def test_sweeps_lists_number_time_mode_profile_and_counts(history: History) -> N
     table = iotprobe("sweeps", "-i", str(history.inventory))
     assert table.returncode == 0, table.stderr
     assert f"sweeps in {history.store}" in table.stdout
-    modes = re.findall(r"│ (\d) │ [0-9-]+ [0-9:]+ │ finished │ ([a-z-]+) +│ (iso27400[-.0-9]*) ",
-                       table.stdout)
+    modes = re.findall(r"^ *(\d) [0-9-]{10} [0-9:]{5} finished ([a-z-]+) +(iso27400[-.0-9]*) ",
+                       table.stdout, re.MULTILINE)
     assert [(n, mode, profile) for n, mode, profile in modes] == [
         ("1", "non-intrusive", "iso27400-6.2"), ("2", "intrusive", "iso27400-6.2"),
         ("3", "intrusive", "iso27400-6.2"), ("4", "non-intrusive", "iso27400")]
+
+    narrow = on_a_terminal(["sweeps", "--store", str(history.store)], 80, history.store.parent)
+    assert max(len(line) for line in narrow.splitlines()) <= 80, narrow
+    assert narrow.count("non-intrusive") == 2 and narrow.count("1 nonconformant") == 4, narrow
 
     listed = json.loads(iotprobe("sweeps", "--store", str(history.store), "--json").stdout)
     assert [s["number"] for s in listed] == [1, 2, 3, 4]
