@@ -30,6 +30,7 @@ DEBIAN_PACKAGES=(
   lighttpd-mod-wolfssl lighttpd-mod-mbedtls lighttpd-mod-openssl
                                 # HTTPS over the TLS stacks of embedded devices (interop matrix)
   gnutls-bin                    # gnutls-serv / gnutls-cli: a GnuTLS peer and reference client
+  zsh                           # the shell completion script, run in a real zsh
   autoconf automake             # build PyPI DTLSSocket's tinydtls (aiocoap's CoAPS server peer)
   libivykis0 libnet1 libjson-c5 libpcre3 libwrap0 libglib2.0-0 libcap2 libssl3
                                 # the libraries of syslog-ng, unpacked below (never installed)

@@ -381,23 +381,42 @@ def test_the_summary_fits_80_columns_with_hostile_ids(brokers: None, tmp_path: P
 # ------------------------------------------------------------------------- shell completion
 
 
-def completions(tmp_path: Path, words: list[str]) -> list[str]:
-    """What bash completes for `words` (the last one being typed), with the script of
-    `iotprobe completion bash` loaded into a real bash."""
+def on_path(tmp_path: Path) -> dict[str, str]:
+    """The environment of a shell that finds this checkout's `iotprobe` on its PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     wrapper = bin_dir / "iotprobe"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m probe "$@"\n')
     wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def completions(tmp_path: Path, words: list[str]) -> list[str]:
+    """What bash completes for `words` (the last one being typed), with the script of
+    `iotprobe completion bash` loaded into a real bash."""
     script = ('eval "$(iotprobe completion bash)"; COMP_WORDS=(' +
               " ".join(f"'{w}'" for w in words) + f"); COMP_CWORD={len(words) - 1}; "
               '_iotprobe_completion iotprobe; printf "%s\\n" "${COMPREPLY[@]}"')
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True,
-                         text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+                         text=True, timeout=120, env=on_path(tmp_path), stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stderr
     return run.stdout.split()
+
+
+def zsh_completions(tmp_path: Path, words: list[str]) -> list[str]:
+    """What the function of `iotprobe completion zsh` offers for `words` in a real zsh, with
+    zsh's `compadd` and `_describe` (which only run inside the line editor) replaced by ones
+    that print what they were given."""
+    script = ('compdef() { :; }; eval "$(iotprobe completion zsh)"; '
+              '_describe() { print -rl -- "${(@P)3}"; }; '
+              'compadd() { print -rl -- "${(@P)${@[-1]}}"; }; '
+              "words=(" + " ".join(f"'{w}'" for w in words) + f"); CURRENT={len(words)}; "
+              "_iotprobe_completion")
+    run = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True,
+                         timeout=120, env=on_path(tmp_path), stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
 
 
 def test_bash_completes_profile_ids_and_check_ids(tmp_path: Path) -> None:
@@ -409,14 +428,11 @@ def test_bash_completes_profile_ids_and_check_ids(tmp_path: Path) -> None:
     assert "sweeps" in completions(tmp_path, ["iotprobe", "sw"])
 
 
-def test_zsh_gets_check_ids_with_their_titles() -> None:
-    run = iotprobe("profiles", "checks", "tls.c", env={
-        "_IOTPROBE_COMPLETE": "zsh_complete", "COMP_WORDS": "iotprobe profiles checks tls.c",
-        "COMP_CWORD": "3"})
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[:3] == [
-        "plain", "tls.certificate-strength", "The certificate key and signature are strong"]
-    assert iotprobe("completion", "zsh").stdout.startswith("#compdef iotprobe")
+def test_zsh_completes_check_ids_with_their_titles_and_profile_ids(tmp_path: Path) -> None:
+    assert zsh_completions(tmp_path, ["iotprobe", "profiles", "checks", "mqtt.d"]) == [
+        "mqtt.default-credentials:MQTT accepts no default credentials"]
+    assert zsh_completions(tmp_path, ["iotprobe", "sweep", "--profile", "iso27400-"]) == [
+        "iso27400-6.2", "iso27400-6.5"]
     assert iotprobe("completion", "tcsh").returncode == 2
 
 
