@@ -33,6 +33,7 @@ from conftest import load_records
 from daemons import Daemon, start
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trestle.oscal.assessment_results import Model
 
 from probe.exports import defused, write_csv, write_json
 from probe.record.model import Record
@@ -300,6 +301,7 @@ def test_oscal_properties_carry_the_stable_namespace(history: History) -> None:
     assert NS == "urn:iotprobe:oscal" and "iotprobe.invalid" not in run.stdout
     spaces = set(re.findall(r'"ns": "([^"]*)"', run.stdout))
     assert spaces == {NS}
+    Model.model_validate(json.loads(run.stdout))  # NIST's model takes the URN as a URI
 
 
 def test_the_summary_names_the_store_by_its_path(brokers: None, tmp_path: Path) -> None:
