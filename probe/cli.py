@@ -1,8 +1,11 @@
-"""The `iotprobe` command line: scan, sweep, worker, diff, report, metrics, profiles, lab.
+"""The `iotprobe` command line: scan, sweep, worker, diff, report, sweeps, metrics, profiles, lab.
 
 Exit codes (docs/cli.md): 0 every device conformant (failures below --fail-on tolerated),
 1 at least one device nonconformant, 2 usage or input error, 3 no failure but at least one
-device inconclusive.
+device inconclusive. Each command's help states its own.
+
+Outputs are named alike everywhere: `-o/--output-dir` is the directory of a scan's many files,
+`-o/--output` the one file of a report (`-` for stdout).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from probe import __version__
+from probe.completion import SHELLS, complete_checks, complete_profiles, completion_script
 from probe.display import install_log_filter, shown_text
 from probe.errors import InputError
 from probe.exits import EXIT_INPUT
@@ -75,7 +79,11 @@ class _Commands(click.Group):
 @click.version_option(__version__, prog_name="iotprobe")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 def cli(verbose: int) -> None:
-    """Live network conformance probe for IoT fleets (ISO/IEC 27400 6.2 and 6.5)."""
+    """Live network conformance probe for IoT fleets (ISO/IEC 27400 6.2 and 6.5).
+
+    Exit codes of scan and sweep: 0 every device conformant, 1 at least one nonconformant,
+    2 usage or input error, 3 inconclusive; each command's --help gives its own.
+    """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     install_log_filter()
@@ -85,6 +93,7 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
     """The options `scan` and `sweep` share: profile, limits, ports, gate."""
     options = [
         click.option("-p", "--profile", "profiles", multiple=True,
+                     shell_complete=complete_profiles,
                      help="Built-in profile id or YAML path; repeat to combine. "
                      "Default: iso27400."),
         click.option("--trust-anchor", type=click.Path(exists=True, dir_okay=False),
@@ -158,17 +167,26 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
 @click.argument("targets", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
               help="Inventory file (YAML or CSV).")
-@click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--output-dir", "--outdir", "outdir",
+              type=click.Path(file_okay=False, path_type=Path),
               default=Path("iotprobe-out"), show_default=True,
-              help="Directory for <device-id>.record.json and the reports.")
+              help="Directory (made if missing) for <device-id>.record.json and the --format "
+              "files; --outdir is the old spelling.")
 @click.option("--format", "formats", multiple=True,
-              type=click.Choice(["json", "jsonl", "junit", "html", "oscal"]),
-              help="Extra outputs, repeatable: jsonl streams records to stdout; junit, html "
-              "and oscal write report.junit.xml, report.html, report.oscal.json in OUTDIR.")
+              type=click.Choice(["json", "jsonl", "csv", "junit", "html", "oscal"]),
+              help="Extra outputs, repeatable: json writes records.json (one document of all "
+              "records), csv records.csv (a row per device and check), junit, html and oscal "
+              "report.junit.xml, report.html, report.oscal.json, all in the --output-dir; "
+              "jsonl streams each record as a line to stdout.")
 @_scan_options
 def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
          formats: tuple[str, ...], fail_on: str, quiet: bool, **settings: Any) -> None:
-    """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile."""
+    """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile.
+
+    Exit codes: 0 every device conformant (failures below --fail-on tolerated), 1 at least
+    one device nonconformant, 2 usage or input error (nothing scanned), 3 no failure but at
+    least one device inconclusive.
+    """
     from probe.inventory import inventory_from_targets, load_inventory
     from probe.model import Severity
     from probe.outputs import check_scan_outputs
@@ -256,7 +274,13 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
           resume: bool, distributed: bool, broker: str | None, shard_size: int | None,
           no_wait: bool, status: bool, metrics_file: Path | None, metrics_listen: str | None,
           fail_on: str, quiet: bool, **settings: Any) -> None:
-    """Scan the inventory into the store: a numbered, timestamped sweep."""
+    """Scan the inventory into the store: a numbered, timestamped sweep.
+
+    Exit codes: those of `scan` for the last finished sweep (0 conformant, 1 nonconformant,
+    2 usage, input or store error, 3 inconclusive); 128 + the signal number when SIGINT or
+    SIGTERM interrupted a sweep. `--status` exits 0.
+    """
+    from probe.extras import require_extra
     from probe.inventory import load_inventory
     from probe.model import Severity
     from probe.store import StoreError
@@ -269,6 +293,8 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         raise click.UsageError("Missing option '-i' / '--inventory'.")
     runner: DistributedRunner | None = None
     try:
+        if distributed:
+            require_extra("distributed", "--distributed")
         profile, options = _scan_settings(**settings)
         plan = SweepSettings(
             inventory_path=inventory, inventory=load_inventory(inventory), profile=profile,
@@ -341,6 +367,12 @@ def _distributed_runner(broker: str | None, profiles: tuple[str, ...], shard_siz
 
 
 def _sweep_status(store_url: str | None, inventory: Path | None) -> None:
+    from probe.extras import require_extra
+
+    try:
+        require_extra("distributed", "--status")
+    except InputError as exc:
+        _input_error(exc)
     from probe.distributed.submit import render_status
     from probe.report.tables import console
 
@@ -375,7 +407,15 @@ def worker(broker: str, store_url: str, sites: tuple[str, ...], concurrency: int
     Needs the sweep's inventory and the environment variables and files its secrets come
     from. SIGTERM stops after the running shards; a worker that dies leaves its shards to the
     others.
+
+    Exit codes: 0 stopped cleanly, 2 usage or input error (or a missing extra).
     """
+    from probe.extras import require_extra
+
+    try:
+        require_extra("distributed", "worker")
+    except InputError as exc:
+        _input_error(exc)
     from probe.distributed.submit import require_postgresql
     from probe.distributed.worker import default_name, open_shared_store, run_worker
 
@@ -406,7 +446,13 @@ def diff(store_url: str | None, inventory: Path | None, sweeps: tuple[int, ...],
          as_json: bool) -> None:
     """What changed between two sweeps (default: the last two finished).
 
-    Exit code 1 when a check newly fails, else 0.
+    Like is compared with like: when the sweeps ran with different settings (intrusive mode,
+    profile digest, checks run, probe version) the diff says so first, and a check not
+    assessed in the first sweep (skipped or absent) that fails in the second is "newly
+    assessed", not a regression.
+
+    Exit codes: 1 when a check assessed in both sweeps newly fails (a regression), else 0
+    (a change of settings alone never gives 1); 2 usage or input error.
     """
     from probe.report.tables import console
     from probe.store.queries import diff as compare
@@ -430,15 +476,21 @@ def diff(store_url: str | None, inventory: Path | None, sweeps: tuple[int, ...],
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
               help="Find the store beside this inventory.")
 @click.argument("number", required=False, type=click.IntRange(min=1), metavar="[SWEEP]")
-@click.option("--format", "fmt", required=True, type=click.Choice(["html", "junit", "oscal"]),
-              help="Report format.")
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["html", "junit", "oscal", "json", "jsonl", "csv"]),
+              help="Report format, or an export of the records: json (one document), jsonl "
+              "(a record a line), csv (a row per device and check).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write; - for stdout.")
+              help="The one file to write (made atomically); - for stdout.")
 def report(store_url: str | None, inventory: Path | None, number: int | None, fmt: str,
            output: Path) -> None:
-    """Render a stored sweep (default: the latest finished) as html, junit or oscal."""
+    """Render a stored sweep (default: the latest finished) as html, junit or oscal, or
+    export its records as json, jsonl or csv.
+
+    Exit codes: 0 written, 2 usage or input error (no such sweep or store, unwritable file).
+    """
+    from probe.exports import write_output, write_output_file
     from probe.outputs import check_file
-    from probe.report import write_report, write_report_file
     from probe.sweep import pick_sweep, sweep_source
 
     try:
@@ -451,9 +503,9 @@ def report(store_url: str | None, inventory: Path | None, number: int | None, fm
                     shown_text(f"note: sweep {chosen.label()} is not finished"), soft_wrap=True)
             source = sweep_source(store, chosen)
             if str(output) == "-":
-                write_report(fmt, source, sys.stdout)
+                write_output(fmt, source, sys.stdout)
             else:
-                write_report_file(fmt, source, output)
+                write_output_file(fmt, source, output)
     except InputError as exc:
         _input_error(exc)
 
@@ -470,6 +522,8 @@ def metrics(store_url: str | None, inventory: Path | None, number: int | None,
             output: Path) -> None:
     """Print a stored sweep's numbers (default: the latest finished) in the Prometheus text
     format: the metrics `sweep --metrics-file` and `--metrics-listen` export (docs/metrics.md).
+
+    Exit codes: 0 printed or written, 2 usage, input or store error (no such sweep).
     """
     from probe.metrics import SweepMetrics
     from probe.outputs import check_file
@@ -498,14 +552,47 @@ def metrics(store_url: str | None, inventory: Path | None, number: int | None,
                                 field="--output"))
 
 
+@cli.command()
+@_store_option
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
+              help="Find the store beside this inventory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sweeps as JSON (with each "
+              "profile's digest and the probe's version).")
+def sweeps(store_url: str | None, inventory: Path | None, as_json: bool) -> None:
+    """List the sweeps in the store: number, start, state, mode, profile, verdict counts.
+
+    Exit codes: 0 listed, 2 usage or input error (no store).
+    """
+    from probe.history import sweep_lines, sweeps_table
+    from probe.report.tables import console
+
+    try:
+        with _find_store(store_url, inventory) as store:
+            lines = sweep_lines(store)
+            location = store.location
+    except InputError as exc:
+        _input_error(exc)
+    if as_json:
+        click.echo(json.dumps([line.as_json() for line in lines], indent=2))
+    else:
+        console().print(sweeps_table(lines, location))
+
+
 @cli.group()
 def profiles() -> None:
-    """Built-in and user profiles, and the check catalogue."""
+    """Built-in and user profiles, and the check catalogue.
+
+    Exit codes of every subcommand: 0 done, 2 usage or input error (an unknown or invalid
+    profile).
+    """
 
 
 @profiles.command("list")
 def profiles_list() -> None:
-    """List the built-in profiles."""
+    """List the built-in profiles.
+
+    Exit codes: 0 listed, 2 usage error or an invalid built-in profile.
+    """
     from probe.profile_loader import builtin_profile_ids, load_profile
     from probe.report.tables import console, profiles_table
 
@@ -517,9 +604,12 @@ def profiles_list() -> None:
 
 
 @profiles.command("show")
-@click.argument("profile")
+@click.argument("profile", shell_complete=complete_profiles)
 def profiles_show(profile: str) -> None:
-    """Show a resolved profile (built-in id or YAML path): controls, checks, waivers."""
+    """Show a resolved profile (built-in id or YAML path): controls, checks, waivers.
+
+    Exit codes: 0 shown, 2 usage or input error (no such profile, an invalid one).
+    """
     from probe.profile_loader import load_profile
     from probe.report.tables import console, profile_detail
 
@@ -531,20 +621,55 @@ def profiles_show(profile: str) -> None:
 
 
 @profiles.command("checks")
+@click.argument("wanted", nargs=-1, metavar="[CHECK]...", shell_complete=complete_checks)
 @click.option("--json", "as_json", is_flag=True,
               help="Print every check as JSON: declaration, parameters, references and the "
               "pass/fail rule (the data of docs/checks.md).")
-def profiles_checks(as_json: bool) -> None:
-    """List the check catalogue."""
+def profiles_checks(wanted: tuple[str, ...], as_json: bool) -> None:
+    """List the check catalogue, or only the CHECKs given (ids or globs such as 'tls.*').
+
+    Exit codes: 0 listed, 2 usage error (a CHECK that names no check).
+    """
+    from probe.checks import catalogue
+
+    try:
+        chosen = _chosen_checks(sorted(catalogue()), wanted)
+    except InputError as exc:
+        _input_error(exc)
     if as_json:
         from probe.catalogue_doc import catalogue_data
 
-        click.echo(json.dumps(catalogue_data(), indent=2, sort_keys=True))
+        data = [entry for entry in catalogue_data() if entry["id"] in chosen]
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
-    from probe.checks import catalogue
     from probe.report.tables import catalogue_table, console
 
-    console().print(catalogue_table(catalogue()))
+    console().print(catalogue_table({cid: catalogue()[cid] for cid in chosen}))
+
+
+def _chosen_checks(ids: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """The ids among `ids` that a pattern of `wanted` matches (all without patterns)."""
+    from fnmatch import fnmatchcase
+
+    for pattern in wanted:
+        if not any(fnmatchcase(cid, pattern) for cid in ids):
+            raise InputError(f"{pattern!r} names no check (see `iotprobe profiles checks`)",
+                             field="CHECK")
+    return [cid for cid in ids if not wanted or any(fnmatchcase(cid, p) for p in wanted)]
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the script that makes SHELL complete iotprobe's commands, options, profile ids
+    and check ids. Load it once per session, e.g. in ~/.bashrc:
+
+    \b
+        eval "$(iotprobe completion bash)"
+
+    Exit codes: 0 printed, 2 usage error (a shell it does not know).
+    """
+    click.echo(completion_script(cli, shell))
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -245,7 +245,7 @@ def _change_families(change: Change | None) -> Iterable[Metric]:
                  "that did not fail in the previous finished sweep (iotprobe diff).", (),
                  {(): change.regressions})
     yield _gauge("iotprobe_sweep_fixes", "Results that failed in the previous finished sweep "
-                 "and pass, or no longer run, in this one (iotprobe diff).", (),
+                 "and pass in this one (iotprobe diff's fixes).", (),
                  {(): change.fixes})
 
 

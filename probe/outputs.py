@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from probe.errors import InputError
+from probe.exports import SCAN_FILES
 from probe.ids import RECORD_SUFFIX
 from probe.inventory import Inventory
 from probe.record.files import record_filename
-from probe.report import FORMATS
 
 
 def check_directory(directory: Path, field: str) -> None:
@@ -52,10 +52,11 @@ def check_file(path: Path, field: str) -> None:
 def check_scan_outputs(outdir: Path, sources: Iterable[Inventory], formats: Iterable[str]) -> None:
     """InputError unless OUTDIR can take the record of every device of `sources` and each
     report file `formats` asks for."""
-    check_directory(outdir, "--outdir")
+    check_directory(outdir, "--output-dir")
     for fmt in formats:
-        if fmt in FORMATS:
-            _refuse_in_the_way(outdir / FORMATS[fmt].filename, "--outdir", f" (--format {fmt})")
+        if fmt in SCAN_FILES:
+            _refuse_in_the_way(outdir / SCAN_FILES[fmt].filename, "--output-dir",
+                               f" (--format {fmt})")
     blocked = _blocked_records(outdir)
     if not blocked:
         return
@@ -63,7 +64,7 @@ def check_scan_outputs(outdir: Path, sources: Iterable[Inventory], formats: Iter
         for device in inventory.devices():
             name = record_filename(device.id)
             if name in blocked:
-                _refuse_in_the_way(outdir / name, "--outdir",
+                _refuse_in_the_way(outdir / name, "--output-dir",
                                    f" (the record of device {device.id})")
 
 
@@ -75,7 +76,7 @@ def _blocked_records(outdir: Path) -> set[str]:
                     and not entry.is_symlink() and not entry.is_file(follow_symlinks=False)}
     except OSError as exc:
         raise InputError(f"cannot list the directory {outdir}: {_reason(exc)}",
-                         field="--outdir") from None
+                         field="--output-dir") from None
 
 
 def _refuse_in_the_way(path: Path, field: str, what: str) -> None:

@@ -28,6 +28,7 @@ from probe.display import shown_text
 from probe.engine import Engine, fails_at
 from probe.escaping import bounded_text, shown
 from probe.exits import EXIT_INCONCLUSIVE, EXIT_NONCONFORMANT, EXIT_OK
+from probe.exports import SCAN_FILES, write_output_file
 from probe.inventory import Inventory
 from probe.model import Device, Finding, Severity, Status
 from probe.pool import ProcessPool, worker_count
@@ -35,7 +36,6 @@ from probe.profile import Profile
 from probe.record.files import read_record, record_filename, write_record
 from probe.record.model import Record
 from probe.record.schema import validate_record
-from probe.report import FORMATS, write_report_file
 from probe.report.source import RecordSource
 from probe.report.tables import Summary, console
 from probe.secrets import redact
@@ -233,9 +233,9 @@ async def run_scan(sources: list[Inventory], profile: Profile, options: ScanOpti
         identity=f"scan:{profile.digest}:{started.isoformat()}",
         profile=profile.meta(), generated=dt.datetime.now(dt.UTC).replace(microsecond=0),
         records=sink.records)
-    for fmt, report in FORMATS.items():
+    for fmt, output in SCAN_FILES.items():
         if fmt in wanted:
-            write_report_file(fmt, source, outdir / report.filename)
+            write_output_file(fmt, source, outdir / output.filename)
     if not quiet:
         scan.render_summary(console(stderr=jsonl))
     return scan.code

@@ -328,15 +328,21 @@ def render_diff(diff: Diff) -> Group:
     parts: list[Table | Text] = [Text.assemble(
         ("sweep ", "bold"), shown_text(diff.a.label()), (" -> ", "bold"),
         shown_text(diff.b.label()))]
-    if diff.profile_changed:
-        parts.append(shown_text(f"note: the profile changed ({diff.a.profile['digest'][:19]} "
-                                f"-> {diff.b.profile['digest'][:19]}); some changes may come "
-                                "from it", style="yellow"))
+    if diff.settings:
+        parts.append(Text("the sweeps ran with different settings: changes below may come "
+                          "from them, and checks not assessed before are newly assessed, "
+                          "not regressions", style="yellow"))
+        parts += [shown_text(f"  {c.setting}: {c.before} -> {c.after}", style="yellow")
+                  for c in diff.settings]
     columns = ("device", "check", "target", "severity", "before", "after", "summary")
     parts += _table("verdict changes", ("device", "before", "after"),
                     [(v.device, v.before, v.after) for v in diff.verdicts])
     parts += _table("regressions: newly failing", columns, _check_rows(diff.regressions))
     parts += _table("newly passing", columns, _check_rows(diff.fixed))
+    parts += _table("newly assessed: failing, not assessed before", columns,
+                    _check_rows(diff.newly_assessed))
+    parts += _table("no longer assessed: failing before", columns,
+                    _check_rows(diff.no_longer_assessed))
     parts += _table("appeared", ("device", "verdict"),
                     [(d.device, d.verdict) for d in diff.appeared])
     parts += _table("vanished", ("device", "verdict"),

@@ -32,6 +32,7 @@ DEBIAN_PACKAGES=(
   lighttpd-mod-wolfssl lighttpd-mod-mbedtls lighttpd-mod-openssl
                                 # HTTPS over the TLS stacks of embedded devices (interop matrix)
   gnutls-bin                    # gnutls-serv / gnutls-cli: a GnuTLS peer and reference client
+  zsh                           # the shell completion script, run in a real zsh
   autoconf automake             # build PyPI DTLSSocket's tinydtls (aiocoap's CoAPS server peer)
   libivykis0 libnet1 libjson-c5 libpcre3 libwrap0 libglib2.0-0 libcap2 libssl3
                                 # the libraries of syslog-ng, unpacked below (never installed)
@@ -81,7 +82,8 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # every extra: the tests run PostgreSQL stores and distributed sweeps (docs/outputs.md)
+  .venv/bin/python -m pip install -q -e '.[dev,postgres,distributed]'
   echo "$want" > "$stamp"
 fi
 

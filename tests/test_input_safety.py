@@ -196,13 +196,13 @@ async def test_an_outdir_below_a_regular_file_is_refused(tmp_path: Path,
     (tmp_path / "file").write_text("x")
     out = tmp_path / "file" / "out"
     run = await iotprobe("scan", "127.138.1.1", "-o", str(out), *QUICK)
-    refused(run, "--outdir", str(out), "Not a directory")
+    refused(run, "--output-dir", str(out), "Not a directory")
     assert device.accepted == 0 and entries(tmp_path) == ["file"]
 
 
 async def test_an_outdir_in_proc_is_refused(device: Listener) -> None:
     run = await iotprobe("scan", "127.138.1.1", "-o", "/proc/self/iotprobe-out", *QUICK)
-    refused(run, "--outdir", "/proc/self/iotprobe-out")
+    refused(run, "--output-dir", "/proc/self/iotprobe-out")
     assert device.accepted == 0
 
 
@@ -212,7 +212,7 @@ async def test_a_directory_where_an_output_goes_is_refused(tmp_path: Path, devic
     out = tmp_path / "out"
     (out / blocker).mkdir(parents=True)
     run = await iotprobe("scan", "127.138.1.1", "-o", str(out), "--format", "html", *QUICK)
-    refused(run, "--outdir", str(out / blocker), "it is a directory")
+    refused(run, "--output-dir", str(out / blocker), "it is a directory")
     assert device.accepted == 0 and entries(out) == [blocker]
 
 

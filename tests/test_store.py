@@ -153,15 +153,19 @@ def test_diff_finds_every_kind_of_change(store: Store) -> None:
     assert [(v.device, v.before, v.after) for v in changes.verdicts] == [
         ("fixed", "nonconformant", "conformant"), ("regresses", "conformant", "nonconformant")]
     assert [(c.device, c.check, c.target, c.before, c.after) for c in changes.regressions] == [
-        ("regresses", "net.open-ports", "device", "pass", "fail"),
-        ("regresses", "telnet.new", "tcp/23", None, "fail")]
+        ("regresses", "net.open-ports", "device", "pass", "fail")]
+    assert [(c.device, c.check, c.target, c.before, c.after)
+            for c in changes.newly_assessed] == [("regresses", "telnet.new", "tcp/23", None,
+                                                  "fail")]
+    assert [(s.setting, s.before, s.after) for s in changes.settings] == [
+        ("checks", "5 checks, without telnet.new", "6 checks")]
     assert [(c.device, c.check, c.target, c.before, c.after) for c in changes.fixed] == [
         ("fixed", "mqtt.cleartext-listener", "tcp/1883", "fail", "not_applicable"),
         ("fixed", "net.cleartext-management", "device", "fail", "pass")]
     assert [(d.device, d.verdict) for d in changes.appeared] == [("arrives", "inconclusive")]
     assert [(d.device, d.verdict) for d in changes.vanished] == [("leaves", "conformant")]
     as_json = changes.as_json()
-    assert as_json["a"]["number"] == a and len(as_json["regressions"]) == 2
+    assert as_json["a"]["number"] == a and len(as_json["regressions"]) == 1
     assert not as_json["profile_changed"]
 
 

@@ -261,7 +261,9 @@ def lab_group() -> click.Group:
     @click.group("lab")
     def lab() -> None:
         """IoT devices with known good and bad configurations on 127.0.0.0/8: the emulated
-        fleet, or the real daemons of lab/docker-compose.yml (--real)."""
+        fleet, or the real daemons of lab/docker-compose.yml (--real).
+
+        Exit codes: each subcommand's --help; 2 is always a usage or input error."""
 
     @lab.command("up")
     @click.option("--devices", type=click.IntRange(min=1), default=None,
@@ -284,7 +286,10 @@ def lab_group() -> click.Group:
            persona_names: str | None, real: bool, foreground: bool,
            state_dir: Path | None) -> None:
         """Start the lab: device i runs persona i mod len(personas) on address base + i
-        (with --real: device i of the real lab)."""
+        (with --real: device i of the real lab).
+
+        Exit codes: 0 the lab runs, 1 it did not come up, 2 usage or input error (or a lab
+        already running in the state directory)."""
         directory = _resolve_state_dir(state_dir)
         personas: list[Persona] = []
         try:
@@ -318,7 +323,9 @@ def lab_group() -> click.Group:
     @lab.command("down")
     @_state_dir_option
     def down(state_dir: Path | None) -> None:
-        """Stop the lab recorded in the state directory and remove its state."""
+        """Stop the lab recorded in the state directory and remove its state.
+
+        Exit codes: 0 stopped (or none was running), 1 its process does not exit."""
         try:
             click.echo(stop_lab(_resolve_state_dir(state_dir)))
         except LabError as exc:
@@ -327,7 +334,9 @@ def lab_group() -> click.Group:
     @lab.command("status")
     @_state_dir_option
     def status(state_dir: Path | None) -> None:
-        """Show the lab's devices; exit 0 if it runs, 1 if not."""
+        """Show the lab's devices.
+
+        Exit codes: 0 the lab runs, 1 it does not."""
         directory = _resolve_state_dir(state_dir)
         state = read_state(directory)
         if state is None:
@@ -346,7 +355,9 @@ def lab_group() -> click.Group:
                   help="One Markdown table of every device of both labs and what it "
                   "demonstrates.")
     def personas(real: bool, markdown: bool) -> None:
-        """List the personas and what the probe must report for each."""
+        """List the personas and what the probe must report for each.
+
+        Exit codes: 0 listed, 2 usage error."""
         if markdown:
             from probe.lab.selftest import markdown_table
 
@@ -380,7 +391,9 @@ def lab_group() -> click.Group:
                  state_dir: Path | None) -> None:
         """Start a lab, scan it with the iso27400 profile with and without --intrusive,
         compare every result with what its devices declare, print the table and the coverage
-        of the check catalogue; exit 1 on any disagreement."""
+        of the check catalogue.
+
+        Exit codes: 0 every result as declared, 1 any disagreement, 2 usage or input error."""
         from probe.lab.selftest import run_selftest
 
         directory = _resolve_state_dir(state_dir)

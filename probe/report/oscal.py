@@ -28,7 +28,10 @@ from probe.report.source import RecordSource, stamp
 from probe.stamps import STAMP
 
 OSCAL_VERSION = "1.2.1"
-NS = "https://iotprobe.invalid/ns/oscal"
+NS = "urn:iotprobe:oscal"
+"""The namespace of iotprobe's own OSCAL properties (docs/outputs.md): a URN like the profile's
+`urn:iotprobe:profile:...`, since the project owns no web domain whose URL would stay put. Every
+uuid of a document derives from it: it never changes."""
 _ROOT = uuid.uuid5(uuid.NAMESPACE_URL, NS)
 _TOKEN = re.compile(r"^[_A-Za-z][_A-Za-z0-9.\-]*$")
 _SPACE = re.compile(r"\s+")

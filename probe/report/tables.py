@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -64,7 +65,7 @@ class DeviceRow:
             failed=failed or "-",
             errors=sum(r.status is Status.ERROR for r in record.results),
             passed=sum(r.status is Status.PASS for r in record.results),
-            worst=f"{worst.check} ({worst.severity.value})" if worst else "-",
+            worst=worst.check if worst else "-",
         )
 
 
@@ -103,15 +104,25 @@ class Summary:
         return sum(self.verdicts.values())
 
     def render(self, profile: Profile, location: str) -> Group:
+        """The summary, readable at 80 columns: verdicts and counts are never cut; a device
+        (its id, and its address below when that differs, as it does for every inventory
+        device and never for an IP given on the command line) and its worst failure wrap
+        instead of being cut."""
         rows = sorted((e[2] for e in self._worst), key=lambda r: r.rank)
         table = Table(title=shown_text(f"iotprobe: {self.devices} device(s), profile "
-                                       f"{profile.id}"), title_justify="left")
-        for name in ("device", "address", "verdict", "failed", "errors", "passed",
-                     "worst failure"):
-            table.add_column(name, justify="right" if name in {"errors", "passed"} else "left")
+                                       f"{profile.id}"), title_justify="left",
+                      box=box.SIMPLE_HEAD, padding=0)
+        table.add_column("device", overflow="fold", min_width=12)
+        table.add_column("verdict", no_wrap=True)
+        table.add_column("failed", min_width=5)
+        for name in ("err", "pass"):
+            table.add_column(name, no_wrap=True, justify="right")
+        table.add_column("worst failure", no_wrap=True)
         for row in rows:
-            table.add_row(shown_text(row.device), shown_text(row.address),
-                          Text(row.verdict.value, style=_VERDICT_STYLE[row.verdict]),
+            device = shown_text(row.device)
+            if row.address != row.device:
+                device.append("\n").append_text(shown_text(row.address, style="dim"))
+            table.add_row(device, Text(row.verdict.value, style=_VERDICT_STYLE[row.verdict]),
                           row.failed, str(row.errors), str(row.passed), shown_text(row.worst))
         lines: list[Table | Text] = [table]
         if self.devices > len(rows):

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from probe import __version__
 from probe.errors import InputError
+from probe.extras import require_extra
 from probe.profile import Profile
 from probe.record import model as rec
 from probe.secrets import remember
@@ -122,6 +123,7 @@ def parse_store_url(text: str) -> URL:
         raise InputError(f"not a database URL: {mask(text)}", field="--store") from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
+        require_extra("postgres", "--store")
         return url.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         return url.set(drivername="sqlite+pysqlite")
@@ -149,6 +151,16 @@ def masked(url: URL) -> str:
              for key, value in url.query.items()}
     text = url.set(query=query).render_as_string(hide_password=True)
     return text.replace(quote(_MASK, safe=""), _MASK)
+
+
+def shown_location(url: URL) -> str:
+    """How messages name the store at `url`: a SQLite file by its path, any other database by
+    its URL without the driver (`postgresql://`, not `postgresql+psycopg://`) and with every
+    credential shown as ***."""
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        return database
+    return masked(url.set(drivername=url.get_backend_name()))
 
 
 def _credentials(url: URL) -> list[str]:
@@ -198,7 +210,7 @@ class Store:
         self.retry_for = retry_for
         for password in (url.password, os.environ.get("PGPASSWORD")):
             remember(str(password or ""), shared=True)
-        self.location = masked(url)
+        self.location = shown_location(url)
         if not create:
             self._refuse_a_missing_file()
         self.engine = self._connect(url)
