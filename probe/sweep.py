@@ -5,8 +5,9 @@ own transaction, from one writer thread, as its device finishes, so a process ki
 moment (kill -9 included) loses no finished record. `--resume` takes the latest sweep if it is
 unfinished, counts the records it holds and scans only the inventory's devices without one.
 `--every` starts sweeps on a fixed grid (start + k * interval; a sweep that overruns skips the
-slots it missed). SIGINT and SIGTERM end the loop cleanly: between sweeps at once, during a
-sweep after cancelling the scan and marking the sweep interrupted (resumable).
+slots it missed); `--count N` without it runs N sweeps back to back. SIGINT and SIGTERM end the
+loop cleanly: between sweeps at once, during a sweep after cancelling the scan and marking the
+sweep interrupted (resumable).
 """
 
 from __future__ import annotations
@@ -242,9 +243,10 @@ async def run_sweeps(store: Store, settings: SweepSettings,
                 return 128 + stop.result()
             code = task.result()
             done += 1
-            if settings.every is None or (settings.limit is not None
-                                          and done >= settings.limit):
+            if settings.limit is not None and done >= settings.limit:
                 break
+            if settings.every is None:
+                continue
             slot = _next_slot(slot, settings.every, loop.time())
             if not settings.quiet:
                 at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=slot - loop.time())
