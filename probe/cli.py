@@ -121,6 +121,26 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
+def _selection_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The check selection `scan` and `sweep` share (probe.selection)."""
+    options = [
+        click.option("--checks", "checks", multiple=True, metavar="IDS",
+                     help="Run only these checks: ids or globs (tls.*), comma-separated, "
+                     "repeatable."),
+        click.option("--skip-checks", "skip_checks", multiple=True, metavar="IDS",
+                     help="Never run these checks: ids or globs, comma-separated, "
+                     "repeatable."),
+        click.option("--severity", type=click.Choice(["critical", "high", "medium", "low"]),
+                     help="Run only checks of this severity or higher."),
+        click.option("--control", "controls", multiple=True, metavar="IDS",
+                     help="Run only the checks under these controls, e.g. 27400-6.2; "
+                     "comma-separated, repeatable."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def _processes(value: str) -> int | None:
     if value.strip().lower() == "auto":
         return None
@@ -138,11 +158,16 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
                    concurrency: int, processes: str, per_device: int, rate: float,
                    timeout: float,
                    budget: float, ports: str | None, exclude_ports: str | None, syn: bool,
-                   no_udp: bool) -> tuple[Profile, ScanOptions]:
+                   no_udp: bool, checks: tuple[str, ...], skip_checks: tuple[str, ...],
+                   severity: str | None, controls: tuple[str, ...]
+                   ) -> tuple[Profile, ScanOptions]:
+    from probe.checks import catalogue
     from probe.context import ScanOptions
     from probe.profile_loader import load_profiles
+    from probe.selection import select, selection_of
 
-    profile = load_profiles(list(profiles) or ["iso27400"])
+    selection = selection_of(checks, skip_checks, severity, controls)
+    profile = select(load_profiles(list(profiles) or ["iso27400"]), selection, catalogue())
     options = ScanOptions(
         timeout=timeout, budget=budget, concurrency=concurrency,
         processes=_processes(processes), per_device=per_device,
@@ -165,6 +190,7 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
               help="Extra outputs, repeatable: jsonl streams records to stdout; junit, html "
               "and oscal write report.junit.xml, report.html, report.oscal.json in OUTDIR.")
 @_scan_options
+@_selection_options
 def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
          formats: tuple[str, ...], fail_on: str, quiet: bool, **settings: Any) -> None:
     """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile."""
@@ -244,6 +270,7 @@ _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
 @click.option("--status", is_flag=True, help="Show the progress of the latest sweep across "
               "workers, then exit.")
 @_scan_options
+@_selection_options
 def sweep(inventory: Path | None, store_url: str | None, every: str | None, count: int | None,
           resume: bool, distributed: bool, broker: str | None, shard_size: int | None,
           no_wait: bool, status: bool, fail_on: str, quiet: bool, **settings: Any) -> None:
@@ -266,6 +293,11 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
             options=options, fail_on=Severity(fail_on),
             every=parse_interval(every) if every is not None else None, count=count,
             resume=resume, quiet=quiet)
+        if distributed and profile.selection is not None:
+            raise InputError("the workers of a distributed sweep run the whole profile: "
+                             "select checks in a profile file (`disabled:`) instead of "
+                             "--checks, --skip-checks, --severity and --control",
+                             field="--distributed")
         if distributed:
             runner = _distributed_runner(broker, settings["profiles"], shard_size, no_wait,
                                          every)

@@ -7,6 +7,7 @@ mosquitto accepting anonymous MQTT in clear text.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -104,3 +105,98 @@ def test_trust_failure_says_what_was_checked_and_what_to_do(peers: Peers,
                         "--trust-anchor", str(peers.ca.cert))
     (trust,) = rows(records(tmp_path / "anchored")[WEB], "tls.certificate-trust")
     assert trust["status"] == "pass", anchored.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Check selection
+# --------------------------------------------------------------------------------------------
+
+
+def test_checks_and_skip_checks_narrow_the_scan_and_the_record_says_why(
+        peers: Peers, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = iotprobe("scan", WEB, BROKER, "-o", str(out), *FAST, "-q",
+                   "--checks", "tls.*", "--checks", "mqtt.anonymous-access,net.open-ports",
+                   "--skip-checks", "tls.known-vulnerabilities,tls.cipher-suites")
+    assert run.returncode == 1, run.stderr
+    found = records(out)
+    wanted = {"tls.protocol-versions", "tls.certificate-validity", "tls.certificate-trust",
+              "tls.certificate-strength", "mqtt.anonymous-access", "net.open-ports"}
+    for record in found.values():
+        assert {r["check"] for r in record["results"]} == wanted
+        selection = record["selection"]
+        assert selection["checks"] == ["tls.*", "mqtt.anonymous-access", "net.open-ports"]
+        assert selection["skip_checks"] == ["tls.known-vulnerabilities", "tls.cipher-suites"]
+        reasons = {row["check"]: row["reason"] for row in selection["deselected"]}
+        assert reasons["tls.cipher-suites"] == "left out by --skip-checks tls.cipher-suites"
+        assert reasons["mqtt.cleartext-listener"].startswith("not selected by --checks tls.*")
+        assert wanted.isdisjoint(reasons)
+    (anonymous,) = rows(found[BROKER], "mqtt.anonymous-access")
+    assert anonymous["status"] == "fail"
+
+
+def test_severity_and_control_select_from_the_profile(peers: Peers, tmp_path: Path) -> None:
+    critical = iotprobe("scan", BROKER, "-o", str(tmp_path / "critical"), *FAST, "-q",
+                        "--severity", "critical")
+    assert critical.returncode == 1, critical.stderr
+    record = records(tmp_path / "critical")[BROKER]
+    assert {r["severity"] for r in record["results"]} == {"critical"}
+    assert any(r["check"] == "mqtt.anonymous-access" and r["status"] == "fail"
+               for r in record["results"])
+    reasons = {row["check"]: row["reason"] for row in record["selection"]["deselected"]}
+    assert reasons["mqtt.cleartext-listener"] == "its severity high is below --severity critical"
+    monitoring = iotprobe("scan", BROKER, "-o", str(tmp_path / "monitoring"),
+                          *FAST[:-2], "-p", "iso27400", "-q", "--control", "27400-6.5")
+    record = records(tmp_path / "monitoring")[BROKER]
+    assert {r["control"] for r in record["results"]} == {"27400-6.5"}, monitoring.stderr
+    assert record["selection"]["controls"] == ["27400-6.5"]
+
+
+def test_no_selection_no_selection_block(peers: Peers, tmp_path: Path) -> None:
+    run = iotprobe("scan", BROKER, "-o", str(tmp_path / "all"), *FAST, "-q")
+    assert run.returncode == 1, run.stderr
+    assert "selection" not in records(tmp_path / "all")[BROKER]
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--checks", "tls.certficate-trust"),
+     "--checks: 'tls.certficate-trust' matches no check (did you mean "
+     "'tls.certificate-trust'?)"),
+    (("--skip-checks", "coap.*", "-p", "iso27400-6.5"),
+     "--skip-checks: 'coap.*' matches no check of profile iso27400-6.5"),
+    (("--checks", "TLS.*"), "--checks: 'TLS.*' is not a check id or glob"),
+    (("--control", "27400-6.9"), "--control: '27400-6.9' is not a control of profile "
+                                 "iso27400"),
+    (("--checks", "tls.*", "--skip-checks", "tls.*"),
+     "--checks: the selection leaves no check of profile iso27400 to run"),
+])
+def test_a_selection_matching_nothing_is_exit_2_before_any_packet(
+        tmp_path: Path, args: tuple[str, ...], said: str) -> None:
+    out = tmp_path / "out"
+    run = iotprobe("scan", "127.165.0.200", "-o", str(out), *FAST[:-2], *args)
+    assert run.returncode == 2 and said in run.stderr, run.stderr
+    assert not out.exists()
+
+
+def test_a_sweep_stores_the_selection_and_refuses_it_distributed(peers: Peers,
+                                                                 tmp_path: Path) -> None:
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(f"devices:\n  - address: {BROKER}\n")
+    store = tmp_path / "fleet.sqlite"
+    run = iotprobe("sweep", "-i", str(inventory), "--store", str(store), *FAST, "-q",
+                   "--checks", "mqtt.*")
+    assert run.returncode == 1, run.stderr
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        (stored,) = [json.loads(row[0]) for row in conn.execute("SELECT record FROM records")]
+    finally:
+        conn.close()
+    validate_record(stored)
+    assert stored["selection"]["checks"] == ["mqtt.*"]
+    assert {r["check"].split(".")[0] for r in stored["results"]} == {"mqtt"}
+    distributed = iotprobe("sweep", "-i", str(inventory), "--store", str(store), *FAST,
+                           "--distributed", "--broker", "redis://127.165.0.250:6379/0",
+                           "--checks", "mqtt.*")
+    assert distributed.returncode == 2
+    assert "--distributed: the workers of a distributed sweep run the whole profile" \
+        in distributed.stderr
