@@ -181,7 +181,10 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
 @cli.command()
 @click.argument("targets", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
-              help="Inventory file (YAML or CSV).")
+              help="Inventory file: YAML, CSV, nmap XML (-oX) or a target list (.txt).")
+@click.option("-iL", "--input-list", "input_lists", multiple=True, metavar="FILE",
+              help="Targets from a list: one IP, range or CIDR block a line, # comments; "
+              "- for stdin. Repeatable.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("iotprobe-out"), show_default=True,
               help="Directory for <device-id>.record.json and the reports.")
@@ -191,19 +194,25 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
               "and oscal write report.junit.xml, report.html, report.oscal.json in OUTDIR.")
 @_scan_options
 @_selection_options
-def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
-         formats: tuple[str, ...], fail_on: str, quiet: bool, **settings: Any) -> None:
-    """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile."""
-    from probe.inventory import inventory_from_targets, load_inventory
+def scan(targets: tuple[str, ...], inventory: Path | None, input_lists: tuple[str, ...],
+         outdir: Path, formats: tuple[str, ...], fail_on: str, quiet: bool,
+         **settings: Any) -> None:
+    """Scan TARGETs (IP, host name, CIDR), target lists and/or an inventory against a
+    profile."""
+    from probe.inventory import inventory_from_list, inventory_from_targets, load_inventory
     from probe.model import Severity
     from probe.outputs import check_scan_outputs
     from probe.run import run_scan
+    from probe.target_lists import STDIN
 
     try:
-        if not targets and inventory is None:
-            raise InputError("give at least one TARGET or an inventory (-i)", field="TARGET")
+        if not targets and inventory is None and not input_lists:
+            raise InputError("give at least one TARGET, a target list (-iL) or an inventory "
+                             "(-i)", field="TARGET")
+        if list(input_lists).count(STDIN) > 1:
+            raise InputError("standard input can be read once", field="-iL")
         profile, options = _scan_settings(**settings)
-        sources = []
+        sources = [inventory_from_list(source) for source in input_lists]
         if inventory is not None:
             sources.append(load_inventory(inventory))
         if targets:
@@ -250,7 +259,8 @@ _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
 
 @cli.command()
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
-              help="Inventory file (YAML or CSV). Required but with --status.")
+              help="Inventory file: YAML, CSV, nmap XML (-oX) or a target list (.txt). "
+              "Required but with --status.")
 @_store_option
 @click.option("--every", metavar="INTERVAL", help="Repeat on this schedule (30s, 15m, 1h, "
               "1h30m, 1d) until stopped by SIGINT or SIGTERM.")

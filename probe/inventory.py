@@ -31,6 +31,7 @@ from probe.ids import id_problem
 from probe.model import Device
 from probe.observe.syslog import forwarder_networks
 from probe.secrets import Secret
+from probe.target_lists import list_name, read_nmap_xml, read_target_list
 from probe.targets import (
     Network,
     block_addresses,
@@ -122,6 +123,16 @@ def inventory_from_targets(targets: Iterable[str], *,
             hostname = target if isinstance(target, str) else None
             items.append(Device(id=key, address=key, hostname=hostname, exclude_ports=excluded))
     return Inventory(items)
+
+
+def inventory_from_list(source: str) -> Inventory:
+    """The inventory of a target list (`-iL`: probe.target_lists), `-` for standard input;
+    composed as command-line targets are, its errors naming the list."""
+    targets = read_target_list(source)
+    try:
+        return inventory_from_targets(targets)
+    except InputError as exc:
+        raise InputError(exc.message, file=list_name(source)) from None
 
 
 def _refuse_overlap(block: Network, items: Sequence[Device | _Block],
@@ -222,7 +233,8 @@ MAX_SECRET_BYTES = 1 << 20
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
-    """The inventory in `path`: YAML (.yaml, .yml) or CSV (.csv)."""
+    """The inventory in `path`: YAML (.yaml, .yml), CSV (.csv), nmap XML (.xml) or a plain
+    target list (.txt, .lst: probe.target_lists)."""
     file = os.fspath(path)
     location = Path(file)
     suffix = location.suffix.lower()
@@ -230,7 +242,12 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         return _Loader(file, location).from_yaml()
     if suffix == ".csv":
         return _Loader(file, location).from_csv()
-    raise InputError("unknown inventory format: name the file .yaml, .yml or .csv", file=file)
+    if suffix == ".xml":
+        return Inventory(read_nmap_xml(file))
+    if suffix in (".txt", ".lst"):
+        return inventory_from_list(file)
+    raise InputError("unknown inventory format: name the file .yaml, .yml, .csv, .xml (nmap "
+                     "-oX) or .txt (one target a line)", file=file)
 
 
 class _Loader:

@@ -200,3 +200,111 @@ def test_a_sweep_stores_the_selection_and_refuses_it_distributed(peers: Peers,
     assert distributed.returncode == 2
     assert "--distributed: the workers of a distributed sweep run the whole profile" \
         in distributed.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Target lists and nmap XML
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_target_list_with_comments_and_a_range(peers: Peers, tmp_path: Path) -> None:
+    listed = tmp_path / "targets.txt"
+    listed.write_text(f"# the lab's peers\n\n{WEB[:-1]}1-2   # web and broker\n")
+    run = iotprobe("scan", "-iL", str(listed), "-o", str(tmp_path / "out"), *FAST, "-q")
+    assert run.returncode == 1, run.stderr
+    found = records(tmp_path / "out")
+    assert set(found) == {WEB, BROKER}
+    (anonymous,) = rows(found[BROKER], "mqtt.anonymous-access")
+    assert anonymous["status"] == "fail"
+
+
+def test_a_target_list_on_stdin(peers: Peers, tmp_path: Path) -> None:
+    run = iotprobe("scan", "-iL", "-", "-o", str(tmp_path / "out"), *FAST, "-q",
+                   stdin=f"{BROKER}\n")
+    assert run.returncode == 1, run.stderr
+    assert set(records(tmp_path / "out")) == {BROKER}
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("127.165.0.1\n\nbroker.plant.example\n",
+     ":3: 'broker.plant.example' is a host name: a target list takes IP addresses"),
+    ("127.165.0.9-3\n", ":1: '127.165.0.9-3': the range must go up"),
+    ("127.165.0-3.1\n", ":1: '127.165.0-3.1' is not a range"),
+    ("# nothing\n", "no targets"),
+    ("127.165.4.0/30\n127.165.4.1\n", "127.165.4.1 is already in the block 127.165.4.0/30"),
+])
+def test_a_bad_target_list_is_exit_2_naming_file_and_line(tmp_path: Path, text: str,
+                                                          said: str) -> None:
+    listed = tmp_path / "targets.txt"
+    listed.write_text(text)
+    out = tmp_path / "out"
+    run = iotprobe("scan", "-iL", str(listed), "-o", str(out), *FAST)
+    assert run.returncode == 2, run.stderr
+    assert f"{listed}{said}" in run.stderr or (f"{listed}: " in run.stderr
+                                                and said in run.stderr), run.stderr
+    assert not out.exists()
+
+
+def nmap_xml(tmp_path: Path) -> Path:
+    """A real `nmap -oX` document of a connect scan of the two peers (port 2024 excluded)."""
+    xml = tmp_path / "nmap.xml"
+    nmap = subprocess.run(
+        ["nmap", "-n", "-Pn", "-sT", "-p", "443,1883,8883", "--exclude-ports", "2024",
+         "-oX", str(xml), f"{WEB}-2"], capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL)
+    assert nmap.returncode == 0, nmap.stderr
+    return xml
+
+
+def test_nmap_xml_hosts_become_devices_with_their_services(peers: Peers,
+                                                           tmp_path: Path) -> None:
+    from probe.inventory import load_inventory
+
+    xml = nmap_xml(tmp_path)
+    devices = {d.id: d.services for d in load_inventory(xml).devices()}
+    assert devices == {WEB: {"https": (443,)}, BROKER: {"mqtt": (1883,)}}
+    run = iotprobe("scan", "-i", str(xml), "-o", str(tmp_path / "out"), *FAST, "-q")
+    assert run.returncode == 1, run.stderr
+    found = records(tmp_path / "out")
+    assert set(found) == {WEB, BROKER}
+    assert {r["check"] for r in found[WEB]["results"] if r["status"] == "pass"} >= {
+        "tls.protocol-versions", "tls.certificate-validity"}
+    store = tmp_path / "nmap.sqlite"
+    sweep = iotprobe("sweep", "-i", str(xml), "--store", str(store), *FAST, "-q")
+    assert sweep.returncode == 1, sweep.stderr
+
+
+LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE nmaprun [
+ <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+ <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+ <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+ <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+ <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
+]>
+<nmaprun><host><status state="up"/><address addr="127.165.0.2" addrtype="ipv4"/>
+<hostnames><hostname name="&e;"/></hostnames></host></nmaprun>
+"""
+EXTERNAL = """<?xml version="1.0"?>
+<!DOCTYPE nmaprun [<!ENTITY leak SYSTEM "file:///etc/hostname">]>
+<nmaprun><host><status state="up"/><address addr="127.165.0.2" addrtype="ipv4"/>
+<hostnames><hostname name="&leak;"/></hostnames></host></nmaprun>
+"""
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    (LAUGHS, "refused: the document declares an entity"),
+    (EXTERNAL, "refused: the document declares an entity"),
+    ("<nmaprun><host>", "not well-formed XML"),
+    ("<html/>", "not nmap XML output (-oX)"),
+    ('<nmaprun><host><status state="up"/><address addr="127.165.0.2" addrtype="ipv4"/>'
+     '<ports><port protocol="tcp" portid="99999"><state state="open"/>'
+     '<service name="http"/></port></ports></host></nmaprun>', "'99999' is not a port number"),
+])
+def test_hostile_or_broken_nmap_xml_is_exit_2(tmp_path: Path, text: str, said: str) -> None:
+    xml = tmp_path / "scan.xml"
+    xml.write_text(text)
+    out = tmp_path / "out"
+    run = iotprobe("scan", "-i", str(xml), "-o", str(out), *FAST)
+    assert run.returncode == 2 and said in run.stderr, run.stderr
+    assert not out.exists()
