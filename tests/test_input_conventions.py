@@ -293,8 +293,8 @@ EXTERNAL = """<?xml version="1.0"?>
 
 
 @pytest.mark.parametrize(("text", "said"), [
-    (LAUGHS, "refused: the document declares an entity"),
-    (EXTERNAL, "refused: the document declares an entity"),
+    (LAUGHS, "refused: the document declares an XML entity"),
+    (EXTERNAL, "refused: the document declares an XML entity"),
     ("<nmaprun><host>", "not well-formed XML"),
     ("<html/>", "not nmap XML output (-oX)"),
     ('<nmaprun><host><status state="up"/><address addr="127.165.0.2" addrtype="ipv4"/>'
