@@ -204,6 +204,7 @@ def scan(targets: tuple[str, ...], inventory: Path | None, input_lists: tuple[st
     from probe.outputs import check_scan_outputs
     from probe.run import run_scan
     from probe.target_lists import STDIN
+    from probe.waivers import CLASSLESS_SUFFIXES, warn_about_waivers
 
     try:
         if not targets and inventory is None and not input_lists:
@@ -220,6 +221,8 @@ def scan(targets: tuple[str, ...], inventory: Path | None, input_lists: tuple[st
         check_scan_outputs(outdir, sources, formats)
     except InputError as exc:
         _input_error(exc)
+    warn_about_waivers(profile, sources, classless=bool(targets or input_lists) or (
+        inventory is not None and inventory.suffix.lower() in CLASSLESS_SUFFIXES))
     code = asyncio.run(run_scan(
         sources, profile, options, outdir=outdir, formats=formats,
         fail_on=Severity(fail_on), quiet=quiet,
@@ -289,6 +292,7 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
     from probe.model import Severity
     from probe.store import StoreError
     from probe.sweep import SweepSettings, parse_interval, run_sweeps
+    from probe.waivers import CLASSLESS_SUFFIXES, warn_about_waivers
 
     if status:
         _sweep_status(store_url, inventory)
@@ -317,6 +321,8 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         store = _find_store(store_url, inventory, create=True)
     except InputError as exc:
         _input_error(exc)
+    warn_about_waivers(profile, [plan.inventory],
+                       classless=inventory.suffix.lower() in CLASSLESS_SUFFIXES)
     try:
         if runner is not None:
             runner.check(store)

@@ -308,3 +308,88 @@ def test_hostile_or_broken_nmap_xml_is_exit_2(tmp_path: Path, text: str, said: s
     run = iotprobe("scan", "-i", str(xml), "-o", str(out), *FAST)
     assert run.returncode == 2 and said in run.stderr, run.stderr
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Waivers that would fail silently
+# --------------------------------------------------------------------------------------------
+
+
+def waiver_profile(tmp_path: Path) -> Path:
+    profile = tmp_path / "waived.yaml"
+    profile.write_text(f"""id: waived
+extends: iso27400-6.2
+waivers:
+  - check: mqtt.anonymous-access
+    fleet: true
+    justification: the whole fleet moves to client certificates in Q3
+    expires: 2099-12-31
+  - check: mqtt.cleartext-listener
+    device: {BROKER}
+    justification: TLS listener comes with firmware 2
+    expires: 2020-01-31
+  - check: net.open-ports
+    class: camera
+    justification: RTSP stays
+    expires: 2099-12-31
+  - check: tls.cipher-suites
+    device: 127.165.9.9
+    justification: decommissioned soon
+    expires: 2099-12-31
+""")
+    return profile
+
+
+def test_waivers_warn_when_expired_classless_or_matching_nothing(peers: Peers,
+                                                                 tmp_path: Path) -> None:
+    profile = waiver_profile(tmp_path)
+    run = iotprobe("scan", BROKER, "-o", str(tmp_path / "out"), *FAST[:-2], "-p",
+                   str(profile), "-q")
+    assert run.returncode == 1, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: the waiver of mqtt.cleartext-listener for device {BROKER} expired on "
+        "2020-01-31: its failures count again (renew it with a new date, or remove it)",
+        "warning: the waiver of net.open-ports for class camera cannot cover command-line "
+        "targets, target lists or nmap XML: their devices have no class (give them `class: "
+        "camera` in an inventory)",
+        "warning: the waiver of net.open-ports for class camera matches no device of this scan",
+        "warning: the waiver of tls.cipher-suites for device 127.165.9.9 matches no device of "
+        "this scan",
+    ]
+    record = records(tmp_path / "out")[BROKER]
+    (anonymous,) = rows(record, "mqtt.anonymous-access")
+    assert anonymous["status"] == "fail"
+    assert anonymous["waived"] == {"justification": "the whole fleet moves to client "
+                                   "certificates in Q3", "expires": "2099-12-31"}
+    (cleartext,) = rows(record, "mqtt.cleartext-listener")
+    assert cleartext["status"] == "fail" and "waived" not in cleartext
+
+
+def test_a_sweep_warns_too_and_selection_explains_its_waivers(peers: Peers,
+                                                              tmp_path: Path) -> None:
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(f"devices:\n  - address: {BROKER}\n    class: camera\n")
+    run = iotprobe("sweep", "-i", str(inventory), "--store", str(tmp_path / "s.sqlite"),
+                   *FAST[:-2], "-p", str(waiver_profile(tmp_path)), "-q",
+                   "--skip-checks", "tls.*")
+    assert run.returncode == 1, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: the waiver of mqtt.cleartext-listener for device {BROKER} expired on "
+        "2020-01-31: its failures count again (renew it with a new date, or remove it)",
+        "warning: the waiver of tls.cipher-suites for device 127.165.9.9 waives a check this "
+        "scan does not run (left out by --skip-checks tls.*)",
+    ]
+
+
+def test_profiles_show_marks_expired_waivers_and_the_fleet_scope(tmp_path: Path) -> None:
+    shown = iotprobe("profiles", "show", str(waiver_profile(tmp_path)))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    expired = next(line for line in lines if "mqtt.cleartext-listener" in line
+                   and "2020-01-31" in line)
+    assert "2020-01-31 (expired)" in expired
+    fleet = next(line for line in lines if "mqtt.anonymous-access" in line
+                 and "2099-12-31" in line)
+    assert "the whole fleet" in fleet and "expired" not in fleet
