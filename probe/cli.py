@@ -183,8 +183,8 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
               help="Inventory file: YAML, CSV, nmap XML (-oX) or a target list (.txt).")
 @click.option("-iL", "--input-list", "input_lists", multiple=True, metavar="FILE",
-              help="Targets from a list: one IP, range or CIDR block a line, # comments; "
-              "- for stdin. Repeatable.")
+              help="Targets from a list: IPs, ranges and CIDR blocks, # comments; - for "
+              "stdin.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("iotprobe-out"), show_default=True,
               help="Directory for <device-id>.record.json and the reports.")
@@ -267,8 +267,8 @@ _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
 @_store_option
 @click.option("--every", metavar="INTERVAL", help="Repeat on this schedule (30s, 15m, 1h, "
               "1h30m, 1d) until stopped by SIGINT or SIGTERM.")
-@click.option("--count", type=click.IntRange(min=1), help="Stop after this many sweeps "
-              "(default: 1, or no end with --every).")
+@click.option("--count", type=click.IntRange(min=1), help="Run this many sweeps: back to "
+              "back, or on the --every schedule (default: 1, or no end with --every).")
 @click.option("--resume", is_flag=True, help="First finish the latest sweep if it is "
               "unfinished: scan only its devices without a record (with --distributed: send "
               "its unfinished shards again).")
