@@ -13,6 +13,7 @@ the probe starts identification from) where nmap named a service the probe knows
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import BinaryIO
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import iterparse
 
 from probe.errors import InputError
 from probe.model import Device
@@ -154,24 +155,33 @@ _SERVICES = {
 
 
 def read_nmap_xml(file: str) -> list[Device]:
-    """The hosts nmap saw up in the XML document `file` (`nmap -oX`), as devices."""
+    """The hosts nmap saw up in the XML document `file` (`nmap -oX`), as devices.
+
+    The document is parsed as a stream, each `<host>` dropped once read, so memory follows
+    the largest host rather than the whole document."""
     raw = _read(file, MAX_XML_BYTES)
+    devices: dict[str, Device] = {}
     try:
-        root = fromstring(raw)
+        events = iterparse(io.BytesIO(raw), events=("start", "end"))
+        _, root = next(events)
+        if root.tag != "nmaprun":
+            raise InputError(f"not nmap XML output (-oX): the root element is "
+                             f"{show(root.tag)}, not nmaprun", file=file)
+        hosts = 0
+        for event, element in events:
+            if event != "end" or element.tag != "host":
+                continue
+            hosts += 1
+            device = _host_device(element, f"{file}: host {hosts}")
+            if device is not None and device.id not in devices:
+                devices[device.id] = device
+            root.clear()
     except DefusedXmlException as exc:
         raise InputError(f"refused: the document declares an XML entity, which nmap never "
                          f"writes ({type(exc).__name__})", file=file) from None
     except ParseError as exc:
         line = exc.position[0] if exc.position else None
         raise InputError(f"not well-formed XML: {exc}", file=file, line=line) from None
-    if root.tag != "nmaprun":
-        raise InputError(f"not nmap XML output (-oX): the root element is {show(root.tag)}, "
-                         "not nmaprun", file=file)
-    devices: dict[str, Device] = {}
-    for index, host in enumerate(root.iter("host"), start=1):
-        device = _host_device(host, f"{file}: host {index}")
-        if device is not None and device.id not in devices:
-            devices[device.id] = device
     if not devices:
         raise InputError("no host that nmap saw up", file=file)
     return list(devices.values())
