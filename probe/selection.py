@@ -68,6 +68,18 @@ class Selection:
         return None
 
 
+def options_text(selection: Selection | None) -> str:
+    """The selection's options as a command line would give them; `no selection` for none."""
+    if selection is None or not selection.active:
+        return "no selection"
+    parts = [f"{option} {','.join(values)}" for option, values in (
+        ("--checks", selection.checks), ("--skip-checks", selection.skip_checks),
+        ("--control", selection.controls)) if values]
+    if selection.severity is not None:
+        parts.append(f"--severity {selection.severity.value}")
+    return " ".join(parts)
+
+
 def _matches(check_id: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(check_id, pattern) for pattern in patterns)
 

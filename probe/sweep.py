@@ -39,6 +39,7 @@ from probe.record.model import Record
 from probe.report.source import RecordSource
 from probe.report.tables import console
 from probe.run import RecordNotStored, ScanRun, unique_devices
+from probe.selection import options_text
 from probe.stamps import stamp
 from probe.store import (
     FINISHED,
@@ -140,7 +141,21 @@ def _resumable(store: Store, profile: Profile) -> SweepInfo | None:
             f"sweep #{latest.number} ran profile {latest.profile['id']} "
             f"({latest.profile['digest']}), not {profile.id} ({profile.digest}): resume it "
             "with the same profile, or start a new sweep without --resume", field="--resume")
+    _same_selection(store, latest, profile)
     return latest
+
+
+def _same_selection(store: Store, sweep: SweepInfo, profile: Profile) -> None:
+    """A resumed sweep runs the checks its stored records ran: the same check selection."""
+    stored = sorted(store.device_ids(sweep.number))
+    if not stored:
+        return
+    before = options_text(store.record(sweep.number, stored[0]).selection)
+    now = options_text(profile.selection)
+    if before != now:
+        raise InputError(
+            f"sweep #{sweep.number} ran with {before}, not {now}: resume it with the same "
+            "check selection, or start a new sweep without --resume", field="--resume")
 
 
 async def _one_sweep(store: Store, sweep: SweepInfo, settings: SweepSettings,

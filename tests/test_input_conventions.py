@@ -393,3 +393,36 @@ def test_profiles_show_marks_expired_waivers_and_the_fleet_scope(tmp_path: Path)
     fleet = next(line for line in lines if "mqtt.anonymous-access" in line
                  and "2099-12-31" in line)
     assert "the whole fleet" in fleet and "expired" not in fleet
+
+
+def test_resume_keeps_the_check_selection_of_the_stored_records(peers: Peers,
+                                                                 tmp_path: Path) -> None:
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(f"devices:\n  - address: {BROKER}\n  - address: {WEB}\n")
+    store = tmp_path / "fleet.sqlite"
+    args = ("sweep", "-i", str(inventory), "--store", str(store), *FAST, "-q")
+    first = iotprobe(*args, "--checks", "mqtt.*")
+    assert first.returncode == 1, first.stderr
+    conn = sqlite3.connect(store)
+    try:  # as a sweep stopped after its first device leaves it
+        with conn:
+            conn.execute("DELETE FROM results WHERE record_id IN (SELECT id FROM records "
+                         "WHERE device_id = ?)", (WEB,))
+            conn.execute("DELETE FROM records WHERE device_id = ?", (WEB,))
+            conn.execute("UPDATE sweeps SET state = 'interrupted', finished_at = NULL")
+    finally:
+        conn.close()
+    other = iotprobe(*args, "--resume")
+    assert other.returncode == 2
+    assert "--resume: sweep #1 ran with --checks mqtt.*, not no selection" in other.stderr
+    same = iotprobe(*args, "--resume", "--checks", "mqtt.*")
+    assert same.returncode == 1, same.stderr
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        stored = {row[0]: json.loads(row[1]) for row in
+                  conn.execute("SELECT device_id, record FROM records")}
+        assert list(conn.execute("SELECT id, state FROM sweeps")) == [(1, "finished")]
+    finally:
+        conn.close()
+    assert set(stored) == {BROKER, WEB}
+    assert stored[WEB]["selection"]["checks"] == ["mqtt.*"]
