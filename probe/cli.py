@@ -141,6 +141,15 @@ def _selection_options(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
+def _note_selection(profile: Profile, quiet: bool) -> None:
+    """Say on stderr, unless quiet, that a check selection narrowed the profile."""
+    from probe.selection import selection_note
+
+    note = selection_note(profile)
+    if note is not None and not quiet:
+        Console(stderr=True, highlight=False).print(shown_text(note), soft_wrap=True)
+
+
 def _processes(value: str) -> int | None:
     if value.strip().lower() == "auto":
         return None
@@ -223,6 +232,7 @@ def scan(targets: tuple[str, ...], inventory: Path | None, input_lists: tuple[st
         _input_error(exc)
     warn_about_waivers(profile, sources, classless=bool(targets or input_lists) or (
         inventory is not None and inventory.suffix.lower() in CLASSLESS_SUFFIXES))
+    _note_selection(profile, quiet)
     code = asyncio.run(run_scan(
         sources, profile, options, outdir=outdir, formats=formats,
         fail_on=Severity(fail_on), quiet=quiet,
@@ -323,6 +333,7 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         _input_error(exc)
     warn_about_waivers(profile, [plan.inventory],
                        classless=inventory.suffix.lower() in CLASSLESS_SUFFIXES)
+    _note_selection(profile, quiet)
     try:
         if runner is not None:
             runner.check(store)

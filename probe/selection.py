@@ -68,6 +68,17 @@ class Selection:
         return None
 
 
+def selection_note(profile: Profile) -> str | None:
+    """One line saying how much of `profile` a narrowed scan runs; None when it runs all."""
+    selection = profile.selection
+    if selection is None:
+        return None
+    total = len(profile.checks) + len(selection.deselected)
+    return (f"note: {len(profile.checks)} of the {total} checks of profile {profile.id} run "
+            f"({options_text(selection)}); each record names the others under "
+            "selection.deselected")
+
+
 def options_text(selection: Selection | None) -> str:
     """The selection's options as a command line would give them; `no selection` for none."""
     if selection is None or not selection.active:

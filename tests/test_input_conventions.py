@@ -146,9 +146,14 @@ def test_severity_and_control_select_from_the_profile(peers: Peers, tmp_path: Pa
     reasons = {row["check"]: row["reason"] for row in record["selection"]["deselected"]}
     assert reasons["mqtt.cleartext-listener"] == "its severity high is below --severity critical"
     monitoring = iotprobe("scan", BROKER, "-o", str(tmp_path / "monitoring"),
-                          *FAST[:-2], "-p", "iso27400", "-q", "--control", "27400-6.5")
+                          *FAST[:-2], "-p", "iso27400", "--control", "27400-6.5")
     record = records(tmp_path / "monitoring")[BROKER]
     assert {r["control"] for r in record["results"]} == {"27400-6.5"}, monitoring.stderr
+    ran = len({r["check"] for r in record["results"]})
+    total = ran + len(record["selection"]["deselected"])
+    assert f"note: {ran} of the {total} checks of profile iso27400 run (--control " \
+           "27400-6.5); each record names the others under selection.deselected" \
+        in monitoring.stderr
     assert record["selection"]["controls"] == ["27400-6.5"]
 
 
