@@ -115,7 +115,7 @@ def test_trust_failure_says_what_was_checked_and_what_to_do(peers: Peers,
 def test_checks_and_skip_checks_narrow_the_scan_and_the_record_says_why(
         peers: Peers, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run = iotprobe("scan", WEB, BROKER, "-o", str(out), *FAST, "-q",
+    run = iotprobe("scan", WEB, BROKER, "-o", str(out), *FAST, "-q", "--processes", "2",
                    "--checks", "tls.*", "--checks", "mqtt.anonymous-access,net.open-ports",
                    "--skip-checks", "tls.known-vulnerabilities,tls.cipher-suites")
     assert run.returncode == 1, run.stderr
@@ -430,4 +430,6 @@ def test_resume_keeps_the_check_selection_of_the_stored_records(peers: Peers,
     finally:
         conn.close()
     assert set(stored) == {BROKER, WEB}
+    for record in stored.values():
+        validate_record(record)
     assert stored[WEB]["selection"]["checks"] == ["mqtt.*"]
