@@ -25,6 +25,7 @@ from probe.record.schema import validate_record
 
 WEB = "127.165.0.1"
 BROKER = "127.165.0.2"
+SELF_SIGNED = "127.165.0.3"
 FAST = ("--timeout", "2", "--budget", "60", "--exclude-ports", "2024", "--no-udp",
         "--ports", "443,1883", "-p", "iso27400-6.2")
 
@@ -47,7 +48,9 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
     tmp = tmp_path_factory.mktemp("peers")
     ca, issuer = make_ca(tmp)
     cert, _ = issue(tmp, "web", issuer, names=[WEB])
-    with nginx(tmp, WEB, 443, cert), mosquitto(tmp, BROKER, 1883):
+    own, _ = issue(tmp, "own", None, names=[SELF_SIGNED])
+    with nginx(tmp, WEB, 443, cert), mosquitto(tmp, BROKER, 1883), \
+            nginx(tmp, SELF_SIGNED, 443, own):
         yield Peers(ca)
 
 
@@ -105,6 +108,12 @@ def test_trust_failure_says_what_was_checked_and_what_to_do(peers: Peers,
                         "--trust-anchor", str(peers.ca.cert))
     (trust,) = rows(records(tmp_path / "anchored")[WEB], "tls.certificate-trust")
     assert trust["status"] == "pass", anchored.stderr
+    own = iotprobe("scan", SELF_SIGNED, "-o", str(tmp_path / "own"), *FAST, "-q",
+                   "--trust-anchor", str(peers.ca.cert))
+    (trust,) = rows(records(tmp_path / "own")[SELF_SIGNED], "tls.certificate-trust")
+    assert trust["summary"] == (
+        "tcp/443: the self-signed certificate CN=own is not one of the trust anchors; "
+        f"trust anchors: --trust-anchor {peers.ca.cert}"), own.stderr
 
 
 # --------------------------------------------------------------------------------------------

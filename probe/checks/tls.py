@@ -314,7 +314,7 @@ def _trust(scan: CertificateScan) -> Finding:
             "public_key_sha256": leaf.fingerprint,
         })
         if deployment.validation_error is not None:
-            errors.append(_untrusted(leaf, now))
+            errors.append(_untrusted(leaf, deployment.validation_error, now))
     if errors:
         return failed(f"{target}: " + "; ".join(dict.fromkeys(errors)) + "; "
                       + _anchors_advice(scan), target, **evidence)
@@ -323,7 +323,12 @@ def _trust(scan: CertificateScan) -> Finding:
                   f"{identity}", target, **evidence)
 
 
-def _untrusted(leaf: LeafFacts, now: dt.datetime) -> str:
+NO_PATH = "all candidates exhausted with no interior errors"
+"""The validator's words (cryptography's X.509 verifier, through sslyze) for: no chain from
+the leaf reaches a trust anchor."""
+
+
+def _untrusted(leaf: LeafFacts, validation_error: str, now: dt.datetime) -> str:
     """Why a chain that failed validation is not trusted, in words: the first of its dates,
     its names, its issuer that explains it (the validator's own text stays in the evidence)."""
     what = f"the {'self-signed ' if leaf.self_signed else ''}certificate {leaf.subject}"
@@ -334,6 +339,9 @@ def _untrusted(leaf: LeafFacts, now: dt.datetime) -> str:
     if not leaf.identity_matches:
         return (f"{what} does not name the device ({leaf.identity}): set the device's "
                 "hostname in the inventory, or serve a certificate that names it")
+    if NO_PATH not in validation_error:
+        return (f"the chain of {what} does not validate to a trusted root (the validator's "
+                "reason is in the evidence: validation_error)")
     if leaf.self_signed:
         return f"{what} is not one of the trust anchors"
     return f"the chain of {what} does not lead to a trusted root"
