@@ -21,6 +21,7 @@ import pytest
 from conftest import load_records
 from daemons import Certificate, issue, make_ca, mosquitto, nginx
 
+from probe.record.files import read_record, record_text
 from probe.record.schema import validate_record
 
 WEB = "127.165.0.1"
@@ -142,6 +143,8 @@ def test_checks_and_skip_checks_narrow_the_scan_and_the_record_says_why(
         assert wanted.isdisjoint(reasons)
     (anonymous,) = rows(found[BROKER], "mqtt.anonymous-access")
     assert anonymous["status"] == "fail"
+    for path in out.glob("*.record.json"):  # the selection reads back as it was written
+        assert record_text(read_record(path).to_json()) == path.read_text(encoding="utf-8")
 
 
 def test_severity_and_control_select_from_the_profile(peers: Peers, tmp_path: Path) -> None:
