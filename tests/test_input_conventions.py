@@ -249,6 +249,10 @@ def test_a_target_list_on_stdin(peers: Peers, tmp_path: Path) -> None:
     ("127.165.0-3.1\n", ":1: '127.165.0-3.1' is not a range"),
     ("# nothing\n", "no targets"),
     ("127.165.4.0/30\n127.165.4.1\n", "127.165.4.1 is already in the block 127.165.4.0/30"),
+    ("127.165.4.0\n127.165.5.0/24 127.165.4.0/31\n",
+     "the block 127.165.4.0/31 contains 127.165.4.0, the id of the device at"),
+    ("127.165.4.0-127.165.6.255\n127.165.5.0/24\n",
+     "the block 127.165.5.0/24 contains 127.165.5.1"),
 ])
 def test_a_bad_target_list_is_exit_2_naming_file_and_line(tmp_path: Path, text: str,
                                                           said: str) -> None:
