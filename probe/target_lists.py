@@ -31,6 +31,9 @@ from probe.yamldoc import show
 
 MAX_LIST_BYTES = 16 << 20
 """The largest target list read."""
+MAX_LISTED = 1 << 18
+"""The most addresses a list names one by one or in ranges (each becomes a device in memory;
+CIDR blocks are expanded lazily and do not count)."""
 MAX_XML_BYTES = 64 << 20
 """The largest nmap XML document read."""
 STDIN = "-"
@@ -81,12 +84,19 @@ def read_target_list(source: str) -> list[str]:
         raise InputError("is not UTF-8 text", file=name,
                          line=raw[: exc.start].count(b"\n") + 1) from None
     targets: list[str] = []
+    listed = 0
     for number, line in enumerate(text.splitlines(), start=1):
         for word in line.partition("#")[0].split():
             try:
-                targets.extend(_expand(word))
+                expanded = _expand(word)
             except ValueError as exc:
                 raise InputError(str(exc), file=name, line=number) from None
+            listed += len(expanded) if "/" not in word else 0
+            if listed > MAX_LISTED:
+                raise InputError(f"more than {MAX_LISTED} addresses listed one by one or in "
+                                 "ranges: write large spans as CIDR blocks, or split the list",
+                                 file=name, line=number)
+            targets.extend(expanded)
     if not targets:
         raise InputError("no targets: write one IP address, range or CIDR block a line",
                          file=name)

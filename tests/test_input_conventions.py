@@ -253,6 +253,8 @@ def test_a_target_list_on_stdin(peers: Peers, tmp_path: Path) -> None:
      "the block 127.165.4.0/31 contains 127.165.4.0, the id of the device at"),
     ("127.165.4.0-127.165.6.255\n127.165.5.0/24\n",
      "the block 127.165.5.0/24 contains 127.165.5.1"),
+    ("127.165.0.0-127.165.255.255\n" * 5,
+     ":5: more than 262144 addresses listed one by one or in ranges"),
 ])
 def test_a_bad_target_list_is_exit_2_naming_file_and_line(tmp_path: Path, text: str,
                                                           said: str) -> None:
