@@ -140,7 +140,7 @@ def select(profile: Profile, selection: Selection, catalogue: Iterable[str]) -> 
     for option, patterns in (("--checks", selection.checks),
                              ("--skip-checks", selection.skip_checks)):
         for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(check_id, pattern) for check_id in ids):
+            if not _matches_any(pattern, ids):
                 raise InputError(_no_match(pattern, ids, known, profile.id), field=option)
     control_ids = [control.id for control in profile.controls]
     for control in selection.controls:
@@ -167,8 +167,18 @@ def _no_match(pattern: str, ids: list[str], known: list[str], profile_id: str) -
                 f"({', '.join(in_catalogue[:3])} {'is' if len(in_catalogue) == 1 else 'are'} "
                 "in the catalogue but not in the profile)")
     close = difflib.get_close_matches(pattern, ids, n=1)
+    family, dot, rest = pattern.partition(".")
+    families = difflib.get_close_matches(family, sorted({i.partition(".")[0] for i in ids}),
+                                         n=1)
+    guess = f"{families[0]}.{rest}" if dot and families else ""
+    if not close and guess != pattern and _matches_any(guess, ids):
+        close = [guess]
     hint = f"did you mean {close[0]!r}?" if close else "see `iotprobe profiles checks`"
     return f"{show(pattern)} matches no check ({hint})"
+
+
+def _matches_any(pattern: str, ids: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(check_id, pattern) for check_id in ids)
 
 
 def _first_option(selection: Selection) -> str:

@@ -182,6 +182,7 @@ def test_no_selection_no_selection_block(peers: Peers, tmp_path: Path) -> None:
     (("--skip-checks", "coap.*", "-p", "iso27400-6.5"),
      "--skip-checks: 'coap.*' matches no check of profile iso27400-6.5"),
     (("--checks", "TLS.*"), "--checks: 'TLS.*' is not a check id or glob"),
+    (("--checks", "tls.*,tsl.*"), "--checks: 'tsl.*' matches no check (did you mean 'tls.*'?)"),
     (("--control", "27400-6.9"), "--control: '27400-6.9' is not a control of profile "
                                  "iso27400"),
     (("--checks", "tls.*", "--skip-checks", "tls.*"),
