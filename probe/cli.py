@@ -131,6 +131,35 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
+def _selection_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The check selection `scan` and `sweep` share (probe.selection)."""
+    options = [
+        click.option("--checks", "checks", multiple=True, metavar="IDS",
+                     help="Run only these checks: ids or globs (tls.*), comma-separated, "
+                     "repeatable."),
+        click.option("--skip-checks", "skip_checks", multiple=True, metavar="IDS",
+                     help="Never run these checks: ids or globs, comma-separated, "
+                     "repeatable."),
+        click.option("--severity", type=click.Choice(["critical", "high", "medium", "low"]),
+                     help="Run only checks of this severity or higher."),
+        click.option("--control", "controls", multiple=True, metavar="IDS",
+                     help="Run only the checks under these controls, e.g. 27400-6.2; "
+                     "comma-separated, repeatable."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _note_selection(profile: Profile, quiet: bool) -> None:
+    """Say on stderr, unless quiet, that a check selection narrowed the profile."""
+    from probe.selection import selection_note
+
+    note = selection_note(profile)
+    if note is not None and not quiet:
+        Console(stderr=True, highlight=False).print(shown_text(note), soft_wrap=True)
+
+
 def _processes(value: str) -> int | None:
     if value.strip().lower() == "auto":
         return None
@@ -148,11 +177,16 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
                    concurrency: int, processes: str, per_device: int, rate: float,
                    timeout: float,
                    budget: float, ports: str | None, exclude_ports: str | None, syn: bool,
-                   no_udp: bool) -> tuple[Profile, ScanOptions]:
+                   no_udp: bool, checks: tuple[str, ...], skip_checks: tuple[str, ...],
+                   severity: str | None, controls: tuple[str, ...]
+                   ) -> tuple[Profile, ScanOptions]:
+    from probe.checks import catalogue
     from probe.context import ScanOptions
     from probe.profile_loader import load_profiles
+    from probe.selection import select, selection_of
 
-    profile = load_profiles(list(profiles) or ["iso27400"])
+    selection = selection_of(checks, skip_checks, severity, controls)
+    profile = select(load_profiles(list(profiles) or ["iso27400"]), selection, catalogue())
     options = ScanOptions(
         timeout=timeout, budget=budget, concurrency=concurrency,
         processes=_processes(processes), per_device=per_device,
@@ -166,7 +200,10 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
 @cli.command()
 @click.argument("targets", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
-              help="Inventory file (YAML or CSV).")
+              help="Inventory file: YAML, CSV, nmap XML (-oX) or a target list (.txt).")
+@click.option("-iL", "--input-list", "input_lists", multiple=True, metavar="FILE",
+              help="Targets from a list: IPs, ranges and CIDR blocks, # comments; - for "
+              "stdin.")
 @click.option("-o", "--output-dir", "--outdir", "outdir",
               type=click.Path(file_okay=False, path_type=Path),
               default=Path("iotprobe-out"), show_default=True,
@@ -179,24 +216,32 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
               "report.junit.xml, report.html, report.oscal.json, all in the --output-dir; "
               "jsonl streams each record as a line to stdout.")
 @_scan_options
-def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
-         formats: tuple[str, ...], fail_on: str, quiet: bool, **settings: Any) -> None:
-    """Scan TARGETs (IP, host name, CIDR) and/or an inventory against a profile.
+@_selection_options
+def scan(targets: tuple[str, ...], inventory: Path | None, input_lists: tuple[str, ...],
+         outdir: Path, formats: tuple[str, ...], fail_on: str, quiet: bool,
+         **settings: Any) -> None:
+    """Scan TARGETs (IP, host name, CIDR), target lists and/or an inventory against a
+    profile.
 
     Exit codes: 0 every device conformant (failures below --fail-on tolerated), 1 at least
     one device nonconformant, 2 usage or input error (nothing scanned), 3 no failure but at
     least one device inconclusive.
     """
-    from probe.inventory import inventory_from_targets, load_inventory
+    from probe.inventory import inventory_from_list, inventory_from_targets, load_inventory
     from probe.model import Severity
     from probe.outputs import check_scan_outputs
     from probe.run import run_scan
+    from probe.target_lists import STDIN
+    from probe.waivers import CLASSLESS_SUFFIXES, warn_about_waivers
 
     try:
-        if not targets and inventory is None:
-            raise InputError("give at least one TARGET or an inventory (-i)", field="TARGET")
+        if not targets and inventory is None and not input_lists:
+            raise InputError("give at least one TARGET, a target list (-iL) or an inventory "
+                             "(-i)", field="TARGET")
+        if list(input_lists).count(STDIN) > 1:
+            raise InputError("standard input can be read once", field="-iL")
         profile, options = _scan_settings(**settings)
-        sources = []
+        sources = [inventory_from_list(source) for source in input_lists]
         if inventory is not None:
             sources.append(load_inventory(inventory))
         if targets:
@@ -204,6 +249,9 @@ def scan(targets: tuple[str, ...], inventory: Path | None, outdir: Path,
         check_scan_outputs(outdir, sources, formats)
     except InputError as exc:
         _input_error(exc)
+    warn_about_waivers(profile, sources, classless=bool(targets or input_lists) or (
+        inventory is not None and inventory.suffix.lower() in CLASSLESS_SUFFIXES))
+    _note_selection(profile, quiet)
     code = asyncio.run(run_scan(
         sources, profile, options, outdir=outdir, formats=formats,
         fail_on=Severity(fail_on), quiet=quiet,
@@ -243,12 +291,13 @@ _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
 
 @cli.command()
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False, path_type=Path),
-              help="Inventory file (YAML or CSV). Required but with --status.")
+              help="Inventory file: YAML, CSV, nmap XML (-oX) or a target list (.txt). "
+              "Required but with --status.")
 @_store_option
 @click.option("--every", metavar="INTERVAL", help="Repeat on this schedule (30s, 15m, 1h, "
               "1h30m, 1d) until stopped by SIGINT or SIGTERM.")
-@click.option("--count", type=click.IntRange(min=1), help="Stop after this many sweeps "
-              "(default: 1, or no end with --every).")
+@click.option("--count", type=click.IntRange(min=1), help="Run this many sweeps: back to "
+              "back, or on the --every schedule (default: 1, or no end with --every).")
 @click.option("--resume", is_flag=True, help="First finish the latest sweep if it is "
               "unfinished: scan only its devices without a record (with --distributed: send "
               "its unfinished shards again).")
@@ -270,6 +319,7 @@ _BROKER_HELP = ("Celery broker of the workers, e.g. redis://HOST:6379/0. Also "
               "finished sweep's numbers to Prometheus over HTTP on this IP literal and port, "
               "e.g. 127.0.0.1:9464 or [::1]:9464.")
 @_scan_options
+@_selection_options
 def sweep(inventory: Path | None, store_url: str | None, every: str | None, count: int | None,
           resume: bool, distributed: bool, broker: str | None, shard_size: int | None,
           no_wait: bool, status: bool, metrics_file: Path | None, metrics_listen: str | None,
@@ -285,6 +335,7 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
     from probe.model import Severity
     from probe.store import StoreError
     from probe.sweep import SweepSettings, parse_interval, run_sweeps
+    from probe.waivers import CLASSLESS_SUFFIXES, warn_about_waivers
 
     if status:
         _sweep_status(store_url, inventory)
@@ -301,6 +352,11 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
             options=options, fail_on=Severity(fail_on),
             every=parse_interval(every) if every is not None else None, count=count,
             resume=resume, quiet=quiet)
+        if distributed and profile.selection is not None:
+            raise InputError("the workers of a distributed sweep run the whole profile: "
+                             "select checks in a profile file (`disabled:`) instead of "
+                             "--checks, --skip-checks, --severity and --control",
+                             field="--distributed")
         if distributed:
             runner = _distributed_runner(broker, settings["profiles"], shard_size, no_wait,
                                          every)
@@ -311,6 +367,9 @@ def sweep(inventory: Path | None, store_url: str | None, every: str | None, coun
         store = _find_store(store_url, inventory, create=True)
     except InputError as exc:
         _input_error(exc)
+    warn_about_waivers(profile, [plan.inventory],
+                       classless=inventory.suffix.lower() in CLASSLESS_SUFFIXES)
+    _note_selection(profile, quiet)
     try:
         if runner is not None:
             runner.check(store)

@@ -136,7 +136,8 @@ class Engine:
                 found: tuple[Service, ...], results: list[Result]) -> Record:
         return record_of(device=device, address=address, profile=self._profile_ref,
                          probe=ProbeInfo(__version__, self.intrusive), started_at=started,
-                         finished_at=_now(), services=found, results=results)
+                         finished_at=_now(), services=found, results=results,
+                         selection=self.profile.selection)
 
     async def _run_check(self, ctx: DeviceContext, index: int, planned: PlannedCheck,
                          done: dict[int, list[Result]]) -> None:

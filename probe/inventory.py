@@ -31,6 +31,7 @@ from probe.ids import id_problem
 from probe.model import Device
 from probe.observe.syslog import forwarder_networks
 from probe.secrets import Secret
+from probe.target_lists import list_name, read_nmap_xml, read_target_list
 from probe.targets import (
     Network,
     block_addresses,
@@ -112,16 +113,62 @@ def inventory_from_targets(targets: Iterable[str], *,
                              "with a shorter `id`", field="TARGET")
         seen.add(key)
         if isinstance(target, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            _refuse_overlap(target, items, lambda message: InputError(message, field="TARGET"))
             items.append(_Block(target, Device(id=key, address=key, exclude_ports=excluded)))
         else:
-            for item in items:
-                if isinstance(item, _Block) and block_holds(item.network, key):
-                    raise InputError(f"{key} is already in the block {item.network}",
-                                     field="TARGET")
             hostname = target if isinstance(target, str) else None
             items.append(Device(id=key, address=key, hostname=hostname, exclude_ports=excluded))
+    _refuse_conflicts(items)
     return Inventory(items)
+
+
+def _refuse_conflicts(items: Sequence[Device | _Block]) -> None:
+    """Refuse overlapping blocks, and an address inside a block, among targets.
+
+    Sorted by first address, each target is compared with the block reaching furthest before
+    it: n log n for n targets, so that a long target list (probe.target_lists) costs no more
+    than sorting it. Of two targets in conflict, the message names the one given second."""
+    spans: list[tuple[int, int, int, Device | _Block]] = []
+    for order, item in enumerate(items):
+        if isinstance(item, _Block):
+            spans.append((item.network.version, int(item.network.network_address), order, item))
+        elif item.hostname is None:
+            ip = ipaddress.ip_address(item.address)
+            spans.append((ip.version, int(ip), order, item))
+    # at one first address a block sorts before an address, so that it holds the address
+    spans.sort(key=lambda span: (span[0], span[1], isinstance(span[3], Device), span[2]))
+    reach: tuple[int, int, int, _Block] | None = None  # version, last address, order, block
+    for version, first, order, item in spans:
+        if reach is not None and reach[0] == version and first <= reach[1]:
+            _conflict(reach[3], reach[2], item, order)
+        if isinstance(item, _Block):
+            last = int(item.network.broadcast_address)
+            if reach is None or reach[0] != version or last > reach[1]:
+                reach = (version, last, order, item)
+
+
+def _conflict(block: _Block, block_order: int, item: Device | _Block, order: int) -> None:
+    """Raise the InputError for `item` starting inside `block`, if they conflict (an address
+    the block does not probe, its IPv4 network or broadcast address, does not)."""
+    if isinstance(item, _Block):
+        first, second = (block, item) if block_order < order else (item, block)
+        raise InputError(f"the block {second.network} overlaps the block {first.network} "
+                         f"({first.template.source})", field="TARGET")
+    if not block_holds(block.network, item.id):
+        return
+    if block_order < order:
+        raise InputError(f"{item.id} is already in the block {block.network}", field="TARGET")
+    raise InputError(f"the block {block.network} contains {item.id}, the id of the device at "
+                     f"{item.source}", field="TARGET")
+
+
+def inventory_from_list(source: str) -> Inventory:
+    """The inventory of a target list (`-iL`: probe.target_lists), `-` for standard input;
+    composed as command-line targets are, its errors naming the list."""
+    targets = read_target_list(source)
+    try:
+        return inventory_from_targets(targets)
+    except InputError as exc:
+        raise InputError(exc.message, file=list_name(source)) from None
 
 
 def _refuse_overlap(block: Network, items: Sequence[Device | _Block],
@@ -222,7 +269,8 @@ MAX_SECRET_BYTES = 1 << 20
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
-    """The inventory in `path`: YAML (.yaml, .yml) or CSV (.csv)."""
+    """The inventory in `path`: YAML (.yaml, .yml), CSV (.csv), nmap XML (.xml) or a plain
+    target list (.txt, .lst: probe.target_lists)."""
     file = os.fspath(path)
     location = Path(file)
     suffix = location.suffix.lower()
@@ -230,7 +278,12 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         return _Loader(file, location).from_yaml()
     if suffix == ".csv":
         return _Loader(file, location).from_csv()
-    raise InputError("unknown inventory format: name the file .yaml, .yml or .csv", file=file)
+    if suffix == ".xml":
+        return Inventory(read_nmap_xml(file))
+    if suffix in (".txt", ".lst"):
+        return inventory_from_list(file)
+    raise InputError("unknown inventory format: name the file .yaml, .yml, .csv, .xml (nmap "
+                     "-oX) or .txt (one target a line)", file=file)
 
 
 class _Loader:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.model import Device, Severity, Waiver
+from probe.selection import Selection
 
 References = Mapping[str, tuple[str, ...]]
 
@@ -58,6 +59,9 @@ class Profile:
     intrusive: bool = False
     description: str = ""
     extends: tuple[str, ...] = ()
+    selection: Selection | None = None
+    """The command line's check selection that left out some of the profile's checks
+    (probe.selection); its checks are those it kept."""
 
     def meta(self) -> dict[str, str]:
         return {"id": self.id, "version": self.version, "digest": self.digest}

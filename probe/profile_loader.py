@@ -151,14 +151,17 @@ class _WaiverSpec(StrictModel):
     check: CheckId
     device: Annotated[str, AfterValidator(token("device id"))] | None = None
     device_class: ClassName | None = Field(None, alias="class")
+    fleet: bool = False
+    """The whole fleet: every device, whatever its id or class."""
     justification: Text
     expires: Annotated[str, PlainValidator(_expires)]
 
     @model_validator(mode="after")
     def _one_scope(self) -> _WaiverSpec:
-        if (self.device is None) == (self.device_class is None):
+        scopes = (self.device is not None) + (self.device_class is not None) + self.fleet
+        if scopes != 1:
             raise PydanticCustomError(
-                "input", "a waiver names exactly one of `device` and `class`")
+                "input", "a waiver names exactly one of `device`, `class` and `fleet: true`")
         return self
 
 

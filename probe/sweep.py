@@ -5,8 +5,9 @@ own transaction, from one writer thread, as its device finishes, so a process ki
 moment (kill -9 included) loses no finished record. `--resume` takes the latest sweep if it is
 unfinished, counts the records it holds and scans only the inventory's devices without one.
 `--every` starts sweeps on a fixed grid (start + k * interval; a sweep that overruns skips the
-slots it missed). SIGINT and SIGTERM end the loop cleanly: between sweeps at once, during a
-sweep after cancelling the scan and marking the sweep interrupted (resumable).
+slots it missed); `--count N` without it runs N sweeps back to back. SIGINT and SIGTERM end the
+loop cleanly: between sweeps at once, during a sweep after cancelling the scan and marking the
+sweep interrupted (resumable).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from probe.record.model import Record
 from probe.report.source import RecordSource
 from probe.report.tables import console
 from probe.run import RecordNotStored, ScanRun, unique_devices
+from probe.selection import options_text
 from probe.stamps import stamp
 from probe.store import (
     FINISHED,
@@ -139,7 +141,21 @@ def _resumable(store: Store, profile: Profile) -> SweepInfo | None:
             f"sweep #{latest.number} ran profile {latest.profile['id']} "
             f"({latest.profile['digest']}), not {profile.id} ({profile.digest}): resume it "
             "with the same profile, or start a new sweep without --resume", field="--resume")
+    _same_selection(store, latest, profile)
     return latest
+
+
+def _same_selection(store: Store, sweep: SweepInfo, profile: Profile) -> None:
+    """A resumed sweep runs the checks its stored records ran: the same check selection."""
+    stored = sorted(store.device_ids(sweep.number))
+    if not stored:
+        return
+    before = options_text(store.record(sweep.number, stored[0]).selection)
+    now = options_text(profile.selection)
+    if before != now:
+        raise InputError(
+            f"sweep #{sweep.number} ran with {before}, not {now}: resume it with the same "
+            "check selection, or start a new sweep without --resume", field="--resume")
 
 
 async def _one_sweep(store: Store, sweep: SweepInfo, settings: SweepSettings,
@@ -246,9 +262,10 @@ async def run_sweeps(store: Store, settings: SweepSettings, runner: SweepRunner 
             done += 1
             if after_sweep is not None:
                 await asyncio.to_thread(after_sweep, store)
-            if settings.every is None or (settings.limit is not None
-                                          and done >= settings.limit):
+            if settings.limit is not None and done >= settings.limit:
                 break
+            if settings.every is None:
+                continue
             slot = _next_slot(slot, settings.every, loop.time())
             if not settings.quiet:
                 at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=slot - loop.time())

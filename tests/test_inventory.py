@@ -577,9 +577,9 @@ def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not UTF-8") as info:
         load_inventory(tmp_path / "latin1.yaml")
     assert info.value.line == 2
-    (tmp_path / "inv.txt").write_text("devices: []\n")
+    (tmp_path / "inv.json").write_text("devices: []\n")
     with pytest.raises(InputError, match="unknown inventory format"):
-        load_inventory(tmp_path / "inv.txt")
+        load_inventory(tmp_path / "inv.json")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")

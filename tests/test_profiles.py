@@ -390,9 +390,13 @@ HEAD = 'id: p\ntitle: P\nversion: "1"\n'
         ("disabled:\n  - t.plain\n", 5, "disabled[0]", "not in this profile"),
         ("disabled: t.plain\n", 4, "disabled", "expected a list, got a string"),
         ("waivers:\n  - {check: t.plain, justification: x, expires: 2027-01-31}\n", 5,
-         "waivers[0]", "exactly one of `device` and `class`"),
+         "waivers[0]", "exactly one of `device`, `class` and `fleet: true`"),
         ("waivers:\n  - {check: t.plain, device: d, class: c, justification: x,"
-         " expires: 2027-01-31}\n", 5, "waivers[0]", "exactly one of `device` and `class`"),
+         " expires: 2027-01-31}\n", 5, "waivers[0]",
+         "exactly one of `device`, `class` and `fleet: true`"),
+        ("waivers:\n  - {check: t.plain, device: d, fleet: true, justification: x,"
+         " expires: 2027-01-31}\n", 5, "waivers[0]",
+         "exactly one of `device`, `class` and `fleet: true`"),
         ("waivers:\n  - {check: t.plain, device: d, justification: ' ', expires: 2027-01-31}\n",
          5, "waivers[0].justification", "must not be empty"),
         ("waivers:\n  - {check: t.plain, device: d, expires: 2027-01-31}\n", 5,

@@ -23,6 +23,7 @@ from probe.observe.sslyze_scan import (
 from probe.observe.tls import (
     CLASSIC,
     Handshakes,
+    LeafFacts,
     TlsEndpoint,
     pick_evidence,
     tls_endpoints,
@@ -30,6 +31,7 @@ from probe.observe.tls import (
     version_name,
 )
 from probe.observe.tls_hello import LEGACY_VERSIONS, TLS12, TLS13, suite_name
+from probe.stamps import stamp
 
 NO_ENDPOINT = "no TLS endpoint: no port of the device answered a TLS handshake"
 WEAK_HASHES = frozenset({"md5", "sha1"})
@@ -284,8 +286,9 @@ def certificate_trust(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: the served chain validates to the trust anchor (inventory or command line
     `trust_anchor`, else the system store) and the leaf names the device (`hostname`, else its
     address).
-    Fail: validation fails (self-signed, unknown issuer, incomplete chain, wrong name); the
-    finding gives the validation error.
+    Fail: validation fails (self-signed, unknown issuer, incomplete chain, wrong name, outside
+    its dates); the summary says why in words and which trust anchors were used, the evidence
+    keeps the validator's text (`validation_error`).
     Not applicable: no TLS endpoint.
     Error: the trust anchor cannot be read, or the certificate could not be obtained."""
     return _certificates(obs, _trust)
@@ -311,13 +314,46 @@ def _trust(scan: CertificateScan) -> Finding:
             "public_key_sha256": leaf.fingerprint,
         })
         if deployment.validation_error is not None:
-            what = "self-signed certificate" if leaf.self_signed else "certificate"
-            errors.append(f"{what} {leaf.subject}: {deployment.validation_error}")
+            errors.append(_untrusted(leaf, deployment.validation_error, now))
     if errors:
-        return failed(f"{target}: " + "; ".join(errors), target, **evidence)
+        return failed(f"{target}: " + "; ".join(dict.fromkeys(errors)) + "; "
+                      + _anchors_advice(scan), target, **evidence)
     identity = scan.deployments[0].leaf.identity
     return passed(f"{target}: the chain validates to the {scan.anchor_source} and names "
                   f"{identity}", target, **evidence)
+
+
+NO_PATH = "all candidates exhausted with no interior errors"
+"""The validator's words (cryptography's X.509 verifier, through sslyze) for: no chain from
+the leaf reaches a trust anchor."""
+
+
+def _untrusted(leaf: LeafFacts, validation_error: str, now: dt.datetime) -> str:
+    """Why a chain that failed validation is not trusted, in words: the first of its dates,
+    its names, its issuer that explains it (the validator's own text stays in the evidence)."""
+    what = f"the {'self-signed ' if leaf.self_signed else ''}certificate {leaf.subject}"
+    if now < leaf.not_before:
+        return f"{what} is not valid before {stamp(leaf.not_before)}"
+    if leaf.not_after < now:
+        return f"{what} expired on {stamp(leaf.not_after)}"
+    if not leaf.identity_matches:
+        return (f"{what} does not name the device ({leaf.identity}): set the device's "
+                "hostname in the inventory, or serve a certificate that names it")
+    if NO_PATH not in validation_error:
+        return (f"the chain of {what} does not validate to a trusted root (the validator's "
+                "reason is in the evidence: validation_error)")
+    if leaf.self_signed:
+        return f"{what} is not one of the trust anchors"
+    return f"the chain of {what} does not lead to a trusted root"
+
+
+def _anchors_advice(scan: CertificateScan) -> str:
+    """Which trust anchors the chain was validated against, and how to choose others."""
+    if scan.anchor_source == "system store":
+        return "trust anchors: the system store; pass --trust-anchor for a fleet CA"
+    where = "--trust-anchor" if "command line" in scan.anchor_source else \
+        "the inventory's trust_anchor"
+    return f"trust anchors: {where} {scan.anchor}"
 
 
 @check(

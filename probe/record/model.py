@@ -17,6 +17,7 @@ from probe.escaping import EVIDENCE_BUDGET, MAX_TEXT, Bounder, bounded_text, esc
 from probe.model import Device, Finding, Result, Service, Severity, Status, Verdict, Waiver
 from probe.model import verdict_of as _verdict_of
 from probe.secrets import device_redactor
+from probe.selection import Selection
 from probe.stamps import parse_stamp, stamp
 
 SCHEMA_ID = "iotprobe.record/v1"
@@ -62,6 +63,8 @@ class Record:
     finished_at: dt.datetime
     services: tuple[Service, ...]
     results: tuple[Result, ...]
+    selection: Selection | None = None
+    """The command line's check selection, when one narrowed the profile."""
 
     @property
     def address(self) -> str:
@@ -106,6 +109,7 @@ class Record:
             "profile": {"id": self.profile.id, "version": self.profile.version,
                         "digest": self.profile.digest},
             "probe": {"version": self.probe.version, "intrusive": self.probe.intrusive},
+            **({} if self.selection is None else {"selection": _selection_json(self.selection)}),
             "started_at": stamp(self.started_at),
             "finished_at": stamp(self.finished_at),
             "verdict": self.verdict.value,
@@ -138,7 +142,27 @@ class Record:
             services=tuple(Service(s["transport"], s["port"], s["protocol"], s["tls"],
                                    s.get("detail", "")) for s in data["services"]),
             results=tuple(_result_of(r) for r in data["results"]),
+            selection=_selection_of(data["selection"]) if "selection" in data else None,
         )
+
+
+def _selection_json(selection: Selection) -> dict[str, Any]:
+    return {
+        "checks": list(selection.checks),
+        "skip_checks": list(selection.skip_checks),
+        "severity": selection.severity.value if selection.severity else None,
+        "controls": list(selection.controls),
+        "deselected": [{"check": check_id, "reason": reason}
+                       for check_id, reason in selection.deselected.items()],
+    }
+
+
+def _selection_of(data: Mapping[str, Any]) -> Selection:
+    severity = data["severity"]
+    return Selection(
+        checks=tuple(data["checks"]), skip_checks=tuple(data["skip_checks"]),
+        severity=Severity(severity) if severity else None, controls=tuple(data["controls"]),
+        deselected={row["check"]: row["reason"] for row in data["deselected"]})
 
 
 def _service_json(service: Service) -> dict[str, Any]:
@@ -212,7 +236,8 @@ def _stored_service(service: Service, redact: Redact) -> Service:
 
 def record_of(*, device: Device, address: str, profile: ProfileRef, probe: ProbeInfo,
               started_at: dt.datetime, finished_at: dt.datetime,
-              services: Iterable[Service], results: Iterable[Result]) -> Record:
+              services: Iterable[Service], results: Iterable[Result],
+              selection: Selection | None = None) -> Record:
     """The record of a device the engine finished: every string from the device or the
     inventory redacted of the device's secrets, escaped and bounded (probe.escaping)."""
     redact = device_redactor(device.credentials, device.monitor)
@@ -226,5 +251,5 @@ def record_of(*, device: Device, address: str, profile: ProfileRef, probe: Probe
         resolved_address=address if address != device.address else None,
         profile=profile, probe=probe, started_at=started_at, finished_at=finished_at,
         services=tuple(_stored_service(s, redact) for s in services),
-        results=tuple(stored(r, redact) for r in results),
+        results=tuple(stored(r, redact) for r in results), selection=selection,
     )

@@ -6,6 +6,7 @@ an input file) is a `shown_text`: never markup, controls escaped (probe.display)
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import json
 from collections import Counter
@@ -22,6 +23,7 @@ from probe.display import shown_text
 from probe.model import Severity, Status, Verdict
 from probe.profile import Profile
 from probe.record.model import Record
+from probe.waivers import expired, scope
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -170,9 +172,10 @@ def profile_detail(profile: Profile) -> Group:
         waivers = Table(title="waivers", title_justify="left")
         for name in ("check", "scope", "expires", "justification"):
             waivers.add_column(name)
+        today = dt.datetime.now(dt.UTC).date()
         for w in profile.waivers:
-            scope = f"device {w.device}" if w.device else f"class {w.device_class}"
-            waivers.add_row(*(shown_text(cell) for cell in (w.check, scope, w.expires,
+            until = f"{w.expires} (expired)" if expired(w, today) else w.expires
+            waivers.add_row(*(shown_text(cell) for cell in (w.check, scope(w), until,
                                                             w.justification)))
         parts.append(waivers)
     return Group(*parts)
