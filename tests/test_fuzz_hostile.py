@@ -43,7 +43,7 @@ import jsonschema
 import psycopg
 import pytest
 import yaml
-from conftest import load_records
+from conftest import load_records, without_own_script
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pgserver import PASSWORD, USER, PostgresServer, postgres_server
@@ -333,7 +333,7 @@ class _Html(html.parser.HTMLParser):
 
 
 def html_clean(path: Path) -> None:
-    text = path.read_text(encoding="utf-8")
+    text = without_own_script(path.read_text(encoding="utf-8"))
     no_raw_controls(text, path.name)
     no_secret(text, path.name)
     parser = _Html()
