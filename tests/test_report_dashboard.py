@@ -193,7 +193,7 @@ def test_the_slices_count_devices_by_class_and_site(swept: Swept, chromium: Chro
 # ------------------------------------------------------------------------------- filtering
 
 VISIBLE = """[...document.querySelectorAll('#device-index tbody tr')].filter(
-  r => !r.hidden).map(r => r.dataset)"""
+  r => !r.hidden).map(r => ({...r.dataset}))"""
 
 
 def key(browser: Chromium, session: str, name: str, code: int, text: str = "") -> None:
@@ -261,6 +261,8 @@ def test_anchors_are_the_same_in_two_reports_of_the_fleet(swept: Swept,
                                                           chromium: Chromium) -> None:
     seen = []
     for path in (swept.report, swept.earlier):
+        assert problems(chromium) == []
+        chromium.events.clear()
         session = open_page(chromium, path)
         seen.append(chromium.evaluate(session, ANCHORS))
     latest, earlier = seen

@@ -54,7 +54,7 @@ DEVICES_PER_CHECK = 8
 """Failing devices named in the worst checks table; the filter finds them all."""
 CHARTED_CHECKS = 8
 """Checks drawn in the failures-over-time chart (the most failing ones)."""
-INLINE_DEVICES = 200
+INLINE_DEVICES = 50
 """Up to this many devices, their detail is on the overview page; past it (a report written
 to a file), each device gets a page of its own (see bench/README.md for the measurements)."""
 NONE = "(none)"
@@ -209,8 +209,8 @@ class Fleet:
 
 
 def _evidence_rows(evidence: Any) -> list[tuple[str, str]]:
-    """The evidence as (key, value) rows: a scalar as itself, a list of scalars joined, any
-    other value as compact JSON."""
+    """The evidence as (key, value) rows: a scalar as itself, a list of scalars joined, a list
+    of objects one compact JSON object a line, any other value as compact JSON."""
     if not isinstance(evidence, dict):
         return [("value", json.dumps(evidence, sort_keys=True, ensure_ascii=False))]
     rows = []
@@ -219,6 +219,8 @@ def _evidence_rows(evidence: Any) -> list[tuple[str, str]]:
             text = value
         elif isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
             text = ", ".join(str(v) for v in value)
+        elif isinstance(value, list):
+            text = "\n".join(json.dumps(v, sort_keys=True, ensure_ascii=False) for v in value)
         else:
             text = json.dumps(value, sort_keys=True, ensure_ascii=False)
         rows.append((str(key), text))
