@@ -71,7 +71,8 @@ def source(records: list[Record]) -> RecordSource:
 
 
 LOAD = """(() => { const t = performance.getEntriesByType('navigation')[0];
-  return {ms: t.loadEventEnd - t.startTime, nodes: document.getElementsByTagName('*').length}; })()"""
+  return {ms: t.loadEventEnd - t.startTime,
+          nodes: document.getElementsByTagName('*').length}; })()"""
 
 
 def opened(browser: Chromium, path: Path) -> tuple[float, int]:
