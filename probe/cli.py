@@ -402,7 +402,7 @@ def diff(store_url: str | None, inventory: Path | None, sweeps: tuple[int, ...],
 def report(store_url: str | None, inventory: Path | None, number: int | None, fmt: str,
            output: Path) -> None:
     """Render a stored sweep (default: the latest finished) as html, junit or oscal."""
-    from probe.outputs import check_file
+    from probe.outputs import check_file, check_pages_folder
     from probe.report import write_report, write_report_file
     from probe.sweep import pick_sweep, sweep_source
 
@@ -410,6 +410,8 @@ def report(store_url: str | None, inventory: Path | None, number: int | None, fm
         with _find_store(store_url, inventory) as store:
             if str(output) != "-":
                 check_file(output, "--output")
+                if fmt == "html":
+                    check_pages_folder(output, "--output")
             chosen = pick_sweep(store, number)
             if not chosen.finished:
                 Console(stderr=True, highlight=False).print(

@@ -394,3 +394,12 @@ def test_a_large_fleet_gets_a_page_per_device(tmp_path: Path, chromium: Chromium
     assert set(requests(chromium)) <= {path.as_uri(), *(
         (folder / p).as_uri() for p in pages)}
     assert problems(chromium) == []
+
+
+def test_a_file_where_the_device_pages_go_is_refused_first(swept: Swept, tmp_path: Path) -> None:
+    path = tmp_path / "report.html"
+    pages_folder(path).write_text("not a folder")
+    made = iotprobe("report", "--store", str(swept.store), "--format", "html", "-o", str(path))
+    assert made.returncode == 2, made.stderr
+    assert "report-devices: it is not a folder" in made.stderr
+    assert not path.exists() and [p.name for p in tmp_path.iterdir()] == ["report-devices"]
