@@ -22,6 +22,8 @@ from probe.report.source import RecordSource
 
 PAGES_SUFFIX = "-devices"
 """The folder of a file report's device pages: report.html -> report-devices/."""
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -29,32 +31,9 @@ class Format:
     write: Callable[[RecordSource, TextIO], None]
     filename: str
     """The file the report gets in a scan's OUTDIR."""
-
-
-FORMATS: dict[str, Format] = {
-    "junit": Format(write_junit, "report.junit.xml"),
-    "html": Format(write_html, "report.html"),
-    "oscal": Format(write_oscal, "report.oscal.json"),
-}
-
-
-def write_report(fmt: str, source: RecordSource, out: TextIO) -> None:
-    """Render `source` as `fmt` (a FORMATS name) to `out`."""
-    FORMATS[fmt].write(source, out)
-
-
-def write_report_file(fmt: str, source: RecordSource, path: Path) -> None:
-    """Render `source` into `path`, atomically: a reader never sees half a report."""
-    with atomic_text(path) as handle:
-        if fmt == "html":
-            _write_paged_html(source, path, handle)
-        else:
-            write_report(fmt, source, handle)
-
-
-def pages_folder(path: Path) -> Path:
-    """Where the HTML report at `path` puts its device pages when it has them."""
-    return path.with_name(path.stem + PAGES_SUFFIX)
+    write_file: Callable[[RecordSource, Path, TextIO], None] | None = None
+    """How a report written to a file is rendered when that differs from `write`: given the
+    file's path and the (atomic) handle to it."""
 
 
 def _write_paged_html(source: RecordSource, path: Path, handle: TextIO) -> None:
@@ -62,9 +41,7 @@ def _write_paged_html(source: RecordSource, path: Path, handle: TextIO) -> None:
     that replaces the old one before the overview that links to them appears."""
     folder = pages_folder(path)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
+    staging.chmod(0o777 & ~_UMASK)
     written: list[str] = []
 
     def write(name: str, text: str) -> None:
@@ -77,6 +54,33 @@ def _write_paged_html(source: RecordSource, path: Path, handle: TextIO) -> None:
             _replace_folder(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+FORMATS: dict[str, Format] = {
+    "junit": Format(write_junit, "report.junit.xml"),
+    "html": Format(write_html, "report.html", _write_paged_html),
+    "oscal": Format(write_oscal, "report.oscal.json"),
+}
+
+
+def write_report(fmt: str, source: RecordSource, out: TextIO) -> None:
+    """Render `source` as `fmt` (a FORMATS name) to `out`."""
+    FORMATS[fmt].write(source, out)
+
+
+def write_report_file(fmt: str, source: RecordSource, path: Path) -> None:
+    """Render `source` into `path`, atomically: a reader never sees half a report."""
+    chosen = FORMATS[fmt]
+    with atomic_text(path) as handle:
+        if chosen.write_file is not None:
+            chosen.write_file(source, path, handle)
+        else:
+            chosen.write(source, handle)
+
+
+def pages_folder(path: Path) -> Path:
+    """Where the HTML report at `path` puts its device pages when it has them."""
+    return path.with_name(path.stem + PAGES_SUFFIX)
 
 
 def _replace_folder(new: Path, folder: Path) -> None:
