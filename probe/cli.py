@@ -549,13 +549,15 @@ def report(store_url: str | None, inventory: Path | None, number: int | None, fm
     Exit codes: 0 written, 2 usage or input error (no such sweep or store, unwritable file).
     """
     from probe.exports import write_output, write_output_file
-    from probe.outputs import check_file
+    from probe.outputs import check_file, check_pages_folder
     from probe.sweep import pick_sweep, sweep_source
 
     try:
         with _find_store(store_url, inventory) as store:
             if str(output) != "-":
                 check_file(output, "--output")
+                if fmt == "html":
+                    check_pages_folder(output, "--output")
             chosen = pick_sweep(store, number)
             if not chosen.finished:
                 Console(stderr=True, highlight=False).print(

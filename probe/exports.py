@@ -111,5 +111,9 @@ def write_output(fmt: str, source: RecordSource, out: TextIO) -> None:
 
 def write_output_file(fmt: str, source: RecordSource, path: Path) -> None:
     """Render `source` into `path`, atomically: a reader never sees half a file."""
+    chosen = OUTPUTS[fmt]
     with atomic_text(path) as handle:
-        write_output(fmt, source, handle)
+        if chosen.write_file is not None:
+            chosen.write_file(source, path, handle)
+        else:
+            chosen.write(source, handle)

@@ -21,6 +21,7 @@ from probe.exports import SCAN_FILES
 from probe.ids import RECORD_SUFFIX
 from probe.inventory import Inventory
 from probe.record.files import record_filename
+from probe.report import pages_folder
 
 
 def check_directory(directory: Path, field: str) -> None:
@@ -57,6 +58,8 @@ def check_scan_outputs(outdir: Path, sources: Iterable[Inventory], formats: Iter
         if fmt in SCAN_FILES:
             _refuse_in_the_way(outdir / SCAN_FILES[fmt].filename, "--output-dir",
                                f" (--format {fmt})")
+        if fmt == "html":
+            check_pages_folder(outdir / SCAN_FILES[fmt].filename, "--output-dir")
     blocked = _blocked_records(outdir)
     if not blocked:
         return
@@ -90,6 +93,21 @@ def _refuse_in_the_way(path: Path, field: str, what: str) -> None:
         return
     kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
     raise InputError(f"cannot write {path}{what}: it is {kind}", field=field)
+
+
+def check_pages_folder(report: Path, field: str) -> None:
+    """InputError if the folder of the device pages of the HTML report at `report` cannot be
+    replaced: something other than a folder (a file, a link) is in its place."""
+    folder = pages_folder(report)
+    try:
+        mode = folder.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"cannot write {folder}: {_reason(exc)}", field=field) from None
+    if not stat.S_ISDIR(mode):
+        raise InputError(f"cannot write the device pages in {folder}: it is not a folder",
+                         field=field)
 
 
 def _reason(exc: OSError) -> str:

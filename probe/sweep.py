@@ -50,6 +50,7 @@ from probe.store import (
     StoreError,
     SweepInfo,
 )
+from probe.store.history import history
 from probe.store.queries import CheckChange, Diff
 from probe.yamldoc import show
 
@@ -287,7 +288,7 @@ def sweep_source(store: Store, sweep: SweepInfo) -> RecordSource:
         identity=f"sweep:{sweep.number}:{sweep.started_at.isoformat()}:"
                  f"{sweep.profile['digest']}",
         profile=sweep.profile, generated=sweep.finished_at or sweep.started_at,
-        records=lambda: store.records(sweep.number))
+        records=lambda: store.records(sweep.number), history=lambda: history(store, sweep))
 
 
 def pick_sweep(store: Store, number: int | None) -> SweepInfo:

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from conftest import load_records
+from conftest import load_records, without_own_script
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -670,9 +671,12 @@ def _renderings(text: str) -> dict[str, str]:
     record = outcome.to_json()
     validate_record(record)
     older = Record.from_json({
-        **record, "device": {**record["device"], "id": f"old{text}"},
-        "results": [{**r, "summary": f"banner {text}"} for r in record["results"]]})
-    """A record as an older probe stored it: the device's text raw, for the reports alone."""
+        **record, "device": {**record["device"], "id": f"old{text}", "class": f"c{text}"},
+        "results": [{**r, "summary": f"banner {text}",
+                     "remediation": f"Run `{text}`, then **{text}** [{text}]({text})"}
+                    for r in record["results"]]})
+    """A record as an older probe stored it: the device's text raw, for the reports alone (its
+    class, and a profile's Markdown remediation, hold the text too)."""
     source = RecordSource(title="t", identity="t", profile=profile.meta(),
                           generated=outcome.started_at, records=lambda: iter([outcome, older]))
     out: dict[str, str] = {"record": json.dumps(record, ensure_ascii=False)}
@@ -694,6 +698,32 @@ def _renderings(text: str) -> dict[str, str]:
     return out
 
 
+class _LiveMarkup(HTMLParser):
+    """Markup that could run, fetch or restyle: a script, a frame, an image, a form target, an
+    event handler, a javascript: or data: link; and more than the report's own style and
+    meta elements."""
+
+    TAGS = frozenset({"script", "img", "iframe", "object", "embed", "link", "base", "frame",
+                      "audio", "video", "source", "style", "meta", "svg"})
+    OWN = {"style": 1, "meta": 5}
+    """The report's own: one stylesheet, five meta elements (charset, viewport, CSP,
+    referrer, generator), and no chart (no history here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self.seen: Counter[str] = Counter()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen[tag] += 1
+        if tag in self.TAGS and self.seen[tag] > self.OWN.get(tag, 0):
+            self.found.append(tag)
+        for name, value in attrs:
+            link = (value or "").strip().lower()
+            if name.startswith("on") or link.startswith(("javascript:", "data:", "vbscript:")):
+                self.found.append(f"{tag} {name}={value}")
+
+
 @settings(deadline=None, max_examples=60)
 @given(HOSTILE)
 def test_any_device_text_is_data_in_every_renderer(text: str) -> None:
@@ -712,6 +742,10 @@ def test_any_device_text_is_data_in_every_renderer(text: str) -> None:
         assert not UNSAFE.search(rendered.replace("\n", "").replace("\t", "")), name
         assert not re.search("[\ud800-\udfff\u2028\u2029]", rendered), name
     assert PASSWORD not in out["record"] and PASSWORD not in out["terminal"]
-    assert "<script>" not in out["html"]
+    page = without_own_script(out["html"])
+    assert "<script>" not in page
+    live = _LiveMarkup()
+    live.feed(page)
+    assert live.found == [], live.found
     if "[/x]" in text:
         assert "[/x]" in out["terminal"]

@@ -43,7 +43,7 @@ import jsonschema
 import psycopg
 import pytest
 import yaml
-from conftest import load_records
+from conftest import load_records, without_own_script
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pgserver import PASSWORD, USER, PostgresServer, postgres_server
@@ -334,7 +334,7 @@ class _Html(html.parser.HTMLParser):
 
 
 def html_clean(path: Path) -> None:
-    text = path.read_text(encoding="utf-8")
+    text = without_own_script(path.read_text(encoding="utf-8"))
     no_raw_controls(text, path.name)
     no_secret(text, path.name)
     parser = _Html()
@@ -342,6 +342,15 @@ def html_clean(path: Path) -> None:
     parser.close()
     assert parser.bad == [], f"{path.name}: live markup from a device: {parser.bad}"
     no_raw_controls("".join(parser.text), f"{path.name} (text after entities)")
+
+
+def stored_report(store: Path | str, path: Path, env: dict[str, str] | None = None) -> None:
+    """The HTML report of the store's latest sweep, its history charts included, is clean."""
+    made = iotprobe("report", "--store", str(store), "--format", "html", "-o", str(path),
+                    env=env or ENV)
+    assert made.returncode == 0, made.stderr[-3000:]
+    html_clean(path)
+    assert 'data-chart="posture"' in path.read_text(encoding="utf-8")
 
 
 def structured_clean(path: Path) -> None:
@@ -434,6 +443,7 @@ def test_a_hostile_device_cannot_break_any_output(setting: Setting, drawn: Strin
         code, screen = on_terminal("diff", "--store", str(store))
         assert code in (0, 1), screen[-3000:].decode("utf-8", "replace")
         terminal_clean(screen, "diff on a terminal")
+        stored_report(store, work / "sweep.html")
         no_secret(store.read_bytes(), "the SQLite store")
         with contextlib.closing(sqlite3.connect(store)) as db:
             stored = [json.loads(row[0]) for row in db.execute("SELECT record FROM records")]
@@ -453,5 +463,6 @@ def test_a_hostile_device_cannot_break_any_output(setting: Setting, drawn: Strin
         for (text,) in rows:
             no_secret(text, "the PostgreSQL store")
             jsonschema.validate(json.loads(text), SCHEMA)
+        stored_report(url, work / "postgres.html", env={**ENV, "PGPASSWORD": PASSWORD})
     finally:
         stop_last(setting)
