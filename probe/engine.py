@@ -132,7 +132,7 @@ class Engine:
     def _device_plan(self, device: Device, day: dt.date) -> list[PlannedCheck]:
         """The planned checks judged on the device alone: all but the fleet checks."""
         return [p for p in self.profile.plan(device, self.defaults, day)
-                if p.id in self.evaluations]
+                if not self.checks[p.id].fleet]
 
     def _finished(self, device: Device, address: str, started: dt.datetime,
                  found: tuple[Service, ...], plan: list[PlannedCheck],

@@ -21,6 +21,7 @@ from probe import __version__
 from probe.api import device_context, judge_check, run_check
 from probe.checks import catalogue
 from probe.checks.base import CONTROL_COMMUNICATION, Check, FleetJudge, fleet_check
+from probe.checks.catalogue import validate
 from probe.checks.params import CheckParams, Port
 from probe.context import ScanOptions
 from probe.engine import Engine
@@ -341,3 +342,15 @@ def test_a_profile_cannot_give_a_fleet_check_per_class_parameters(tmp_path: Path
     assert "fleet check" in error.message
     path.write_text(path.read_text().replace("classes: {camera: {}}", "params: {}"))
     assert [c.id for c in load_profile(str(path)).checks] == [UNIQUE_KEYS]
+
+
+def test_the_catalogue_is_listed_with_its_fleet_check_and_refuses_a_check_of_both_kinds() -> None:
+    assert [c.id for c in catalogue().values() if c.fleet] == [UNIQUE_KEYS]
+    assert catalogue()[UNIQUE_KEYS].evaluate is None
+    assert not any(c.fleet for c in catalogue().values() if c.evaluate is not None)
+    validate((shared_port, BROKEN))
+    per_device = catalogue()["net.open-ports"]
+    for wrong in (dataclasses.replace(per_device, judge=shared_port.judge),
+                  dataclasses.replace(shared_port, judge=None)):
+        with pytest.raises(RuntimeError, match="either an evaluation or a fleet judge"):
+            validate((wrong,))

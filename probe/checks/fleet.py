@@ -85,11 +85,12 @@ def served_keys(results: Iterable[Observed]) -> tuple[dict[str, set[str]], dict[
 
 
 def _observed(record: Record) -> Iterator[Observed]:
-    """The results of `record`, their summaries as the device sent them: the fleet result
-    that quotes one is escaped once, when its record is built."""
+    """The certificate results of `record`, their summaries as the device sent them: the
+    fleet result that quotes one is escaped once, when its record is built."""
     for r in record.results:
-        yield (r.check, r.finding.target, r.status.value, r.finding.evidence,
-               unescape(r.finding.summary))
+        if r.check.startswith(CERTIFICATE_CHECKS):
+            yield (r.check, r.finding.target, r.status.value, r.finding.evidence,
+                   unescape(r.finding.summary))
 
 
 class UniqueKeys:
