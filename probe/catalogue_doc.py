@@ -86,6 +86,7 @@ def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, 
         "parameters": [{"name": name, "default": value}
                        for name, value in check.defaults.items()],
         "needs": [_collector(c) for c in check.needs],
+        "fleet": check.fleet,
         "rule": rule(check),
         "unidentified": unidentified(check),
         "remediation": check.remediation,

@@ -19,6 +19,7 @@ import pytest
 
 from probe import __version__
 from probe.api import device_context, judge_check, run_check
+from probe.catalogue_doc import catalogue_data
 from probe.checks import catalogue
 from probe.checks.base import CONTROL_COMMUNICATION, Check, FleetJudge, fleet_check
 from probe.checks.catalogue import validate
@@ -348,6 +349,7 @@ def test_the_catalogue_is_listed_with_its_fleet_check_and_refuses_a_check_of_bot
     assert [c.id for c in catalogue().values() if c.fleet] == [UNIQUE_KEYS]
     assert catalogue()[UNIQUE_KEYS].evaluate is None
     assert not any(c.fleet for c in catalogue().values() if c.evaluate is not None)
+    assert {e["id"] for e in catalogue_data() if e["fleet"]} == {UNIQUE_KEYS}
     validate((shared_port, BROKEN))
     per_device = catalogue()["net.open-ports"]
     for wrong in (dataclasses.replace(per_device, judge=shared_port.judge),
