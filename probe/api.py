@@ -8,6 +8,9 @@ inventory or a record. `judge_check` is its pure half: observations a test built
 with the check's parameters. Both validate `**params` with the check's typed parameters, so a
 bad value is an InputError as it is when a profile loads; parameters left out take the check's
 defaults.
+
+A fleet check judges a device against the other devices of a scan or sweep; alone, a device
+has nothing to be compared with, and both give the one answer of `alone()`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,14 @@ from probe.checks import catalogue
 from probe.checks.base import Check, Observations
 from probe.context import DeviceContext, Network, Params, ScanOptions
 from probe.errors import InputError
-from probe.model import Device, Finding
+from probe.model import Device, Finding, skipped
 from probe.observe.base import Collector
+
+
+def alone() -> Finding:
+    """A fleet check's answer on one device judged on its own."""
+    return skipped("decided across the devices of a scan or sweep once they finish; a device "
+                   "scanned on its own has nothing to compare with", reason="fleet")
 
 
 def _check(check_id: str) -> Check:
@@ -84,6 +93,8 @@ def judge_check(check_id: str, observations: Observations | Mapping[Collector[An
     with `params`. Pure: no I/O."""
     check = _check(check_id)
     values = check_params(check_id, **params)
+    if check.evaluate is None:
+        return [alone()]
     if not isinstance(observations, Observations):
         if device is None:
             raise TypeError("judge_check needs the device the observations are about")
@@ -116,6 +127,8 @@ async def run_check(check_id: str, device: Device | str, *,
 async def _run(ctx: DeviceContext, check_id: str, params: Mapping[str, Any]) -> list[Finding]:
     check = _check(check_id)
     check_params(check_id, **params)
+    if check.evaluate is None:
+        return [alone()]
     values = await ctx.observe_all(check.needs)
     observations = Observations(ctx.device, dict(zip(check.needs, values, strict=True)))
     return list(check.evaluate(observations, {**check.defaults, **ctx.params_for(check_id),

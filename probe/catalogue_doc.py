@@ -29,10 +29,11 @@ RULE_LABELS = ("Pass", "Fail", "Not applicable", "Error", "Skipped")
 
 
 def rule(check: Check) -> str:
-    """The check's pass/fail rule: its evaluation function's docstring, one line per section
-    (`Pass: ...`, `Fail: ...`, then `Not applicable:`, `Error:`, `Skipped:` where they occur)."""
+    """The check's pass/fail rule: the docstring of its evaluation function (of its judge
+    factory for a fleet check), one line per section (`Pass: ...`, `Fail: ...`, then
+    `Not applicable:`, `Error:`, `Skipped:` where they occur)."""
     sections: list[str] = []
-    for line in (inspect.getdoc(check.evaluate) or "").splitlines():
+    for line in (inspect.getdoc(check.evaluate or check.judge) or "").splitlines():
         text = line.strip()
         if text.startswith(RULE_LABELS) or not sections:
             sections.append(text)
@@ -85,6 +86,7 @@ def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, 
         "parameters": [{"name": name, "default": value}
                        for name, value in check.defaults.items()],
         "needs": [_collector(c) for c in check.needs],
+        "fleet": check.fleet,
         "rule": rule(check),
         "unidentified": unidentified(check),
         "remediation": check.remediation,

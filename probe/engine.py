@@ -2,7 +2,9 @@
 
 For each device the engine resolves the address once, gathers discovery (the reachability gate),
 then runs every planned check concurrently: each awaits the collectors it needs through the
-device's observation cache and evaluates them. The whole device runs under its budget; whatever
+device's observation cache and evaluates them. Fleet checks have no per-device evaluation: the
+engine leaves them out of a device's results, and the scan's fleet stage (probe.run) puts them
+in at their place in the plan. The whole device runs under its budget; whatever
 has not finished when the budget runs out becomes an `error` result. Each device's record
 (probe.record) is handed to the caller as it finishes, so nothing of a finished device stays in
 memory.
@@ -28,9 +30,10 @@ from typing import Any
 
 from probe import __version__
 from probe.checks import catalogue
-from probe.checks.base import Check, Observations
+from probe.checks.base import Check, Evaluate, Observations
+from probe.checks.results import ResultBuilder
 from probe.context import DeviceContext, Network, ScanOptions
-from probe.model import Device, Finding, Result, Service, Severity, Status, errored, skipped
+from probe.model import Device, Finding, Result, Service, Severity, errored, skipped
 from probe.observe.base import ObservationError
 from probe.observe.discovery import services as discover
 from probe.profile import PlannedCheck, Profile
@@ -56,6 +59,10 @@ class Engine:
         self.intrusive = options.intrusive or profile.intrusive
         self.options = options
         self.defaults = {cid: c.defaults for cid, c in self.checks.items()}
+        self.builder = ResultBuilder(self.checks)
+        self.evaluations: dict[str, Evaluate] = {
+            cid: c.evaluate for cid, c in self.checks.items() if c.evaluate is not None}
+        """The per-device evaluation of every check that has one (all but fleet checks)."""
         self._profile_ref = ProfileRef(**profile.meta())
 
     async def run(self, devices: Iterable[Device] | AsyncIterable[Device],
@@ -85,7 +92,7 @@ class Engine:
 
     async def scan_device(self, device: Device, network: Network) -> Record:
         started = _now()
-        plan = self.profile.plan(device, self.defaults, started.date())
+        plan = self._device_plan(device, started.date())
         address, problem = await _resolve(device.address, self.options.timeout)
         if problem is not None:
             return self.failed(device, problem, reason="resolution", started=started)
@@ -102,7 +109,7 @@ class Engine:
                 except Exception as exc:
                     finding = self._failure(exc, ctx.device.id, "discovery")
                     return self._finished(device, address, started, found, plan,
-                                         {i: [self._result(p, finding, 0)]
+                                         {i: [self.builder.result(p, finding)]
                                           for i, p in enumerate(plan)})
                 async with asyncio.TaskGroup() as group:
                     for index, planned in enumerate(plan):
@@ -118,9 +125,14 @@ class Engine:
         """The record of a device that could not be scanned: every planned check `error`."""
         begun = _now() if started is None else started
         finding = errored(message, reason=reason)
-        plan = self.profile.plan(device, self.defaults, begun.date())
+        plan = self._device_plan(device, begun.date())
         return self._record(device, device.address, begun, (),
-                            [self._result(p, finding, 0) for p in plan])
+                            [self.builder.result(p, finding) for p in plan])
+
+    def _device_plan(self, device: Device, day: dt.date) -> list[PlannedCheck]:
+        """The planned checks judged on the device alone: all but the fleet checks."""
+        return [p for p in self.profile.plan(device, self.defaults, day)
+                if not self.checks[p.id].fleet]
 
     def _finished(self, device: Device, address: str, started: dt.datetime,
                  found: tuple[Service, ...], plan: list[PlannedCheck],
@@ -129,7 +141,7 @@ class Engine:
                        "check finished", reason="budget")
         results: list[Result] = []
         for index, planned in enumerate(plan):
-            results.extend(done.get(index) or [self._result(planned, late, 0)])
+            results.extend(done.get(index) or [self.builder.result(planned, late)])
         return self._record(device, address, started, found, results)
 
     def _record(self, device: Device, address: str, started: dt.datetime,
@@ -144,7 +156,7 @@ class Engine:
         begin = time.monotonic()
         findings = await self._evaluate(ctx, planned)
         elapsed = int((time.monotonic() - begin) * 1000)
-        done[index] = [self._result(planned, f, elapsed) for f in findings]
+        done[index] = self.builder.results(planned, findings, elapsed)
 
     async def _evaluate(self, ctx: DeviceContext, planned: PlannedCheck) -> list[Finding]:
         check = self.checks[planned.id]
@@ -153,7 +165,7 @@ class Engine:
                             "to enable it", reason="intrusive")]
         try:
             values = await ctx.observe_all(check.needs)
-            findings = list(check.evaluate(Observations(ctx.device, dict(zip(
+            findings = list(self.evaluations[planned.id](Observations(ctx.device, dict(zip(
                 check.needs, values, strict=True))), planned.params))
         except Exception as exc:
             return [self._failure(exc, ctx.device.id, planned.id)]
@@ -172,13 +184,6 @@ class Engine:
                            reason="network")
         log.error("%s failed on %s: %s", what, device_id, type(exc).__name__, exc_info=exc)
         return errored(f"internal error in the probe: {type(exc).__name__}", reason="internal")
-
-    def _result(self, planned: PlannedCheck, finding: Finding, duration_ms: int) -> Result:
-        check = self.checks[planned.id]
-        waiver = planned.waiver if finding.status is Status.FAIL else None
-        return Result(check=planned.id, control=planned.control, severity=planned.severity,
-                      finding=finding, remediation=check.remediation,
-                      references=planned.references, duration_ms=duration_ms, waived=waiver)
 
 
 async def _each(devices: Iterable[Device] | AsyncIterable[Device]) -> AsyncIterator[Device]:

@@ -333,6 +333,10 @@ class _Resolver:
                 if check is None:
                     continue
                 self._check_params(known, check.params or {}, at.at("params"))
+                if known.fleet and check.classes:
+                    raise at.error(f"{check_id} is a fleet check: it judges the devices of "
+                                   "every class together, so it takes no per-class "
+                                   "parameters", "classes")
                 for name, params in (check.classes or {}).items():
                     self._check_params(known, params, at.at("classes", name), check.params)
         for index, check_id in enumerate(spec.disabled or ()):

@@ -1,10 +1,10 @@
 """Scans from the command line: engine, records, fleet checks, progress, summary, exit code.
 
 `scan` and `sweep` share this path. `ScanRun` takes each device's record as the engine hands it
-over, settles its fleet checks against the devices finished before it, validates the record,
-hands it to a sink (record files and jsonl for `scan`, the store for `sweep`) and keeps
-the counts for the summary and the exit code. After the last device it settles the fleet checks
-once more and rewrites the few records that changed (see probe.checks.fleet).
+over, settles its fleet checks against the devices finished before it (`FleetStage`), validates
+the record, hands it to a sink (record files and jsonl for `scan`, the store for `sweep`) and
+keeps the counts for the summary and the exit code. After the last device it settles the fleet
+checks once more and rewrites the few records that changed.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from probe.checks import catalogue
-from probe.checks.fleet import UniqueKeys
+from probe.checks.base import Check, FleetJudge
+from probe.checks.results import ResultBuilder
 from probe.context import ScanOptions
 from probe.display import shown_text
 from probe.engine import Engine, fails_at
@@ -30,15 +32,17 @@ from probe.escaping import bounded_text, shown
 from probe.exits import EXIT_INCONCLUSIVE, EXIT_NONCONFORMANT, EXIT_OK
 from probe.exports import SCAN_FILES, write_output_file
 from probe.inventory import Inventory
-from probe.model import Device, Finding, Severity, Status
+from probe.model import Device, Finding, Result, Severity, Status, errored
 from probe.pool import ProcessPool, worker_count
-from probe.profile import Profile
+from probe.profile import PlannedCheck, Profile
 from probe.record.files import read_record, record_filename, write_record
-from probe.record.model import Record
+from probe.record.model import Record, stored
 from probe.record.schema import validate_record
 from probe.report.source import RecordSource
 from probe.report.tables import Summary, console
 from probe.secrets import redact
+
+log = logging.getLogger(__name__)
 
 
 def unique_devices(sources: Iterable[Inventory]) -> Iterator[Device]:
@@ -118,6 +122,97 @@ def unstored(record: Record, why: str) -> Record:
     return dataclasses.replace(record, results=tuple(results))
 
 
+class FleetStage:
+    """The fleet checks a profile plans over one scan or sweep: one judge each (see
+    probe.checks.base.FleetJudge), built from the profile's parameters for the check.
+
+    Each record the engine hands over is taken in by every judge and decided against the
+    devices taken in before it (`settle`); a resumed sweep's stored records are only taken in
+    (`observe`). After the last device, the devices some judge names in `final` are decided
+    again (`amend`) and their records rewritten where a fleet result changed. A fleet check's
+    results sit where the profile plans it among the device's results.
+    """
+
+    def __init__(self, profile: Profile, checks: Mapping[str, Check]) -> None:
+        self.profile = profile
+        self.builder = ResultBuilder(checks)
+        self.defaults = {cid: c.defaults for cid, c in checks.items()}
+        self.order = [c.id for c in profile.checks]
+        self.judges: dict[str, FleetJudge] = {}
+        for config in profile.checks:
+            check = checks.get(config.id)
+            if check is not None and check.judge is not None:
+                params = check.params.model_validate({**check.defaults, **config.params})
+                self.judges[config.id] = check.judge(params)
+
+    def observe(self, record: Record) -> None:
+        """Take in a device finished before this run (a resumed sweep's stored record)."""
+        for judge in self.judges.values():
+            judge.observe(record)
+
+    def settle(self, record: Record) -> Record:
+        """`record` (as the engine built it) with its fleet results decided against every
+        device finished so far, itself included."""
+        if not self.judges:
+            return record
+        plan = self._plan(record)
+        settled = record
+        for check_id, judge in self.judges.items():
+            try:
+                judge.observe(record)
+                findings = judge.decide(record)
+            except Exception as exc:
+                findings = [_failure(exc, record.device.id, check_id)]
+            settled = settled.with_results(check_id, self._stored(plan[check_id], findings),
+                                           self.order)
+        return settled
+
+    def to_amend(self) -> dict[str, list[str]]:
+        """Device id -> the fleet checks whose decision on it may have changed, by device id."""
+        ids: dict[str, list[str]] = {}
+        for check_id, judge in self.judges.items():
+            for device_id in judge.final():
+                ids.setdefault(device_id, []).append(check_id)
+        return dict(sorted(ids.items()))
+
+    def amend(self, record: Record, check_ids: Iterable[str]) -> Record | None:
+        """`record` (as stored) with the final results of the fleet checks `check_ids`, or None
+        when they are already final."""
+        plan = self._plan(record)
+        amended = record
+        for check_id in check_ids:
+            try:
+                findings = self.judges[check_id].decide(record)
+            except Exception as exc:
+                findings = [_failure(exc, record.device.id, check_id)]
+            fresh = self._stored(plan[check_id], findings)
+            if _comparable(record.of_check(check_id)) != _comparable(fresh):
+                amended = amended.with_results(check_id, fresh, self.order)
+        return None if amended is record else amended
+
+    def _plan(self, record: Record) -> dict[str, PlannedCheck]:
+        """The device's plan as the engine made it, on the day its scan started."""
+        return {p.id: p for p in self.profile.plan(record.device, self.defaults,
+                                                   record.started_at.date())}
+
+    def _stored(self, planned: PlannedCheck, findings: list[Finding]) -> list[Result]:
+        """The results of a fleet check as a record holds them (judged in no measured time)."""
+        if not findings:
+            findings = [errored("the check produced no result", reason="internal")]
+        return [stored(r) for r in self.builder.results(planned, findings)]
+
+
+def _failure(exc: Exception, device_id: str, check_id: str) -> Finding:
+    """The `error` finding of a fleet judge that raised: the device's result, not a crash."""
+    log.error("%s failed on %s: %s", check_id, device_id, type(exc).__name__, exc_info=exc)
+    return errored(f"internal error in the probe: {type(exc).__name__}", reason="internal")
+
+
+def _comparable(results: Iterable[Result]) -> list[tuple[str, str, str, str]]:
+    return [(r.finding.target, r.status.value, r.finding.summary,
+             repr(sorted(r.finding.evidence.items()))) for r in results]
+
+
 class ScanRun:
     """One scan or sweep: records in from the engine, settled and stored, counts kept for the
     summary and exit code."""
@@ -128,7 +223,7 @@ class ScanRun:
         self.sink = sink
         self.fail_on = fail_on
         self.summary = Summary()
-        self.fleet = UniqueKeys(engine.profile, engine.checks)
+        self.fleet = FleetStage(engine.profile, engine.checks)
         self.gate_failed = False
         self.inconclusive = False
         self.unstored: set[str] = set()
@@ -145,7 +240,7 @@ class ScanRun:
     def remember(self, record: Record) -> None:
         """Count a record stored before this run (a resumed sweep's finished devices)."""
         self._count(record)
-        self.fleet.remember(record)
+        self.fleet.observe(record)
 
     async def finished(self, record: Record) -> None:
         """Take one device's record: settle its fleet checks, store it, count it.
@@ -196,11 +291,11 @@ class ScanRun:
 
     async def settle_fleet(self) -> None:
         """Rewrite the records whose fleet results changed since they were written."""
-        for device_id in self.fleet.to_amend():
+        for device_id, check_ids in self.fleet.to_amend().items():
             if device_id in self.unstored:
                 continue
             old = await self.sink.get(device_id)
-            new = self.fleet.amend(old)
+            new = self.fleet.amend(old, check_ids)
             if new is None:
                 continue
             validate_record(new.to_json())

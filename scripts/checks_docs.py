@@ -67,6 +67,10 @@ def index() -> str:
     return "\n".join(rows)
 
 
+FLEET = "[design.md](design.md#fleet-checks)"
+"""Where a fleet check's way of judging is explained."""
+
+
 def entry_text(entry: Mapping[str, Any]) -> str:
     """The section of one check."""
     facts = [
@@ -76,7 +80,8 @@ def entry_text(entry: Mapping[str, Any]) -> str:
         ("built-in profiles", ", ".join(f"`{p}`" for p in entry["profiles"]) or "none"),
         ("references", _references(entry["references"])),
         ("parameters (defaults)", _parameters(entry["parameters"])),
-        ("collectors", ", ".join(f"`{c}`" for c in entry["needs"])),
+        ("collectors", ", ".join(f"`{c}`" for c in entry["needs"]) if not entry["fleet"]
+         else f"none: a fleet check, judged across the devices of a scan or sweep ({FLEET})"),
     ]
     lines = [f'<a id="{entry["id"]}"></a>', "", f"### `{entry['id']}`: {entry['title']}", "",
              "| | |", "|---|---|", *(f"| {name} | {_cell(value)} |" for name, value in facts),

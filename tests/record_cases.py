@@ -84,13 +84,12 @@ def hostile() -> Case:
 
 def fleet_pair() -> tuple[Case, Case]:
     """Two devices serving a certificate with the same public key: the first one's record is
-    rewritten by the fleet stage once the second has finished."""
+    rewritten by the fleet stage once the second has finished. The engine's records hold no
+    fleet result: the fleet stage places it."""
     def device(name: str, address: str) -> Case:
         return Case(Device(name, address), address, (Service("tcp", 443, "https", True),),
                     (_result("tls.certificate-validity", Status.PASS, "valid", "tcp/443",
-                             {"public_key_sha256": KEY}),
-                     _result("fleet.unique-keys", Status.SKIPPED, "decided across the fleet",
-                             evidence={"reason": "fleet"})))
+                             {"public_key_sha256": KEY}),))
     return device("twin-a", "127.0.0.13"), device("twin-b", "127.0.0.14")
 
 
@@ -99,8 +98,7 @@ def fleet_error() -> Case:
     result quotes that summary, escaped once."""
     return Case(Device("odd-5", "127.0.0.15"), "127.0.0.15", (),
                 (_result("tls.certificate-validity", Status.ERROR,
-                         "handshake: alert a\\b\x07\u202e", "tcp/443"),
-                 _result("fleet.unique-keys", Status.SKIPPED, "decided across the fleet")))
+                         "handshake: alert a\\b\x07\u202e", "tcp/443"),))
 
 
 SINGLE = {"waived-fail": waived_fail, "budget-error": budget_error,

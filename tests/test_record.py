@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 
 from probe import __version__
 from probe.checks import catalogue
-from probe.checks.fleet import UniqueKeys
 from probe.model import Device, Finding, Result, Service, Severity, Status, Waiver
 from probe.profile import Profile
 from probe.profile_loader import load_profile
 from probe.record.files import read_record, record_text, write_record
 from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
 from probe.record.schema import schema, validate_record
+from probe.run import FleetStage
 from tests.record_cases import SINGLE, Case, fleet_error, fleet_pair
 
 REFERENCE = jsonschema.Draft202012Validator(
@@ -261,14 +261,16 @@ def test_a_record_is_byte_for_byte_what_build_record_wrote(name: str, tmp_path: 
 
 def test_the_fleet_stage_rewrites_records_byte_for_byte_as_before() -> None:
     """Settled as each device finishes, then amended after the last: the same bytes as the
-    dict-based fleet stage, and a settled record is not amended twice."""
+    dict-based fleet stage, the fleet result at its place in the plan although the engine's
+    record has none, and a settled record is not amended twice."""
     profile = load_profile("iso27400")
-    fleet = UniqueKeys(profile, catalogue())
+    fleet = FleetStage(profile, catalogue())
     ref = ProfileRef(**profile.meta())
     first, second = (fleet.settle(_record_of(c, ref)) for c in fleet_pair())
-    assert fleet.to_amend() == ["twin-a", "twin-b"]
-    rewritten = fleet.amend(Record.from_json(json.loads(record_text(first.to_json()))))
-    assert rewritten is not None and fleet.amend(second) is None
+    assert fleet.to_amend() == {"twin-a": ["fleet.unique-keys"], "twin-b": ["fleet.unique-keys"]}
+    rewritten = fleet.amend(Record.from_json(json.loads(record_text(first.to_json()))),
+                            ["fleet.unique-keys"])
+    assert rewritten is not None and fleet.amend(second, ["fleet.unique-keys"]) is None
     for name, built in (("fleet-first", first), ("fleet-second", second),
                         ("fleet-rewrite", rewritten)):
         validate_record(built.to_json())
@@ -280,7 +282,7 @@ def test_the_fleet_stage_quotes_a_devices_text_escaped_once() -> None:
     it escapes the device's text once too, as when it was settled before the record was built
     (a double escape here would fail the golden)."""
     profile = load_profile("iso27400")
-    settled = UniqueKeys(profile, catalogue()).settle(
+    settled = FleetStage(profile, catalogue()).settle(
         _record_of(fleet_error(), ProfileRef(**profile.meta())))
     validate_record(settled.to_json())
     _same_but_version(record_text(settled.to_json()), _golden("fleet-error"))

@@ -383,7 +383,7 @@ def fleet_profile(tmp_path: Path) -> Profile:
 
 def outcome(device: str, key: str | None, *, status: Status = Status.PASS) -> Record:
     """A device's outcome as the engine hands it over: a certificate result with the key the
-    TLS check recorded, and the fleet check's per-device placeholder."""
+    TLS check recorded, and no fleet result (the fleet stage adds it)."""
     now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
     evidence = {"certificates": [{"public_key_sha256": key}]} if key else {}
     finding = (Finding(status, "certificate", "tcp/8883", evidence) if key or
@@ -393,8 +393,7 @@ def outcome(device: str, key: str | None, *, status: Status = Status.PASS) -> Re
         return Result(check, "27400-6.2", Severity.HIGH, found, "fix", {}, 1)
 
     results = (res("net.open-ports", passed("ok")),
-               res("tls.certificate-strength", finding),
-               res("fleet.unique-keys", Finding(Status.SKIPPED, "decided across the fleet")))
+               res("tls.certificate-strength", finding))
     return record_of(device=Device(device, "127.91.3.1", device_class="sensor"),
                      address="127.91.3.1",
                      profile=ProfileRef("fleet-keys", "1", "sha256:" + "0" * 64),

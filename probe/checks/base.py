@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from probe.checks.params import CheckParams, NoParams
 from probe.context import Params
@@ -27,7 +27,11 @@ from probe.observe.base import Collector
 from probe.observe.discovery import Identification, services
 from probe.observe.identify import SERVICE_NAMES, SERVICES
 
+if TYPE_CHECKING:
+    from probe.record.model import Record
+
 T = TypeVar("T")
+P = TypeVar("P", bound=CheckParams)
 
 CONTROL_COMMUNICATION = "27400-6.2"
 CONTROL_MONITORING = "27400-6.5"
@@ -50,6 +54,29 @@ class Observations:
 Evaluate = Callable[[Observations, Params], Iterable[Finding]]
 
 
+class FleetJudge(Protocol):
+    """One fleet check across one scan or sweep: it takes in each device as it finishes and
+    decides it against the devices taken in so far; after the last device, `final` names the
+    devices whose decision may have changed since, and those are decided again."""
+
+    def observe(self, record: Record) -> None:
+        """Take in one finished device (also a resumed sweep's device stored earlier)."""
+        ...
+
+    def decide(self, record: Record) -> list[Finding]:
+        """The findings of this device against the devices observed so far. Its record holds
+        device text as stored (escaped); findings hold device text as the device sent it."""
+        ...
+
+    def final(self) -> Iterable[str]:
+        """The ids of the devices whose findings may differ from those decided first."""
+        ...
+
+
+Judge = Callable[[Any], FleetJudge]
+"""A fleet check's factory: its typed parameters (a `CheckParams`) -> a fresh judge."""
+
+
 @dataclass(frozen=True)
 class Check:
     id: str
@@ -57,17 +84,25 @@ class Check:
     control: str
     severity: Severity
     needs: tuple[Collector[Any], ...]
-    evaluate: Evaluate
+    evaluate: Evaluate | None
+    """The per-device evaluation; None for a fleet check."""
     remediation: str
     intrusive: bool = False
     params: type[CheckParams] = NoParams
     """The typed parameters: a profile's values are validated by it when the profile loads."""
     applies_to: frozenset[str] = frozenset()
+    judge: Judge | None = None
+    """A fleet check's judge factory (see FleetJudge); None for a per-device check."""
 
     @property
     def defaults(self) -> dict[str, Any]:
         """The parameter defaults, as a profile would write them."""
         return self.params.defaults()
+
+    @property
+    def fleet(self) -> bool:
+        """Whether the check judges across devices (a fleet check) rather than on one."""
+        return self.judge is not None
 
 
 def check(
@@ -98,6 +133,25 @@ def check(
             evaluate=judged, remediation=remediation, intrusive=intrusive,
             params=params, applies_to=wanted,
         )
+
+    return declare
+
+
+def fleet_check(
+    id: str,
+    *,
+    title: str,
+    control: str,
+    severity: Severity,
+    remediation: str,
+    params: type[P],
+) -> Callable[[Callable[[P], FleetJudge]], Check]:
+    """The fleet check `id` whose judges the decorated function makes from the check's typed
+    parameters (the profile's values for it, validated). Its docstring is the pass/fail rule.
+    Registers nothing: the module lists it in its `CHECKS`, as for `check`."""
+    def declare(judge: Callable[[P], FleetJudge]) -> Check:
+        return Check(id=id, title=title, control=control, severity=severity, needs=(),
+                     evaluate=None, remediation=remediation, params=params, judge=judge)
 
     return declare
 

@@ -19,11 +19,14 @@ CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z0-9-]+")
 
 
 def validate(checks: tuple[Check, ...]) -> None:
-    """Every id well formed and declared once (RuntimeError otherwise)."""
+    """Every id well formed and declared once, every check judged either per device or across
+    the fleet (RuntimeError otherwise)."""
     seen: set[str] = set()
     for check in checks:
         if not CHECK_ID.fullmatch(check.id):
             raise RuntimeError(f"check id {check.id!r} is not <family>.<name>")
+        if (check.evaluate is None) == (check.judge is None):
+            raise RuntimeError(f"check {check.id} needs either an evaluation or a fleet judge")
         if check.id in seen:
             raise RuntimeError(f"check {check.id} is declared twice")
         seen.add(check.id)

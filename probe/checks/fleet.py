@@ -5,42 +5,24 @@ certificate with the same public key. It reads what the TLS checks recorded: the
 leaf's SubjectPublicKeyInfo, evidence key `public_key_sha256`, at the top of the evidence of a
 `tls.certificate-*` result or in each item of its `certificates` list.
 
-How the result reaches the records: records are written as each device finishes, so
-`UniqueKeys` decides each device against the devices finished before it (a key seen before is a
-failure at once) and remembers only fingerprint -> device ids. After the last device, the
-devices that share a key with any other are settled again: their records are re-read, their
-`fleet.unique-keys` results replaced with the final list of sharers, the verdict recomputed,
-and the records rewritten (files in place, store rows in one transaction each). Devices with a
-unique key are never rewritten.
-
-The engine runs the catalogue entry below for each device like any check; on its own a device
-cannot answer, so it returns `skipped` (which leaves the verdict alone) and the fleet stage of
-`scan` and `sweep` always replaces it.
+How the judge works: records are written as each device finishes, so `UniqueKeys` decides
+each device against the devices finished before it (a key seen before is a failure at once) and
+remembers only fingerprint -> device ids. After the last device, `final` names the devices that
+share a key with any other; the fleet stage (probe.run) decides them again with the final list
+of sharers and rewrites those records whose result changed. Devices with a unique key are never
+rewritten.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from probe.checks.base import CONTROL_COMMUNICATION, Check, Observations, check
-from probe.context import Params
+from probe.checks.base import CONTROL_COMMUNICATION, FleetJudge, fleet_check
+from probe.checks.params import NoParams
 from probe.escaping import unescape
-from probe.model import (
-    Device,
-    Finding,
-    Result,
-    Severity,
-    Status,
-    errored,
-    failed,
-    not_applicable,
-    passed,
-    skipped,
-)
-from probe.profile import PlannedCheck, Profile
-from probe.record.model import Record, stored
+from probe.model import Finding, Severity, Status, errored, failed, not_applicable, passed
+from probe.record.model import Record
 
 UNIQUE_KEYS = "fleet.unique-keys"
 KEY_EVIDENCE = "public_key_sha256"
@@ -49,26 +31,25 @@ MAX_LISTED = 20
 """At most this many device ids in the evidence of one result (the count is always there)."""
 
 
-@check(
+@fleet_check(
     UNIQUE_KEYS,
     title="No two devices serve a TLS certificate with the same public key",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
-    needs=(),
     remediation="Give every device its own key pair, generated on the device or provisioned "
                 "per device at manufacture, and never ship a key shared across a product "
                 "line: whoever extracts it from one device can impersonate or decrypt all of "
                 "them. Revoke the shared certificate and re-key the devices listed.",
+    params=NoParams,
 )
-def unique_keys(obs: Observations, params: Params) -> Iterable[Finding]:
+def unique_keys(params: NoParams) -> FleetJudge:
     """Pass: no other device of the same scan or sweep serves a TLS certificate with the same
     public key (SHA-256 of the SubjectPublicKeyInfo the TLS checks recorded).
     Fail: another device does; the finding names them.
     Not applicable: no TLS certificate was observed on this device.
     Error: a certificate could not be obtained to compare.
-    Skipped: only until the fleet stage replaces it, which `scan` and `sweep` always run."""
-    return [skipped("decided across the devices of a scan or sweep once they finish; a "
-                    "device scanned on its own has nothing to compare with", reason="fleet")]
+    Skipped: the device was judged on its own (`run_check`), with no other device to compare."""
+    return UniqueKeys()
 
 
 Observed = tuple[str, str, str, Mapping[str, Any], str]
@@ -103,34 +84,34 @@ def served_keys(results: Iterable[Observed]) -> tuple[dict[str, set[str]], dict[
     return keys, {t: c for t, c in errors.items() if t not in keys}
 
 
-def _observed(record: Record, text: Callable[[str], str]) -> Iterator[Observed]:
-    """The results of `record`, their summaries through `text`."""
+def _observed(record: Record) -> Iterator[Observed]:
+    """The certificate results of `record`, their summaries as the device sent them: the
+    fleet result that quotes one is escaped once, when its record is built."""
     for r in record.results:
-        yield (r.check, r.finding.target, r.status.value, r.finding.evidence,
-               text(r.finding.summary))
+        if r.check.startswith(CERTIFICATE_CHECKS):
+            yield (r.check, r.finding.target, r.status.value, r.finding.evidence,
+                   unescape(r.finding.summary))
 
 
 class UniqueKeys:
-    """`fleet.unique-keys` across one scan: fingerprint -> ids of the devices serving it."""
+    """The `fleet.unique-keys` judge of one scan: fingerprint -> ids of the devices serving it."""
 
-    def __init__(self, profile: Profile, checks: Mapping[str, Check]) -> None:
-        self.profile = profile
-        self.enabled = any(c.id == UNIQUE_KEYS for c in profile.checks)
-        self.check = checks.get(UNIQUE_KEYS)
-        self.defaults = {cid: c.defaults for cid, c in checks.items()}
+    def __init__(self) -> None:
         self._holders: dict[str, list[str]] = {}
         self._shared: set[str] = set()
 
-    def _note(self, device_id: str, keys: dict[str, set[str]]) -> None:
+    def observe(self, record: Record) -> None:
+        keys, _ = served_keys(_observed(record))
         for fingerprint in set[str]().union(*keys.values()):
             holders = self._holders.setdefault(fingerprint, [])
-            if device_id not in holders:
-                holders.append(device_id)
+            if record.device.id not in holders:
+                holders.append(record.device.id)
                 if len(holders) > 1:
                     self._shared.add(fingerprint)
 
-    def _findings(self, device_id: str, keys: dict[str, set[str]],
-                  errors: dict[str, str]) -> list[Finding]:
+    def decide(self, record: Record) -> list[Finding]:
+        device_id = record.device.id
+        keys, errors = served_keys(_observed(record))
         findings: list[Finding] = []
         for target in sorted(keys):
             sharers: set[str] = set()
@@ -159,63 +140,12 @@ class UniqueKeys:
             findings.append(not_applicable("no TLS certificate was observed on this device"))
         return findings
 
-    def _results(self, device: Device, started: dt.date,
-                 findings: list[Finding]) -> list[Result]:
-        planned = self._planned(device, started)
-        remediation = self.check.remediation if self.check else ""
-        return [Result(check=UNIQUE_KEYS, control=planned.control, severity=planned.severity,
-                       finding=f, remediation=remediation, references=planned.references,
-                       duration_ms=0,
-                       waived=planned.waiver if f.status is Status.FAIL else None)
-                for f in findings]
-
-    def _planned(self, device: Device, day: dt.date) -> PlannedCheck:
-        plan = self.profile.plan(device, self.defaults, day)
-        return next(p for p in plan if p.id == UNIQUE_KEYS)
-
-    def settle(self, record: Record) -> Record:
-        """`record` with its fleet results decided against every device finished so far.
-
-        The record has just been built: the error summaries quoted are taken back to the
-        device's text (`unescape`), so the fleet result escapes them once, as the record did.
-        """
-        if not self.enabled:
-            return record
-        keys, errors = served_keys(_observed(record, unescape))
-        self._note(record.device.id, keys)
-        return record.with_results(UNIQUE_KEYS, self._stored(
-            record, self._findings(record.device.id, keys, errors)))
-
-    def remember(self, record: Record) -> None:
-        """Take in a device finished earlier (a resumed sweep's stored record)."""
-        if self.enabled:
-            keys, _ = served_keys(_observed(record, str))
-            self._note(record.device.id, keys)
-
-    def to_amend(self) -> list[str]:
-        """The devices whose records may need their final fleet results: those sharing a key."""
+    def final(self) -> list[str]:
+        """The devices sharing a key: their first decision may have missed later sharers."""
         ids: set[str] = set()
         for fingerprint in self._shared:
             ids.update(self._holders[fingerprint])
         return sorted(ids)
-
-    def amend(self, record: Record) -> Record | None:
-        """`record` with its final fleet results, or None when they are already final."""
-        keys, errors = served_keys(_observed(record, str))
-        fleet = self._stored(record, self._findings(record.device.id, keys, errors))
-        if _comparable(record.of_check(UNIQUE_KEYS)) == _comparable(fleet):
-            return None
-        return record.with_results(UNIQUE_KEYS, fleet)
-
-    def _stored(self, record: Record, findings: list[Finding]) -> list[Result]:
-        """The fleet results of `record`'s device, as its record holds them."""
-        return [stored(r) for r in self._results(record.device, record.started_at.date(),
-                                                 findings)]
-
-
-def _comparable(results: Iterable[Result]) -> list[tuple[str, str, str, str]]:
-    return [(r.finding.target, r.status.value, r.finding.summary,
-             repr(sorted(r.finding.evidence.items()))) for r in results]
 
 
 CHECKS = (unique_keys,)

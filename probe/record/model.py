@@ -9,7 +9,7 @@ reads or writes the record's keys; everything else uses the attributes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -88,10 +88,18 @@ class Record:
     def of_check(self, check_id: str) -> tuple[Result, ...]:
         return tuple(r for r in self.results if r.check == check_id)
 
-    def with_results(self, check_id: str, results: Iterable[Result]) -> Record:
+    def with_results(self, check_id: str, results: Iterable[Result],
+                     order: Sequence[str] = ()) -> Record:
         """This record with the rows of `check_id` replaced by `results`, at the place of the
-        first of them (`results` as stored: see `stored`)."""
+        first of them; when it has none, before the first row of a check that `order` (the
+        plan's check ids) lists after `check_id`, else at the end (`results` as stored: see
+        `stored`)."""
         fresh = list(results)
+        if not any(r.check == check_id for r in self.results):
+            later = set(order[order.index(check_id) + 1:]) if check_id in order else set()
+            at = next((i for i, r in enumerate(self.results) if r.check in later),
+                      len(self.results))
+            return replace(self, results=(*self.results[:at], *fresh, *self.results[at:]))
         kept: list[Result] = []
         for result in self.results:
             if result.check != check_id:
