@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from probe.checks import catalogue
-from probe.checks.base import MAX_PORT_FINDINGS, Check
+from probe.checks.base import DEFAULTS, MAX_PORT_FINDINGS, Check
 from probe.observe.identify import SERVICE_NAMES, SERVICES
 from probe.profile import CheckConfig
 from probe.profile_loader import builtin_profile_ids, load_profile
@@ -84,7 +84,7 @@ def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, 
         "references": {framework: list(refs) for framework, refs in references.items()},
         "parameters": [{"name": name, "default": value}
                        for name, value in check.defaults.items()],
-        "needs": [_collector(c) for c in check.needs],
+        "needs": [_collector(n.collector) for n in check.needed(check.params(), DEFAULTS)],
         "rule": rule(check),
         "unidentified": unidentified(check),
         "remediation": check.remediation,

@@ -24,11 +24,10 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import Any
 
 from probe import __version__
 from probe.checks import catalogue
-from probe.checks.base import Check, Observations
+from probe.checks.base import Check, PlanView
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.model import Device, Finding, Result, Service, Severity, Status, errored, skipped
 from probe.observe.base import ObservationError
@@ -55,7 +54,7 @@ class Engine:
         self.checks = catalogue() if checks is None else checks
         self.intrusive = options.intrusive or profile.intrusive
         self.options = options
-        self.defaults = {cid: c.defaults for cid, c in self.checks.items()}
+        self.models = {cid: c.params for cid, c in self.checks.items()}
         self._profile_ref = ProfileRef(**profile.meta())
 
     async def run(self, devices: Iterable[Device] | AsyncIterable[Device],
@@ -85,13 +84,13 @@ class Engine:
 
     async def scan_device(self, device: Device, network: Network) -> Record:
         started = _now()
-        plan = self.profile.plan(device, self.defaults, started.date())
+        plan = self.profile.plan(device, self.models, started.date())
         address, problem = await _resolve(device.address, self.options.timeout)
         if problem is not None:
             return self.failed(device, problem, reason="resolution", started=started)
         ctx = DeviceContext(device, address, self.options, network,
-                            params=lambda cid: _params_of(plan, cid),
                             scan_tcp_ports=self.profile.tcp_ports)
+        view = PlanView({p.id: p.params for p in plan})
         done: dict[int, list[Result]] = {}
         found: tuple[Service, ...] = ()
         try:
@@ -106,7 +105,7 @@ class Engine:
                                           for i, p in enumerate(plan)})
                 async with asyncio.TaskGroup() as group:
                     for index, planned in enumerate(plan):
-                        group.create_task(self._run_check(ctx, index, planned, done))
+                        group.create_task(self._run_check(ctx, view, index, planned, done))
         except TimeoutError:
             pass
         finally:
@@ -118,7 +117,7 @@ class Engine:
         """The record of a device that could not be scanned: every planned check `error`."""
         begun = _now() if started is None else started
         finding = errored(message, reason=reason)
-        plan = self.profile.plan(device, self.defaults, begun.date())
+        plan = self.profile.plan(device, self.models, begun.date())
         return self._record(device, device.address, begun, (),
                             [self._result(p, finding, 0) for p in plan])
 
@@ -138,22 +137,21 @@ class Engine:
                          probe=ProbeInfo(__version__, self.intrusive), started_at=started,
                          finished_at=_now(), services=found, results=results)
 
-    async def _run_check(self, ctx: DeviceContext, index: int, planned: PlannedCheck,
-                         done: dict[int, list[Result]]) -> None:
+    async def _run_check(self, ctx: DeviceContext, view: PlanView, index: int,
+                         planned: PlannedCheck, done: dict[int, list[Result]]) -> None:
         begin = time.monotonic()
-        findings = await self._evaluate(ctx, planned)
+        findings = await self._evaluate(ctx, view, planned)
         elapsed = int((time.monotonic() - begin) * 1000)
         done[index] = [self._result(planned, f, elapsed) for f in findings]
 
-    async def _evaluate(self, ctx: DeviceContext, planned: PlannedCheck) -> list[Finding]:
+    async def _evaluate(self, ctx: DeviceContext, view: PlanView,
+                        planned: PlannedCheck) -> list[Finding]:
         check = self.checks[planned.id]
         if check.intrusive and not self.intrusive:
             return [skipped("intrusive check: run with --intrusive (or an intrusive profile) "
                             "to enable it", reason="intrusive")]
         try:
-            values = await ctx.observe_all(check.needs)
-            findings = list(check.evaluate(Observations(ctx.device, dict(zip(
-                check.needs, values, strict=True))), planned.params))
+            findings = await check.run(ctx, planned.params, view)
         except Exception as exc:
             return [self._failure(exc, ctx.device.id, planned.id)]
         if not findings:
@@ -187,10 +185,6 @@ async def _each(devices: Iterable[Device] | AsyncIterable[Device]) -> AsyncItera
     else:
         for device in devices:
             yield device
-
-
-def _params_of(plan: list[PlannedCheck], check_id: str) -> Mapping[str, Any]:
-    return next((p.params for p in plan if p.id == check_id), {})
 
 
 async def _resolve(address: str, timeout: float) -> tuple[str, str | None]:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Check, Observations, check
-from probe.context import Params
+from probe.checks.params import NoParams
 from probe.escaping import unescape
 from probe.model import (
     Device,
@@ -60,7 +60,7 @@ MAX_LISTED = 20
                 "line: whoever extracts it from one device can impersonate or decrypt all of "
                 "them. Revoke the shared certificate and re-key the devices listed.",
 )
-def unique_keys(obs: Observations, params: Params) -> Iterable[Finding]:
+def unique_keys(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: no other device of the same scan or sweep serves a TLS certificate with the same
     public key (SHA-256 of the SubjectPublicKeyInfo the TLS checks recorded).
     Fail: another device does; the finding names them.
@@ -117,7 +117,7 @@ class UniqueKeys:
         self.profile = profile
         self.enabled = any(c.id == UNIQUE_KEYS for c in profile.checks)
         self.check = checks.get(UNIQUE_KEYS)
-        self.defaults = {cid: c.defaults for cid, c in checks.items()}
+        self.models = {cid: c.params for cid, c in checks.items()}
         self._holders: dict[str, list[str]] = {}
         self._shared: set[str] = set()
 
@@ -170,7 +170,7 @@ class UniqueKeys:
                 for f in findings]
 
     def _planned(self, device: Device, day: dt.date) -> PlannedCheck:
-        plan = self.profile.plan(device, self.defaults, day)
+        plan = self.profile.plan(device, self.models, day)
         return next(p for p in plan if p.id == UNIQUE_KEYS)
 
     def settle(self, record: Record) -> Record:

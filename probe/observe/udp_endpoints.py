@@ -3,10 +3,10 @@
 They read `probe.observe.discovery.udp_services`, which is handed the per-port probes of
 `probe.observe.coap` and `probe.observe.dtls`, so they live apart from those modules (no import
 cycle). Collectors: `coap_survey` (every cleartext CoAP endpoint: its discovery document and a
-GET of each local resource it lists, at most `max_resources`, a parameter of `coap.cleartext`),
-`coap_writes` (intrusive: each resource that answered a GET gets the payload just read PUT back)
-and `dtls_survey` (every DTLS endpoint discovery found, and the port after each cleartext CoAP
-port, CoAPS's convention, probed with DTLS 1.2 and DTLS 1.0 hellos).
+GET of each local resource it lists, at most `max_resources`), `coap_writes` (intrusive: each
+resource that answered a GET gets the payload just read PUT back) and `dtls_survey` (every DTLS
+endpoint discovery found, and the port after each cleartext CoAP port, CoAPS's convention,
+probed with DTLS 1.2 and DTLS 1.0 hellos).
 """
 
 from __future__ import annotations
@@ -20,17 +20,20 @@ from probe.observe.tcp import excluded_ports
 from probe.observe.udp import UdpService, udp_targets
 
 
-async def coap_survey(ctx: DeviceContext) -> tuple[coap.CoapEndpoint, ...]:
-    """Collector: every cleartext CoAP endpoint discovery found, with its resources read."""
+async def coap_survey(ctx: DeviceContext, *, max_resources: int
+                      ) -> tuple[coap.CoapEndpoint, ...]:
+    """Collector: every cleartext CoAP endpoint discovery found, with at most `max_resources`
+    of its resources read."""
     found = await ctx.observe(udp_services)
-    limit = coap.max_resources(ctx)
-    return tuple(await asyncio.gather(*(coap.survey_endpoint(ctx, s.port, limit)
+    return tuple(await asyncio.gather(*(coap.survey_endpoint(ctx, s.port, max_resources)
                                         for s in found if s.protocol == "coap")))
 
 
-async def coap_writes(ctx: DeviceContext) -> tuple[coap.EndpointWrites, ...]:
-    """Collector (intrusive): each resource that answered a GET gets that payload PUT back."""
-    survey = await ctx.observe(coap_survey)
+async def coap_writes(ctx: DeviceContext, *, max_resources: int
+                      ) -> tuple[coap.EndpointWrites, ...]:
+    """Collector (intrusive): each resource the survey of `max_resources` read that answered a
+    GET gets that payload PUT back."""
+    survey = await ctx.observe(coap_survey, max_resources=max_resources)
     return tuple(await asyncio.gather(*(coap.endpoint_writes(ctx, endpoint)
                                         for endpoint in survey)))
 
