@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from probe.checks import catalogue
 from probe.checks.base import Check, Observations, PlanView
+from probe.checks.catalogue import catalogue
 from probe.checks.params import CheckParams
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.errors import InputError

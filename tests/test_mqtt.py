@@ -37,8 +37,8 @@ from daemons import (
 from interop import brokers_mqtt
 
 from probe.api import Plan, run_check
-from probe.checks import catalogue
 from probe.checks.base import DEFAULTS
+from probe.checks.catalogue import catalogue
 from probe.checks.http import AuthenticationParams
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.lab import pki

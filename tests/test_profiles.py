@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pydantic import Field
 from ruamel.yaml import YAML
 
-from probe.checks import catalogue as real_catalogue
 from probe.checks.base import Check, Observations
+from probe.checks.catalogue import catalogue as real_catalogue
 from probe.checks.net import OpenPortsParams
 from probe.checks.params import CheckParams, NoParams, Ports
 from probe.errors import InputError

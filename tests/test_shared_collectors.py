@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from probe.api import Plan, device_context, plan_view
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.context import DeviceContext, ScanOptions
 from probe.lab.fleet import DeviceSpec, plan_fleet, run_fleet
 from probe.lab.personas import PERSONAS
