@@ -65,8 +65,11 @@ def _configs() -> dict[str, list[tuple[str, CheckConfig]]]:
 
 
 def _collector(collector: Any) -> str:
-    """A collector by its module and function (`tls.tls_handshakes`)."""
-    return f"{collector.__module__.rsplit('.', 1)[-1]}.{collector.__name__}"
+    """A collector by its module and function: `discovery.services`; in a protocol package by
+    the protocol (`tls.tls_handshakes`, `tls.sslyze_scan.tls_certificates`)."""
+    module = collector.__module__.removeprefix("probe.protocols.").removeprefix("probe.")
+    module = module.removesuffix(".collectors").removeprefix("observe.")
+    return f"{module}.{collector.__name__}"
 
 
 def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, Any]:

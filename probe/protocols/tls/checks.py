@@ -12,14 +12,8 @@ from pydantic import Field
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
 from probe.checks.params import CheckParams, NoParams
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
-from probe.observe.sslyze_scan import (
-    CertificateScan,
-    Deployment,
-    VulnerabilityScan,
-    tls_certificates,
-    tls_vulnerabilities,
-)
-from probe.observe.tls import (
+from probe.protocols.tls.codec import LEGACY_VERSIONS, TLS12, TLS13, suite_name
+from probe.protocols.tls.collectors import (
     CLASSIC,
     Handshakes,
     TlsEndpoint,
@@ -28,7 +22,13 @@ from probe.observe.tls import (
     tls_handshakes,
     version_name,
 )
-from probe.observe.tls_hello import LEGACY_VERSIONS, TLS12, TLS13, suite_name
+from probe.protocols.tls.sslyze_scan import (
+    CertificateScan,
+    Deployment,
+    VulnerabilityScan,
+    tls_certificates,
+    tls_vulnerabilities,
+)
 
 NO_ENDPOINT = "no TLS endpoint: no port of the device answered a TLS handshake"
 WEAK_HASHES = frozenset({"md5", "sha1"})
