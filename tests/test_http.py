@@ -18,7 +18,6 @@ import pytest
 from daemons import Certificate, Listener, device_context, issue, nginx_site
 
 from probe.api import run_check
-from probe.checks.http import AuthenticationParams
 from probe.context import DeviceContext
 from probe.lab.servers import StreamServer, StreamService
 from probe.lab.servers_hostile import Garbage
@@ -31,8 +30,15 @@ from probe.lab.servers_tls import (
     server_context,
 )
 from probe.model import Status
-from probe.observe.http import MAX_BODY, http_endpoints, http_protected, http_roots, request
-from probe.observe.http import security_txt as security_txt_visits
+from probe.protocols.http.checks import AuthenticationParams
+from probe.protocols.http.collectors import (
+    MAX_BODY,
+    http_endpoints,
+    http_protected,
+    http_roots,
+    request,
+)
+from probe.protocols.http.collectors import security_txt as security_txt_visits
 
 FUTURE = dt.datetime.now(dt.UTC) + dt.timedelta(days=180)
 PAST = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)

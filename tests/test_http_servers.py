@@ -32,7 +32,7 @@ from daemons import (
 
 from probe.api import run_check
 from probe.model import Status
-from probe.observe.http import SECURITY_TXT
+from probe.protocols.http.collectors import SECURITY_TXT
 
 PAGES = {"index.html": "<h1>device</h1>", "admin/index.html": "<h1>admin console</h1>"}
 ADMIN_ONLY = {"http.authentication": {"protected_paths": ["/admin", "/admin/", "/setup"]}}

@@ -19,11 +19,11 @@ import pytest
 from daemons import Daemon, _proc_address, monitored_context, mosquitto_logging
 
 from probe.api import run_check
-from probe.checks.http import AuthenticationParams
 from probe.errors import InputError
 from probe.inventory import load_inventory
 from probe.model import Status
 from probe.observe.monitor import login_targets
+from probe.protocols.http.checks import AuthenticationParams
 
 DEVICE = "127.135.1.1"
 SINK = "127.135.1.9"

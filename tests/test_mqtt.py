@@ -39,7 +39,6 @@ from interop import brokers_mqtt
 from probe.api import Plan, run_check
 from probe.checks.base import DEFAULTS
 from probe.checks.catalogue import catalogue
-from probe.checks.http import AuthenticationParams
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client
@@ -69,6 +68,7 @@ from probe.observe.mqtt_codec import (
     meaning,
     publish_packet,
 )
+from probe.protocols.http.checks import AuthenticationParams
 from probe.secrets import Secret
 
 DYNSEC = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from probe.checks import http
 from probe.checks.base import CONTROL_MONITORING, Observations, PlanView, check
 from probe.checks.params import CheckParams, NoParams, Seconds, Wait
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
@@ -27,6 +26,7 @@ from probe.observe.monitor import (
     slowdowns,
     throttling,
 )
+from probe.protocols.http import checks as http
 
 NO_SINK = ("no monitoring sink is declared for this device (inventory `monitor:` with an "
            "`mqtt` topic, a `syslog` listener or a `command`)")

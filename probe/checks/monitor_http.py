@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from probe.checks.base import CONTROL_MONITORING, Observations, check
 from probe.checks.params import CheckParams, NoParams, Seconds
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
-from probe.observe.http import Visit, date_of, http_roots, security_txt
 from probe.observe.tcp import excerpt
+from probe.protocols.http.collectors import Visit, date_of, http_roots, security_txt
 from probe.stamps import STAMP
 
 DATE_RESOLUTION = 1.0

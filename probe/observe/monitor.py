@@ -49,7 +49,6 @@ from typing import Any, Literal
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.http import authenticated_paths, http_protected, http_roots, request
 from probe.observe.mqtt import (
     ClientCertificate,
     Outcome,
@@ -86,6 +85,7 @@ from probe.observe.sinks import (
 )
 from probe.observe.syslog import Network, Received, listening
 from probe.observe.tcp import excerpt
+from probe.protocols.http.collectors import authenticated_paths, http_protected, http_roots, request
 
 MEDIAN_WINDOW = 3
 BUDGET_MARGIN = 1.0

@@ -24,9 +24,9 @@ from daemons import (
 )
 
 from interop import Peer, Protocol, Reading, ReadPeer, Setup, StartPeer, debian_version
-from probe.checks.http import AuthenticationParams
 from probe.model import Status
-from probe.observe.http import SECURITY_TXT
+from probe.protocols.http.checks import AuthenticationParams
+from probe.protocols.http.collectors import SECURITY_TXT
 
 ADMIN = "<h1>admin console</h1>"
 INDEX = "<h1>device</h1>"

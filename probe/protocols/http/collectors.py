@@ -1,6 +1,6 @@
 """HTTP(S) collectors: the device's web listeners and what they answer.
 
-Every connection is opened with `ctx.connect` (through `probe.observe.http_wire`), so each one
+Every connection is opened with `ctx.connect` (through `probe.protocols.http.wire`), so each one
 is scoped to the device, rate-limited, holds a device slot and is bounded by the timeout. URLs
 name the device's address (never a name to look up); the Host header and the TLS server name
 carry the inventory hostname when there is one. Certificates are not checked here (the TLS
@@ -32,14 +32,14 @@ import httpx
 
 from probe.context import DeviceContext
 from probe.observe.discovery import Services, services
-from probe.observe.http_wire import (
+from probe.observe.tcp import excerpt
+from probe.protocols.http.wire import (
     MAX_BODY,
     NETWORK_ERRORS,
     Get,
     Listener,
     credential_client,
 )
-from probe.observe.tcp import excerpt
 
 SECURITY_TXT = "/.well-known/security.txt"
 MAX_REDIRECTS = 3

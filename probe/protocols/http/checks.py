@@ -13,7 +13,8 @@ from probe.checks.base import CONTROL_COMMUNICATION, Observations, PlanView, che
 from probe.checks.params import CheckParams, NoParams, Pairs, Paths, Seconds
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.base import Need, need
-from probe.observe.http import (
+from probe.observe.tcp import excerpt
+from probe.protocols.http.collectors import (
     CredentialTrial,
     HttpEndpoint,
     Visit,
@@ -23,7 +24,6 @@ from probe.observe.http import (
     http_roots,
     looks_like_login,
 )
-from probe.observe.tcp import excerpt
 
 PROTECTED = frozenset({401, 403, 404})
 _MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:;|$)", re.IGNORECASE)
