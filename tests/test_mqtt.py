@@ -46,15 +46,8 @@ from probe.model import Device, Finding, Status
 from probe.observe.base import Need
 from probe.observe.discovery import services
 from probe.observe.monitor import login_targets
-from probe.observe.mqtt import (
-    ClientCertificate,
-    Endpoint,
-    Outcome,
-    anonymous_access,
-    endpoints,
-    login,
-)
-from probe.observe.mqtt_codec import (
+from probe.protocols.http.checks import AuthenticationParams
+from probe.protocols.mqtt.codec import (
     ANONYMOUS,
     CONNACK,
     PUBACK,
@@ -68,7 +61,14 @@ from probe.observe.mqtt_codec import (
     meaning,
     publish_packet,
 )
-from probe.protocols.http.checks import AuthenticationParams
+from probe.protocols.mqtt.collectors import (
+    ClientCertificate,
+    Endpoint,
+    Outcome,
+    anonymous_access,
+    endpoints,
+    login,
+)
 from probe.secrets import Secret
 
 DYNSEC = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")

@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from probe.context import DeviceContext
-from probe.observe.mqtt_codec import connack_level, meaning
 from probe.observe.tcp import RESET_AFTER_HANDSHAKE, excerpt, head_hex, service_ports
+from probe.protocols.mqtt.codec import connack_level, meaning
 
 BANNER_PORTS = frozenset({21, 22, 23, 25, 513, 514, 2323})
 HTTP_PORTS = frozenset({80, 81, 8000, 8008, 8080, 8081, 8088, 8888})

@@ -49,23 +49,6 @@ from typing import Any, Literal
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.mqtt import (
-    ClientCertificate,
-    Outcome,
-    _broken,
-    _Closed,
-    _connack,
-    _Link,
-    _tls_client,
-    client_certificate,
-    endpoints,
-)
-from probe.observe.mqtt_codec import (
-    DISCONNECT_PACKET,
-    Identity,
-    MalformedPacket,
-    connect_packet,
-)
 from probe.observe.sinks import (
     MAX_RUNS,
     CommandRun,
@@ -86,6 +69,23 @@ from probe.observe.sinks import (
 from probe.observe.syslog import Network, Received, listening
 from probe.observe.tcp import excerpt
 from probe.protocols.http.collectors import authenticated_paths, http_protected, http_roots, request
+from probe.protocols.mqtt.codec import (
+    DISCONNECT_PACKET,
+    Identity,
+    MalformedPacket,
+    connect_packet,
+)
+from probe.protocols.mqtt.collectors import (
+    ClientCertificate,
+    Outcome,
+    _broken,
+    _Closed,
+    _connack,
+    _Link,
+    _tls_client,
+    client_certificate,
+    endpoints,
+)
 
 MEDIAN_WINDOW = 3
 BUDGET_MARGIN = 1.0

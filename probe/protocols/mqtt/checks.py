@@ -17,7 +17,8 @@ from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
 from probe.checks.params import CheckParams, NoParams, Pairs, Seconds
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.base import need
-from probe.observe.mqtt import (
+from probe.protocols.mqtt.codec import PROTOCOL, SUBACK, meaning
+from probe.protocols.mqtt.collectors import (
     Anonymous,
     CredentialTrial,
     Endpoint,
@@ -27,7 +28,6 @@ from probe.observe.mqtt import (
     endpoints,
     topic_authorization,
 )
-from probe.observe.mqtt_codec import PROTOCOL, SUBACK, meaning
 
 NO_ENDPOINT = "no MQTT endpoint on the device"
 

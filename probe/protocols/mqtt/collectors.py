@@ -1,6 +1,6 @@
 """MQTT collectors: what a broker does with anonymous clients, default and inventory identities.
 
-The client layer is a small, exact MQTT 3.1.1/5 packet codec (`probe.observe.mqtt_codec`) over
+The client layer is a small, exact MQTT 3.1.1/5 packet codec (`probe.protocols.mqtt.codec`) over
 `ctx.connect`, not paho or aiomqtt. Both libraries open their own sockets, which would bypass
 the device context (scope, rate, per-device slots, timeouts); aiomqtt also waits its whole
 timeout when a TLS 1.3 broker drops a client without certificate after the handshake, or when a
@@ -47,7 +47,8 @@ from probe.model import Device
 from probe.observe.base import ObservationError
 from probe.observe.discovery import Identification, Services, services
 from probe.observe.identify import TlsClient
-from probe.observe.mqtt_codec import (
+from probe.observe.tcp import head_hex, service_ports
+from probe.protocols.mqtt.codec import (
     ANONYMOUS,
     CONNACK,
     DISCONNECT_PACKET,
@@ -72,7 +73,6 @@ from probe.observe.mqtt_codec import (
     reason_string,
     subscribe_packet,
 )
-from probe.observe.tcp import head_hex, service_ports
 from probe.secrets import Secret
 
 T = TypeVar("T")
