@@ -23,12 +23,14 @@ from hypothesis import strategies as st
 
 from probe.api import judge_check
 from probe.checks.base import Observations
-from probe.checks.coap import CleartextParams
 from probe.context import DeviceContext
 from probe.model import Finding, Status
-from probe.observe import coap, udp_endpoints
-from probe.observe.coap import CoapError, Message, link_targets
 from probe.observe.discovery import udp_services
+from probe.protocols.coap import collectors as udp_endpoints
+from probe.protocols.coap import wire as coap
+from probe.protocols.coap.checks import CleartextParams
+from probe.protocols.coap.wire import CoapError, Message, link_targets
+from probe.protocols.dtls import collectors as dtls_collectors
 
 TEXT_PLAIN = 0
 
@@ -87,7 +89,7 @@ async def gather(ctx: DeviceContext, *, intrusive: bool = False) -> Observations
     values: dict[Any, Any] = {
         udp_services: await ctx.observe(udp_services),
         udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey, **SURVEY),
-        udp_endpoints.dtls_survey: await ctx.observe(udp_endpoints.dtls_survey),
+        dtls_collectors.dtls_survey: await ctx.observe(dtls_collectors.dtls_survey),
     }
     if intrusive:
         values[udp_endpoints.coap_writes] = await ctx.observe(udp_endpoints.coap_writes, **SURVEY)

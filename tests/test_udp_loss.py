@@ -24,8 +24,10 @@ from daemons import Listener, certificate, coap_server, scan_context, silent, sn
 from probe.checks.base import Observations
 from probe.checks.catalogue import catalogue
 from probe.model import Finding, Status
-from probe.observe import dtls, udp_endpoints
 from probe.observe.discovery import services, udp_services
+from probe.protocols.coap import collectors as udp_endpoints
+from probe.protocols.dtls import collectors as dtls_collectors
+from probe.protocols.dtls import wire as dtls
 
 PSK = "iotprobe-test-psk"
 TIMEOUT = 3.0
@@ -224,7 +226,7 @@ async def scan(address: str) -> dict[str, list[Finding]]:
             udp_services: await ctx.observe(udp_services),
             udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey,
                                                        max_resources=32),
-            udp_endpoints.dtls_survey: await ctx.observe(udp_endpoints.dtls_survey),
+            dtls_collectors.dtls_survey: await ctx.observe(dtls_collectors.dtls_survey),
         }
     return judged(Observations(ctx.device, values))
 

@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from probe.checks import coap, fleet, monitor, monitor_http, net
+from probe.checks import fleet, monitor, monitor_http, net
 from probe.checks.base import Check
+from probe.protocols.coap import checks as coap
 from probe.protocols.http import checks as http
 from probe.protocols.mqtt import checks as mqtt
 from probe.protocols.tls import checks as tls

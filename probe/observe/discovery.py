@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 from probe.context import DeviceContext
 from probe.model import Service
-from probe.observe import coap, dtls
 from probe.observe.base import Unreachable
 from probe.observe.identify import (
     Identification,
@@ -32,6 +31,8 @@ from probe.observe.identify import (
 from probe.observe.syn import syn_scan
 from probe.observe.tcp import PortScan, connect_scan, port_set, service_ports
 from probe.observe.udp import UdpProbe, UdpService, answering
+from probe.protocols.coap import wire as coap
+from probe.protocols.dtls import wire as dtls
 
 __all__ = [
     "Identification", "PortScan", "Services", "UdpService", "identify", "services",

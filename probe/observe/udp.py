@@ -4,11 +4,11 @@ Each request that draws nothing (no reply, no ICMP refusal) by half the timeout 
 more, unchanged, within the same wait: a lost datagram does not hide a service. SNMP, mDNS and
 TFTP messages are built and parsed with scapy's layers and the SSDP M-SEARCH is
 built by hand. The CoAP request (GET /.well-known/core) and the DTLS ClientHello are the
-`discover` probes of `probe.observe.coap` and `probe.observe.dtls`, whose collectors the CoAP
-checks share, so discovery's round trips are not repeated: this module imports neither (their
-surveys read discovery in turn); `probe.observe.discovery` hands them to `answering` as
-`UdpProbe`s. A reply that does not parse as the protocol asked for is recorded as `unknown`,
-with its first bytes.
+`discover` probes of `probe.protocols.coap.wire` and `probe.protocols.dtls.wire`, whose
+collectors the CoAP checks share, so discovery's round trips are not repeated: this module
+imports neither (their surveys read discovery in turn); `probe.observe.discovery` hands them to
+`answering` as `UdpProbe`s. A reply that does not parse as the protocol asked for is recorded as
+`unknown`, with its first bytes.
 """
 
 from __future__ import annotations

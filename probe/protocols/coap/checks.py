@@ -12,11 +12,12 @@ from probe.checks.base import CONTROL_COMMUNICATION, Observations, PlanView, che
 from probe.checks.params import CheckParams, NoParams
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
 from probe.observe.base import Need, need
-from probe.observe.coap import CoapEndpoint, EndpointWrites, Fetch, Write
 from probe.observe.discovery import UdpService, udp_services
-from probe.observe.dtls import SUITES, DtlsEndpoint, Handshake
 from probe.observe.tcp import excerpt
-from probe.observe.udp_endpoints import coap_survey, coap_writes, dtls_survey
+from probe.protocols.coap.collectors import coap_survey, coap_writes
+from probe.protocols.coap.wire import CoapEndpoint, EndpointWrites, Fetch, Write
+from probe.protocols.dtls.collectors import dtls_survey
+from probe.protocols.dtls.wire import SUITES, DtlsEndpoint, Handshake
 
 EXCERPT_CHARS = 48
 WORST = 5

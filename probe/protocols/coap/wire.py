@@ -16,8 +16,8 @@ servers.
 
 Collectors: `well_known_core(ctx, port)` (read by `discover`, discovery's CoAP probe, and shared
 with the checks). The per-endpoint steps `survey_endpoint` and `endpoint_writes` are run by the
-collectors of `probe.observe.udp_endpoints` (`coap_survey`, `coap_writes`), which start from what
-discovery found.
+collectors of `probe.protocols.coap.collectors` (`coap_survey`, `coap_writes`), which start
+from what discovery found.
 """
 
 from __future__ import annotations
