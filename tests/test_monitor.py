@@ -26,18 +26,18 @@ from daemons import (
 )
 
 from probe.api import plan_view, run_check
-from probe.checks.monitor import provoked
 from probe.model import Device, Status
-from probe.observe.base import ObservationError
-from probe.observe.monitor import Box, CanaryRun
-from probe.observe.sinks import (
+from probe.monitoring.checks import provoked
+from probe.monitoring.collectors import Box, CanaryRun
+from probe.monitoring.sinks import (
     CommandSink,
     Event,
     command_values,
     declared_sinks,
     run_command,
 )
-from probe.observe.syslog import ListenSpec, Received, listening, parse_listen, parse_syslog
+from probe.monitoring.syslog import ListenSpec, Received, listening, parse_listen, parse_syslog
+from probe.observe.base import ObservationError
 from probe.secrets import Secret
 
 WEB_ADDRESS = "127.67.2.1"

@@ -22,7 +22,7 @@ from probe.api import run_check
 from probe.errors import InputError
 from probe.inventory import load_inventory
 from probe.model import Status
-from probe.observe.monitor import login_targets
+from probe.monitoring.collectors import login_targets
 from probe.protocols.http.checks import AuthenticationParams
 
 DEVICE = "127.135.1.1"

@@ -1,5 +1,5 @@
 """Which log lines count as "the device reported this failed login" (issue 15, defect 8):
-`probe.observe.monitor.FAILURE_RULE` held to the real failed-login lines of six daemons on
+`probe.monitoring.collectors.FAILURE_RULE` held to the real failed-login lines of six daemons on
 127.135.2.x. sshd, dropbear, apache2 and mosquitto write their line to a log file and the line
 goes to the matcher; lighttpd (error log piped to `logger`) and nginx (error_log to syslog)
 send theirs to the probe's UDP sink while the probe's own canary runs, end to end."""
@@ -27,8 +27,8 @@ from daemons import (
 
 from probe.api import run_check
 from probe.model import Status
-from probe.observe.monitor import Box, new_tag
-from probe.observe.sinks import Event
+from probe.monitoring.collectors import Box, new_tag
+from probe.monitoring.sinks import Event
 
 SSHD = "127.135.2.1"
 DROPBEAR = "127.135.2.2"

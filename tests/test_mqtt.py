@@ -43,9 +43,9 @@ from probe.context import DeviceContext, Network, ScanOptions
 from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client
 from probe.model import Device, Finding, Status
+from probe.monitoring.collectors import login_targets
 from probe.observe.base import Need
 from probe.observe.discovery import services
-from probe.observe.monitor import login_targets
 from probe.protocols.http.checks import AuthenticationParams
 from probe.protocols.mqtt.codec import (
     ANONYMOUS,

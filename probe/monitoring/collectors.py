@@ -2,7 +2,7 @@
 security events go, burst failed logins to see throttling, and wait for a heartbeat.
 
 The canary (`canary`, shared by `monitor.auth-failure-event` and `monitor.event-transport`):
-1. the sinks the inventory declares (`probe.observe.sinks`) are opened first: the probe binds
+1. the sinks the inventory declares (`probe.monitoring.sinks`) are opened first: the probe binds
    its syslog listener and subscribes on the MQTT sink broker before it provokes anything, and
    provokes nothing when no sink could be watched;
 2. one failed login per login endpoint, tagged with a fresh nonce `iotprobe-<12 hex>`: on MQTT
@@ -49,7 +49,7 @@ from typing import Any, Literal
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.sinks import (
+from probe.monitoring.sinks import (
     MAX_RUNS,
     CommandRun,
     CommandSink,
@@ -66,7 +66,7 @@ from probe.observe.sinks import (
     run_command,
     subscribed,
 )
-from probe.observe.syslog import Network, Received, listening
+from probe.monitoring.syslog import Network, Received, listening
 from probe.observe.tcp import excerpt
 from probe.protocols.http.collectors import authenticated_paths, http_protected, http_roots, request
 from probe.protocols.mqtt.codec import (

@@ -1,7 +1,7 @@
 """Monitoring checks (27400-6.5) that provoke and observe: does the device report a failed
 login, over what channel, does it slow down a brute force, does it send its heartbeat.
 
-The sinks come from the inventory's `monitor:` (see `probe.observe.sinks`); a device that
+The sinks come from the inventory's `monitor:` (see `probe.monitoring.sinks`); a device that
 declares none gets `skipped`, never a guess. The evidence names the nonce, each tagged attempt
 and its answer, each sink and whether it could be watched, and the matching event with its
 delay; passwords never appear (event texts are scrubbed of the inventory's secrets).
@@ -17,8 +17,7 @@ from pydantic import Field
 from probe.checks.base import CONTROL_MONITORING, Observations, PlanView, check
 from probe.checks.params import CheckParams, NoParams, Seconds, Wait
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
-from probe.observe.base import Need, need
-from probe.observe.monitor import (
+from probe.monitoring.collectors import (
     Burst,
     CanaryRun,
     canary,
@@ -26,6 +25,7 @@ from probe.observe.monitor import (
     slowdowns,
     throttling,
 )
+from probe.observe.base import Need, need
 from probe.protocols.http import checks as http
 
 NO_SINK = ("no monitoring sink is declared for this device (inventory `monitor:` with an "

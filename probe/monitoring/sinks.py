@@ -52,8 +52,8 @@ from typing import Any, Literal
 
 from probe.context import DeviceContext
 from probe.model import Device
+from probe.monitoring.syslog import ListenSpec, Network, forwarder_networks, listen_spec
 from probe.observe.base import ObservationError
-from probe.observe.syslog import ListenSpec, Network, forwarder_networks, listen_spec
 from probe.protocols.mqtt.codec import (
     DISCONNECT_PACKET,
     KEEP_ALIVE,
