@@ -43,9 +43,17 @@ from probe.observe.discovery import (
     udp_services,
 )
 from probe.observe.identify import classify
-from probe.observe.tcp import port_set
+from probe.observe.tcp import UDP_SERVICE_NAMES, port_set
+from probe.protocols import registry
 
 HEAD_HEX_MAX = 64
+
+
+def test_the_udp_names_of_the_inventory_are_the_registry_s() -> None:
+    """`service_ports` tells TCP from UDP names by `UDP_SERVICE_NAMES` (below the registry, so
+    a table of its own): it must name exactly what the registered UDP protocols answer to."""
+    assert {name for probe in registry.UDP for name in probe.names} == UDP_SERVICE_NAMES
+    assert len({probe.protocol for probe in registry.UDP}) == len(registry.UDP)
 
 
 def test_port_set_merges_sources_and_never_holds_2024() -> None:

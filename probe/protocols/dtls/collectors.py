@@ -14,13 +14,14 @@ from probe.context import DeviceContext
 from probe.observe.discovery import udp_services
 from probe.observe.tcp import excluded_ports
 from probe.observe.udp import UdpService, udp_targets
+from probe.protocols import registry
 from probe.protocols.dtls import wire as dtls
 
 
 def candidate_ports(ctx: DeviceContext, found: tuple[UdpService, ...]) -> list[int]:
     """The DTLS endpoints discovery found, and the port after each cleartext CoAP port that
     discovery did not probe (CoAPS conventionally listens there)."""
-    probed = {port for _, port in udp_targets(ctx)}
+    probed = {port for _, port in udp_targets(ctx, registry.UDP)}
     ports = {s.port for s in found if s.protocol == "dtls"}
     ports |= {s.port + 1 for s in found
               if s.protocol == "coap" and s.port < 65535 and s.port + 1 not in probed}
