@@ -45,7 +45,6 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from probe.context import DeviceContext
 from probe.observe.discovery import Services, services
-from probe.observe.identify import TLS_PORTS
 from probe.observe.tcp import service_ports
 from probe.protocols.tls.codec import (
     DEFLATE,
@@ -71,6 +70,7 @@ from probe.protocols.tls.codec import (
     tls13_suites,
     weak_suites,
 )
+from probe.protocols.tls.ident import PORTS as TLS_PORTS
 from probe.stamps import stamp
 
 MAX_REPLY = 32 * 1024
