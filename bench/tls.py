@@ -48,7 +48,7 @@ from daemons import (  # noqa: E402
 )
 
 from probe.observe.discovery import services  # noqa: E402
-from probe.observe.tls_hello import catalogue  # noqa: E402
+from probe.protocols.tls.codec import catalogue  # noqa: E402
 
 NET = "127.93.9.0/24"
 CHECKS = ("tls.protocol-versions", "tls.cipher-suites", "tls.certificate-validity",

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from probe.checks import catalogue
-from probe.checks.base import Check, Observations
-from probe.context import DeviceContext, Network, Params, ScanOptions
+from probe.checks.base import Check, Observations, PlanView
+from probe.checks.catalogue import catalogue
+from probe.checks.params import CheckParams
+from probe.context import DeviceContext, Network, ScanOptions
 from probe.errors import InputError
 from probe.model import Device, Finding, skipped
-from probe.observe.base import Collector
+from probe.observe.base import Need
+
+Plan = Mapping[str, Mapping[str, Any]]
+"""Parameters by check id, as a profile's checks give them."""
 
 
 def alone() -> Finding:
@@ -43,20 +47,28 @@ def _check(check_id: str) -> Check:
     return known
 
 
-def check_params(check_id: str, **params: Any) -> Params:
-    """The check's defaults overlaid with `params`, once its typed parameters accept them."""
+def check_params(check_id: str, **params: Any) -> CheckParams:
+    """The check's typed parameters: its defaults overlaid with `params`, once its model
+    accepts them (InputError otherwise)."""
     check = _check(check_id)
     for name in params:
         if name not in check.params.model_fields:
             raise InputError(f"{check_id} has no parameter {name!r} (parameters: "
                              f"{', '.join(check.params.model_fields) or 'none'})", field=name)
+    model: type[CheckParams] = check.params
     try:
-        check.params.model_validate(params)
+        return model.model_validate(params)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(step) for step in error["loc"])
         raise InputError(f"{check_id}: {error['msg']}", field=where or None) from None
-    return {**check.defaults, **params}
+
+
+def plan_view(plan: Plan | None = None) -> PlanView:
+    """The device's plan as the engine shows it to checks: `plan`'s checks with their
+    validated parameters, every other check with its defaults."""
+    return PlanView({check_id: check_params(check_id, **values)
+                     for check_id, values in (plan or {}).items()})
 
 
 def _device(device: Device | str) -> Device:
@@ -64,33 +76,31 @@ def _device(device: Device | str) -> Device:
 
 
 @contextlib.contextmanager
-def device_context(device: Device | str, options: ScanOptions | None = None,
-                   params: Mapping[str, Mapping[str, Any]] | None = None
+def device_context(device: Device | str, options: ScanOptions | None = None
                    ) -> Iterator[DeviceContext]:
     """A DeviceContext for one device as the engine builds it (`device` is a Device or an IP
-    literal): its collectors read each check's defaults overlaid with `params[check_id]`
-    (validated as `run_check` validates its own)."""
+    literal)."""
     target = _device(device)
-    chosen = {check_id: check_params(check_id, **values)
-              for check_id, values in (params or {}).items()}
     network = Network(options or ScanOptions())
-
-    def params_for(check_id: str) -> Params:
-        known = catalogue().get(check_id)
-        return chosen.get(check_id) or (dict(known.defaults) if known else {})
-
     try:
-        yield DeviceContext(target, target.address, network.options, network, params=params_for,
+        yield DeviceContext(target, target.address, network.options, network,
                             scan_tcp_ports=network.options.tcp_ports or ())
     finally:
         network.close()
 
 
-def judge_check(check_id: str, observations: Observations | Mapping[Collector[Any], Any],
+def _own(check_id: str, plan: Plan | None, params: Mapping[str, Any]) -> Plan:
+    """`plan` with `params` overlaid on the check's own entry."""
+    return {**(plan or {}), check_id: {**(plan or {}).get(check_id, {}), **params}}
+
+
+def judge_check(check_id: str,
+                observations: Observations
+                | Mapping[Callable[..., Awaitable[Any]] | Need[Any], Any],
                 device: Device | str | None = None, **params: Any) -> list[Finding]:
-    """The findings of `check_id` on `observations` (its collectors' values, by collector, of
-    `device`; or an Observations that names its device), with the check's defaults overlaid
-    with `params`. Pure: no I/O."""
+    """The findings of `check_id` on `observations` (its collectors' values, by collector or
+    Need, of `device`; or an Observations that names its device), with the check's defaults
+    overlaid with `params`. Pure: no I/O."""
     check = _check(check_id)
     values = check_params(check_id, **params)
     if check.evaluate is None:
@@ -104,32 +114,28 @@ def judge_check(check_id: str, observations: Observations | Mapping[Collector[An
 
 async def run_check(check_id: str, device: Device | str, *,
                     ports: tuple[int, ...] | None = None, options: ScanOptions | None = None,
-                    context: DeviceContext | None = None, **params: Any) -> list[Finding]:
+                    context: DeviceContext | None = None, plan: Plan | None = None,
+                    **params: Any) -> list[Finding]:
     """Run one check against one device as the engine does.
 
-    `params` are validated by the check's typed parameters (InputError on a bad one) and
-    overlay its defaults. Its collectors run through the device's observation cache: pass
-    `context` (from `device_context`) to share that cache between calls; the collectors then
-    read the context's parameters, `params` reaching the evaluation only. Otherwise a context
-    is made from `options` (default ScanOptions) with `ports` as its TCP ports, and the
-    collectors read `params` too. The undecided-port rule applies as in a scan; an intrusive
-    check runs (the caller asked for this one); a fleet check gives its single-device result.
+    `params` are the check's parameters, `plan` those of the other checks a profile would
+    plan on the device (a check that shares a collector reads its owner's: the CoAP checks
+    `coap.cleartext`'s `max_resources`, the HTTP and monitoring checks `http.authentication`'s
+    `protected_paths`); all are validated by the checks' typed parameters (InputError on a bad
+    one) and overlay their defaults. The collectors run through the device's observation
+    cache: pass `context` (from `device_context`) to share that cache between calls, else one
+    is made from `options` (default ScanOptions) with `ports` as its TCP ports. The
+    undecided-port rule applies as in a scan; an intrusive check runs (the caller asked for
+    this one); a fleet check gives its single-device result.
     """
+    check = _check(check_id)
+    view = plan_view(_own(check_id, plan, params))
+    if check.evaluate is None:
+        return [alone()]
     if context is not None:
-        return await _run(context, check_id, params)
+        return await check.run(context, view.params(check), view)
     scan = options or ScanOptions()
     if ports is not None:
         scan = dataclasses.replace(scan, tcp_ports=ports)
-    with device_context(device, scan, {check_id: params}) as ctx:
-        return await _run(ctx, check_id, params)
-
-
-async def _run(ctx: DeviceContext, check_id: str, params: Mapping[str, Any]) -> list[Finding]:
-    check = _check(check_id)
-    check_params(check_id, **params)
-    if check.evaluate is None:
-        return [alone()]
-    values = await ctx.observe_all(check.needs)
-    observations = Observations(ctx.device, dict(zip(check.needs, values, strict=True)))
-    return list(check.evaluate(observations, {**check.defaults, **ctx.params_for(check_id),
-                                              **params}))
+    with device_context(device, scan) as ctx:
+        return await check.run(ctx, view.params(check), view)

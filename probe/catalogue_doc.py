@@ -13,8 +13,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from probe.checks import catalogue
-from probe.checks.base import MAX_PORT_FINDINGS, Check
+from probe.checks.base import DEFAULTS, MAX_PORT_FINDINGS, Check
+from probe.checks.catalogue import catalogue
 from probe.observe.identify import SERVICE_NAMES, SERVICES
 from probe.profile import CheckConfig
 from probe.profile_loader import builtin_profile_ids, load_profile
@@ -66,8 +66,11 @@ def _configs() -> dict[str, list[tuple[str, CheckConfig]]]:
 
 
 def _collector(collector: Any) -> str:
-    """A collector by its module and function (`tls.tls_handshakes`)."""
-    return f"{collector.__module__.rsplit('.', 1)[-1]}.{collector.__name__}"
+    """A collector by its module and function: `discovery.services`; in a protocol package by
+    the protocol (`tls.tls_handshakes`, `tls.sslyze_scan.tls_certificates`)."""
+    module = collector.__module__.removeprefix("probe.protocols.").removeprefix("probe.")
+    module = module.removesuffix(".collectors").removeprefix("observe.")
+    return f"{module}.{collector.__name__}"
 
 
 def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def describe(check: Check, configs: list[tuple[str, CheckConfig]]) -> dict[str, 
         "references": {framework: list(refs) for framework, refs in references.items()},
         "parameters": [{"name": name, "default": value}
                        for name, value in check.defaults.items()],
-        "needs": [_collector(c) for c in check.needs],
+        "needs": [_collector(n.collector) for n in check.needed(check.params(), DEFAULTS)],
         "fleet": check.fleet,
         "rule": rule(check),
         "unidentified": unidentified(check),

@@ -180,7 +180,7 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
                    no_udp: bool, checks: tuple[str, ...], skip_checks: tuple[str, ...],
                    severity: str | None, controls: tuple[str, ...]
                    ) -> tuple[Profile, ScanOptions]:
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
     from probe.context import ScanOptions
     from probe.profile_loader import load_profiles
     from probe.selection import select, selection_of
@@ -691,7 +691,7 @@ def profiles_checks(wanted: tuple[str, ...], as_json: bool) -> None:
 
     Exit codes: 0 listed, 2 usage error (a CHECK that names no check).
     """
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
 
     try:
         chosen = _chosen_checks(sorted(catalogue()), wanted)

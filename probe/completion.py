@@ -32,7 +32,7 @@ def complete_checks(ctx: click.Context, param: click.Parameter,
                     incomplete: str) -> list[CompletionItem]:
     """The check ids of the catalogue that start with `incomplete` (or match it, when it is a
     glob such as `tls.*`), each with its title as help."""
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
 
     checks = catalogue()
     matches = [cid for cid in sorted(checks) if cid.startswith(incomplete)

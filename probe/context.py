@@ -19,7 +19,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,7 +30,8 @@ from probe.ratelimit import RateLimiter
 
 T = TypeVar("T")
 
-Params = Mapping[str, Any]
+Call = tuple[Callable[..., Awaitable[Any]], Mapping[str, Hashable]]
+"""A collector and the keyword arguments it runs with."""
 IP_RECVERR, IPV6_RECVERR = 11, 25
 """Linux's socket options (<linux/in.h>, <linux/in6.h>); the socket module does not name them."""
 
@@ -246,7 +247,7 @@ class _Share:
 
 
 class DeviceContext:
-    """One device during one scan: its address, options, parameters and observation cache."""
+    """One device during one scan: its address, options and observation cache."""
 
     def __init__(
         self,
@@ -254,14 +255,12 @@ class DeviceContext:
         address: str,
         options: ScanOptions,
         network: Network,
-        params: Callable[[str], Params],
         scan_tcp_ports: tuple[int, ...] = (),
     ) -> None:
         self.device = device
         self.address = address
         self.options = options
         self.network = network
-        self.params_for = params
         self.scan_tcp_ports = scan_tcp_ports
         self._slots = asyncio.Semaphore(options.per_device)
         self._cache: dict[tuple[Any, ...], asyncio.Task[Any]] = {}
@@ -281,26 +280,27 @@ class DeviceContext:
         event, a heartbeat) end their wait before the budget does."""
         return max(0.0, self._budget_ends - time.monotonic())
 
-    async def observe(self, collector: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def observe(self, collector: Callable[..., Awaitable[T]], *args: Hashable,
+                      **kwargs: Hashable) -> T:
         """The collector's result for this device, gathered at most once per argument set.
 
-        `collector(ctx, *args)` runs once; every later call with the same arguments awaits the
-        same task, so concurrent checks share one round trip.
+        `collector(ctx, *args, **kwargs)` runs once; every later call with the same arguments
+        awaits the same task, so concurrent checks share one round trip.
         """
-        return await _outcome(self._task(collector, *args))
+        return await _outcome(self._task(collector, args, kwargs))
 
-    async def observe_all(self, collectors: Sequence[Callable[..., Awaitable[Any]]]
-                          ) -> list[Any]:
-        """`observe` for several collectors (without arguments): all are started before any
+    async def observe_all(self, calls: Iterable[Call]) -> list[Any]:
+        """`observe` for several (collector, keyword arguments): all are started before any
         is awaited, so they run at once, without a gather's task per collector."""
-        tasks = [self._task(collector) for collector in collectors]
+        tasks = [self._task(collector, (), kwargs) for collector, kwargs in calls]
         return [await _outcome(task) for task in tasks]
 
-    def _task(self, collector: Callable[..., Awaitable[T]], *args: Any) -> asyncio.Task[T]:
-        key = (collector, *args)
+    def _task(self, collector: Callable[..., Awaitable[T]], args: tuple[Hashable, ...],
+              kwargs: Mapping[str, Hashable]) -> asyncio.Task[T]:
+        key = (collector, args, tuple(sorted(kwargs.items())))
         task: asyncio.Task[T] | None = self._cache.get(key)
         if task is None:
-            task = asyncio.ensure_future(collector(self, *args))
+            task = asyncio.ensure_future(collector(self, *args, **kwargs))
             self._cache[key] = task
         return task
 

@@ -26,11 +26,10 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import Any
 
 from probe import __version__
-from probe.checks import catalogue
-from probe.checks.base import Check, Evaluate, Observations
+from probe.checks.base import Check, PlanView
+from probe.checks.catalogue import catalogue
 from probe.checks.results import ResultBuilder
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.model import Device, Finding, Result, Service, Severity, errored, skipped
@@ -58,11 +57,8 @@ class Engine:
         self.checks = catalogue() if checks is None else checks
         self.intrusive = options.intrusive or profile.intrusive
         self.options = options
-        self.defaults = {cid: c.defaults for cid, c in self.checks.items()}
+        self.models = {cid: c.params for cid, c in self.checks.items()}
         self.builder = ResultBuilder(self.checks)
-        self.evaluations: dict[str, Evaluate] = {
-            cid: c.evaluate for cid, c in self.checks.items() if c.evaluate is not None}
-        """The per-device evaluation of every check that has one (all but fleet checks)."""
         self._profile_ref = ProfileRef(**profile.meta())
 
     async def run(self, devices: Iterable[Device] | AsyncIterable[Device],
@@ -97,8 +93,8 @@ class Engine:
         if problem is not None:
             return self.failed(device, problem, reason="resolution", started=started)
         ctx = DeviceContext(device, address, self.options, network,
-                            params=lambda cid: _params_of(plan, cid),
                             scan_tcp_ports=self.profile.tcp_ports)
+        view = PlanView({p.id: p.params for p in plan})
         done: dict[int, list[Result]] = {}
         found: tuple[Service, ...] = ()
         try:
@@ -113,7 +109,7 @@ class Engine:
                                           for i, p in enumerate(plan)})
                 async with asyncio.TaskGroup() as group:
                     for index, planned in enumerate(plan):
-                        group.create_task(self._run_check(ctx, index, planned, done))
+                        group.create_task(self._run_check(ctx, view, index, planned, done))
         except TimeoutError:
             pass
         finally:
@@ -131,7 +127,7 @@ class Engine:
 
     def _device_plan(self, device: Device, day: dt.date) -> list[PlannedCheck]:
         """The planned checks judged on the device alone: all but the fleet checks."""
-        return [p for p in self.profile.plan(device, self.defaults, day)
+        return [p for p in self.profile.plan(device, self.models, day)
                 if not self.checks[p.id].fleet]
 
     def _finished(self, device: Device, address: str, started: dt.datetime,
@@ -151,22 +147,21 @@ class Engine:
                          finished_at=_now(), services=found, results=results,
                          selection=self.profile.selection)
 
-    async def _run_check(self, ctx: DeviceContext, index: int, planned: PlannedCheck,
-                         done: dict[int, list[Result]]) -> None:
+    async def _run_check(self, ctx: DeviceContext, view: PlanView, index: int,
+                         planned: PlannedCheck, done: dict[int, list[Result]]) -> None:
         begin = time.monotonic()
-        findings = await self._evaluate(ctx, planned)
+        findings = await self._evaluate(ctx, view, planned)
         elapsed = int((time.monotonic() - begin) * 1000)
         done[index] = self.builder.results(planned, findings, elapsed)
 
-    async def _evaluate(self, ctx: DeviceContext, planned: PlannedCheck) -> list[Finding]:
+    async def _evaluate(self, ctx: DeviceContext, view: PlanView,
+                        planned: PlannedCheck) -> list[Finding]:
         check = self.checks[planned.id]
         if check.intrusive and not self.intrusive:
             return [skipped("intrusive check: run with --intrusive (or an intrusive profile) "
                             "to enable it", reason="intrusive")]
         try:
-            values = await ctx.observe_all(check.needs)
-            findings = list(self.evaluations[planned.id](Observations(ctx.device, dict(zip(
-                check.needs, values, strict=True))), planned.params))
+            findings = await check.run(ctx, planned.params, view)
         except Exception as exc:
             return [self._failure(exc, ctx.device.id, planned.id)]
         if not findings:
@@ -193,10 +188,6 @@ async def _each(devices: Iterable[Device] | AsyncIterable[Device]) -> AsyncItera
     else:
         for device in devices:
             yield device
-
-
-def _params_of(plan: list[PlannedCheck], check_id: str) -> Mapping[str, Any]:
-    return next((p.params for p in plan if p.id == check_id), {})
 
 
 async def _resolve(address: str, timeout: float) -> tuple[str, str | None]:

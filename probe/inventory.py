@@ -29,7 +29,7 @@ from pydantic import (
 from probe.errors import InputError
 from probe.ids import id_problem
 from probe.model import Device
-from probe.observe.syslog import forwarder_networks
+from probe.monitoring.syslog import forwarder_networks
 from probe.secrets import Secret
 from probe.target_lists import list_name, read_nmap_xml, read_target_list
 from probe.targets import (
@@ -503,7 +503,7 @@ class _Loader:
 
 def _forwarders(syslog: dict[str, Any], where: Where) -> None:
     """`monitor.syslog.forwarders` must be a list of IP addresses or CIDR blocks: the relays
-    whose syslog counts besides the device's own (`probe.observe.monitor`)."""
+    whose syslog counts besides the device's own (`probe.monitoring.collectors`)."""
     try:
         forwarder_networks(syslog.get("forwarders"))
     except ValueError as exc:

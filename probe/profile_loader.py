@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, Field, PlainValidator, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from probe import checks
+from probe.checks import catalogue as checks
 from probe.checks.base import Check
 from probe.errors import InputError
 from probe.model import Severity, Waiver

@@ -22,8 +22,8 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from probe.checks import catalogue
 from probe.checks.base import Check, FleetJudge
+from probe.checks.catalogue import catalogue
 from probe.checks.results import ResultBuilder
 from probe.context import ScanOptions
 from probe.display import shown_text
@@ -136,14 +136,13 @@ class FleetStage:
     def __init__(self, profile: Profile, checks: Mapping[str, Check]) -> None:
         self.profile = profile
         self.builder = ResultBuilder(checks)
-        self.defaults = {cid: c.defaults for cid, c in checks.items()}
+        self.models = {cid: c.params for cid, c in checks.items()}
         self.order = [c.id for c in profile.checks]
         self.judges: dict[str, FleetJudge] = {}
         for config in profile.checks:
             check = checks.get(config.id)
             if check is not None and check.judge is not None:
-                params = check.params.model_validate({**check.defaults, **config.params})
-                self.judges[config.id] = check.judge(params)
+                self.judges[config.id] = check.judge(check.params.model_validate(config.params))
 
     def observe(self, record: Record) -> None:
         """Take in a device finished before this run (a resumed sweep's stored record)."""
@@ -192,7 +191,7 @@ class FleetStage:
 
     def _plan(self, record: Record) -> dict[str, PlannedCheck]:
         """The device's plan as the engine made it, on the day its scan started."""
-        return {p.id: p for p in self.profile.plan(record.device, self.defaults,
+        return {p.id: p for p in self.profile.plan(record.device, self.models,
                                                    record.started_at.date())}
 
     def _stored(self, planned: PlannedCheck, findings: list[Finding]) -> list[Result]:

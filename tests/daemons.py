@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from probe.checks import catalogue
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.lab.servers_tls import Issued, issue_certificate
 from probe.model import Device
@@ -382,7 +381,7 @@ def scan_context(address: str, tcp_ports: tuple[int, ...] | None = (), *, timeou
     network = Network(scan_options)
     device = Device(id=address, address=address, services=services or {})
     try:
-        yield DeviceContext(device, address, scan_options, network, params=lambda check: {})
+        yield DeviceContext(device, address, scan_options, network)
     finally:
         network.close()
 
@@ -426,25 +425,18 @@ def nginx_site(tmp: Path, address: str, ports: list[int], http: str,
 @contextlib.contextmanager
 def device_context(address: str, ports: tuple[int, ...], *, hostname: str | None = None,
                    trust: Path | None = None, timeout: float = 3.0,
-                   params: dict[str, dict[str, Any]] | None = None,
                    **options: Any) -> Iterator[DeviceContext]:
     """A DeviceContext as the engine builds it for one device: TCP `ports` only (2024
-    excluded, no UDP), with the inventory `hostname`, a trust anchor and per-check params."""
+    excluded, no UDP), with the inventory `hostname` and a trust anchor (the checks'
+    parameters go to `probe.api.run_check`)."""
     if RESERVED_PORT in ports:
         raise ValueError("port 2024 belongs to the machine")
     scan_options = ScanOptions(timeout=timeout, tcp_ports=ports, exclude_ports=(RESERVED_PORT,),
                                udp=False, trust_anchor=str(trust) if trust else None, **options)
     network = Network(scan_options)
     target = Device(id=address, address=address, hostname=hostname)
-    chosen = params or {}
-    checks = catalogue()
-
-    def params_for(check: str) -> dict[str, Any]:
-        known = checks.get(check)
-        return {**(known.defaults if known else {}), **chosen.get(check, {})}
-
     try:
-        yield DeviceContext(target, address, scan_options, network, params=params_for)
+        yield DeviceContext(target, address, scan_options, network)
     finally:
         network.close()
 
@@ -495,8 +487,7 @@ def rsyslog_tls_forwarder(tmp: Path, address: str, udp_port: int, target: tuple[
 
 @contextlib.contextmanager
 def monitored_context(address: str, ports: tuple[int, ...], monitor: dict[str, dict[str, Any]],
-                      *, timeout: float = 2.0, params: dict[str, dict[str, Any]] | None = None,
-                      **options: Any) -> Iterator[DeviceContext]:
+                      *, timeout: float = 2.0, **options: Any) -> Iterator[DeviceContext]:
     """`device_context` for a device whose inventory declares `monitor` sinks."""
     if RESERVED_PORT in ports:
         raise ValueError("port 2024 belongs to the machine")
@@ -504,15 +495,8 @@ def monitored_context(address: str, ports: tuple[int, ...], monitor: dict[str, d
                                udp=False, **options)
     network = Network(scan_options)
     target = Device(id=address, address=address, monitor=monitor, source="test-inventory:1")
-    chosen = params or {}
-    checks = catalogue()
-
-    def params_for(check: str) -> dict[str, Any]:
-        known = checks.get(check)
-        return {**(known.defaults if known else {}), **chosen.get(check, {})}
-
     try:
-        yield DeviceContext(target, address, scan_options, network, params=params_for)
+        yield DeviceContext(target, address, scan_options, network)
     finally:
         network.close()
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from probe.checks import catalogue, coap, net
-from probe.checks.catalogue import CATALOGUE, validate
+from probe.checks import net
+from probe.checks.catalogue import CATALOGUE, catalogue, validate
+from probe.protocols.coap import checks as coap
 
 
 def test_catalogue_is_the_modules_checks_in_order_and_cached() -> None:

@@ -25,9 +25,12 @@ from probe.api import judge_check
 from probe.checks.base import Observations
 from probe.context import DeviceContext
 from probe.model import Finding, Status
-from probe.observe import coap, udp_endpoints
-from probe.observe.coap import CoapError, Message, link_targets
 from probe.observe.discovery import udp_services
+from probe.protocols.coap import collectors as udp_endpoints
+from probe.protocols.coap import wire as coap
+from probe.protocols.coap.checks import CleartextParams
+from probe.protocols.coap.wire import CoapError, Message, link_targets
+from probe.protocols.dtls import collectors as dtls_collectors
 
 TEXT_PLAIN = 0
 
@@ -78,15 +81,18 @@ def test_link_format_targets() -> None:
 
 # --- helpers --------------------------------------------------------------------------------
 
+SURVEY = {"max_resources": CleartextParams().max_resources}
+"""The survey every CoAP check reads by default."""
+
 
 async def gather(ctx: DeviceContext, *, intrusive: bool = False) -> Observations:
     values: dict[Any, Any] = {
         udp_services: await ctx.observe(udp_services),
-        udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey),
-        udp_endpoints.dtls_survey: await ctx.observe(udp_endpoints.dtls_survey),
+        udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey, **SURVEY),
+        dtls_collectors.dtls_survey: await ctx.observe(dtls_collectors.dtls_survey),
     }
     if intrusive:
-        values[udp_endpoints.coap_writes] = await ctx.observe(udp_endpoints.coap_writes)
+        values[udp_endpoints.coap_writes] = await ctx.observe(udp_endpoints.coap_writes, **SURVEY)
     return Observations(ctx.device, values)
 
 
@@ -343,8 +349,7 @@ async def test_max_resources_caps_the_reads() -> None:
     resources = {f"/r{i}": Value(str(i).encode()) for i in range(6)}
     async with aiocoap_server("127.83.2.4", resources):
         with scan_context("127.83.2.4") as ctx:
-            ctx.params_for = lambda check: {"max_resources": 2}
-            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey)
+            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey, max_resources=2)
             sent = ctx.datagrams
     assert endpoint.listed == 6
     assert [r.target for r in endpoint.resources] == ["/r0", "/r1"]
@@ -388,7 +393,7 @@ async def test_a_lost_request_is_retransmitted_unchanged() -> None:
     async with udp_responder("127.134.3.1", 5683,
                              second_only(seen, lambda request: b"</s>;ct=0")):
         with scan_context("127.134.3.1") as ctx:
-            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey)
+            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey, **SURVEY)
     assert seen[0] == seen[1]  # the same message id and token
     first = endpoint.discovery.first
     assert first.code == "2.05" and endpoint.discovery.body == b"</s>;ct=0"
@@ -436,7 +441,7 @@ async def test_every_datagram_of_one_request_counts() -> None:
         lambda: Repeater(3), local_addr=("127.83.3.2", 5683))
     try:
         with scan_context("127.83.3.2") as ctx:
-            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey)
+            (endpoint,) = await ctx.observe(udp_endpoints.coap_survey, **SURVEY)
     finally:
         transport.close()
     first = endpoint.discovery.first

@@ -19,7 +19,7 @@ from interop.peers_coap import PORT, aiocoap, node_coap
 
 from probe.api import run_check
 from probe.model import Status
-from probe.observe import coap
+from probe.protocols.coap import wire as coap
 
 StartPeer = Callable[[Path, str], AbstractContextManager[Setup]]
 VALUES = {"/sensors/temperature": b"21.5", "/config/interval": b"60"}

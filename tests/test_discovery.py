@@ -33,6 +33,7 @@ from scapy.layers.dns import DNS, DNSRR
 
 from probe.context import ScanOptions
 from probe.model import Device, Service
+from probe.observe import identify as identification
 from probe.observe.base import ObservationError, Unreachable
 from probe.observe.discovery import (
     Identification,
@@ -42,10 +43,45 @@ from probe.observe.discovery import (
     tcp_ports,
     udp_services,
 )
-from probe.observe.identify import classify
-from probe.observe.tcp import port_set
+from probe.observe.identify import classify, could_serve
+from probe.observe.tcp import UDP_SERVICE_NAMES, port_set
+from probe.protocols import registry
 
 HEAD_HEX_MAX = 64
+
+
+def test_the_udp_names_of_the_inventory_are_the_registry_s() -> None:
+    """`service_ports` tells TCP from UDP names by `UDP_SERVICE_NAMES` (below the registry, so
+    a table of its own): it must name exactly what the registered UDP protocols answer to."""
+    assert {name for probe in registry.UDP for name in probe.names} == UDP_SERVICE_NAMES
+    assert len({probe.protocol for probe in registry.UDP}) == len(registry.UDP)
+
+
+def test_the_registry_gives_identification_its_former_tables() -> None:
+    """The tables identification built from the protocol packages, as they were written out in
+    identification.py before the registry (issue 17): hints, plans, read caps, judged services."""
+    assert identification._PLANS == {
+        "banner": ("banner", "tls", "http", "mqtt"), "http": ("http", "tls", "mqtt"),
+        "tls": ("tls", "http", "mqtt"), "mqtt": ("mqtt", "tls", "http"),
+        "rtsp": ("rtsp", "tls", "http"), "other": ("banner", "tls", "http", "mqtt")}
+    assert identification._HINT_BY_NAME == {
+        "telnet": "banner", "ftp": "banner", "ssh": "banner", "smtp": "banner", "http": "http",
+        "https": "tls", "mqtts": "tls", "mqtt": "mqtt", "rtsp": "rtsp"}
+    assert identification.READ_CAP == {"banner": 1024, "http": 8192, "rtsp": 4096, "mqtt": 64}
+    assert identification.SERVICES == ("tls", "http", "https", "mqtt", "mqtts")
+    assert identification.SERVICE_NAMES == {
+        "tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS", "mqtt": "cleartext MQTT",
+        "mqtts": "MQTT over TLS"}
+    assert [rule.priority for rule in identification._CLASSIFIERS] == [10, 20, 30, 40, 50, 90]
+    assert could_serve(8883, None) == {"tls", "mqtts"}  # MQTT over TLS before TLS
+    assert could_serve(443, None) == {"tls", "https"} and could_serve(8080, None) == {"http"}
+    assert could_serve(1883, None) == {"mqtt"}
+    assert could_serve(23, None) == could_serve(514, None) == could_serve(554, None) == set()
+    assert could_serve(4000, None) == set(identification.SERVICES)
+    assert could_serve(4000, "wss") == {"tls", "https"} and could_serve(4000, "ssh") == set()
+    assert identification._inside_tls(8884, None) == identification._inside_tls(4000, "mqtts") == (
+        "mqtt", "http")
+    assert identification._inside_tls(443, "https") == ("http", "mqtt")
 
 
 def test_port_set_merges_sources_and_never_holds_2024() -> None:

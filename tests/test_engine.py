@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from probe.checks import catalogue
 from probe.checks.base import CONTROL_COMMUNICATION, Check, Observations
+from probe.checks.catalogue import catalogue
+from probe.checks.params import NoParams
 from probe.context import DeviceContext, ScanOptions
 from probe.engine import Engine
 from probe.lab.fleet import DeviceSpec, Fleet, plan_fleet, run_fleet
@@ -114,7 +115,7 @@ async def test_hanging_device_finishes_within_budget_with_errors(
 
     stuck = Check(id="test.stuck", title="stuck", control=CONTROL_COMMUNICATION,
                   severity=Severity.LOW, needs=(never,), evaluate=lambda obs, params: [],
-                  remediation="-")
+                  remediation="-", params=NoParams)
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.stuck"])
     hang = [s for s in exposure_fleet if s.persona.name == "hang"]
     outcomes: list[Record] = []
@@ -148,7 +149,7 @@ async def test_checks_share_one_observation(
             return [passed(f"{obs[open_port_count]} tcp ports")]
         return Check(id=name, title=name, control=CONTROL_COMMUNICATION,
                      severity=Severity.LOW, needs=(open_port_count,), evaluate=evaluate,
-                     remediation="-")
+                     remediation="-", params=NoParams)
 
     checks = {**catalogue(), "test.one": counting("test.one"), "test.two": counting("test.two")}
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.one", "test.two"])
@@ -168,7 +169,8 @@ async def test_a_broken_check_costs_one_result_not_the_scan(
         raise RuntimeError("bug in a check")
 
     broken = Check(id="test.broken", title="broken", control=CONTROL_COMMUNICATION,
-                   severity=Severity.LOW, needs=(services,), evaluate=explode, remediation="-")
+                   severity=Severity.LOW, needs=(services,), evaluate=explode, remediation="-",
+                   params=NoParams)
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.broken"])
     engine = Engine(profile, ScanOptions(timeout=1.0, budget=20.0),
                     checks={**catalogue(), "test.broken": broken})
@@ -223,7 +225,7 @@ async def test_intrusive_checks_are_skipped_unless_asked(
 
     intrusive = Check(id="test.intrusive", title="t", control=CONTROL_COMMUNICATION,
                       severity=Severity.LOW, needs=(services,), evaluate=evaluate,
-                      remediation="-", intrusive=True)
+                      remediation="-", intrusive=True, params=NoParams)
     checks = {**catalogue(), "test.intrusive": intrusive}
     profile = _with_checks(write_profile(tmp_path, NET_ONLY), ["test.intrusive"])
     device = devices_of([s for s in exposure_fleet if s.persona.name == "clean-sensor"])

@@ -20,7 +20,7 @@ import pytest
 from probe import __version__
 from probe.api import device_context, judge_check, run_check
 from probe.catalogue_doc import catalogue_data
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.checks.base import CONTROL_COMMUNICATION, Check, FleetJudge, fleet_check
 from probe.checks.catalogue import validate
 from probe.checks.params import CheckParams, Port

@@ -30,8 +30,15 @@ from probe.lab.servers_tls import (
     server_context,
 )
 from probe.model import Status
-from probe.observe.http import MAX_BODY, http_endpoints, http_protected, http_roots, request
-from probe.observe.http import security_txt as security_txt_visits
+from probe.protocols.http.checks import AuthenticationParams
+from probe.protocols.http.collectors import (
+    MAX_BODY,
+    http_endpoints,
+    http_protected,
+    http_roots,
+    request,
+)
+from probe.protocols.http.collectors import security_txt as security_txt_visits
 
 FUTURE = dt.datetime.now(dt.UTC) + dt.timedelta(days=180)
 PAST = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
@@ -148,7 +155,9 @@ async def test_authentication_fails_listing_exposed_paths(tmp_path: Path) -> Non
     assert "/api" not in finding.evidence["exposed"]
     assert {"/admin", "/config", "/cgi-bin/", "/setup"} <= set(finding.evidence["exposed"])
     assert finding.target == "tcp/8080"
-    assert narrow.status is Status.FAIL  # the collector fetched the profile's paths
+    # the check's own paths reach its collector, on the same context: only /api is asked
+    assert narrow.status is Status.PASS
+    assert [p["path"] for p in narrow.evidence["paths"]] == ["/api"]
 
 
 async def test_protected_paths_come_from_the_profile(tmp_path: Path) -> None:
@@ -157,8 +166,8 @@ async def test_protected_paths_come_from_the_profile(tmp_path: Path) -> None:
     with nginx_site(tmp_path, address, [8080], f"""
           server {{ listen {address}:8080; location / {{ return 200 "open"; }}
                     location /api {{ return 401; }} location /secret {{ return 403; }} }}"""), \
-            device_context(address, (8080,), params=params) as ctx:
-        (finding,) = await run_check("http.authentication", ctx.device, context=ctx)
+            device_context(address, (8080,)) as ctx:
+        (finding,) = await run_check("http.authentication", ctx.device, context=ctx, plan=params)
     assert finding.status is Status.PASS
     assert [p["path"] for p in finding.evidence["paths"]] == ["/api", "/secret"]
 
@@ -169,8 +178,8 @@ async def test_default_credentials_basic(tmp_path: Path, cert: Certificate,
     pairs = [["admin", "admin"], ["operator", "vendor-default-77"], ["root", "root"]]
     with site(tmp_path, "127.93.2.1", 443, cert,
               protected_site(tmp_path, "vendor-default-77"), "basic"), \
-            device_context("127.93.2.1", (443,), params=trying(pairs)) as ctx:
-        (weak,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
+            device_context("127.93.2.1", (443,)) as ctx:
+        (weak,) = await run_check(CREDENTIALS, ctx.device, context=ctx, plan=trying(pairs))
         connections = ctx.connections
     assert weak.status is Status.FAIL
     assert weak.evidence["accepted_username"] == "operator"
@@ -184,14 +193,14 @@ async def test_default_credentials_refused_and_not_applicable(tmp_path: Path,
                                                               cert: Certificate) -> None:
     pairs = [["admin", "admin"], ["operator", "operator"]]
     with site(tmp_path, "127.93.2.1", 443, cert, protected_site(tmp_path, "L0ng&unique"),
-              "refused"), device_context("127.93.2.1", (443,), params=trying(pairs)) as ctx:
-        (strong,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
+              "refused"), device_context("127.93.2.1", (443,)) as ctx:
+        (strong,) = await run_check(CREDENTIALS, ctx.device, context=ctx, plan=trying(pairs))
     assert strong.status is Status.PASS
     assert len(strong.evidence["attempts"]) == 2
     with nginx_site(tmp_path, "127.93.2.5", [8080], """
           server { listen 127.93.2.5:8080; location / { return 404; } }""", name="none"), \
-            device_context("127.93.2.5", (8080,), params=trying(pairs)) as ctx:
-        (none,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
+            device_context("127.93.2.5", (8080,)) as ctx:
+        (none,) = await run_check(CREDENTIALS, ctx.device, context=ctx, plan=trying(pairs))
     assert none.status is Status.NOT_APPLICABLE
 
 
@@ -201,9 +210,9 @@ async def test_default_credentials_digest(password: str, status: Status) -> None
     app = WebApp(pages=(("/admin", Page("secret", auth="digest")),),
                  credentials=("admin", password))
     async with web_app("127.93.2.6", 8443, app):
-        with device_context("127.93.2.6", (8443,),
-                            params=trying([["root", "root"], ["admin", "admin"]])) as ctx:
-            (finding,) = await run_check(CREDENTIALS, ctx.device, context=ctx)
+        with device_context("127.93.2.6", (8443,)) as ctx:
+            (finding,) = await run_check(CREDENTIALS, ctx.device, context=ctx,
+                                         plan=trying([["root", "root"], ["admin", "admin"]]))
     assert finding.status is status
     assert finding.evidence["scheme"] == "digest"
 
@@ -342,7 +351,8 @@ async def web_visits(ctx: DeviceContext) -> tuple[list[dict[str, Any]], int]:
     and how many connections they opened."""
     await ctx.observe(http_endpoints)
     before = ctx.connections
-    groups = await asyncio.gather(ctx.observe(http_roots), ctx.observe(http_protected),
+    paths = AuthenticationParams().protected_paths
+    groups = await asyncio.gather(ctx.observe(http_roots), ctx.observe(http_protected, paths=paths),
                                   ctx.observe(security_txt_visits))
     return [v.evidence() for group in groups for v in group], ctx.connections - before
 
@@ -429,12 +439,11 @@ async def test_a_dropped_keep_alive_connection_is_sent_again(tmp_path: Path) -> 
             return
 
     address = "127.93.2.11"
-    params = {"http.authentication": {"protected_paths": ["/a", "/b", "/c"]}}
     async with Listener(address, 8080, one_answer) as listener:
-        with device_context(address, (8080,), params=params) as ctx:
+        with device_context(address, (8080,)) as ctx:
             await ctx.observe(http_endpoints)
             accepted, asked = listener.accepted, len(heads)
-            visits = await ctx.observe(http_protected)
+            visits = await ctx.observe(http_protected, paths=("/a", "/b", "/c"))
         accepted, asked = listener.accepted - accepted, len(heads) - asked
     assert [(v.final.status, v.final.body) for v in visits] == [
         (200, b"page /a"), (200, b"page /b"), (200, b"page /c")]
@@ -553,12 +562,11 @@ async def test_a_server_that_ends_each_connection_after_one_answer(peer: OneAnsw
     up): each path gets its own answer on a connection of its own, none waits on a connection
     that will never answer again."""
     address, port = "127.93.2.16", 8443 if tls else 8080
-    params = {"http.authentication": {"protected_paths": ["/a", "/b", "/c"]}}
     async with web_app(address, port, peer, tls):
-        with device_context(address, (port,), params=params) as ctx:
+        with device_context(address, (port,)) as ctx:
             await ctx.observe(http_endpoints)
             before = ctx.connections
-            visits = await ctx.observe(http_protected)
+            visits = await ctx.observe(http_protected, paths=("/a", "/b", "/c"))
             opened = ctx.connections - before
     assert [(v.final.status, v.final.body, v.final.error) for v in visits] == [
         (200, b"page /a", None), (200, b"page /b", None), (200, b"page /c", None)]

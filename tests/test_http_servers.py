@@ -32,7 +32,7 @@ from daemons import (
 
 from probe.api import run_check
 from probe.model import Status
-from probe.observe.http import SECURITY_TXT
+from probe.protocols.http.collectors import SECURITY_TXT
 
 PAGES = {"index.html": "<h1>device</h1>", "admin/index.html": "<h1>admin console</h1>"}
 ADMIN_ONLY = {"http.authentication": {"protected_paths": ["/admin", "/admin/", "/setup"]}}
@@ -59,9 +59,9 @@ async def test_a_server_error_or_an_unknown_status_is_never_a_pass(tmp_path: Pat
           server {{ listen {address}:8082; location / {{ return 404; }}
                     location /admin {{ return 500 "oops"; }}
                     location /setup {{ return 200 "<h1>first-time setup</h1>"; }} }}"""), \
-            device_context(address, (8080, 8081, 8082), params=ADMIN_ONLY) as ctx:
+            device_context(address, (8080, 8081, 8082)) as ctx:
         findings = {f.target: f for f in await run_check(
-            "http.authentication", ctx.device, context=ctx)}
+            "http.authentication", ctx.device, context=ctx, plan=ADMIN_ONLY)}
     assert {t: f.status for t, f in findings.items()} == {
         "tcp/8080": Status.ERROR, "tcp/8081": Status.ERROR, "tcp/8082": Status.FAIL}
     assert findings["tcp/8080"].evidence["reason"] == "undecided"
@@ -100,8 +100,9 @@ async def test_small_web_servers_protect_or_expose_the_admin_page(tmp_path: Path
                                                                   ) -> None:
     address = f"127.132.0.{n}"
     with firmware_server(kind, tmp_path, address, protected), \
-            device_context(address, (80,), params=ADMIN_ONLY) as ctx:
-        (finding,) = await run_check("http.authentication", ctx.device, context=ctx)
+            device_context(address, (80,)) as ctx:
+        (finding,) = await run_check("http.authentication", ctx.device, context=ctx,
+                                     plan=ADMIN_ONLY)
     assert finding.status is (Status.PASS if protected else Status.FAIL), finding.summary
     admin = {p["path"]: p for p in finding.evidence["paths"]}["/admin/"]
     assert admin["responses"][-1]["status"] == (401 if protected else 200)
@@ -189,10 +190,10 @@ async def test_a_digest_challenge_that_cannot_be_answered_is_that_trials_error(
         header: str, why: str) -> None:
     address = "127.132.0.8"
     async with Listener(address, 8080, digest_challenge(header)):
-        with device_context(address, (8080,), params={
+        with device_context(address, (8080,)) as ctx:
+            (finding,) = await run_check("http.default-credentials", ctx.device, context=ctx, plan={
                 "http.default-credentials": {"pairs": [["admin", "admin"]], "pace_seconds": 0},
-                **ADMIN_ONLY}) as ctx:
-            (finding,) = await run_check("http.default-credentials", ctx.device, context=ctx)
+                **ADMIN_ONLY})
     assert finding.status is Status.ERROR
     assert "unusable WWW-Authenticate challenge" in finding.summary
     assert why in finding.summary

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.checks.base import Check
 from probe.lab.expectations import DEFAULT, INTRUSIVE, Declares, Scan, expected, resolve
 from probe.lab.personas import PERSONAS

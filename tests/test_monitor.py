@@ -25,18 +25,19 @@ from daemons import (
     silent,
 )
 
-from probe.api import run_check
+from probe.api import plan_view, run_check
 from probe.model import Device, Status
-from probe.observe.base import ObservationError
-from probe.observe.monitor import Box, CanaryRun, canary
-from probe.observe.sinks import (
+from probe.monitoring.checks import provoked
+from probe.monitoring.collectors import Box, CanaryRun
+from probe.monitoring.sinks import (
     CommandSink,
     Event,
     command_values,
     declared_sinks,
     run_command,
 )
-from probe.observe.syslog import ListenSpec, Received, listening, parse_listen, parse_syslog
+from probe.monitoring.syslog import ListenSpec, Received, listening, parse_listen, parse_syslog
+from probe.observe.base import ObservationError
 from probe.secrets import Secret
 
 WEB_ADDRESS = "127.67.2.1"
@@ -320,9 +321,9 @@ async def test_nginx_reports_over_udp_syslog_so_transport_fails(tmp_path: Path) 
     monitor = {"syslog": {"listen": f"udp://{SINK_ADDRESS}:15600",
                           "forwarders": LOOPBACK_SENDERS}}
     with web(tmp_path, 8080, syslog=f"{SINK_ADDRESS}:15600"), \
-            monitored_context(WEB_ADDRESS, (8080,), monitor, params=FAST_EVENTS) as ctx:
-        (event,) = await run_check(AUTH, ctx.device, context=ctx)
-        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
+            monitored_context(WEB_ADDRESS, (8080,), monitor) as ctx:
+        (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=FAST_EVENTS)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx, plan=FAST_EVENTS)
     assert event.status is Status.PASS, event.summary
     evidence = event.evidence
     nonce = evidence["nonce"]
@@ -344,9 +345,9 @@ async def test_rsyslog_forwards_over_tls_so_transport_passes(tmp_path: Path,
     with rsyslog_tls_forwarder(tmp_path, RELAY_ADDRESS, 15515, (SINK_ADDRESS, 16514),
                                sink_certificate.cert), \
             web(tmp_path, 8080, syslog=f"{RELAY_ADDRESS}:15515"), \
-            monitored_context(WEB_ADDRESS, (8080,), monitor, params=FAST_EVENTS) as ctx:
-        (event,) = await run_check(AUTH, ctx.device, context=ctx)
-        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
+            monitored_context(WEB_ADDRESS, (8080,), monitor) as ctx:
+        (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=FAST_EVENTS)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx, plan=FAST_EVENTS)
     assert event.status is Status.PASS, event.summary
     shown = event.evidence["events"][0]
     assert shown["encrypted"] is True and shown["format"] == "rfc5424"
@@ -359,11 +360,11 @@ async def test_a_command_sink_searches_the_access_log(tmp_path: Path) -> None:
     found = {"command": {"run": ["grep", "-F", "{nonce}", str(log)], "interval": 0.2}}
     nothing = {"command": {"run": ["grep", "-F", "{nonce}", "/dev/null"], "interval": 0.5}}
     with web(tmp_path, 8080, log_file=log):
-        with monitored_context(WEB_ADDRESS, (8080,), found, params=FAST_EVENTS) as ctx:
-            (event,) = await run_check(AUTH, ctx.device, context=ctx)
-            (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
-        with monitored_context(WEB_ADDRESS, (8080,), nothing, params=SHORT_EVENTS) as ctx:
-            (missing,) = await run_check(AUTH, ctx.device, context=ctx)
+        with monitored_context(WEB_ADDRESS, (8080,), found) as ctx:
+            (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=FAST_EVENTS)
+            (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx, plan=FAST_EVENTS)
+        with monitored_context(WEB_ADDRESS, (8080,), nothing) as ctx:
+            (missing,) = await run_check(AUTH, ctx.device, context=ctx, plan=SHORT_EVENTS)
     assert event.status is Status.PASS, event.summary
     assert event.evidence["events"][0]["sink"] == "command"
     assert event.evidence["command_runs"][-1]["exit_status"] == 0
@@ -375,11 +376,11 @@ async def test_a_command_sink_searches_the_access_log(tmp_path: Path) -> None:
 
 async def test_throttling_nginx_with_and_without_limit_req(tmp_path: Path) -> None:
     with web(tmp_path, 8080), \
-            monitored_context(WEB_ADDRESS, (8080,), {}, params=BURST) as ctx:
-        (plain,) = await run_check(THROTTLING, ctx.device, context=ctx)
+            monitored_context(WEB_ADDRESS, (8080,), {}) as ctx:
+        (plain,) = await run_check(THROTTLING, ctx.device, context=ctx, plan=BURST)
     with web(tmp_path, 8081, limit=True), \
-            monitored_context(WEB_ADDRESS, (8081,), {}, params=BURST) as ctx:
-        (limited,) = await run_check(THROTTLING, ctx.device, context=ctx)
+            monitored_context(WEB_ADDRESS, (8081,), {}) as ctx:
+        (limited,) = await run_check(THROTTLING, ctx.device, context=ctx, plan=BURST)
     assert plain.status is Status.FAIL, plain.summary
     assert len(plain.evidence["attempts"]) == 10
     assert {a["answer"] for a in plain.evidence["attempts"]} == {"HTTP 401"}
@@ -406,10 +407,10 @@ def broker_sink(**extra: Any) -> dict[str, dict[str, Any]]:
 
 
 async def test_mosquitto_log_topic_does_not_name_the_failed_login(broker: Daemon) -> None:
-    with monitored_context(BROKER_ADDRESS, (1883,), broker_sink(topic="$SYS/broker/log/#"),
-                           params=SHORT_EVENTS) as ctx:
-        (event,) = await run_check(AUTH, ctx.device, context=ctx)
-        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
+    with monitored_context(BROKER_ADDRESS, (1883,), broker_sink(topic="$SYS/broker/log/#")
+                           ) as ctx:
+        (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=SHORT_EVENTS)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx, plan=SHORT_EVENTS)
     assert event.status is Status.FAIL, event.summary
     evidence = event.evidence
     attempt, again = evidence["attempts"]  # nothing counted by half the window: once more
@@ -426,9 +427,10 @@ async def test_mosquitto_log_topic_does_not_name_the_failed_login(broker: Daemon
 async def test_a_refused_monitor_login_is_an_error_and_provokes_nothing(broker: Daemon) -> None:
     sink = broker_sink(topic="$SYS/broker/log/#")
     sink["mqtt"]["password"] = Secret("wrong-password", "env:TEST_MONITOR")
-    with monitored_context(BROKER_ADDRESS, (1883,), sink, params=SHORT_EVENTS) as ctx:
-        (event,) = await run_check(AUTH, ctx.device, context=ctx)
-        run: CanaryRun = await ctx.observe(canary)
+    with monitored_context(BROKER_ADDRESS, (1883,), sink) as ctx:
+        (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=SHORT_EVENTS)
+        shared = provoked(plan_view(SHORT_EVENTS))
+        run: CanaryRun = await ctx.observe(shared.collector, **shared.kwargs)
     assert event.status is Status.ERROR and event.evidence["reason"] == "sink"
     assert "refused the monitor login" in event.summary
     assert run.attempts == ()
@@ -436,13 +438,11 @@ async def test_a_refused_monitor_login_is_an_error_and_provokes_nothing(broker: 
 
 async def test_mosquitto_heartbeat_on_sys_uptime(broker: Daemon) -> None:
     with monitored_context(BROKER_ADDRESS, (1883,), broker_sink(
-            heartbeat_topic="$SYS/broker/uptime", heartbeat_interval="2s"),
-            params={HEARTBEAT: {"grace_seconds": 1.0}}) as ctx:
-        (alive,) = await run_check(HEARTBEAT, ctx.device, context=ctx)
+            heartbeat_topic="$SYS/broker/uptime", heartbeat_interval="2s")) as ctx:
+        (alive,) = await run_check(HEARTBEAT, ctx.device, context=ctx, grace_seconds=1.0)
     with monitored_context(BROKER_ADDRESS, (1883,), broker_sink(
-            heartbeat_topic="fleet/heartbeat/nobody", heartbeat_interval=1),
-            params={HEARTBEAT: {"grace_seconds": 0.5}}) as ctx:
-        (quiet,) = await run_check(HEARTBEAT, ctx.device, context=ctx)
+            heartbeat_topic="fleet/heartbeat/nobody", heartbeat_interval=1)) as ctx:
+        (quiet,) = await run_check(HEARTBEAT, ctx.device, context=ctx, grace_seconds=0.5)
     assert alive.status is Status.PASS, alive.summary
     assert alive.evidence["retained_ignored"] == 1
     assert quiet.status is Status.FAIL, quiet.summary
@@ -450,8 +450,8 @@ async def test_mosquitto_heartbeat_on_sys_uptime(broker: Daemon) -> None:
 
 
 async def test_mosquitto_does_not_throttle(broker: Daemon) -> None:
-    with monitored_context(BROKER_ADDRESS, (1883,), {}, params=BURST) as ctx:
-        (finding,) = await run_check(THROTTLING, ctx.device, context=ctx)
+    with monitored_context(BROKER_ADDRESS, (1883,), {}) as ctx:
+        (finding,) = await run_check(THROTTLING, ctx.device, context=ctx, plan=BURST)
     assert finding.status is Status.FAIL, finding.summary
     attempts = finding.evidence["attempts"]
     assert len(attempts) == 10 and {a["code"] for a in attempts} == {5}
@@ -462,9 +462,9 @@ async def test_a_busy_syslog_port_is_a_sink_error(tmp_path: Path) -> None:
     holder.bind((SINK_ADDRESS, 15601))
     try:
         with web(tmp_path, 8080), monitored_context(
-                WEB_ADDRESS, (8080,), {"syslog": {"listen": f"udp://{SINK_ADDRESS}:15601"}},
-                params=SHORT_EVENTS) as ctx:
-            (event,) = await run_check(AUTH, ctx.device, context=ctx)
+                WEB_ADDRESS, (8080,), {"syslog": {"listen": f"udp://{SINK_ADDRESS}:15601"}}
+                ) as ctx:
+            (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=SHORT_EVENTS)
     finally:
         holder.close()
     assert event.status is Status.ERROR and event.evidence["reason"] == "sink"

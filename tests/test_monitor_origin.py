@@ -22,7 +22,8 @@ from probe.api import run_check
 from probe.errors import InputError
 from probe.inventory import load_inventory
 from probe.model import Status
-from probe.observe.monitor import login_targets
+from probe.monitoring.collectors import login_targets
+from probe.protocols.http.checks import AuthenticationParams
 
 DEVICE = "127.135.1.1"
 SINK = "127.135.1.9"
@@ -96,10 +97,11 @@ async def sprayer(before: set[int], spray: Spray,
 async def scan(forwarders: list[str], spray: Spray,
                send: Callable[[list[str]], Awaitable[None]]) -> tuple[Status, dict, int | None]:
     monitor = {"syslog": {"listen": f"udp://{SINK}:{SINK_PORT}", "forwarders": forwarders}}
-    with monitored_context(DEVICE, (PORT,), monitor, params=EVENTS) as ctx:
-        await ctx.observe(login_targets)  # the endpoint probes happen before the sprayer looks
+    with monitored_context(DEVICE, (PORT,), monitor) as ctx:
+        # the endpoint probes happen before the sprayer looks
+        await ctx.observe(login_targets, paths=AuthenticationParams().protected_paths)
         task = asyncio.create_task(sprayer(client_ports(), spray, send))
-        (finding,) = await run_check(AUTH, ctx.device, context=ctx)
+        (finding,) = await run_check(AUTH, ctx.device, context=ctx, plan=EVENTS)
         port = await task
     return finding.status, finding.evidence, port
 

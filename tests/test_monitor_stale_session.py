@@ -28,8 +28,8 @@ async def test_syslog_ng_over_tls_is_heard_in_every_scan(tmp_path: Path) -> None
     with syslog_ng_peer("tls").start(tmp_path, DEVICE) as setup:
         monitor = setup.inventory["monitor"]
         for _ in range(SCANS):
-            with monitored_context(DEVICE, (WEB_PORT,), monitor, params=EVENTS) as ctx:
-                (event,) = await run_check(AUTH, ctx.device, context=ctx)
+            with monitored_context(DEVICE, (WEB_PORT,), monitor) as ctx:
+                (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=EVENTS)
             findings.append(event)
     assert [f.status for f in findings] == [Status.PASS] * SCANS, [f.summary for f in findings]
     assert "repeated_after_seconds" not in findings[0].evidence  # a fresh session loses nothing

@@ -1,5 +1,5 @@
 """Which log lines count as "the device reported this failed login" (issue 15, defect 8):
-`probe.observe.monitor.FAILURE_RULE` held to the real failed-login lines of six daemons on
+`probe.monitoring.collectors.FAILURE_RULE` held to the real failed-login lines of six daemons on
 127.135.2.x. sshd, dropbear, apache2 and mosquitto write their line to a log file and the line
 goes to the matcher; lighttpd (error log piped to `logger`) and nginx (error_log to syslog)
 send theirs to the probe's UDP sink while the probe's own canary runs, end to end."""
@@ -27,8 +27,8 @@ from daemons import (
 
 from probe.api import run_check
 from probe.model import Status
-from probe.observe.monitor import Box, new_tag
-from probe.observe.sinks import Event
+from probe.monitoring.collectors import Box, new_tag
+from probe.monitoring.sinks import Event
 
 SSHD = "127.135.2.1"
 DROPBEAR = "127.135.2.2"
@@ -207,9 +207,9 @@ async def test_lighttpd_password_does_not_match_passes_end_to_end(tmp_path: Path
         '"require" => "valid-user"))', ""]))
     with start("lighttpd", ["lighttpd", "-D", "-f", str(conf)], tmp_path, LIGHTTPD,
                [(8082, "tcp")]), \
-            monitored_context(LIGHTTPD, (8082,), sink(15710), params=EVENTS) as ctx:
-        (event,) = await run_check(AUTH, ctx.device, context=ctx)
-        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx)
+            monitored_context(LIGHTTPD, (8082,), sink(15710)) as ctx:
+        (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=EVENTS)
+        (transport,) = await run_check(TRANSPORT, ctx.device, context=ctx, plan=EVENTS)
     assert event.status is Status.PASS, event.evidence
     text = event.evidence["events"][0]["text"]
     assert "password doesn't match" in text and event.evidence["nonce"] in text
@@ -225,9 +225,9 @@ async def test_nginx_user_was_not_found_passes_end_to_end(tmp_path: Path) -> Non
             f'  location /admin {{ root {root}; auth_basic "device"; '
             f"auth_basic_user_file {users}; }}\n}}")
     with nginx_site(tmp_path, NGINX, [8083], http), \
-            monitored_context(NGINX, (8083,), sink(15711), params=EVENTS) as ctx:
+            monitored_context(NGINX, (8083,), sink(15711)) as ctx:
         assert bound(NGINX, 8083, "tcp")
-        (event,) = await run_check(AUTH, ctx.device, context=ctx)
+        (event,) = await run_check(AUTH, ctx.device, context=ctx, plan=EVENTS)
     assert event.status is Status.PASS, event.evidence
     text = event.evidence["events"][0]["text"]
     assert "was not found in" in text and event.evidence["nonce"] in text

@@ -36,23 +36,18 @@ from daemons import (
 )
 from interop import brokers_mqtt
 
-from probe.api import device_context, run_check
-from probe.checks import catalogue
-from probe.context import DeviceContext, ScanOptions
+from probe.api import Plan, run_check
+from probe.checks.base import DEFAULTS
+from probe.checks.catalogue import catalogue
+from probe.context import DeviceContext, Network, ScanOptions
 from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client
 from probe.model import Device, Finding, Status
+from probe.monitoring.collectors import login_targets
+from probe.observe.base import Need
 from probe.observe.discovery import services
-from probe.observe.monitor import login_targets
-from probe.observe.mqtt import (
-    ClientCertificate,
-    Endpoint,
-    Outcome,
-    anonymous_access,
-    endpoints,
-    login,
-)
-from probe.observe.mqtt_codec import (
+from probe.protocols.http.checks import AuthenticationParams
+from probe.protocols.mqtt.codec import (
     ANONYMOUS,
     CONNACK,
     PUBACK,
@@ -65,6 +60,14 @@ from probe.observe.mqtt_codec import (
     maximum_qos,
     meaning,
     publish_packet,
+)
+from probe.protocols.mqtt.collectors import (
+    ClientCertificate,
+    Endpoint,
+    Outcome,
+    anonymous_access,
+    endpoints,
+    login,
 )
 from probe.secrets import Secret
 
@@ -198,20 +201,34 @@ def credentials(probe: bool = True, canary: bool = False, tls: Tls | None = None
 @contextlib.contextmanager
 def device(address: str, ports: tuple[int, ...], creds: dict[str, dict[str, Any]] | None = None,
            timeout: float = 1.5, mqtt: tuple[int, ...] = (), **params: Any
-           ) -> Iterator[DeviceContext]:
+           ) -> Iterator[PlannedContext]:
     """A device context as the engine builds it: every check that takes one of `params` gets
-    it over its defaults; `mqtt` names ports the inventory declares as MQTT."""
+    it over its defaults (`run`); `mqtt` names ports the inventory declares as MQTT."""
     target = Device(id=address, address=address, credentials=creds or {},
                     services={"mqtt": mqtt} if mqtt else {})
-    chosen = {cid: {k: v for k, v in params.items() if k in check.params.model_fields}
-              for cid, check in catalogue().items()}
     options = ScanOptions(timeout=timeout, tcp_ports=ports, exclude_ports=(2024,), udp=False)
-    with device_context(target, options, chosen) as ctx:
+    network = Network(options)
+    ctx = PlannedContext(target, address, options, network, scan_tcp_ports=ports)
+    ctx.plan = {cid: {k: v for k, v in params.items() if k in check.params.model_fields}
+                for cid, check in catalogue().items()}
+    try:
         yield ctx
+    finally:
+        network.close()
 
 
-async def statuses(ctx: DeviceContext, check_id: str) -> dict[str, Status]:
-    return {f.target: f.status for f in await run_check(check_id, ctx.device, context=ctx)}
+class PlannedContext(DeviceContext):
+    """A device's context with the parameters a profile would plan for its checks."""
+
+    plan: Plan
+
+
+async def run(check_id: str, ctx: PlannedContext) -> list[Finding]:
+    return await run_check(check_id, ctx.device, context=ctx, plan=ctx.plan)
+
+
+async def statuses(ctx: PlannedContext, check_id: str) -> dict[str, Status]:
+    return {f.target: f.status for f in await run(check_id, ctx)}
 
 
 def no_secret_in(findings: list[Finding]) -> None:
@@ -232,15 +249,15 @@ async def test_open_broker_fails_every_check_and_shares_round_trips(tmp_path: Pa
         after_discovery = ctx.connections
         assert await statuses(ctx, "mqtt.cleartext-listener") == {"tcp/1883": Status.FAIL}
         assert ctx.connections == after_discovery  # the CONNECT of identification is reused
-        (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+        (anonymous,) = await run("mqtt.anonymous-access", ctx)
         assert ctx.connections == after_discovery + 1  # one MQTT 5 CONNECT
-        (default,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
-        (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
+        (default,) = await run("mqtt.default-credentials", ctx)
+        (topics,) = await run("mqtt.topic-authorization", ctx)
         used = ctx.connections
         for check_id in MQTT_CHECKS:
-            await run_check(check_id, ctx.device, context=ctx)
+            await run(check_id, ctx)
         assert ctx.connections == used  # nothing is asked twice
-        (certificate,) = await run_check("mqtt.client-certificate", ctx.device, context=ctx)
+        (certificate,) = await run("mqtt.client-certificate", ctx)
     assert anonymous.status is Status.FAIL
     assert anonymous.summary == ("MQTT 3.1.1 CONNECT without credentials was accepted on "
                                  "tcp/1883 (CONNACK 0)")
@@ -266,11 +283,11 @@ async def test_password_file_refuses_anonymous_at_both_levels(
     with mosquitto(tmp_path, "passwd", address,
                    {1883: password_lines(tmp_path, "passwd", accounts)}):
         with device(address, (1883,), **FAST) as ctx:
-            (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
-            (default,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
-            (unprobed,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
+            (anonymous,) = await run("mqtt.anonymous-access", ctx)
+            (default,) = await run("mqtt.default-credentials", ctx)
+            (unprobed,) = await run("mqtt.topic-authorization", ctx)
         with device(address, (1883,), credentials(canary=True), **FAST) as ctx:
-            (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
+            (topics,) = await run("mqtt.topic-authorization", ctx)
     assert anonymous.status is Status.PASS
     levels = anonymous.evidence["levels"]
     assert (levels[0]["connack_code"], levels[1]["reason_code"]) == (5, 135)
@@ -302,8 +319,7 @@ async def test_acl_file_filters_at_delivery(tmp_path: Path) -> None:
             1885: [*password_lines(tmp_path, "acl3", accounts), mute]}), \
             device(address, (1883, 1884, 1885), credentials(canary=True),
                    mqtt=(1884, 1885), window_seconds=1.0) as ctx:
-        findings = {f.target: f for f in await run_check("mqtt.topic-authorization", ctx.device,
-                                                         context=ctx)}
+        findings = {f.target: f for f in await run("mqtt.topic-authorization", ctx)}
     scoped, wide_open, unproven = findings["tcp/1883"], findings["tcp/1884"], findings["tcp/1885"]
     assert scoped.status is Status.PASS, scoped.summary
     assert {f: s["code"] for f, s in scoped.evidence["suback"].items()} == {"#": 0, "$SYS/#": 0}
@@ -326,7 +342,7 @@ async def test_dynamic_security_refuses_wildcards_at_suback(tmp_path: Path) -> N
     with mosquitto(tmp_path, "dynsec", address, {1883: [
             "allow_anonymous false", f"plugin {DYNSEC}", f"plugin_opt_config_file {config}"]}), \
             device(address, (1883,), credentials(canary=True), **FAST) as ctx:
-        (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
+        (topics,) = await run("mqtt.topic-authorization", ctx)
     assert topics.status is Status.PASS, topics.summary
     assert topics.summary == "SUBACK refused # and $SYS/# to identity 'probe' on tcp/1883"
     assert {f: s["code"] for f, s in topics.evidence["suback"].items()} == {
@@ -346,12 +362,9 @@ async def test_tls_broker_without_and_with_client_certificates(tmp_path: Path) -
                    *password_lines(tmp_path, "tls2", accounts), rules]}):
         with device(address, (8883, 8884), **FAST) as ctx:
             cleartext = await statuses(ctx, "mqtt.cleartext-listener")
-            certificate = {f.target: f for f in await run_check(
-                "mqtt.client-certificate", ctx.device, context=ctx)}
-            anonymous = {f.target: f for f in await run_check("mqtt.anonymous-access", ctx.device,
-                                                              context=ctx)}
-            default = {f.target: f for f in await run_check("mqtt.default-credentials", ctx.device,
-                                                            context=ctx)}
+            certificate = {f.target: f for f in await run("mqtt.client-certificate", ctx)}
+            anonymous = {f.target: f for f in await run("mqtt.anonymous-access", ctx)}
+            default = {f.target: f for f in await run("mqtt.default-credentials", ctx)}
             found = {e.port: e for e in await ctx.observe(endpoints)}
         with device(address, (8883, 8884), credentials(canary=True, tls=tls), **FAST) as ctx:
             topics = await statuses(ctx, "mqtt.topic-authorization")
@@ -379,7 +392,7 @@ async def test_default_admin_account_is_found_and_named_by_user_only(tmp_path: P
     with mosquitto(tmp_path, "admin", address, {1883: password_lines(
             tmp_path, "admin", {"admin": "admin", "probe": PROBE_PASSWORD})}), \
             device(address, (1883,), pairs=pairs, pace_seconds=0.05) as ctx:
-        (finding,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
+        (finding,) = await run("mqtt.default-credentials", ctx)
     assert finding.status is Status.FAIL
     assert finding.evidence["accepted_username"] == "admin"
     attempts = finding.evidence["attempts"]
@@ -402,7 +415,7 @@ async def test_attempts_are_paced_and_bounded(tmp_path: Path) -> None:
     pairs = [[f"user{i}", "x"] for i in range(6)]
     async with Listener(address, 1883, refuse):
         with device(address, (1883,), pairs=pairs, max_attempts=4, pace_seconds=0.2) as ctx:
-            (finding,) = await run_check("mqtt.default-credentials", ctx.device, context=ctx)
+            (finding,) = await run("mqtt.default-credentials", ctx)
     assert finding.status is Status.PASS
     assert len(finding.evidence["attempts"]) == 4
     logins = seen[-4:]  # after identification and the MQTT 5 CONNECT
@@ -413,7 +426,7 @@ async def test_a_silent_broker_costs_two_timeouts(tmp_path: Path) -> None:
     address = "127.81.0.8"
     async with Listener(address, 1883, silent) as listener:
         with device(address, (1883,), creds=credentials(canary=True), **FAST) as ctx:
-            results = {cid: await run_check(cid, ctx.device, context=ctx) for cid in MQTT_CHECKS}
+            results = {cid: await run(cid, ctx) for cid in MQTT_CHECKS}
         accepted = listener.accepted
     assert accepted == 3  # the port scan, identification's CONNECT and one MQTT 5 CONNECT
     for check_id in ("mqtt.cleartext-listener", "mqtt.anonymous-access",
@@ -456,7 +469,7 @@ async def test_undecided_mqtt5_answers_are_errors(handler: Any, outcome: str,
     address = "127.81.0.9"
     async with Listener(address, 1883, handler) as listener:
         with device(address, (1883,), timeout=1.0) as ctx:
-            (finding,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+            (finding,) = await run("mqtt.anonymous-access", ctx)
         accepted = listener.accepted
     assert finding.status is Status.ERROR
     assert finding.evidence["reason"] == reason
@@ -538,8 +551,8 @@ async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path, refusal: bytes) 
     with mosquitto(tmp_path, "v5", address, {11883: ["allow_anonymous true"]}):
         async with Listener(address, 1883, only_v5):
             with device(address, (1883,), **FAST) as ctx:
-                (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
-                (topics,) = await run_check("mqtt.topic-authorization", ctx.device, context=ctx)
+                (anonymous,) = await run("mqtt.anonymous-access", ctx)
+                (topics,) = await run("mqtt.topic-authorization", ctx)
     assert anonymous.status is Status.FAIL
     assert anonymous.evidence["protocol_level"] == 5
     four, five = anonymous.evidence["levels"]
@@ -569,9 +582,11 @@ def test_codec_round_trips() -> None:
 def test_anonymous_access_is_a_shared_collector() -> None:
     # Besides `services`, which every check that `applies_to` a service reads to judge the
     # ports that could not be identified.
-    needs = {cid: tuple(n for n in catalogue()[cid].needs if n is not services)
-             for cid in MQTT_CHECKS}
-    assert all(services in catalogue()[cid].needs for cid in MQTT_CHECKS)
+    needed = {cid: catalogue()[cid].needed(catalogue()[cid].params(), DEFAULTS)
+              for cid in MQTT_CHECKS}
+    needs = {cid: tuple(n.collector for n in found if n.collector is not services)
+             for cid, found in needed.items()}
+    assert all(Need(services) in found for found in needed.values())
     assert needs["mqtt.anonymous-access"] == (anonymous_access,)
     assert needs["mqtt.cleartext-listener"] == needs["mqtt.client-certificate"] == (endpoints,)
     assert catalogue()["mqtt.default-credentials"].intrusive
@@ -587,9 +602,9 @@ async def test_brokers_without_mqtt5_are_judged_at_the_level_they_speak(
     address = "127.133.0.1" if broker is brokers_mqtt.aedes else "127.133.0.2"
     with broker(tmp_path / "closed", address, {1883: False}, users=brokers_mqtt.ACCOUNTS), \
             device(address, (1883,)) as ctx:
-        (closed,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+        (closed,) = await run("mqtt.anonymous-access", ctx)
     with broker(tmp_path / "open", address, {1883: False}), device(address, (1883,)) as ctx:
-        (open_door,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+        (open_door,) = await run("mqtt.anonymous-access", ctx)
     four, five = closed.evidence["levels"]
     assert (four["connack_code"], five["connack_code"]) == (5, 1)
     assert five == {"protocol_level": 5, "outcome": "connack", "source": "exchange",
@@ -612,7 +627,7 @@ async def test_a_peer_that_refuses_every_protocol_version_is_undecided() -> None
     address = "127.133.0.3"
     async with Listener(address, 1883, reply(b"\x20\x02\x00\x01")):
         with device(address, (1883,)) as ctx:
-            (finding,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
+            (finding,) = await run("mqtt.anonymous-access", ctx)
     assert (finding.status, finding.evidence["reason"]) == (Status.ERROR, "protocol-version")
     assert [lv["meaning"] for lv in finding.evidence["levels"]] == [
         "unacceptable protocol version"] * 2
@@ -641,8 +656,8 @@ async def test_a_broker_that_speaks_only_mqtt5_is_judged_at_mqtt5(tmp_path: Path
             device(address, (1883,), creds=credentials(probe=False), **FAST) as ctx:
         await ctx.observe(endpoints)
         connections = ctx.connections
-        results = {cid: await run_check(cid, ctx.device, context=ctx) for cid in MQTT_CHECKS}
-        targets = await ctx.observe(login_targets)
+        results = {cid: await run(cid, ctx) for cid in MQTT_CHECKS}
+        targets = await ctx.observe(login_targets, paths=AuthenticationParams().protected_paths)
     assert connections == 3  # the port scan, identification, one MQTT 5 CONNECT
     status = {cid: [f.status for f in found] for cid, found in results.items()}
     assert status == {"mqtt.cleartext-listener": [Status.FAIL],
@@ -694,8 +709,8 @@ async def test_silence_at_3_1_1_is_undecided_even_when_mqtt5_refuses() -> None:
     refuse_v5 = _answering_only(5, b"\x20\x03\x00\x87\x00")
     async with Listener(address, 1883, refuse_v5):
         with device(address, (1883,), timeout=1.0) as ctx:
-            (anonymous,) = await run_check("mqtt.anonymous-access", ctx.device, context=ctx)
-            (cleartext,) = await run_check("mqtt.cleartext-listener", ctx.device, context=ctx)
+            (anonymous,) = await run("mqtt.anonymous-access", ctx)
+            (cleartext,) = await run("mqtt.cleartext-listener", ctx)
     assert (anonymous.status, anonymous.evidence["reason"]) == (Status.ERROR, "timeout")
     assert [lv["outcome"] for lv in anonymous.evidence["levels"]] == ["timeout", "connack"]
     assert cleartext.status is Status.FAIL  # it answers MQTT 5 in cleartext

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from pydantic import Field
 from ruamel.yaml import YAML
 
-from probe.checks import catalogue as real_catalogue
 from probe.checks.base import Check, Observations
+from probe.checks.catalogue import catalogue as real_catalogue
+from probe.checks.net import OpenPortsParams
 from probe.checks.params import CheckParams, NoParams, Ports
 from probe.errors import InputError
 from probe.model import Device, Finding, Severity, Waiver
@@ -29,7 +30,7 @@ from probe.profile_loader import (
 )
 
 
-def _nothing(obs: Observations, params: Mapping[str, Any]) -> Iterable[Finding]:
+def _nothing(obs: Observations, params: CheckParams) -> Iterable[Finding]:
     return []
 
 
@@ -281,15 +282,17 @@ def test_waivers_and_plan(tmp_path: Path) -> None:
     profile = load(path)
     assert [w.expires for w in profile.waivers] == ["2020-01-31", "2030-06-30"]
     camera = Device(id="cam-7", address="127.0.0.1", device_class="camera")
-    defaults = {cid: check.defaults for cid, check in CATALOGUE.items()}
-    ports, plain = profile.plan(camera, defaults, dt.date(2026, 11, 28))
-    assert ports.params["allowed_tcp"] == [443, 554]
-    assert ports.params["strict"] is False
+    models = {cid: check.params for cid, check in CATALOGUE.items()}
+    ports, plain = profile.plan(camera, models, dt.date(2026, 11, 28))
+    assert isinstance(ports.params, PortsParams)
+    assert ports.params.allowed_tcp == (443, 554)
+    assert ports.params.strict is False
     assert ports.waiver is None
     assert plain.waiver is not None and plain.waiver.justification == "vendor fix due"
     sensor = Device(id="s-1", address="127.0.0.2", device_class="sensor")
-    ports, plain = profile.plan(sensor, defaults, dt.date(2026, 11, 28))
-    assert ports.params["allowed_tcp"] == [443]
+    ports, plain = profile.plan(sensor, models, dt.date(2026, 11, 28))
+    assert isinstance(ports.params, PortsParams)
+    assert ports.params.allowed_tcp == (443,)
     assert plain.waiver is None
 
 
@@ -604,13 +607,12 @@ def test_iso27400_and_acceptance() -> None:
 
 def test_builtin_camera_plan() -> None:
     profile = load_profile("iso27400")
-    defaults = {cid: check.defaults for cid, check in real_catalogue().items()}
+    models = {cid: check.params for cid, check in real_catalogue().items()}
     camera = Device(id="cam-1", address="127.0.0.1", device_class="camera")
-    plan = profile.plan(camera, defaults, dt.date(2026, 11, 28))
-    assert plan[0].params["allowed_tcp"] == [443, 554, 8883]
+    plan = profile.plan(camera, models, dt.date(2026, 11, 28))
+    assert plan[0].params == OpenPortsParams(allowed_tcp=(443, 554, 8883))
     unknown = Device(id="x", address="127.0.0.2", device_class="toaster")
-    assert profile.plan(unknown, defaults, dt.date(2026, 11, 28))[0].params["allowed_tcp"] == [
-        443, 8443, 8883]
+    assert profile.plan(unknown, models, dt.date(2026, 11, 28))[0].params == OpenPortsParams()
 
 
 def test_a_user_profile_extends_a_builtin(tmp_path: Path) -> None:

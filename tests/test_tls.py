@@ -34,10 +34,8 @@ from scapy.layers.tls.record_sslv2 import SSLv2
 from probe.api import run_check
 from probe.context import DeviceContext
 from probe.model import Status
-from probe.observe import tls_hello
-from probe.observe.sslyze_scan import run_command, server_info
-from probe.observe.tls import endpoint_handshakes, hello, identity_matches
-from probe.observe.tls_hello import (
+from probe.protocols.tls import codec as tls_hello
+from probe.protocols.tls.codec import (
     DEFLATE,
     NULL_COMPRESSION,
     SSL2,
@@ -55,6 +53,8 @@ from probe.observe.tls_hello import (
     sslv2_suites,
     weak_suites,
 )
+from probe.protocols.tls.collectors import endpoint_handshakes, hello, identity_matches
+from probe.protocols.tls.sslyze_scan import run_command, server_info
 
 TLS_CHECKS = ("tls.protocol-versions", "tls.cipher-suites", "tls.certificate-validity",
               "tls.certificate-trust", "tls.certificate-strength", "tls.known-vulnerabilities")

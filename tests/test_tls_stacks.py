@@ -22,9 +22,8 @@ from scapy.layers.tls.handshake import TLSClientHello, TLSServerHello
 
 from probe.api import run_check
 from probe.model import Status
-from probe.observe import tls_hello
-from probe.observe.tls import endpoint_handshakes, hello
-from probe.observe.tls_hello import (
+from probe.protocols.tls import codec as tls_hello
+from probe.protocols.tls.codec import (
     MAX_OFFER,
     TLS10,
     TLS12,
@@ -33,6 +32,7 @@ from probe.observe.tls_hello import (
     client_hello,
     tls13_suites,
 )
+from probe.protocols.tls.collectors import endpoint_handshakes, hello
 
 TLS_CHECKS = ("tls.protocol-versions", "tls.cipher-suites", "tls.certificate-validity",
               "tls.certificate-trust", "tls.certificate-strength", "tls.known-vulnerabilities")

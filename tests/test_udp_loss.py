@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 from daemons import Listener, certificate, coap_server, scan_context, silent, snmpd, start
 
-from probe.checks import catalogue
 from probe.checks.base import Observations
+from probe.checks.catalogue import catalogue
 from probe.model import Finding, Status
-from probe.observe import dtls, udp_endpoints
 from probe.observe.discovery import services, udp_services
+from probe.protocols.coap import collectors as udp_endpoints
+from probe.protocols.dtls import collectors as dtls_collectors
+from probe.protocols.dtls import wire as dtls
 
 PSK = "iotprobe-test-psk"
 TIMEOUT = 3.0
@@ -214,7 +216,7 @@ SERVERS = {"libcoap": libcoap, "s_server": legacy}
 
 
 def judged(obs: Observations) -> dict[str, list[Finding]]:
-    return {check_id: list(catalogue()[check_id].evaluate(obs, catalogue()[check_id].defaults))
+    return {check_id: list(catalogue()[check_id].evaluate(obs, catalogue()[check_id].params()))
             for check_id in ("coap.dtls", "coap.cleartext")}
 
 
@@ -222,8 +224,9 @@ async def scan(address: str) -> dict[str, list[Finding]]:
     with scan_context(address, timeout=TIMEOUT) as ctx:
         values: dict[Any, Any] = {
             udp_services: await ctx.observe(udp_services),
-            udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey),
-            udp_endpoints.dtls_survey: await ctx.observe(udp_endpoints.dtls_survey),
+            udp_endpoints.coap_survey: await ctx.observe(udp_endpoints.coap_survey,
+                                                       max_resources=32),
+            dtls_collectors.dtls_survey: await ctx.observe(dtls_collectors.dtls_survey),
         }
     return judged(Observations(ctx.device, values))
 
@@ -325,5 +328,5 @@ async def exposure(address: str) -> dict[str, list[tuple[Status, str]]]:
     with scan_context(address, tcp_ports=(443,), timeout=TIMEOUT) as ctx:
         obs = Observations(ctx.device, {services: await ctx.observe(services)})
     return {check_id: [(f.status, f.summary) for f in catalogue()[check_id].evaluate(
-        obs, catalogue()[check_id].defaults)]
+        obs, catalogue()[check_id].params())]
         for check_id in ("net.open-ports", "net.cleartext-management")}

@@ -1,11 +1,5 @@
-"""The checks: one module per protocol family, each declaring its checks with `@check` and
-listing them in its `CHECKS`; `probe.checks.catalogue` names every module.
-
-Adding a check means adding a function to a module here and to that module's `CHECKS` (a new
-module also goes into the catalogue's list); the engine finds it through `catalogue()` and
-never names a check itself.
+"""The checks: `base.py` declares a check (`@check`), `params.py` its typed parameters, and
+`catalogue.py` lists every check module's `CHECKS` in order (`catalogue()`). Importing this
+package imports nothing else: a check module imports `probe.checks.base` without loading the
+whole catalogue.
 """
-
-from probe.checks.catalogue import catalogue
-
-__all__ = ["catalogue"]

@@ -1,6 +1,8 @@
 """The check catalogue: every check module's `CHECKS`, in this order, validated once.
 
-An explicit list rather than a package scan, so what a scan runs is what this file says.
+An explicit list rather than a package scan, so what a scan runs is what this file says: one
+line per protocol package (`probe/protocols/<p>/checks.py`), per monitoring module and per
+cross-protocol module of `probe/checks/`.
 """
 
 from __future__ import annotations
@@ -10,11 +12,25 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from probe.checks import coap, fleet, http, monitor, monitor_http, mqtt, net, tls
+from probe.checks import fleet, net
 from probe.checks.base import Check
+from probe.monitoring import checks as monitor
+from probe.monitoring import http_checks as monitor_http
+from probe.protocols.coap import checks as coap
+from probe.protocols.http import checks as http
+from probe.protocols.mqtt import checks as mqtt
+from probe.protocols.tls import checks as tls
 
-CATALOGUE: tuple[Check, ...] = (*coap.CHECKS, *fleet.CHECKS, *http.CHECKS, *monitor.CHECKS,
-                                *monitor_http.CHECKS, *mqtt.CHECKS, *net.CHECKS, *tls.CHECKS)
+CATALOGUE: tuple[Check, ...] = (
+    *coap.CHECKS,
+    *fleet.CHECKS,
+    *http.CHECKS,
+    *monitor.CHECKS,
+    *monitor_http.CHECKS,
+    *mqtt.CHECKS,
+    *net.CHECKS,
+    *tls.CHECKS,
+)
 CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z0-9-]+")
 
 

@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams, Ports
-from probe.context import Params
+from probe.checks.params import CheckParams, NoParams, Ports
 from probe.model import Finding, Severity, errored, failed, passed
 from probe.observe.discovery import Identification, Services, UdpService, services
 
@@ -40,8 +39,8 @@ def _scanned(found: Services, port: int) -> str:
     return f"tcp/{port} ({ident.protocol if ident else 'unknown'})"
 
 
-def _ports(params: Params, key: str) -> list[int]:
-    return sorted({int(p) for p in params.get(key, [])})
+def _ports(ports: tuple[int, ...]) -> list[int]:
+    return sorted({int(p) for p in ports})
 
 
 @check(
@@ -55,14 +54,14 @@ def _ports(params: Params, key: str) -> list[int]:
                 "required, add it to the profile's allow-list for the device class.",
     params=OpenPortsParams,
 )
-def open_ports(obs: Observations, params: Params) -> Iterable[Finding]:
+def open_ports(obs: Observations, params: OpenPortsParams) -> Iterable[Finding]:
     """Pass: every TCP port the port scan found open, and every UDP service that answered
     discovery (CoAP, SNMP, SSDP, mDNS, TFTP), is on the allow-list (`allowed_tcp`,
     `allowed_udp`).
     Fail: any one is not, whether or not its service could be identified; the finding names
     them. Decided from the scan alone, so it is never not applicable."""
     found: Services = obs[services]
-    allowed_tcp, allowed_udp = _ports(params, "allowed_tcp"), _ports(params, "allowed_udp")
+    allowed_tcp, allowed_udp = _ports(params.allowed_tcp), _ports(params.allowed_udp)
     extra = [_scanned(found, port) for port in found.scan.open if port not in allowed_tcp]
     extra += [f"udp/{u.port} ({u.protocol})" for u in found.udp if u.port not in allowed_udp]
     evidence: dict[str, Any] = {
@@ -92,7 +91,7 @@ def _snmp_community(service: UdpService) -> bool:
                 "another authenticated, encrypted channel. Disable SNMP v1/v2c or at least the "
                 "well-known communities 'public' and 'private'; use SNMPv3 with authPriv.",
 )
-def cleartext_management(obs: Observations, params: Params) -> Iterable[Finding]:
+def cleartext_management(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: no Telnet, FTP, rlogin or rsh answers over TCP without TLS, no TFTP answers, and
     SNMP answers no well-known community (public, private).
     Fail: one of them answers; one finding per port.

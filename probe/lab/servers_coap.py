@@ -14,8 +14,8 @@ shares with the client and a ServerHelloDone, or an alert: protocol_version for 
 not serve, handshake_failure when no suite is shared. Nothing after the hello is implemented,
 so no session is ever established.
 
-The parsing here is written apart from the probe's codecs (`probe.observe.coap`,
-`probe.observe.dtls`) on purpose: a shared mistake would otherwise pass every lab test.
+The parsing here is written apart from the probe's codecs (`probe.protocols.coap.wire`,
+`probe.protocols.dtls.wire`) on purpose: a shared mistake would otherwise pass every lab test.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ outside it is refused at SUBACK, a publication outside it dropped). Retained `$S
 to every subscription that matches them. Each device address gets its own broker state, so
 devices that share a persona never see each other's messages.
 
-The packet parsing here is written apart from the probe's codec (`probe.observe.mqtt`) on
+The packet parsing here is written apart from the probe's codec (`probe.protocols.mqtt`) on
 purpose: a shared mistake would otherwise pass every lab test.
 
 `MutualTls` serves its inner service behind TLS that demands a client certificate issued by the

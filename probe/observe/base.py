@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
     from probe.context import DeviceContext
@@ -17,6 +18,25 @@ Collectors do the network I/O; checks only read what collectors return. A collec
 collectors through `ctx.observe(...)`, which caches the result per device, so two checks that
 need the same fact share one round trip.
 """
+
+
+@dataclass(frozen=True)
+class Need(Generic[T]):
+    """A collector with the keyword arguments it runs with (sorted by name): what a check
+    needs gathered. Two checks that need the same collector with the same arguments share
+    one run per device (the observation cache keys on both)."""
+
+    collector: Callable[..., Awaitable[T]]
+    args: tuple[tuple[str, Hashable], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Hashable]:
+        return dict(self.args)
+
+
+def need(collector: Callable[..., Awaitable[T]], **kwargs: Hashable) -> Need[T]:
+    """`collector` to be run with `kwargs` (each hashable: tuples, not lists)."""
+    return Need(collector, tuple(sorted(kwargs.items())))
 
 
 class ObservationError(Exception):
@@ -33,11 +53,3 @@ class Unreachable(ObservationError):
 
     def __init__(self, message: str) -> None:
         super().__init__("unreachable", message)
-
-
-def default_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The profile's default credential `pairs` ([user, password] or {username, password}), at
-    most `max_attempts` of them (the profile loader validated both)."""
-    pairs = [(item["username"], item.get("password", "")) if isinstance(item, Mapping)
-             else (item[0], item[1]) for item in params.get("pairs", [])]
-    return pairs[:params.get("max_attempts", len(pairs))]

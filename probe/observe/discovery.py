@@ -1,7 +1,7 @@
 """Discovery: the device's open TCP ports, its answering UDP services, and what each one is.
 
 Collectors (each gathered once per device through `ctx.observe`): `tcp_ports` (connect scan,
-or SYN scan with `--syn`), `udp_services` (`probe.observe.udp`, handed the CoAP and DTLS probes)
+or SYN scan with `--syn`), `udp_services` (`probe.observe.udp`, handed the registry's probes)
 and `services`, which runs those, identifies every open TCP port (`identify`) and is what the
 exposure checks and the record's service list read.
 
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 from probe.context import DeviceContext
 from probe.model import Service
-from probe.observe import coap, dtls
 from probe.observe.base import Unreachable
 from probe.observe.identify import (
     Identification,
@@ -31,7 +30,8 @@ from probe.observe.identify import (
 )
 from probe.observe.syn import syn_scan
 from probe.observe.tcp import PortScan, connect_scan, port_set, service_ports
-from probe.observe.udp import UdpProbe, UdpService, answering
+from probe.observe.udp import UdpService, answering
+from probe.protocols import registry
 
 __all__ = [
     "Identification", "PortScan", "Services", "UdpService", "identify", "services",
@@ -69,13 +69,9 @@ class Services:
         return out
 
 
-UDP_PROBES = (UdpProbe("coap", coap.discover), UdpProbe("dtls", dtls.discover))
-"""The UDP probes `probe.observe.udp` is handed: it imports no protocol module."""
-
-
 async def udp_services(ctx: DeviceContext) -> tuple[UdpService, ...]:
     """Collector: the UDP services that answer, by port (none when UDP probing is off)."""
-    return await answering(ctx, UDP_PROBES)
+    return await answering(ctx, registry.UDP)
 
 
 async def tcp_ports(ctx: DeviceContext) -> PortScan:

@@ -11,48 +11,44 @@ during the port scan (the device went away).
 port may carry, by the inventory's name for it or else by its number, and `undecided` which of
 those an identification left open: the checks turn each of them into an `error` on that port
 (see `probe.checks.base`), never into "not applicable".
+
+What each protocol contributes (its ports and names, the request it sends, the rules that read
+an answer, the services it defines) is in its package's `ident.py`, listed by
+`probe.protocols.registry.TCP`; this module builds its tables from that list and keeps the
+algorithm: the order of attempts, the stop rules, TLS and the protocols inside it.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 import ssl
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from probe.context import DeviceContext
-from probe.observe.mqtt_codec import connack_level, meaning
 from probe.observe.tcp import RESET_AFTER_HANDSHAKE, excerpt, head_hex, service_ports
+from probe.protocols.base import Hit
+from probe.protocols.registry import TCP
 
-BANNER_PORTS = frozenset({21, 22, 23, 25, 513, 514, 2323})
-HTTP_PORTS = frozenset({80, 81, 8000, 8008, 8080, 8081, 8088, 8888})
-TLS_PORTS = frozenset({443, 4443, 5443, 8443, 8883, 8884, 9001, 9443})
-MQTT_TLS_PORTS = frozenset({8883, 8884})
-RSH_PORTS = {513: "rlogin", 514: "rsh"}
-RTSP_PORTS = frozenset({554, 8554})
-SERVICES = ("tls", "http", "https", "mqtt", "mqtts")  # what `could_serve` names, in order
-SERVICE_NAMES = {"tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS",
-                 "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS"}
-_NAMED_SERVES = {"http": {"http"}, "https": {"tls", "https"}, "wss": {"tls", "https"},
-                 "mqtt": {"mqtt"}, "mqtts": {"tls", "mqtts"}, "tls": {"tls"}, "ssl": {"tls"},
-                 "amqps": {"tls"}, "ftps": {"tls"}}
-_PORT_SERVES = ((MQTT_TLS_PORTS, {"tls", "mqtts"}), (TLS_PORTS, {"tls", "https"}),
-                (HTTP_PORTS, {"http"}), (frozenset({1883}), {"mqtt"}))
-_PLANS = {  # first attempt by hint, then the rest
-    "banner": ("banner", "tls", "http", "mqtt"), "http": ("http", "tls", "mqtt"),
-    "tls": ("tls", "http", "mqtt"), "mqtt": ("mqtt", "tls", "http"),
-    "rtsp": ("rtsp", "tls", "http"), "other": ("banner", "tls", "http", "mqtt"),
-}
-_HINT_BY_NAME = {"telnet": "banner", "ftp": "banner", "ssh": "banner", "smtp": "banner",
-                 "http": "http", "https": "tls", "mqtts": "tls", "mqtt": "mqtt", "rtsp": "rtsp"}
-READ_CAP = {"banner": 1024, "http": 8192, "rtsp": 4096, "mqtt": 64}
+UNHINTED = ("banner", "tls", "http", "mqtt")
+"""The attempts on a port that neither the inventory nor convention names."""
+INSIDE_TLS = ("http", "mqtt")
+"""The protocols tried inside TLS, in this order unless one claims the port (`inside_tls`)."""
+_PLANS = {ident.name: ident.plan for ident in TCP} | {"other": UNHINTED}
+_HINT_BY_NAME = {name: ident.name for ident in TCP for name in ident.names}
+_PROBES = {ident.probe.kind: ident.probe for ident in TCP if ident.probe is not None}
+READ_CAP = {kind: probe.read_cap for kind, probe in _PROBES.items()}
+_CLASSIFIERS = sorted((rule for ident in TCP for rule in ident.classifiers),
+                      key=lambda rule: rule.priority)
+SERVICE_NAMES = {service: name for ident in TCP for service, name in ident.judged.items()}
+SERVICES = tuple(SERVICE_NAMES)  # what `could_serve` names, in order
+_NAMED_SERVES = {name: serves for ident in TCP for name, serves in ident.serves_by_name.items()}
+_PORT_SERVES = tuple((ports, serves) for _, ports, serves in sorted(
+    (entry for ident in TCP for entry in ident.serves_by_port), key=lambda entry: entry[0]))
+_BY_CONVENTION = {port: name for ident in TCP for port, name in ident.by_convention.items()}
 DISCONNECT = b"\xe0\x00"
 HANDSHAKE, CERTIFICATE_REQUEST = 22, 13
-_PROMPT = re.compile(rb"(login|username|user name|password)\s*:\s*$", re.IGNORECASE)
-_STATUS = re.compile(rb"(HTTP|RTSP)/\d(\.\d)? (\d{3})[^\r\n]*")
 
 
 @dataclass(frozen=True)
@@ -102,90 +98,20 @@ class TlsClient:
             self.certificate_requested = True
 
 
-def _host(ctx: DeviceContext, port: int, default: int) -> str:
-    host = f"[{ctx.address}]" if ":" in ctx.address else ctx.address
-    return host if port == default else f"{host}:{port}"
-
-
 def _request(ctx: DeviceContext, port: int, kind: str, tls: bool) -> bytes:
-    if kind == "http":
-        return (f"GET / HTTP/1.1\r\nHost: {_host(ctx, port, 443 if tls else 80)}\r\n"
-                "User-Agent: iotprobe\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()
-    if kind == "rtsp":
-        return (f"OPTIONS rtsp://{_host(ctx, port, 554)}/ RTSP/1.0\r\nCSeq: 1\r\n"
-                "User-Agent: iotprobe\r\n\r\n").encode()
-    if kind == "mqtt":
-        client_id = f"iotprobe-{secrets.token_hex(4)}".encode()
-        body = (b"\x00\x04MQTT\x04\x02\x00\x3c"  # MQTT 3.1.1, clean session, keep-alive 60 s
-                + len(client_id).to_bytes(2, "big") + client_id)
-        return b"\x10" + bytes([len(body)]) + body
-    return b""
+    probe = _PROBES.get(kind)
+    return probe.request(ctx.address, port, tls) if probe is not None else b""
 
 
-def _complete(kind: str) -> Callable[[bytes], bool]:
-    if kind == "mqtt":  # a CONNACK's four bytes, or five when its length takes more than one
-        return lambda d: len(d) >= 4 and (d[1] < 0x80 or len(d) >= 5)
-    if kind == "banner":
-        return lambda d: b"\n" in d or _telnet(d) or bool(_PROMPT.search(d))
-    return lambda d: b"\r\n\r\n" in d or b"\n\n" in d
-
-
-def _telnet(data: bytes) -> bool:
-    return len(data) >= 3 and data[0] == 0xFF and 250 <= data[1] <= 254
-
-
-def _headers(data: bytes) -> dict[str, str]:
-    lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").splitlines()[1:]
-    return {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
-
-
-def classify(port: int, kind: str, data: bytes) -> tuple[str, str, dict[str, Any]] | None:
-    """(protocol, detail, evidence) that the first bytes of a reply prove, or None."""
-    line = excerpt(data.split(b"\n", 1)[0].rstrip(b"\r"))
-    if _telnet(data):
-        return "telnet", "Telnet option negotiation", {"first_bytes": head_hex(data)}
-    if data.startswith(b"SSH-"):
-        return "ssh", line, {"banner": line}
-    if re.match(rb"220[ -]", data):
-        text = data.upper()
-        smtp = b"SMTP" in text or (b"FTP" not in text and port in (25, 587))
-        how = "" if b"SMTP" in text or b"FTP" in text else f" (220 greeting: port {port} decides)"
-        return ("smtp" if smtp else "ftp"), line + how, {"banner": line}
-    status = _STATUS.match(data)
-    if status:
-        protocol = status.group(1).decode().lower()
-        status_line = excerpt(status.group(0))
-        evidence: dict[str, Any] = {"status_line": status_line, "status": int(status.group(3))}
-        if "server" in (headers := _headers(data)):
-            evidence["server"] = excerpt(headers["server"].encode("latin-1"))
-        return protocol, status_line, evidence
-    if kind == "mqtt" and len(data) >= 4 and data[0] == 0x20:
-        if not 2 <= data[1] < 0x80:
-            problem = _malformed_connack(data)
-            return "mqtt", f"malformed MQTT CONNACK: {problem}", {
-                "first_bytes": head_hex(data), "malformed": problem}
-        code = data[3]
-        level = connack_level(4, data[2:2 + data[1]])
-        if level == 5:
-            return "mqtt", (f"MQTT 5 CONNACK {code} ({meaning(5, code)}) to an MQTT 3.1.1 "
-                            "CONNECT"), {"connack_code": code, "protocol_level": 5,
-                                         "session_present": bool(data[2] & 1)}
-        return "mqtt", f"MQTT 3.1.1 CONNACK {code} ({meaning(4, code)})", {
-            "connack_code": code, "protocol_level": 4, "session_present": bool(data[2] & 1)}
-    if kind == "banner" and _PROMPT.search(data):
-        return "telnet", "login prompt without Telnet negotiation", {"banner": excerpt(data)}
+def classify(port: int, kind: str, data: bytes) -> Hit | None:
+    """(protocol, detail, evidence) that the first bytes of a reply prove, or None: the first
+    hit of the registered classifiers, by priority."""
+    for rule in _CLASSIFIERS:
+        if rule.kinds is None or kind in rule.kinds:
+            hit = rule.classify(port, data)
+            if hit is not None:
+                return hit
     return None
-
-
-def _malformed_connack(data: bytes) -> str:
-    """What is wrong with the remaining length of a CONNACK that is not 2 to 127 bytes long
-    (the answer to a 3.1.1 CONNECT has 2; more than 127 takes a multi-byte length)."""
-    length = 0
-    for index, byte in enumerate(data[1:5]):
-        length |= (byte & 0x7F) << (7 * index)
-        if not byte & 0x80:
-            return f"it claims {length} bytes"
-    return "its remaining length runs past the four bytes MQTT allows"
 
 
 async def _converse(ctx: DeviceContext, port: int, kind: str, *, tls: TlsClient | None,
@@ -202,7 +128,7 @@ async def _converse(ctx: DeviceContext, port: int, kind: str, *, tls: TlsClient 
                 writer.write(request)
                 await writer.drain()
             data, stalled = await ctx.read(reader, READ_CAP[kind], deadline=wait,
-                                           until=_complete(kind))
+                                           until=_PROBES[kind].complete)
         except ssl.SSLError as exc:
             return _Reply(tls=info, alert=_reason(exc))
         except ConnectionError as exc:
@@ -283,10 +209,7 @@ def _hint(ctx: DeviceContext, port: int) -> str:
     named = service_ports(ctx, udp=False).get(port)
     if named in _HINT_BY_NAME:
         return _HINT_BY_NAME[named]
-    for hint, ports in (("banner", BANNER_PORTS), ("http", HTTP_PORTS), ("tls", TLS_PORTS)):
-        if port in ports:
-            return hint
-    return "mqtt" if port == 1883 else "rtsp" if port in RTSP_PORTS else "other"
+    return next((ident.name for ident in TCP if port in ident.ports), "other")
 
 
 def could_serve(port: int, name: str | None) -> frozenset[str]:
@@ -295,12 +218,10 @@ def could_serve(port: int, name: str | None) -> frozenset[str]:
     number conventionally carries (none for the SSH, Telnet, FTP, SMTP, r-command and RTSP
     ports); else all of them, since nothing tells what an unconventional port serves."""
     if name is not None:
-        return frozenset(_NAMED_SERVES.get(name, ()))
+        return _NAMED_SERVES.get(name, frozenset())
     for ports, serves in _PORT_SERVES:
         if port in ports:
-            return frozenset(serves)
-    if port in BANNER_PORTS or port in RSH_PORTS or port in RTSP_PORTS:
-        return frozenset()
+            return serves
     return frozenset(SERVICES)
 
 
@@ -317,6 +238,13 @@ def undecided(ident: Identification, serves: frozenset[str]) -> frozenset[str]:
     return frozenset()
 
 
+def _inside_tls(port: int, name: str | None) -> tuple[str, ...]:
+    """The protocols tried inside TLS on `port`: the one that claims it first, if any."""
+    first = next((ident.name for ident in TCP if port in ident.inside_tls
+                  or name in ident.names_inside_tls), None)
+    return INSIDE_TLS if first is None else (first, *(p for p in INSIDE_TLS if p != first))
+
+
 def conventional(ctx: DeviceContext, port: int) -> bool:
     """Whether the inventory or the port's number says what the port serves."""
     return _hint(ctx, port) != "other"
@@ -325,8 +253,7 @@ def conventional(ctx: DeviceContext, port: int) -> bool:
 async def identify(ctx: DeviceContext, port: int) -> Identification:
     """Collector (per port): the protocol that answers on `port`, with what decided it."""
     hint = _hint(ctx, port)
-    mqtt_inside = port in MQTT_TLS_PORTS or service_ports(ctx, udp=False).get(port) == "mqtts"
-    inner = ("mqtt", "http") if mqtt_inside else ("http", "mqtt")
+    inner = _inside_tls(port, service_ports(ctx, udp=False).get(port))
     tried: list[str] = []
     seen = b""
     tls_error: str | None = None
@@ -363,8 +290,8 @@ async def identify(ctx: DeviceContext, port: int) -> Identification:
         evidence |= {"first_bytes": head_hex(seen), "banner": excerpt(seen)}
     if spoke_first:
         evidence["spoke_first"] = True
-    if port in RSH_PORTS:
-        name = RSH_PORTS[port]
+    if port in _BY_CONVENTION:
+        name = _BY_CONVENTION[port]
         return Identification(port, name, False, f"nothing else answered: {name} by port "
                               f"convention ({port}/tcp)", silent, evidence)
     if silent:

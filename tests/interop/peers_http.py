@@ -25,7 +25,8 @@ from daemons import (
 
 from interop import Peer, Protocol, Reading, ReadPeer, Setup, StartPeer, debian_version
 from probe.model import Status
-from probe.observe.http import DEFAULT_PROTECTED, SECURITY_TXT
+from probe.protocols.http.checks import AuthenticationParams
+from probe.protocols.http.collectors import SECURITY_TXT
 
 ADMIN = "<h1>admin console</h1>"
 INDEX = "<h1>device</h1>"
@@ -94,7 +95,7 @@ def _authentication(address: str, listeners: Sequence[Listener]) -> Reading:
     anything else undecided."""
     said, exposed, undecided = [], False, False
     for listener in listeners:
-        for path in DEFAULT_PROTECTED:
+        for path in AuthenticationParams().protected_paths:
             answer = curl(listener.url(address, path), follow=True)
             said.append(f"{listener.port}{path} {answer.status}")
             exposed |= 200 <= answer.status < 300

@@ -21,8 +21,8 @@ from daemons import Certificate, Daemon, issue, lighttpd_tls, make_ca, nginx_sit
 
 from interop import Peer, Protocol, Reading, Setup, debian_version
 from probe.model import Status
-from probe.observe.tls_hello import LEGACY_VERSIONS, SSL2, SSL3, TLS10, TLS11, TLS12, TLS13
-from probe.observe.tls_hello import catalogue as suite_catalogue
+from probe.protocols.tls.codec import LEGACY_VERSIONS, SSL2, SSL3, TLS10, TLS11, TLS12, TLS13
+from probe.protocols.tls.codec import catalogue as suite_catalogue
 
 PORT = 443
 VERSIONS = "tls.protocol-versions"

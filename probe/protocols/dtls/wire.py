@@ -14,8 +14,8 @@ wait, so one lost datagram decides nothing; every ClientHello sent counts in the
 Collectors: `handshake(ctx, port, offer)` (one hello; `discover`, discovery's DTLS probe, sends
 the DTLS 1.2 one). `survey_endpoint` asks an endpoint with DTLS 1.2 and DTLS 1.0 hellos, and,
 when the server picked a PSK suite, with a DTLS 1.2 hello without PSK suites to learn whether it
-serves anything else; `probe.observe.udp_endpoints.dtls_survey` runs it on every DTLS endpoint
-discovery found (and the port after each cleartext CoAP port, CoAPS's convention).
+serves anything else; `probe.protocols.dtls.collectors.dtls_survey` runs it on every DTLS
+endpoint discovery found (and the port after each cleartext CoAP port, CoAPS's convention).
 
 A server may take the cookie exchange and then fall silent: libcoap over GnuTLS does so when the
 first suite a hello offers needs credentials it lacks (a certificate for ECDHE-ECDSA), even

@@ -10,17 +10,10 @@ from typing import Annotated, Any, TypeVar
 from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams
-from probe.context import Params
+from probe.checks.params import CheckParams, NoParams
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
-from probe.observe.sslyze_scan import (
-    CertificateScan,
-    Deployment,
-    VulnerabilityScan,
-    tls_certificates,
-    tls_vulnerabilities,
-)
-from probe.observe.tls import (
+from probe.protocols.tls.codec import LEGACY_VERSIONS, TLS12, TLS13, suite_name
+from probe.protocols.tls.collectors import (
     CLASSIC,
     Handshakes,
     LeafFacts,
@@ -30,7 +23,13 @@ from probe.observe.tls import (
     tls_handshakes,
     version_name,
 )
-from probe.observe.tls_hello import LEGACY_VERSIONS, TLS12, TLS13, suite_name
+from probe.protocols.tls.sslyze_scan import (
+    CertificateScan,
+    Deployment,
+    VulnerabilityScan,
+    tls_certificates,
+    tls_vulnerabilities,
+)
 from probe.stamps import stamp
 
 NO_ENDPOINT = "no TLS endpoint: no port of the device answered a TLS handshake"
@@ -96,7 +95,7 @@ def _per_endpoint(items: Sequence[T], judge: Callable[[T], Finding]) -> list[Fin
                 "OpenSSL-based servers: MinProtocol = TLSv1.2; nginx: ssl_protocols TLSv1.2 "
                 "TLSv1.3; mosquitto: tls_version tlsv1.2) and keep TLS 1.2 or 1.3 enabled.",
 )
-def protocol_versions(obs: Observations, params: Params) -> Iterable[Finding]:
+def protocol_versions(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: every TLS endpoint refuses SSL 2.0, SSL 3.0, TLS 1.0 and TLS 1.1 and accepts TLS
     1.2 or 1.3 (a hello left unanswered counts as refused).
     Fail: a legacy version is accepted, or neither TLS 1.2 nor 1.3 is.
@@ -145,7 +144,7 @@ def _versions(found: Handshakes) -> Finding:
                 "MD5-based suites and static RSA key exchange.",
     params=CipherSuitesParams,
 )
-def cipher_suites(obs: Observations, params: Params) -> Iterable[Finding]:
+def cipher_suites(obs: Observations, params: CipherSuitesParams) -> Iterable[Finding]:
     """Pass: no accepted suite is NULL, anonymous, EXPORT, RC4, DES, 3DES or MD5-MAC, and (with
     `require_forward_secrecy`) every accepted TLS 1.2 suite has ECDHE or DHE key exchange.
     Fail: a weak suite, or a TLS 1.2 suite without forward secrecy, is accepted; the finding
@@ -153,7 +152,7 @@ def cipher_suites(obs: Observations, params: Params) -> Iterable[Finding]:
     Not applicable: no TLS endpoint.
     Error: a version's answer decided nothing, or the weak-suite handshakes did not finish, so
     the suites are unknown."""
-    require = bool(params.get("require_forward_secrecy", True))
+    require = bool(params.require_forward_secrecy)
     return _per_endpoint(obs[tls_handshakes], lambda found: _suites(found, require))
 
 
@@ -232,13 +231,13 @@ def _now() -> dt.datetime:
                 "clock if a fresh certificate is reported as not yet valid.",
     params=ValidityParams,
 )
-def certificate_validity(obs: Observations, params: Params) -> Iterable[Finding]:
+def certificate_validity(obs: Observations, params: ValidityParams) -> Iterable[Finding]:
     """Pass: the leaf certificate of every TLS endpoint is valid now and for at least
     `min_days_remaining` more days.
     Fail: it is not yet valid, expired, or expires sooner.
     Not applicable: no TLS endpoint.
     Error: the certificate could not be obtained, or the endpoint never answered a ClientHello."""
-    minimum = float(params.get("min_days_remaining", 30))
+    minimum = float(params.min_days_remaining)
     return _certificates(obs, lambda scan: _validity(scan, minimum))
 
 
@@ -282,7 +281,7 @@ def _validity_evidence(deployment: Deployment, now: dt.datetime) -> dict[str, An
                 "address) in subjectAltName; replace self-signed and vendor default "
                 "certificates at provisioning.",
 )
-def certificate_trust(obs: Observations, params: Params) -> Iterable[Finding]:
+def certificate_trust(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: the served chain validates to the trust anchor (inventory or command line
     `trust_anchor`, else the system store) and the leaf names the device (`hostname`, else its
     address).
@@ -367,7 +366,7 @@ def _anchors_advice(scan: CertificateScan) -> str:
                 "on P-256 or stronger, signed with SHA-256 or better; retire MD5- and "
                 "SHA-1-signed certificates.",
 )
-def certificate_strength(obs: Observations, params: Params) -> Iterable[Finding]:
+def certificate_strength(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: the leaf key is RSA of at least 2048 bits, EC of at least 256 bits, Ed25519 or
     Ed448, and the signature hash is neither MD5 nor SHA-1.
     Fail: a shorter or other key, an MD5 or SHA-1 signature, or a signature hash that cannot be
@@ -415,7 +414,7 @@ def _strength(scan: CertificateScan) -> Finding:
                 "fixed in every maintained release); enable secure renegotiation (RFC 5746), "
                 "refuse client-initiated renegotiation and disable TLS compression (CRIME).",
 )
-def known_vulnerabilities(obs: Observations, params: Params) -> Iterable[Finding]:
+def known_vulnerabilities(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: not vulnerable to Heartbleed, OpenSSL CCS injection or ROBOT; secure renegotiation
     supported, client-initiated renegotiation refused, TLS compression off.
     Fail: any one of these flaws.

@@ -11,11 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probe.checks.base import CONTROL_MONITORING, Observations, check
-from probe.checks.params import CheckParams, Seconds
-from probe.context import Params
+from probe.checks.params import CheckParams, NoParams, Seconds
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
-from probe.observe.http import Visit, date_of, http_roots, security_txt
 from probe.observe.tcp import excerpt
+from probe.protocols.http.collectors import Visit, date_of, http_roots, security_txt
 from probe.stamps import STAMP
 
 DATE_RESOLUTION = 1.0
@@ -42,14 +41,14 @@ class ClockSyncParams(CheckParams):
                 "checks on the device are unreliable.",
     params=ClockSyncParams,
 )
-def clock_sync(obs: Observations, params: Params) -> Iterable[Finding]:
+def clock_sync(obs: Observations, params: ClockSyncParams) -> Iterable[Finding]:
     """Pass: the `Date` header of every HTTP(S) listener's answer to GET / is within
     `max_skew_seconds` of the probe's clock (allowing for the round trip and the header's whole
     seconds).
     Fail: the clock is further off, or the header is missing or unreadable.
     Not applicable: no HTTP(S) listener.
     Error: GET / got no answer."""
-    limit = float(params.get("max_skew_seconds", 60))
+    limit = float(params.max_skew_seconds)
     visits = obs[http_roots]
     if not visits:
         return [not_applicable("no HTTP(S) listener")]
@@ -122,7 +121,7 @@ def parse_expires(value: str) -> dt.datetime | None:
                 "Contact (mailto: or https: URL of the vendor's PSIRT) and an Expires date "
                 "less than a year ahead; renew it before it expires.",
 )
-def vulnerability_disclosure(obs: Observations, params: Params) -> Iterable[Finding]:
+def vulnerability_disclosure(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: every HTTPS listener serves `/.well-known/security.txt` valid per RFC 9116: at
     least one Contact, each a `mailto:`, `https:` or `tel:` URI, and exactly one Expires, an RFC
     3339 date-time with a time zone, in the future (more than a year ahead passes with

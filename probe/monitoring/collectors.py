@@ -2,7 +2,7 @@
 security events go, burst failed logins to see throttling, and wait for a heartbeat.
 
 The canary (`canary`, shared by `monitor.auth-failure-event` and `monitor.event-transport`):
-1. the sinks the inventory declares (`probe.observe.sinks`) are opened first: the probe binds
+1. the sinks the inventory declares (`probe.monitoring.sinks`) are opened first: the probe binds
    its syslog listener and subscribes on the MQTT sink broker before it provokes anything, and
    provokes nothing when no sink could be watched;
 2. one failed login per login endpoint, tagged with a fresh nonce `iotprobe-<12 hex>`: on MQTT
@@ -42,32 +42,14 @@ import secrets
 import ssl
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.http import authenticated_paths, http_protected, http_roots, request
-from probe.observe.mqtt import (
-    ClientCertificate,
-    Outcome,
-    _broken,
-    _Closed,
-    _connack,
-    _Link,
-    _tls_client,
-    client_certificate,
-    endpoints,
-)
-from probe.observe.mqtt_codec import (
-    DISCONNECT_PACKET,
-    Identity,
-    MalformedPacket,
-    connect_packet,
-)
-from probe.observe.sinks import (
+from probe.monitoring.sinks import (
     MAX_RUNS,
     CommandRun,
     CommandSink,
@@ -84,20 +66,27 @@ from probe.observe.sinks import (
     run_command,
     subscribed,
 )
-from probe.observe.syslog import Network, Received, listening
+from probe.monitoring.syslog import Network, Received, listening
 from probe.observe.tcp import excerpt
+from probe.protocols.http.collectors import authenticated_paths, http_protected, http_roots, request
+from probe.protocols.mqtt.codec import (
+    DISCONNECT_PACKET,
+    Identity,
+    MalformedPacket,
+    connect_packet,
+)
+from probe.protocols.mqtt.collectors import (
+    ClientCertificate,
+    Outcome,
+    _broken,
+    _Closed,
+    _connack,
+    _Link,
+    _tls_client,
+    client_certificate,
+    endpoints,
+)
 
-EVENT_CHECK = "monitor.auth-failure-event"
-THROTTLING_CHECK = "monitor.bruteforce-throttling"
-HEARTBEAT_CHECK = "monitor.heartbeat"
-EVENT_DEFAULTS: Mapping[str, Any] = {"event_timeout": 30}
-THROTTLING_DEFAULTS: Mapping[str, Any] = {"attempts": 10, "min_delay_factor": 3.0,
-                                          "max_rate": 5.0, "min_slowdown_seconds": 0.2}
-HEARTBEAT_DEFAULTS: Mapping[str, Any] = {"grace_seconds": 5.0}
-
-MAX_ATTEMPTS = 100
-"""Whatever a profile says, no burst is longer."""
-MAX_RATE = 50.0
 MEDIAN_WINDOW = 3
 BUDGET_MARGIN = 1.0
 LINGER = 0.5
@@ -185,10 +174,11 @@ class LoginTarget:
         return out
 
 
-async def login_targets(ctx: DeviceContext) -> tuple[LoginTarget, ...]:
-    """Collector: the device's MQTT endpoints and, per HTTP listener, the first protected path
-    that asks for Basic or Digest credentials (from the HTTP collectors' unauthenticated
-    GETs)."""
+async def login_targets(ctx: DeviceContext, *, paths: tuple[str, ...]
+                        ) -> tuple[LoginTarget, ...]:
+    """Collector: the device's MQTT endpoints and, per HTTP listener, the first path (`/` or
+    one of `paths`) that asks for Basic or Digest credentials (from the HTTP collectors'
+    unauthenticated GETs)."""
     found: list[LoginTarget] = []
     certificate = client_certificate(ctx.device)
     for endpoint in await ctx.observe(endpoints):
@@ -203,7 +193,7 @@ async def login_targets(ctx: DeviceContext) -> tuple[LoginTarget, ...]:
                                  certificate=certificate if endpoint.needs_certificate
                                  else None, not_tried=why))
     roots, protected = await asyncio.gather(ctx.observe(http_roots),
-                                            ctx.observe(http_protected))
+                                            ctx.observe(http_protected, paths=paths))
     for listener, path, scheme in authenticated_paths([*roots, *protected]):
         found.append(LoginTarget("http", listener.port, listener.tls, path=path, scheme=scheme))
     return tuple(found)
@@ -671,14 +661,13 @@ async def _repeat(ctx: DeviceContext, box: Box, attempts: list[LoginAttempt], pa
     return again - first
 
 
-async def canary(ctx: DeviceContext) -> CanaryRun:
-    """Collector: the tagged failed logins and the events they caused (module docstring)."""
+async def canary(ctx: DeviceContext, *, window: float, paths: tuple[str, ...]) -> CanaryRun:
+    """Collector: the tagged failed logins on the login targets (`paths` for HTTP) and the
+    events they caused within `window` seconds (module docstring)."""
     sinks = declared_sinks(ctx.device)
     if not sinks.for_events:
         return CanaryRun(sinks=sinks)
-    params = {**EVENT_DEFAULTS, **ctx.params_for(EVENT_CHECK)}
-    window = float(params["event_timeout"])
-    targets = await ctx.observe(login_targets)
+    targets = await ctx.observe(login_targets, paths=paths)
     if not any(not t.not_tried for t in targets):
         return CanaryRun(sinks=sinks, targets=targets, window=window)
     tag, password = new_tag()
@@ -793,18 +782,16 @@ async def _burst(ctx: DeviceContext, target: LoginTarget, count: int, rate: floa
     return Burst(target, tuple(attempts), count, rate)
 
 
-async def throttling(ctx: DeviceContext) -> tuple[Burst, ...]:
-    """Collector (intrusive): a burst of tagged failed logins on every login endpoint, one
-    endpoint after the other."""
-    params = {**THROTTLING_DEFAULTS, **ctx.params_for(THROTTLING_CHECK)}
-    count = int(params["attempts"])
-    rate = float(params["max_rate"])
+async def throttling(ctx: DeviceContext, *, attempts: int, max_rate: float,
+                     paths: tuple[str, ...]) -> tuple[Burst, ...]:
+    """Collector (intrusive): a burst of at most `attempts` tagged failed logins, `max_rate`
+    per second, on every login endpoint (`paths` for HTTP), one endpoint after the other."""
     bursts = []
-    for target in await ctx.observe(login_targets):
+    for target in await ctx.observe(login_targets, paths=paths):
         if target.not_tried:
             bursts.append(Burst(target))
         else:
-            bursts.append(await _burst(ctx, target, count, rate))
+            bursts.append(await _burst(ctx, target, attempts, max_rate))
     return tuple(bursts)
 
 
@@ -885,14 +872,13 @@ class HeartbeatWatch:
         return out
 
 
-async def heartbeat(ctx: DeviceContext) -> HeartbeatWatch:
-    """Collector: wait up to one declared heartbeat interval (plus grace) for a publication on
-    the heartbeat topic, within the device budget."""
+async def heartbeat(ctx: DeviceContext, *, grace: float) -> HeartbeatWatch:
+    """Collector: wait up to one declared heartbeat interval (plus `grace` seconds) for a
+    publication on the heartbeat topic, within the device budget."""
     sink = declared_sinks(ctx.device).mqtt
     if sink is None or sink.heartbeat_topic is None or sink.heartbeat_interval is None:
         return HeartbeatWatch(None)
-    params = {**HEARTBEAT_DEFAULTS, **ctx.params_for(HEARTBEAT_CHECK)}
-    wanted = sink.heartbeat_interval + float(params["grace_seconds"])
+    wanted = sink.heartbeat_interval + grace
     allowed = max(0.0, ctx.remaining() - BUDGET_MARGIN - ctx.timeout)
     wait = min(wanted, allowed)
     ignored = 0

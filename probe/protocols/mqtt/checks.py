@@ -14,10 +14,11 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams, Pairs, Seconds
-from probe.context import Params
+from probe.checks.params import CheckParams, NoParams, Pairs, Seconds
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
-from probe.observe.mqtt import (
+from probe.observe.base import need
+from probe.protocols.mqtt.codec import PROTOCOL, SUBACK, meaning
+from probe.protocols.mqtt.collectors import (
     Anonymous,
     CredentialTrial,
     Endpoint,
@@ -27,7 +28,6 @@ from probe.observe.mqtt import (
     endpoints,
     topic_authorization,
 )
-from probe.observe.mqtt_codec import PROTOCOL, SUBACK, meaning
 
 NO_ENDPOINT = "no MQTT endpoint on the device"
 
@@ -41,6 +41,11 @@ class DefaultCredentialsParams(CheckParams):
     """The least time between two attempts on the device."""
     max_attempts: Annotated[int, Field(ge=0)] = 10
     """At most this many pairs are tried per endpoint."""
+
+    @property
+    def attempts(self) -> tuple[tuple[str, str], ...]:
+        """The pairs tried: the first `max_attempts`."""
+        return self.pairs[:self.max_attempts]
 
 
 class TopicAuthorizationParams(CheckParams):
@@ -84,7 +89,7 @@ def _refused(anonymous: Anonymous) -> str:
                 "on a cleartext listener user names, passwords and every message cross the "
                 "network readable and alterable by anyone on the path.",
 )
-def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
+def cleartext_listener(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: every MQTT endpoint runs over TLS.
     Fail: an MQTT listener without TLS answers a CONNECT with a CONNACK (whatever its code:
     credentials and messages travel in clear).
@@ -128,7 +133,7 @@ def cleartext_listener(obs: Observations, params: Params) -> Iterable[Finding]:
                 "certificate; other brokers have an equivalent switch. Check both MQTT 3.1.1 "
                 "and MQTT 5 clients are refused.",
 )
-def anonymous(obs: Observations, params: Params) -> Iterable[Finding]:
+def anonymous(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: a CONNECT without user name and password is refused at every protocol level the
     endpoint speaks, both MQTT 3.1.1 and MQTT 5 having been asked.
     Fail: one is accepted (the evidence gives the CONNACK code).
@@ -182,14 +187,15 @@ def _pairs_tried(trial: CredentialTrial) -> dict[str, Any]:
     title="MQTT accepts no default credentials",
     control=CONTROL_COMMUNICATION,
     severity=Severity.CRITICAL,
-    needs=(default_credentials,),
+    needs=lambda params, plan: (need(default_credentials, pairs=params.attempts,
+                                     pace=float(params.pace_seconds)),),
     remediation="Remove default and shared accounts from the broker or device (admin, guest, "
                 "mqtt, test, ...) and give every device and user an individual, random "
                 "password or a client certificate, set at provisioning.",
     intrusive=True,
     params=DefaultCredentialsParams,
 )
-def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
+def default_creds(obs: Observations, params: DefaultCredentialsParams) -> Iterable[Finding]:
     """Pass: none of the profile's default `pairs` (at most `max_attempts`, `pace_seconds`
     apart) is accepted, or the endpoint demands a client certificate the probe lacks, so no pair
     reaches MQTT.
@@ -310,14 +316,15 @@ def _topic_finding(probe: TopicProbe) -> Finding:
     title="MQTT identities receive nothing outside their scope",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
-    needs=(topic_authorization,),
+    needs=lambda params, plan: (need(topic_authorization, window=float(params.window_seconds),
+                                     canary_prefix=params.canary_prefix),),
     remediation="Give every client an ACL that limits it to its own topics (mosquitto: an "
                 "acl_file with per-user `topic` lines or `pattern` rules, or roles in the "
                 "dynamic security plugin) and deny `#` and `$SYS/#` to device and application "
                 "identities.",
     params=TopicAuthorizationParams,
 )
-def topic_auth(obs: Observations, params: Params) -> Iterable[Finding]:
+def topic_auth(obs: Observations, params: TopicAuthorizationParams) -> Iterable[Finding]:
     """Pass: the probe identity (`credentials.mqtt`, or anonymous where the broker admits it) is
     refused `#` and `$SYS/#` at SUBACK, or, where granted, receives within `window_seconds`
     neither the nonce a second identity (`credentials.mqtt_canary`) published under
@@ -346,7 +353,7 @@ def topic_auth(obs: Observations, params: Params) -> Iterable[Finding]:
                 "`use_identity_as_username true`), and provision each client with its own "
                 "certificate.",
 )
-def client_certificate(obs: Observations, params: Params) -> Iterable[Finding]:
+def client_certificate(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: every MQTT-over-TLS endpoint refuses a client that presents no certificate at the
     TLS layer.
     Fail: it completes TLS without one and answers the CONNECT.

@@ -1,6 +1,6 @@
 """HTTP(S) collectors: the device's web listeners and what they answer.
 
-Every connection is opened with `ctx.connect` (through `probe.observe.http_wire`), so each one
+Every connection is opened with `ctx.connect` (through `probe.protocols.http.wire`), so each one
 is scoped to the device, rate-limited, holds a device slot and is bounded by the timeout. URLs
 name the device's address (never a name to look up); the Host header and the TLS server name
 carry the inventory hostname when there is one. Certificates are not checked here (the TLS
@@ -22,7 +22,7 @@ import functools
 import ipaddress
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -31,21 +31,16 @@ import httpcore
 import httpx
 
 from probe.context import DeviceContext
-from probe.observe.base import default_pairs
 from probe.observe.discovery import Services, services
-from probe.observe.http_wire import (
+from probe.observe.tcp import excerpt
+from probe.protocols.http.wire import (
     MAX_BODY,
     NETWORK_ERRORS,
     Get,
     Listener,
     credential_client,
 )
-from probe.observe.tcp import excerpt
 
-AUTHENTICATION = "http.authentication"
-DEFAULT_CREDENTIALS = "http.default-credentials"
-DEFAULT_PROTECTED = ("/admin", "/api", "/config", "/cgi-bin/", "/setup", "/settings",
-                     "/system", "/management")
 SECURITY_TXT = "/.well-known/security.txt"
 MAX_REDIRECTS = 3
 UNUSABLE_CHALLENGE = (ValueError, KeyError, NotImplementedError)
@@ -313,22 +308,17 @@ def looks_like_login(visit: Visit) -> bool:
                                 and bool(_LOGIN_PATH.search(final.path)))
 
 
-def protected_paths(params: Mapping[str, Any]) -> list[str]:
-    return list(dict.fromkeys(params.get("protected_paths", DEFAULT_PROTECTED)))
-
-
 async def http_roots(ctx: DeviceContext) -> tuple[Visit, ...]:
     """Collector: `/` of every listener."""
     endpoints = await ctx.observe(http_endpoints)
     return tuple(await asyncio.gather(*(visit(ctx, e, "/") for e in endpoints)))
 
 
-async def http_protected(ctx: DeviceContext) -> tuple[Visit, ...]:
-    """Collector: every protected path (http.authentication's `protected_paths`) of every
-    listener, without credentials."""
-    paths = protected_paths(ctx.params_for(AUTHENTICATION))
+async def http_protected(ctx: DeviceContext, *, paths: tuple[str, ...]) -> tuple[Visit, ...]:
+    """Collector: each of `paths` (duplicates once) of every listener, without credentials."""
     endpoints = await ctx.observe(http_endpoints)
-    return tuple(await asyncio.gather(*(visit(ctx, e, p) for e in endpoints for p in paths)))
+    unique = dict.fromkeys(paths)
+    return tuple(await asyncio.gather(*(visit(ctx, e, p) for e in endpoints for p in unique)))
 
 
 async def security_txt(ctx: DeviceContext) -> tuple[Visit, ...]:
@@ -402,15 +392,14 @@ def authenticated_paths(visits: Sequence[Visit]) -> list[tuple[HttpEndpoint, str
     return list(out.values())
 
 
-async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]:
-    """Collector (intrusive): the profile's default pairs on the first Basic/Digest-protected
-    path of each listener, paced `pace_seconds` apart across the device, stopping at the first
-    accepted pair or the first attempt that gets no answer."""
-    params = ctx.params_for(DEFAULT_CREDENTIALS)
-    pairs = default_pairs(params)
-    pace = float(params.get("pace_seconds", 1.0))
+async def default_credentials(ctx: DeviceContext, *, paths: tuple[str, ...],
+                              pairs: tuple[tuple[str, str], ...], pace: float
+                              ) -> tuple[CredentialTrial, ...]:
+    """Collector (intrusive): the (username, password) `pairs` on the first Basic/Digest-
+    protected path (of `/` and `paths`) of each listener, paced `pace` seconds apart across the
+    device, stopping at the first accepted pair or the first attempt that gets no answer."""
     roots, protected = await asyncio.gather(ctx.observe(http_roots),
-                                            ctx.observe(http_protected))
+                                            ctx.observe(http_protected, paths=paths))
     loop = asyncio.get_running_loop()
     last: float | None = None
     trials = []

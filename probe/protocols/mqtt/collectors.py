@@ -1,6 +1,6 @@
 """MQTT collectors: what a broker does with anonymous clients, default and inventory identities.
 
-The client layer is a small, exact MQTT 3.1.1/5 packet codec (`probe.observe.mqtt_codec`) over
+The client layer is a small, exact MQTT 3.1.1/5 packet codec (`probe.protocols.mqtt.codec`) over
 `ctx.connect`, not paho or aiomqtt. Both libraries open their own sockets, which would bypass
 the device context (scope, rate, per-device slots, timeouts); aiomqtt also waits its whole
 timeout when a TLS 1.3 broker drops a client without certificate after the handshake, or when a
@@ -44,10 +44,11 @@ from typing import Any, Literal, TypeVar
 
 from probe.context import DeviceContext
 from probe.model import Device
-from probe.observe.base import ObservationError, default_pairs
+from probe.observe.base import ObservationError
 from probe.observe.discovery import Identification, Services, services
 from probe.observe.identify import TlsClient
-from probe.observe.mqtt_codec import (
+from probe.observe.tcp import head_hex, service_ports
+from probe.protocols.mqtt.codec import (
     ANONYMOUS,
     CONNACK,
     DISCONNECT_PACKET,
@@ -72,13 +73,9 @@ from probe.observe.mqtt_codec import (
     reason_string,
     subscribe_packet,
 )
-from probe.observe.tcp import head_hex, service_ports
 from probe.secrets import Secret
 
 T = TypeVar("T")
-
-DEFAULT_CREDENTIALS = "mqtt.default-credentials"
-TOPIC_AUTHORIZATION = "mqtt.topic-authorization"
 
 MQTT_PORTS = {1883: False, 8883: True, 8884: True}
 """Ports where MQTT is the convention, and whether over TLS."""
@@ -558,16 +555,14 @@ class CredentialTrial:
         return last if last is not None and not last.outcome.decided else None
 
 
-async def default_credentials(ctx: DeviceContext) -> tuple[CredentialTrial, ...]:
-    """Collector (intrusive): the profile's default pairs, endpoint after endpoint.
+async def default_credentials(ctx: DeviceContext, *, pairs: tuple[tuple[str, str], ...],
+                              pace: float) -> tuple[CredentialTrial, ...]:
+    """Collector (intrusive): the (username, password) `pairs`, endpoint after endpoint.
 
-    Attempts are paced `pace_seconds` apart across the whole device (the endpoints of one
-    device often share one account store), at most `max_attempts` per endpoint, and stop at
-    the first accepted pair or the first attempt that gets no answer.
+    Attempts are paced `pace` seconds apart across the whole device (the endpoints of one
+    device often share one account store), and stop at the first accepted pair or the first
+    attempt that gets no answer.
     """
-    params = ctx.params_for(DEFAULT_CREDENTIALS)
-    pairs = default_pairs(params)
-    pace = float(params.get("pace_seconds", 0))
     certificate = client_certificate(ctx.device)
     loop = asyncio.get_running_loop()
     last: float | None = None
@@ -829,17 +824,16 @@ async def _probe_topics(ctx: DeviceContext, anonymous: Anonymous, identity: Iden
     return replace(probe or TopicProbe(endpoint, level, identity.label), login=outcome)
 
 
-async def topic_authorization(ctx: DeviceContext) -> tuple[TopicProbe, ...]:
+async def topic_authorization(ctx: DeviceContext, *, window: float, canary_prefix: str
+                              ) -> tuple[TopicProbe, ...]:
     """Collector: per endpoint, subscribe to `#` and `$SYS/#` as the probe identity and, where
     granted, watch whether a canary identity's nonce or any `$SYS` message arrives.
 
     The probe identity is `credentials.mqtt`, or anonymous where the endpoint accepts anonymous
     clients; the canary is `credentials.mqtt_canary`, or anonymous likewise. Endpoints are
-    probed one after another: each holds two connections at once.
+    probed one after another: each holds two connections at once. The canary publishes under
+    `canary_prefix`; both are watched for `window` seconds.
     """
-    params = ctx.params_for(TOPIC_AUTHORIZATION)
-    window = float(params.get("window_seconds", 0))
-    prefix = str(params.get("canary_prefix", "iotprobe/canary"))
     certificate = client_certificate(ctx.device)
     probes = []
     for anonymous in await ctx.observe(anonymous_access):
@@ -872,5 +866,5 @@ async def topic_authorization(ctx: DeviceContext) -> tuple[TopicProbe, ...]:
                 f"{why_canary}, and the endpoint refuses anonymous clients")
             probes.append(await _probe_topics(
                 ctx, anonymous, identity, canary, no_canary,
-                certificate if endpoint.needs_certificate else None, prefix, window))
+                certificate if endpoint.needs_certificate else None, canary_prefix, window))
     return tuple(probes)

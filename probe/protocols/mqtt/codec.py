@@ -1,8 +1,8 @@
 """The MQTT 3.1.1/5 packet codec of the probe: CONNECT, CONNACK, SUBSCRIBE, SUBACK, PUBLISH.
 
-Small and exact on purpose (see `probe.observe.mqtt` for why not paho or aiomqtt): every length
-is checked against `MAX_PACKET` before anything is buffered, and an identity's secrets are
-revealed only while its CONNECT is built.
+Small and exact on purpose (see `probe.protocols.mqtt.collectors` for why not paho or aiomqtt):
+every length is checked against `MAX_PACKET` before anything is buffered, and an identity's
+secrets are revealed only while its CONNECT is built.
 """
 
 from __future__ import annotations

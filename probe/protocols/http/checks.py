@@ -9,12 +9,13 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams, Pairs, Paths, Seconds
-from probe.context import Params
+from probe.checks.base import CONTROL_COMMUNICATION, Observations, PlanView, check
+from probe.checks.params import CheckParams, NoParams, Pairs, Paths, Seconds
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
-from probe.observe.http import (
-    DEFAULT_PROTECTED,
+from probe.observe.base import Need, need
+from probe.observe.tcp import excerpt
+from probe.protocols.http.collectors import (
+    CredentialTrial,
     HttpEndpoint,
     Visit,
     default_credentials,
@@ -23,14 +24,14 @@ from probe.observe.http import (
     http_roots,
     looks_like_login,
 )
-from probe.observe.tcp import excerpt
 
 PROTECTED = frozenset({401, 403, 404})
 _MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:;|$)", re.IGNORECASE)
 
 
 class AuthenticationParams(CheckParams):
-    protected_paths: Paths = DEFAULT_PROTECTED
+    protected_paths: Paths = ("/admin", "/api", "/config", "/cgi-bin/", "/setup", "/settings",
+                              "/system", "/management")
     """The paths that must not answer without credentials (each starts with /)."""
 
 
@@ -44,10 +45,28 @@ class DefaultCredentialsParams(CheckParams):
     max_attempts: Annotated[int, Field(ge=0)] = 10
     """At most this many pairs are tried."""
 
+    @property
+    def attempts(self) -> tuple[tuple[str, str], ...]:
+        """The pairs tried: the first `max_attempts`."""
+        return self.pairs[:self.max_attempts]
+
 
 class HstsParams(CheckParams):
     min_max_age: Annotated[int, Field(ge=0)] = 15552000
     """The shortest Strict-Transport-Security max-age (seconds) that passes."""
+
+
+def protected(plan: PlanView) -> Need[tuple[Visit, ...]]:
+    """The unauthenticated visits of http.authentication's `protected_paths` (its defaults
+    when it is not planned): every check and collector that looks for a protected path reads
+    this one run."""
+    return need(http_protected, paths=plan.params(authentication).protected_paths)
+
+
+def _trials(params: DefaultCredentialsParams, plan: PlanView
+            ) -> tuple[Need[tuple[CredentialTrial, ...]]]:
+    return (need(default_credentials, paths=plan.params(authentication).protected_paths,
+                 pairs=params.attempts, pace=float(params.pace_seconds)),)
 
 
 def _listener(endpoint: HttpEndpoint) -> dict[str, Any]:
@@ -64,7 +83,7 @@ def _listener(endpoint: HttpEndpoint) -> dict[str, Any]:
     remediation="Serve the web interface over HTTPS only: close the cleartext HTTP port, or "
                 "have it answer every request with a redirect to the HTTPS URL.",
 )
-def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
+def cleartext(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: every HTTP listener without TLS redirects GET / to an https:// URL, or answers it
     with no content (an empty 2xx, or any other status).
     Fail: a listener serves content: a 2xx with a body, after following redirects on the
@@ -134,13 +153,13 @@ def _outcome(item: Visit) -> tuple[str, str]:
     title="Management paths need credentials",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
-    needs=(http_endpoints, http_protected),
+    needs=lambda params, plan: (http_endpoints, protected(plan)),
     remediation="Require authentication for every management and API path of the web "
                 "interface (answer 401/403, or redirect to the login page), including "
                 "configuration, CGI and setup pages left from development or first-time setup.",
     params=AuthenticationParams,
 )
-def authentication(obs: Observations, params: Params) -> Iterable[Finding]:
+def authentication(obs: Observations, params: AuthenticationParams) -> Iterable[Finding]:
     """Pass: on every HTTP(S) listener, each path of `protected_paths`, asked without
     credentials, answers 401, 403 or 404, redirects to a login page, or (on cleartext HTTP)
     redirects to HTTPS.
@@ -189,14 +208,14 @@ def _body(item: Visit, kind: str) -> dict[str, str]:
     title="HTTP authentication accepts no default credentials",
     control=CONTROL_COMMUNICATION,
     severity=Severity.CRITICAL,
-    needs=(default_credentials,),
+    needs=_trials,
     remediation="Remove vendor default accounts (admin/admin and the like) from the web "
                 "interface; require a unique password per device, set at provisioning or "
                 "forced at first login.",
     intrusive=True,
     params=DefaultCredentialsParams,
 )
-def default_creds(obs: Observations, params: Params) -> Iterable[Finding]:
+def default_creds(obs: Observations, params: DefaultCredentialsParams) -> Iterable[Finding]:
     """Pass: every path that asks for Basic or Digest credentials refuses each of the profile's
     default `pairs` (at most `max_attempts`, `pace_seconds` apart).
     Fail: one pair is accepted (the attempts stop there).
@@ -256,13 +275,13 @@ def max_age(value: str) -> int | None:
                 "min_max_age) on every HTTPS response of the web interface.",
     params=HstsParams,
 )
-def hsts(obs: Observations, params: Params) -> Iterable[Finding]:
+def hsts(obs: Observations, params: HstsParams) -> Iterable[Finding]:
     """Pass: GET / on every HTTPS listener answers with Strict-Transport-Security whose max-age
     is at least `min_max_age` (a max-age beyond 2^31 counts as 2^31).
     Fail: the header is missing, has no valid max-age, or a smaller one.
     Not applicable: no HTTPS listener.
     Error: GET / got no answer."""
-    minimum = int(params.get("min_max_age", 15552000))
+    minimum = int(params.min_max_age)
     visits = [v for v in obs[http_roots] if v.endpoint.tls]
     if not visits:
         return [not_applicable("no HTTPS listener")]

@@ -1,7 +1,7 @@
 """Monitoring checks (27400-6.5) that provoke and observe: does the device report a failed
 login, over what channel, does it slow down a brute force, does it send its heartbeat.
 
-The sinks come from the inventory's `monitor:` (see `probe.observe.sinks`); a device that
+The sinks come from the inventory's `monitor:` (see `probe.monitoring.sinks`); a device that
 declares none gets `skipped`, never a guess. The evidence names the nonce, each tagged attempt
 and its answer, each sink and whether it could be watched, and the matching event with its
 delay; passwords never appear (event texts are scrubbed of the inventory's secrets).
@@ -14,13 +14,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from probe.checks.base import CONTROL_MONITORING, Observations, check
-from probe.checks.params import CheckParams, Seconds, Wait
-from probe.context import Params
+from probe.checks.base import CONTROL_MONITORING, Observations, PlanView, check
+from probe.checks.params import CheckParams, NoParams, Seconds, Wait
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
-from probe.observe.monitor import (
-    MAX_ATTEMPTS,
-    MAX_RATE,
+from probe.monitoring.collectors import (
     Burst,
     CanaryRun,
     canary,
@@ -28,10 +25,15 @@ from probe.observe.monitor import (
     slowdowns,
     throttling,
 )
+from probe.observe.base import Need, need
+from probe.protocols.http import checks as http
 
 NO_SINK = ("no monitoring sink is declared for this device (inventory `monitor:` with an "
            "`mqtt` topic, a `syslog` listener or a `command`)")
 NO_LOGIN = "no MQTT endpoint and no HTTP path that asks for credentials: nothing to log in to"
+MAX_ATTEMPTS = 100
+"""Whatever a profile says, no burst is longer."""
+MAX_RATE = 50.0
 
 
 class EventParams(CheckParams):
@@ -53,6 +55,18 @@ class ThrottlingParams(CheckParams):
 class HeartbeatParams(CheckParams):
     grace_seconds: Seconds = 5.0
     """How long past one declared heartbeat interval the probe still waits."""
+
+
+def _paths(plan: PlanView) -> tuple[str, ...]:
+    """Where HTTP logins are looked for: http.authentication's `protected_paths`."""
+    return plan.params(http.authentication).protected_paths
+
+
+def provoked(plan: PlanView) -> Need[CanaryRun]:
+    """The device's one canary run: both checks that read it wait monitor.auth-failure-event's
+    `event_timeout` (its default when that check is not planned)."""
+    return need(canary, window=float(plan.params(auth_failure_event).event_timeout),
+                paths=_paths(plan))
 
 
 def _not_provoked(run: CanaryRun) -> Finding | None:
@@ -82,7 +96,7 @@ def _not_provoked(run: CanaryRun) -> Finding | None:
     title="A failed login is reported to the monitoring sink",
     control=CONTROL_MONITORING,
     severity=Severity.HIGH,
-    needs=(canary,),
+    needs=lambda params, plan: (provoked(plan),),
     remediation="Make the device log every failed login as a security event that names the "
                 "client (client id or user name, and source address and port) and says that "
                 "the login failed, and forward it to the fleet's monitoring (syslog, an MQTT "
@@ -91,7 +105,7 @@ def _not_provoked(run: CanaryRun) -> Finding | None:
                 "is not enough.",
     params=EventParams,
 )
-def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
+def auth_failure_event(obs: Observations, params: EventParams) -> Iterable[Finding]:
     """Pass: after the probe's tagged failed login on each login endpoint, an event reaches a
     declared sink within `event_timeout` that comes from the device or a declared forwarder,
     names the attempt (its nonce, or its MQTT source address and port) and at most three
@@ -140,12 +154,12 @@ def auth_failure_event(obs: Observations, params: Params) -> Iterable[Finding]:
     title="Security events travel over an encrypted channel",
     control=CONTROL_MONITORING,
     severity=Severity.MEDIUM,
-    needs=(canary,),
+    needs=lambda params, plan: (provoked(plan),),
     remediation="Send security events over TLS: syslog over TLS (RFC 5425, port 6514) with "
                 "the collector's certificate verified, or MQTT over TLS (8883). Over UDP or TCP "
                 "syslog or cleartext MQTT anyone on the path can read, drop or forge them.",
 )
-def event_transport(obs: Observations, params: Params) -> Iterable[Finding]:
+def event_transport(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: every canary event that arrived came over an encrypted channel (syslog over TLS,
     MQTT over TLS).
     Fail: one came in cleartext (UDP or TCP syslog, MQTT without TLS).
@@ -220,7 +234,8 @@ def _burst(burst: Burst, factor: float, floor: float) -> Finding:
     title="Repeated failed logins are slowed down or refused",
     control=CONTROL_MONITORING,
     severity=Severity.MEDIUM,
-    needs=(throttling,),
+    needs=lambda params, plan: (need(throttling, attempts=int(params.attempts),
+                                     max_rate=float(params.max_rate), paths=_paths(plan)),),
     remediation="Throttle failed logins per source and per account: add a growing delay after "
                 "a few failures, refuse or drop further attempts for a while, or lock the "
                 "account (e.g. nginx `limit_req` on the login location, fail2ban on the "
@@ -228,7 +243,7 @@ def _burst(burst: Burst, factor: float, floor: float) -> Finding:
     intrusive=True,
     params=ThrottlingParams,
 )
-def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding]:
+def bruteforce_throttling(obs: Observations, params: ThrottlingParams) -> Iterable[Finding]:
     """Pass: during a burst of at most `attempts` tagged failed logins (2 to 100), at most
     `max_rate` per second, an endpoint answers two attempts in a row (or the last one) otherwise
     than the first refusal: it refuses (MQTT busy, banned or rate limited; HTTP 423, 429, 503),
@@ -242,8 +257,8 @@ def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding
     bursts = obs[throttling]
     if not bursts:
         return [not_applicable(NO_LOGIN)]
-    factor = float(params.get("min_delay_factor", ThrottlingParams().min_delay_factor))
-    floor = float(params.get("min_slowdown_seconds", ThrottlingParams().min_slowdown_seconds))
+    factor = float(params.min_delay_factor)
+    floor = float(params.min_slowdown_seconds)
     return [_burst(b, factor, floor) for b in bursts]
 
 
@@ -252,13 +267,13 @@ def bruteforce_throttling(obs: Observations, params: Params) -> Iterable[Finding
     title="The device publishes its heartbeat",
     control=CONTROL_MONITORING,
     severity=Severity.LOW,
-    needs=(heartbeat,),
+    needs=lambda params, plan: (need(heartbeat, grace=float(params.grace_seconds)),),
     remediation="Publish a heartbeat (status, uptime) on the declared topic at the declared "
                 "interval, so that monitoring notices a device that went silent, was switched "
                 "off or was taken over.",
     params=HeartbeatParams,
 )
-def heartbeat_check(obs: Observations, params: Params) -> Iterable[Finding]:
+def heartbeat_check(obs: Observations, params: HeartbeatParams) -> Iterable[Finding]:
     """Pass: a publication (not a retained message) arrives on the declared
     `monitor.mqtt.heartbeat_topic` within `heartbeat_interval` plus `grace_seconds`.
     Fail: none arrived.

@@ -9,8 +9,8 @@ sslyze paid a full handshake for each. Of its renegotiation command only the cli
 renegotiation job runs (it needs a completed handshake).
 
 sslyze is driven one scan job at a time rather than through its `Scanner`: the probe's own
-handshakes (`probe.observe.tls`) already know the highest version and whether RSA key exchange
-is accepted, so sslyze's connectivity test (several handshakes) is replaced by a
+handshakes (`probe.protocols.tls.collectors`) already know the highest version and whether RSA
+key exchange is accepted, so sslyze's connectivity test (several handshakes) is replaced by a
 `ServerConnectivityInfo` built from those facts, and ROBOT is not run at all when no RSA key
 exchange is accepted (ROBOT needs one). Per endpoint that leaves four certificate jobs,
 Heartbleed and CCS injection (none on a TLS 1.3 server: sslyze skips both there), one client
@@ -45,7 +45,8 @@ from typing import Any
 from cryptography import x509
 
 from probe.context import DeviceContext
-from probe.observe.tls import (
+from probe.protocols.tls.codec import SSL2, SSL3, TLS10, TLS11, TLS12, TLS13, catalogue
+from probe.protocols.tls.collectors import (
     Handshakes,
     LeafFacts,
     device_identity,
@@ -53,7 +54,6 @@ from probe.observe.tls import (
     leaf_facts,
     tls_endpoints,
 )
-from probe.observe.tls_hello import SSL2, SSL3, TLS10, TLS11, TLS12, TLS13, catalogue
 from probe.secrets import Secret
 
 ROBOT_CONNECTIONS = 7

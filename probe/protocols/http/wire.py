@@ -1,5 +1,5 @@
-"""HTTP on the wire, for the collectors of `probe.observe.http`: every connection through
-`ctx.connect`.
+"""HTTP on the wire, for the collectors of `probe.protocols.http.collectors`: every connection
+through `ctx.connect`.
 
 The GETs without credentials speak HTTP/1.1 through h11 (the sans-IO protocol library under
 httpcore) over the streams of `ctx.connect`: through httpx (its client, pool, anyio locks and

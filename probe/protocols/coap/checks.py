@@ -8,15 +8,16 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams
-from probe.context import Params
+from probe.checks.base import CONTROL_COMMUNICATION, Observations, PlanView, check
+from probe.checks.params import CheckParams, NoParams
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed
-from probe.observe.coap import CoapEndpoint, EndpointWrites, Fetch, Write
+from probe.observe.base import Need, need
 from probe.observe.discovery import UdpService, udp_services
-from probe.observe.dtls import SUITES, DtlsEndpoint, Handshake
 from probe.observe.tcp import excerpt
-from probe.observe.udp_endpoints import coap_survey, coap_writes, dtls_survey
+from probe.protocols.coap.collectors import coap_survey, coap_writes
+from probe.protocols.coap.wire import CoapEndpoint, EndpointWrites, Fetch, Write
+from probe.protocols.dtls.collectors import dtls_survey
+from probe.protocols.dtls.wire import SUITES, DtlsEndpoint, Handshake
 
 EXCERPT_CHARS = 48
 WORST = 5
@@ -50,6 +51,17 @@ def _coverage(endpoint: CoapEndpoint) -> dict[str, Any]:
     return out
 
 
+def survey(plan: PlanView) -> Need[tuple[CoapEndpoint, ...]]:
+    """The device's one CoAP survey: every CoAP check reads it with coap.cleartext's
+    `max_resources` (its default when coap.cleartext is not planned)."""
+    return need(coap_survey, max_resources=plan.params(cleartext).max_resources)
+
+
+def writes(plan: PlanView) -> Need[tuple[EndpointWrites, ...]]:
+    """The write-backs of what that survey read."""
+    return need(coap_writes, max_resources=plan.params(cleartext).max_resources)
+
+
 def _coap_ports(found: tuple[UdpService, ...], protocol: str) -> list[int]:
     return [s.port for s in found if s.protocol == protocol]
 
@@ -59,14 +71,14 @@ def _coap_ports(found: tuple[UdpService, ...], protocol: str) -> list[int]:
     title="CoAP serves nothing without DTLS",
     control=CONTROL_COMMUNICATION,
     severity=Severity.HIGH,
-    needs=(udp_services, coap_survey),
+    needs=lambda params, plan: (udp_services, survey(plan)),
     remediation="Serve CoAP over DTLS (CoAPS, udp/5684) with PSK or certificate authentication "
                 "and turn the plain CoAP listener off; where plain CoAP must stay, answer every "
                 "request without valid authorization, /.well-known/core included, with 4.01 "
                 "or 4.03, or protect the resources end to end with OSCORE (RFC 8613).",
     params=CleartextParams,
 )
-def cleartext(obs: Observations, params: Params) -> Iterable[Finding]:
+def cleartext(obs: Observations, params: CleartextParams) -> Iterable[Finding]:
     """Pass: CoAP over plain UDP serves no resource content: every GET, the discovered resources
     and `/.well-known/core` included (up to `max_resources`), gets no 2.05; or CoAP is served
     over DTLS only.
@@ -160,7 +172,7 @@ def _judge_dtls(endpoint: DtlsEndpoint) -> Finding:
                 "stack's configuration; offer CoAP's suites (TLS_PSK_WITH_AES_128_CCM_8, "
                 "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8) with per-device keys.",
 )
-def dtls(obs: Observations, params: Params) -> Iterable[Finding]:
+def dtls(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: every CoAPS endpoint takes part in a DTLS 1.2 handshake (a HelloVerifyRequest or a
     ServerHello) and refuses DTLS 1.0 (an alert, another version, or silence).
     Fail: DTLS 1.0 is accepted, DTLS 1.2 gets neither answer, or CoAP answers only in cleartext
@@ -189,13 +201,13 @@ def _write(write: Write) -> dict[str, Any]:
     title="CoAP refuses unauthenticated writes",
     control=CONTROL_COMMUNICATION,
     severity=Severity.CRITICAL,
-    needs=(coap_writes,),
+    needs=lambda params, plan: (writes(plan),),
     intrusive=True,
     remediation="Require authentication and authorization for PUT, POST and DELETE on every "
                 "resource (CoAPS with per-device credentials, or OSCORE); resources that are "
                 "read-only must answer 4.05 Method Not Allowed.",
 )
-def unauthenticated_write(obs: Observations, params: Params) -> Iterable[Finding]:
+def unauthenticated_write(obs: Observations, params: NoParams) -> Iterable[Finding]:
     """Pass: on every cleartext CoAP endpoint, writing back the value a resource just served (a
     PUT of the GET payload, so its state is unchanged) is refused.
     Fail: a write-back is accepted without authentication.
@@ -250,14 +262,14 @@ def _ratios(endpoint: CoapEndpoint) -> list[dict[str, Any]]:
     title="CoAP answers are not much larger than requests",
     control=CONTROL_COMMUNICATION,
     severity=Severity.MEDIUM,
-    needs=(coap_survey,),
+    needs=lambda params, plan: (survey(plan),),
     remediation="Keep answers to unauthenticated requests small (RFC 7252 11.3): serve large "
                 "representations block-wise with small blocks, or only over DTLS, keep "
                 "/.well-known/core short (or behind authorization), and rate-limit answers per "
                 "client.",
     params=AmplificationParams,
 )
-def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
+def amplification(obs: Observations, params: AmplificationParams) -> Iterable[Finding]:
     """Pass: over cleartext CoAP, no single request is answered with more than
     `max_amplification` times its size in bytes (or nothing is answered).
     Fail: one is; the finding names the worst.
@@ -267,7 +279,7 @@ def amplification(obs: Observations, params: Params) -> Iterable[Finding]:
     endpoints: tuple[CoapEndpoint, ...] = obs[coap_survey]
     if not endpoints:
         return [not_applicable("no cleartext CoAP endpoint")]
-    limit = float(params.get("max_amplification", 10))
+    limit = float(params.max_amplification)
     findings = []
     for endpoint in endpoints:
         ratios = _ratios(endpoint)

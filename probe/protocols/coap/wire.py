@@ -16,8 +16,8 @@ servers.
 
 Collectors: `well_known_core(ctx, port)` (read by `discover`, discovery's CoAP probe, and shared
 with the checks). The per-endpoint steps `survey_endpoint` and `endpoint_writes` are run by the
-collectors of `probe.observe.udp_endpoints` (`coap_survey`, `coap_writes`), which start from what
-discovery found.
+collectors of `probe.protocols.coap.collectors` (`coap_survey`, `coap_writes`), which start
+from what discovery found.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ URI_PATH, CONTENT_FORMAT, URI_QUERY, BLOCK2, BLOCK1 = 11, 12, 15, 23, 27
 PAYLOAD_MARKER = 0xFF
 WELL_KNOWN_CORE = "/.well-known/core"
 
-MAX_RESOURCES = 32
-"""Default cap on the resources read per endpoint (`coap.cleartext`'s `max_resources`)."""
 MAX_BODY = 8192
 """Bytes of one representation the probe reads, and so the largest it writes back."""
 MAX_BLOCKS = 64
@@ -482,10 +480,6 @@ class CoapEndpoint:
     @property
     def fetches(self) -> tuple[Fetch, ...]:
         return (self.discovery, *self.resources)
-
-
-def max_resources(ctx: DeviceContext) -> int:
-    return max(0, int(ctx.params_for("coap.cleartext").get("max_resources", MAX_RESOURCES)))
 
 
 async def survey_endpoint(ctx: DeviceContext, port: int, limit: int) -> CoapEndpoint:

@@ -52,14 +52,9 @@ from typing import Any, Literal
 
 from probe.context import DeviceContext
 from probe.model import Device
+from probe.monitoring.syslog import ListenSpec, Network, forwarder_networks, listen_spec
 from probe.observe.base import ObservationError
-from probe.observe.mqtt import (
-    _Closed,
-    _connack,
-    _Link,
-    _tls_reason,
-)
-from probe.observe.mqtt_codec import (
+from probe.protocols.mqtt.codec import (
     DISCONNECT_PACKET,
     KEEP_ALIVE,
     PUBLISH,
@@ -72,7 +67,12 @@ from probe.observe.mqtt_codec import (
     parse_suback,
     subscribe_packet,
 )
-from probe.observe.syslog import ListenSpec, Network, forwarder_networks, listen_spec
+from probe.protocols.mqtt.collectors import (
+    _Closed,
+    _connack,
+    _Link,
+    _tls_reason,
+)
 from probe.secrets import Secret
 from probe.stamps import STAMP
 

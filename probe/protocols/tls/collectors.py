@@ -8,7 +8,7 @@ one raw ClientHello with a ServerHello; and ports that are TLS by convention or 
 (those already cost discovery a timeout and are not probed again).
 
 Versions and cipher classes (`tls_handshakes`) are decided by raw ClientHellos
-(`probe.observe.tls_hello`) over `ctx.connect`, one connection each, none offering more than
+(`probe.protocols.tls.codec`) over `ctx.connect`, one connection each, none offering more than
 `MAX_OFFER` suites (`offer`: a larger offer is asked in chunks, until one is accepted; it is
 refused only when every chunk is): one offer per version; then, at
 the highest accepted version below TLS 1.3, the whole class of weak suites, minus whatever the
@@ -20,10 +20,9 @@ before null. Two
 known flaws are read from these hellos: secure renegotiation (RFC 5746) from whether the
 ServerHello to that version's hello (every hello offers renegotiation_info) answers with the
 renegotiation_info extension, and TLS compression from the method the DEFLATE hello got.
-Certificates (`tls_certificates`) and the other known
-vulnerabilities (`tls_vulnerabilities`) come from sslyze (`probe.observe.sslyze_scan`), which
-runs only on endpoints whose handshakes showed a TLS server, so a silent listener costs no
-sslyze time.
+Certificates (`tls_certificates`) and the other known vulnerabilities (`tls_vulnerabilities`)
+come from sslyze (`probe.protocols.tls.sslyze_scan`), which runs only on endpoints whose
+handshakes showed a TLS server, so a silent listener costs no sslyze time.
 
 The server name sent is the device's `hostname` when the inventory gives one, else none;
 connections always go to the device's address.
@@ -46,9 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from probe.context import DeviceContext
 from probe.observe.discovery import Services, services
-from probe.observe.identify import TLS_PORTS
 from probe.observe.tcp import service_ports
-from probe.observe.tls_hello import (
+from probe.protocols.tls.codec import (
     DEFLATE,
     NULL_COMPRESSION,
     SMALL_OFFER,
@@ -72,6 +70,7 @@ from probe.observe.tls_hello import (
     tls13_suites,
     weak_suites,
 )
+from probe.protocols.tls.ident import PORTS as TLS_PORTS
 from probe.stamps import stamp
 
 MAX_REPLY = 32 * 1024

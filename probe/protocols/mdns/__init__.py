@@ -1,0 +1,1 @@
+"""mDNS: how UDP discovery asks for it (`ident.py`)."""

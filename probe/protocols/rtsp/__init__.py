@@ -1,0 +1,1 @@
+"""RTSP: how identification recognises it (`ident.py`); no check judges it yet."""

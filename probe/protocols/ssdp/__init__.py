@@ -1,0 +1,1 @@
+"""SSDP: how UDP discovery asks for it (`ident.py`)."""

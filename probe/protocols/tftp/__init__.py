@@ -1,0 +1,1 @@
+"""TFTP: how UDP discovery asks for it (`ident.py`); net.cleartext-management judges it."""
