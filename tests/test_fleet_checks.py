@@ -20,9 +20,8 @@ import pytest
 from probe import __version__
 from probe.api import device_context, judge_check, run_check
 from probe.catalogue_doc import catalogue_data
-from probe.checks.catalogue import catalogue
 from probe.checks.base import CONTROL_COMMUNICATION, Check, FleetJudge, fleet_check
-from probe.checks.catalogue import validate
+from probe.checks.catalogue import catalogue, validate
 from probe.checks.params import CheckParams, Port
 from probe.context import ScanOptions
 from probe.engine import Engine
