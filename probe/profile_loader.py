@@ -145,6 +145,10 @@ class _ControlSpec(StrictModel):
     title: Text | None = None
     references: References | None = None
     checks: dict[CheckId, _CheckSpec | None] | None = None
+    catalogue: bool = False
+    """Also every check of the catalogue declared under this control that `checks` does not
+    name, after those it names (in catalogue order), with its defaults and the references it
+    declares: a built-in profile takes a new check of its control without a line of its own."""
 
 
 class _WaiverSpec(StrictModel):
@@ -316,7 +320,7 @@ class _Resolver:
                 names = " -> ".join(item.source for item in [*loop, parent])
                 raise at.error(f"extends forms a cycle: {names}")
             resolved = _overlay(resolved, self._resolve(parent, loop)[1])
-        resolved = _overlay(resolved, _own(spec, where))
+        resolved = _overlay(resolved, _own(spec, where, self.catalogue))
         for index, check_id in enumerate(spec.disabled or ()):
             if check_id not in resolved.checks:
                 raise where.error(f"{check_id} is not in this profile, so it cannot be "
@@ -368,7 +372,7 @@ class _Resolver:
             raise at.first(exc) from None
 
 
-def _own(spec: _ProfileFile, where: Where) -> _Resolved:
+def _own(spec: _ProfileFile, where: Where, catalogue: Mapping[str, Check]) -> _Resolved:
     """What one file says by itself, before its parents and its `disabled`."""
     own = _Resolved(
         title=spec.title, version=spec.version, description=spec.description,
@@ -390,11 +394,31 @@ def _own(spec: _ProfileFile, where: Where) -> _Resolved:
                 if check else {},
                 references=_own_refs(check.references if check else None),
             )
+        if control is not None and control.catalogue:
+            _take_catalogue(own, control_id, catalogue, where.at("controls", control_id))
     own.waivers = [
         Waiver(check=item.check, justification=item.justification, expires=item.expires,
                device=item.device, device_class=item.device_class)
         for item in spec.waivers or ()]
     return own
+
+
+def _take_catalogue(own: _Resolved, control_id: str, catalogue: Mapping[str, Check],
+                    at: Where) -> None:
+    """Add to `own` every catalogue check of `control_id` it does not name yet."""
+    path = (*at.prefix, "catalogue")
+    origin = (at.file, at.line_of(path), field_name(path))
+    for check in catalogue.values():
+        if check.control != control_id or check.id in own.checks:
+            continue
+        unknown = set(check.references) - set(FRAMEWORKS)
+        if unknown:
+            raise at.error(f"{check.id} declares references to unknown frameworks "
+                           f"{sorted(unknown)}", "catalogue")
+        own.checks[check.id] = _Check(
+            control=control_id, origin=origin,
+            references={framework: list(clauses)
+                        for framework, clauses in check.references.items()})
 
 
 def _own_refs(references: Mapping[Framework, list[str]] | None) -> dict[str, list[str]]:

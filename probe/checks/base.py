@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, cast
 
 from typing_extensions import TypeVar
@@ -126,6 +126,9 @@ class Check(Generic[P]):
     applies_to: frozenset[str] = frozenset()
     judge: Judge | None = None
     """A fleet check's judge factory (see FleetJudge); None for a per-device check."""
+    references: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Clauses of other frameworks the check tests (framework -> clauses): what a profile
+    control with `catalogue: true` gives the check when the profile does not name it."""
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -169,6 +172,7 @@ def check(
     intrusive: bool = False,
     params: type[P] = NoParams,  # type: ignore[assignment]  # NoParams is a P
     applies_to: tuple[str, ...] = (),
+    references: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Callable[[Evaluate[P]], Check[P]]:
     """The check `id` whose evaluation is the decorated function (with the undecided ports of
     the services it `applies_to` made errors, as the module says). Registers nothing: the
@@ -183,6 +187,7 @@ def check(
             id=id, title=title, control=control, severity=severity, needs=needs,
             evaluate=_undecided_ports(evaluate, wanted) if wanted else evaluate,
             remediation=remediation, intrusive=intrusive, params=params, applies_to=wanted,
+            references=dict(references or {}),
         )
 
     return declare
