@@ -42,13 +42,17 @@ def test_every_device_resolves_every_check_or_says_why_not() -> None:
 
 
 def test_a_device_that_resolves_every_check_declares_the_verdict_they_imply() -> None:
+    """A device whose statuses cover the catalogue must declare the verdict they imply. The
+    real lab is not forced to write a status for a check added later (a new check costs its
+    module, its test and a persona line): such a device is simply not compared on it, and the
+    self-test counts those pairs by reason."""
     complete = 0
     for device in DEVICES:
         statuses = expected(device)
         if len(statuses) == len(catalogue()):
             complete += 1
             assert implied_verdict(statuses.values()) == device.expect_verdict, device.name
-    assert complete >= len(REAL_DEVICES)
+    assert complete > 0
 
 
 def test_the_rules_fill_in_what_the_catalogue_tells() -> None:
