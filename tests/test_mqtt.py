@@ -567,13 +567,13 @@ async def test_mqtt5_sessions_against_mosquitto(tmp_path: Path, refusal: bytes) 
 
 
 def test_codec_round_trips() -> None:
-    packet = connect_packet(5, "iotprobe-x", Identity("u", "u", Secret("p", "env:P")))
+    packet = connect_packet(5, "iotprobe-x", Identity("u", "u", Secret("codec-pw", "env:P")))
     found = frame(packet + b"\xe0")
     assert found is not None
     parsed, size = found
     assert (parsed.kind, size) == (1, len(packet))
     assert parsed.body.startswith(b"\x00\x04MQTT\x05\xc2\x00\x1e\x00")
-    assert parsed.body.endswith(b"\x00\x01u\x00\x01p")
+    assert parsed.body.endswith(b"\x00\x01u\x00\x08codec-pw")
     assert frame(packet[:-1]) is None
     with pytest.raises(MalformedPacket):
         frame(b"\x30\xff\xff\xff\xff\x01")
