@@ -241,8 +241,9 @@ class _Plain:
         if isinstance(node, str):
             return str(node)
         if isinstance(node, int):
-            if abs(node) > MAX_INTEGER:
-                raise InputError(f"integers beyond {MAX_INTEGER} are not supported",
+            if not -MAX_INTEGER - 1 <= node <= MAX_INTEGER:
+                raise InputError(f"integers outside {-MAX_INTEGER - 1}..{MAX_INTEGER} (64 bits) "
+                                 "are not supported",
                                  file=self.file, line=line)
             return int(node)
         if isinstance(node, float):

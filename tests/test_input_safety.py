@@ -290,7 +290,7 @@ async def test_an_integer_beyond_64_bits_is_located(tmp_path: Path, device: List
                 timeout: {"9" * 400}
         """)
     run = await iotprobe("scan", "-i", str(path), "-o", str(tmp_path / "out"), *QUICK)
-    refused(run, f"{path}:6:", "integers beyond")
+    refused(run, f"{path}:6:", "integers outside")
     profile = inventory(tmp_path, f"""
         id: mine
         title: mine
@@ -303,7 +303,7 @@ async def test_an_integer_beyond_64_bits_is_located(tmp_path: Path, device: List
         """, "profile.yaml")
     run = await iotprobe("scan", "127.138.1.1", "-p", str(profile), "-o",
                          str(tmp_path / "out"), *QUICK)
-    refused(run, f"{profile}:8:", "integers beyond")
+    refused(run, f"{profile}:8:", "integers outside")
     assert device.accepted == 0 and not (tmp_path / "out").exists()
 
 

@@ -720,3 +720,18 @@ def test_yaml_errors_do_not_quote_values(tmp_path: Path, content: str, line: int
         load_inventory(path)
     assert (info.value.line, info.value.message) == (line, message)
     assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (-2**63, "devices[0].services.mqtt: port -9223372036854775808 is out of range"),
+    (2**63 - 1, "devices[0].services.mqtt: port 9223372036854775807 is out of range"),
+    (-2**63 - 1, "integers outside -9223372036854775808..9223372036854775807"),
+])
+def test_the_64_bit_bounds_are_exact_and_a_port_out_of_them_is_located(
+        tmp_path: Path, value: int, words: str) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(f"devices:\n  - address: 127.0.0.1\n    services: {{mqtt: [{value}]}}\n")
+    with pytest.raises(InputError) as caught:
+        load_inventory(path)
+    assert caught.value.line == 3
+    assert words in str(caught.value)
