@@ -34,7 +34,8 @@ from probe.model import Device, Finding, Result, Service, Severity, Status, erro
 from probe.observe.base import ObservationError
 from probe.observe.discovery import services as discover
 from probe.profile import PlannedCheck, Profile
-from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.ratelimit import Lane, starting_rate
+from probe.record.model import Pacing, ProbeInfo, ProfileRef, Record, record_of
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,17 @@ class Engine:
         plan = self.profile.plan(device, self.defaults, started.date())
         address, problem = await _resolve(device.address, self.options.timeout)
         if problem is not None:
-            return self.failed(device, problem, reason="resolution", started=started)
-        ctx = DeviceContext(device, address, self.options, network,
-                            params=lambda cid: _params_of(plan, cid),
-                            scan_tcp_ports=self.profile.tcp_ports)
+            return self.failed(device, problem, reason="resolution", started=started,
+                               rate=Pacing(network.lanes.mode, network.lanes.start, 0))
+        with network.lanes.lane(address, device.site) as lane:
+            ctx = DeviceContext(device, address, self.options, network,
+                                params=lambda cid: _params_of(plan, cid),
+                                scan_tcp_ports=self.profile.tcp_ports, lane=lane)
+            return await self._scan(ctx, started, plan)
+
+    async def _scan(self, ctx: DeviceContext, started: dt.datetime,
+                    plan: list[PlannedCheck]) -> Record:
+        device, address = ctx.device, ctx.address
         done: dict[int, list[Result]] = {}
         found: tuple[Service, ...] = ()
         try:
@@ -103,7 +111,7 @@ class Engine:
                     finding = self._failure(exc, ctx.device.id, "discovery")
                     return self._finished(device, address, started, found, plan,
                                          {i: [self._result(p, finding, 0)]
-                                          for i, p in enumerate(plan)})
+                                          for i, p in enumerate(plan)}, _pacing(ctx.lane))
                 async with asyncio.TaskGroup() as group:
                     for index, planned in enumerate(plan):
                         group.create_task(self._run_check(ctx, index, planned, done))
@@ -111,31 +119,34 @@ class Engine:
             pass
         finally:
             ctx.cancel_pending()
-        return self._finished(device, address, started, found, plan, done)
+        return self._finished(device, address, started, found, plan, done, _pacing(ctx.lane))
 
     def failed(self, device: Device, message: str, *, reason: str,
-               started: dt.datetime | None = None) -> Record:
-        """The record of a device that could not be scanned: every planned check `error`."""
+               started: dt.datetime | None = None, rate: Pacing | None = None) -> Record:
+        """The record of a device that could not be scanned: every planned check `error`;
+        `rate` is the pace it would have started at (default: this engine's options')."""
         begun = _now() if started is None else started
         finding = errored(message, reason=reason)
         plan = self.profile.plan(device, self.defaults, begun.date())
+        pacing = rate if rate is not None else Pacing(
+            self.options.rate_mode, starting_rate(self.options.rate_mode, self.options.rate), 0)
         return self._record(device, device.address, begun, (),
-                            [self._result(p, finding, 0) for p in plan])
+                            [self._result(p, finding, 0) for p in plan], pacing)
 
     def _finished(self, device: Device, address: str, started: dt.datetime,
                  found: tuple[Service, ...], plan: list[PlannedCheck],
-                 done: dict[int, list[Result]]) -> Record:
+                 done: dict[int, list[Result]], rate: Pacing) -> Record:
         late = errored(f"the device budget of {self.options.budget:g} s ran out before this "
                        "check finished", reason="budget")
         results: list[Result] = []
         for index, planned in enumerate(plan):
             results.extend(done.get(index) or [self._result(planned, late, 0)])
-        return self._record(device, address, started, found, results)
+        return self._record(device, address, started, found, results, rate)
 
     def _record(self, device: Device, address: str, started: dt.datetime,
-                found: tuple[Service, ...], results: list[Result]) -> Record:
+                found: tuple[Service, ...], results: list[Result], rate: Pacing) -> Record:
         return record_of(device=device, address=address, profile=self._profile_ref,
-                         probe=ProbeInfo(__version__, self.intrusive), started_at=started,
+                         probe=ProbeInfo(__version__, self.intrusive, rate), started_at=started,
                          finished_at=_now(), services=found, results=results)
 
     async def _run_check(self, ctx: DeviceContext, index: int, planned: PlannedCheck,
@@ -187,6 +198,12 @@ async def _each(devices: Iterable[Device] | AsyncIterable[Device]) -> AsyncItera
     else:
         for device in devices:
             yield device
+
+
+def _pacing(lane: Lane) -> Pacing:
+    """What a device's record says of its pace when its scan ends."""
+    backoffs = 0 if lane.device is None else lane.device.backoffs
+    return Pacing("adaptive" if lane.adaptive else "fixed", lane.final, backoffs)
 
 
 def _params_of(plan: list[PlannedCheck], check_id: str) -> Mapping[str, Any]:
