@@ -52,6 +52,9 @@ a link or router that gave up) on the way to the device."""
 RECONNECTS = 4
 """In adaptive mode, how many times a connection refused by a port that accepted one before is
 made again (each after the device's pace has halved), within the operation's timeout."""
+RECONNECT_WAIT = 0.25
+"""Seconds before the first of those; each later one waits twice as long as the one before
+(0.25, 0.5, 1, 2: 3.75 s in all), as a client's SYN retransmissions do."""
 LOST_SYN = 0.9
 """A connection that took this long (Linux retransmits an unanswered SYN after a second) to a
 device that accepted one in under a third of it lost its first SYN: congestion."""
@@ -410,7 +413,8 @@ class DeviceContext:
         and within `limit` seconds in all; tells the lane what the attempt showed. In adaptive
         mode a refusal from a port that accepted before looks like overload (a device whose
         connection table is full): the connection is made again, up to RECONNECTS times, each
-        after the device's pace has halved, while `limit` lasts. A refusal sends no data, so
+        after the device's pace has halved and a wait that doubles (RECONNECT_WAIT), while
+        `limit` lasts. A refusal sends no data, so
         the exchange itself is made once, as the kernel does for a lost SYN. Only a `bare` TCP
         connect's time tells of a lost SYN (a TLS one includes the device's handshake)."""
         loop = asyncio.get_running_loop()
@@ -422,9 +426,11 @@ class DeviceContext:
                 async with asyncio.timeout_at(deadline):
                     opened = await opener()
             except ConnectionRefusedError:
+                wait = RECONNECT_WAIT * 2 ** attempt
                 if not self._refused(port, since) or attempt == RECONNECTS \
-                        or loop.time() >= deadline:
+                        or loop.time() + wait >= deadline:
                     raise
+                await asyncio.sleep(wait)
                 continue
             except (TimeoutError, OSError) as exc:
                 self._failed(port, since, exc)
