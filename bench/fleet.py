@@ -38,6 +38,7 @@ import os
 import re
 import resource
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -258,9 +259,17 @@ def statuses(outdir: Path) -> dict[str, tuple[tuple[str, str], ...]]:
 # ---------------------------------------------------------------------------------------------
 
 
+def tuning(args: argparse.Namespace) -> list[str]:
+    """The probe's options under test: `--probe-args` when given (empty: its defaults), else
+    the lifted limits (`--concurrency`, `--rate`, `--processes`)."""
+    if args.probe_args is not None:
+        return shlex.split(args.probe_args)
+    return ["--concurrency", str(args.concurrency), "--rate", str(args.rate), "--processes",
+            args.processes]
+
+
 def scan_argv(inventory: Path, outdir: Path, args: argparse.Namespace) -> list[str]:
-    return [IOTPROBE, "scan", "-i", str(inventory), "-q", "-o", str(outdir), "--concurrency",
-            str(args.concurrency), "--rate", str(args.rate), "--processes", args.processes,
+    return [IOTPROBE, "scan", "-i", str(inventory), "-q", "-o", str(outdir), *tuning(args),
             "--exclude-ports", str(FORBIDDEN)]
 
 
@@ -374,7 +383,7 @@ class Row:
 
 
 def measure(size: int, tmp: Path, args: argparse.Namespace, tcp_ports: str) -> Row:
-    with fleet(tmp, size, BASES.get(size, "127.64.0.1")) as shards:
+    with fleet(tmp, size, args.base or BASES.get(size, "127.64.0.1")) as shards:
         pids = [s.process.pid for s in shards]
         inventory = tmp / f"fleet-{size}.yaml"
         merged_inventory(shards, inventory)
@@ -431,8 +440,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(rows: Sequence[Row], args: argparse.Namespace) -> None:
-    print(f"\nconcurrency {args.concurrency}, rate {args.rate:g}/s, processes "
-          f"{args.processes}, persona {PERSONA} "
+    print(f"\nprobe options: {' '.join(tuning(args)) or '(the defaults)'}, persona {PERSONA} "
           "(MQTT 1883, MQTT/TLS 8883, HTTPS 443, HTTP 80, CoAP 5683/udp)\n")
     print("| N | labs | wall s | devices/s | probe RSS MiB | probe CPU s | emulator CPU s | "
           "anchors on | iotprobe s | sslyze s | nmap s | vs sslyze | vs nmap |")
@@ -491,6 +499,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20000.0)
     parser.add_argument("--processes", default="auto",
                         help="the probe's --processes (default: auto, one per core)")
+    parser.add_argument("--probe-args", default=None,
+                        help="the probe's options instead of --concurrency, --rate and "
+                        "--processes; '' runs it at its defaults")
+    parser.add_argument("--base", default=None,
+                        help="first device address of every fleet (they run one after the "
+                        "other); default: one block per size")
     parser.add_argument("--profile-size", type=int, default=100,
                         help="fleet size to profile with py-spy (0: none)")
     args = parser.parse_args()
