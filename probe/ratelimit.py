@@ -100,10 +100,12 @@ class Pace(RateLimiter):
         """Halve the rate for congestion shown by an exchange that started at `since`."""
         if since < self._halved_at:
             return
-        self._halved_at = time.monotonic()
+        now = time.monotonic()
+        self._halved_at = now
         self.rate = max(self.floor, self.rate / 2)
         self.threshold = self.rate
         self._tokens = min(self._tokens, 0.0)
+        self._stamp = now
         self.backoffs += 1
 
 
