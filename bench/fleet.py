@@ -2,8 +2,9 @@
 sslyze and nmap on the same devices.
 
 Run as root from the repository: `.venv/bin/python bench/fleet.py` (options: `--sizes`,
-`--anchors`, `--anchor-size`, `--concurrency`, `--rate`, `--processes`, `--profile-size`). For
-each fleet size N:
+`--anchors`, `--anchor-size`, `--concurrency`, `--rate`, `--processes`, `--profile-size`;
+`--probe-args '...'` replaces the last three, `''` being the probe's defaults; `--base` puts
+every fleet on one block). For each fleet size N:
 
 - the lab (`iotprobe lab up --foreground --devices n --personas bench-device`) runs in child
   processes of this one, never in the probe's: every device has cleartext MQTT (1883, open to
@@ -88,6 +89,8 @@ class Usage:
     cpu: float
     max_rss_mib: float
     code: int
+    errors: str = ""
+    """The last lines the process wrote to stderr."""
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -139,7 +142,8 @@ def run_measured(argv: Sequence[str], deadline: float, stdout: Any = subprocess.
         print(f"  ! {Path(argv[0]).name} exited {proc.returncode}: {' | '.join(tail)}",
               file=sys.stderr)
     return Usage(seconds, usage.ru_utime + usage.ru_stime, max(peak[0], usage.ru_maxrss / 1024),
-                 proc.returncode)
+                 proc.returncode,
+                 "\n".join(errors.decode(errors="replace").strip().splitlines()[-20:]))
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -393,6 +397,10 @@ def measure(size: int, tmp: Path, args: argparse.Namespace, tcp_ports: str) -> R
         probe = run_measured(scan_argv(inventory, outdir, args), deadline=max(900, size))
         row = Row(size, len(shards), probe, cpu_seconds(pids) - before,
                   records=statuses(outdir))
+        if len(row.records) < size:
+            print(f"  ! {len(row.records)} records of {size}; the probe exited {probe.code}, "
+                  f"its lab processes {[s.process.poll() for s in shards]}; its stderr ends:\n"
+                  f"{probe.errors}", file=sys.stderr, flush=True)
         print(f"  N={size}: {probe.seconds:.1f} s, {size / probe.seconds:.1f} devices/s, "
               f"RSS {probe.max_rss_mib:.0f} MiB, CPU {probe.cpu:.1f} s, emulator "
               f"{row.emulator_cpu:.1f} s, {len(row.records)} records", flush=True)
