@@ -2,8 +2,9 @@
 sslyze and nmap on the same devices.
 
 Run as root from the repository: `.venv/bin/python bench/fleet.py` (options: `--sizes`,
-`--anchors`, `--anchor-size`, `--concurrency`, `--rate`, `--processes`, `--profile-size`). For
-each fleet size N:
+`--anchors`, `--anchor-size`, `--concurrency`, `--rate`, `--processes`, `--profile-size`;
+`--probe-args '...'` replaces the last three, `''` being the probe's defaults; `--base` puts
+every fleet on one block). For each fleet size N:
 
 - the lab (`iotprobe lab up --foreground --devices n --personas bench-device`) runs in child
   processes of this one, never in the probe's: every device has cleartext MQTT (1883, open to
@@ -38,6 +39,7 @@ import os
 import re
 import resource
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -87,6 +89,8 @@ class Usage:
     cpu: float
     max_rss_mib: float
     code: int
+    errors: str = ""
+    """The last lines the process wrote to stderr."""
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -138,7 +142,8 @@ def run_measured(argv: Sequence[str], deadline: float, stdout: Any = subprocess.
         print(f"  ! {Path(argv[0]).name} exited {proc.returncode}: {' | '.join(tail)}",
               file=sys.stderr)
     return Usage(seconds, usage.ru_utime + usage.ru_stime, max(peak[0], usage.ru_maxrss / 1024),
-                 proc.returncode)
+                 proc.returncode,
+                 "\n".join(errors.decode(errors="replace").strip().splitlines()[-20:]))
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -258,9 +263,17 @@ def statuses(outdir: Path) -> dict[str, tuple[tuple[str, str], ...]]:
 # ---------------------------------------------------------------------------------------------
 
 
+def tuning(args: argparse.Namespace) -> list[str]:
+    """The probe's options under test: `--probe-args` when given (empty: its defaults), else
+    the lifted limits (`--concurrency`, `--rate`, `--processes`)."""
+    if args.probe_args is not None:
+        return shlex.split(args.probe_args)
+    return ["--concurrency", str(args.concurrency), "--rate", str(args.rate), "--processes",
+            args.processes]
+
+
 def scan_argv(inventory: Path, outdir: Path, args: argparse.Namespace) -> list[str]:
-    return [IOTPROBE, "scan", "-i", str(inventory), "-q", "-o", str(outdir), "--concurrency",
-            str(args.concurrency), "--rate", str(args.rate), "--processes", args.processes,
+    return [IOTPROBE, "scan", "-i", str(inventory), "-q", "-o", str(outdir), *tuning(args),
             "--exclude-ports", str(FORBIDDEN)]
 
 
@@ -374,7 +387,7 @@ class Row:
 
 
 def measure(size: int, tmp: Path, args: argparse.Namespace, tcp_ports: str) -> Row:
-    with fleet(tmp, size, BASES.get(size, "127.64.0.1")) as shards:
+    with fleet(tmp, size, args.base or BASES.get(size, "127.64.0.1")) as shards:
         pids = [s.process.pid for s in shards]
         inventory = tmp / f"fleet-{size}.yaml"
         merged_inventory(shards, inventory)
@@ -384,6 +397,10 @@ def measure(size: int, tmp: Path, args: argparse.Namespace, tcp_ports: str) -> R
         probe = run_measured(scan_argv(inventory, outdir, args), deadline=max(900, size))
         row = Row(size, len(shards), probe, cpu_seconds(pids) - before,
                   records=statuses(outdir))
+        if len(row.records) < size:
+            print(f"  ! {len(row.records)} records of {size}; the probe exited {probe.code}, "
+                  f"its lab processes {[s.process.poll() for s in shards]}; its stderr ends:\n"
+                  f"{probe.errors}", file=sys.stderr, flush=True)
         print(f"  N={size}: {probe.seconds:.1f} s, {size / probe.seconds:.1f} devices/s, "
               f"RSS {probe.max_rss_mib:.0f} MiB, CPU {probe.cpu:.1f} s, emulator "
               f"{row.emulator_cpu:.1f} s, {len(row.records)} records", flush=True)
@@ -431,8 +448,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(rows: Sequence[Row], args: argparse.Namespace) -> None:
-    print(f"\nconcurrency {args.concurrency}, rate {args.rate:g}/s, processes "
-          f"{args.processes}, persona {PERSONA} "
+    print(f"\nprobe options: {' '.join(tuning(args)) or '(the defaults)'}, persona {PERSONA} "
           "(MQTT 1883, MQTT/TLS 8883, HTTPS 443, HTTP 80, CoAP 5683/udp)\n")
     print("| N | labs | wall s | devices/s | probe RSS MiB | probe CPU s | emulator CPU s | "
           "anchors on | iotprobe s | sslyze s | nmap s | vs sslyze | vs nmap |")
@@ -491,6 +507,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20000.0)
     parser.add_argument("--processes", default="auto",
                         help="the probe's --processes (default: auto, one per core)")
+    parser.add_argument("--probe-args", default=None,
+                        help="the probe's options instead of --concurrency, --rate and "
+                        "--processes; '' runs it at its defaults")
+    parser.add_argument("--base", default=None,
+                        help="first device address of every fleet (they run one after the "
+                        "other); default: one block per size")
     parser.add_argument("--profile-size", type=int, default=100,
                         help="fleet size to profile with py-spy (0: none)")
     args = parser.parse_args()

@@ -28,6 +28,7 @@ from probe.display import install_log_filter, shown_text
 from probe.errors import InputError
 from probe.exits import EXIT_INPUT
 from probe.numbers import MAX_BUDGET, MAX_RATE, MAX_TIMEOUT, Finite
+from probe.ratelimit import ADAPTIVE, CEILING, FIXED, FIXED_RATE, RATE_MODES
 
 if TYPE_CHECKING:
     from probe.context import ScanOptions
@@ -108,8 +109,14 @@ def _scan_options(fn: Callable[..., None]) -> Callable[..., None]:
                      "and --rate); auto: one per core, at most one per 50 devices."),
         click.option("--per-device", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Connections open at once to one device."),
-        click.option("--rate", type=Finite(1, MAX_RATE), default=500.0, show_default=True,
-                     help="New connections and datagrams per second, whole scan."),
+        click.option("--rate", type=Finite(1, MAX_RATE), default=None,
+                     help="New connections and datagrams per second, whole scan: the ceiling "
+                     f"of the adaptive rate (default {CEILING:g}), or the fixed rate (default "
+                     f"{FIXED_RATE:g})."),
+        click.option("--rate-mode", type=click.Choice(list(RATE_MODES)), default=ADAPTIVE,
+                     show_default=True, help="adaptive: each device and network starts "
+                     "slow, speeds up while answered and backs off on congestion "
+                     "(docs/rate.md); fixed: always --rate."),
         click.option("--timeout", type=Finite(0.05, MAX_TIMEOUT), default=5.0,
                      show_default=True, help="Seconds for any one network operation."),
         click.option("--budget", type=Finite(0.1, MAX_BUDGET), default=120.0,
@@ -174,8 +181,8 @@ def _processes(value: str) -> int | None:
 
 
 def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusive: bool,
-                   concurrency: int, processes: str, per_device: int, rate: float,
-                   timeout: float,
+                   concurrency: int, processes: str, per_device: int, rate: float | None,
+                   rate_mode: str, timeout: float,
                    budget: float, ports: str | None, exclude_ports: str | None, syn: bool,
                    no_udp: bool, checks: tuple[str, ...], skip_checks: tuple[str, ...],
                    severity: str | None, controls: tuple[str, ...]
@@ -190,7 +197,8 @@ def _scan_settings(profiles: tuple[str, ...], trust_anchor: str | None, intrusiv
     options = ScanOptions(
         timeout=timeout, budget=budget, concurrency=concurrency,
         processes=_processes(processes), per_device=per_device,
-        rate=rate, intrusive=intrusive, tcp_ports=_port_option(ports, "--ports"),
+        rate=rate if rate is not None else (FIXED_RATE if rate_mode == FIXED else CEILING),
+        rate_mode=rate_mode, intrusive=intrusive, tcp_ports=_port_option(ports, "--ports"),
         exclude_ports=_port_option(exclude_ports, "--exclude-ports") or (),
         syn=syn, udp=not no_udp, trust_anchor=trust_anchor,
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import errno
 import functools
 import ipaddress
 import socket
@@ -26,7 +28,17 @@ from typing import Any, TypeVar
 
 from probe.model import Device
 from probe.numbers import require_finite
-from probe.ratelimit import RateLimiter
+from probe.ratelimit import (
+    ADAPTIVE,
+    CEILING,
+    DEVICE,
+    RATE_MODES,
+    Lane,
+    Lanes,
+    Pace,
+    ScanRate,
+    current_lane,
+)
 
 T = TypeVar("T")
 
@@ -34,6 +46,19 @@ Call = tuple[Callable[..., Awaitable[Any]], Mapping[str, Hashable]]
 """A collector and the keyword arguments it runs with."""
 IP_RECVERR, IPV6_RECVERR = 11, 25
 """Linux's socket options (<linux/in.h>, <linux/in6.h>); the socket module does not name them."""
+ICMP_ERRORS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
+                         errno.ENETDOWN})
+"""What the kernel reports on a socket for an ICMP host or network unreachable: congestion (or
+a link or router that gave up) on the way to the device."""
+RECONNECTS = 4
+"""In adaptive mode, how many times a connection refused by a port that accepted one before is
+made again (each after the device's pace has halved), within the operation's timeout."""
+RECONNECT_WAIT = 0.25
+"""Seconds before the first of those; each later one waits twice as long as the one before
+(0.25, 0.5, 1, 2: 3.75 s in all), as a client's SYN retransmissions do."""
+LOST_SYN = 0.9
+"""A connection that took this long (Linux retransmits an unanswered SYN after a second) to a
+device that accepted one in under a third of it lost its first SYN: congestion."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +69,9 @@ class ScanOptions:
     budget: float = 120.0
     concurrency: int = 64
     per_device: int = 4
-    rate: float = 500.0
+    rate: float = CEILING
+    """New connections and datagrams a second, whole scan: the ceiling in adaptive mode."""
+    rate_mode: str = ADAPTIVE
     intrusive: bool = False
     tcp_ports: tuple[int, ...] | None = None
     exclude_ports: tuple[int, ...] = ()
@@ -56,18 +83,24 @@ class ScanOptions:
 
     def __post_init__(self) -> None:
         require_finite(timeout=self.timeout, budget=self.budget, rate=self.rate)
+        if self.rate_mode not in RATE_MODES:
+            raise ValueError(f"unknown rate mode {self.rate_mode!r}")
 
 
 @dataclass
 class Network:
-    """What all devices of one scan share: the rate cap and the pool for blocking libraries."""
+    """What all devices of one scan share: the paces (probe.ratelimit) and the pool for
+    blocking libraries. `rate` is what collectors take a token from: the running device's
+    lane."""
 
     options: ScanOptions
-    rate: RateLimiter = field(init=False)
+    lanes: Lanes = field(init=False)
+    rate: ScanRate = field(init=False)
     threads: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.rate = RateLimiter(self.options.rate)
+        self.lanes = Lanes(self.options.rate_mode, self.options.rate)
+        self.rate = self.lanes.shared
         self.threads = ThreadPoolExecutor(
             max_workers=self.options.blocking_threads, thread_name_prefix="iotprobe-blocking"
         )
@@ -96,6 +129,7 @@ class _Collecting(asyncio.DatagramProtocol):
         self.source = None if source is None else ipaddress.ip_address(source)
         self.replies: list[bytes] = []
         self.refused = False
+        self.unreachable = False
         self.truncated = False
         self.total = 0
         self.max_datagrams = max_datagrams
@@ -116,6 +150,8 @@ class _Collecting(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefusedError):
             self.refused = True
+        elif isinstance(exc, OSError) and exc.errno in ICMP_ERRORS:
+            self.unreachable = True
         if not self.first.done():
             self.first.set_result(None)
 
@@ -123,6 +159,7 @@ class _Collecting(asyncio.DatagramProtocol):
         """Forget what arrived so far: the next reply starts a new exchange."""
         self.replies = []
         self.refused = False
+        self.unreachable = False
         self.truncated = False
         self.total = 0
         if self.first.done():
@@ -145,10 +182,11 @@ class UdpConversation:
         self._ctx = ctx
         self._transport = transport
         self._protocol = protocol
+        self._sent = time.monotonic()
 
     async def send(self, payload: bytes) -> None:
         """Send one datagram; what was received before it is dropped."""
-        await self._ctx.network.rate.acquire()
+        self._sent = await self._ctx.lane.acquire()
         self._ctx.datagrams += 1
         self._protocol.reset()
         self._transport.sendto(payload)
@@ -164,6 +202,7 @@ class UdpConversation:
         if protocol.replies and linger > 0:
             await asyncio.sleep(linger)
         got = protocol.collected()
+        self._ctx.heard(protocol, self._sent)
         protocol.reset()
         return got
 
@@ -200,6 +239,10 @@ async def _first(protocol: _Collecting, wait: float) -> bool:
             async with asyncio.timeout(max(wait, 0.0)):
                 await asyncio.shield(protocol.first)
     return protocol.first.done()
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 async def _outcome(task: asyncio.Task[T]) -> T:
@@ -256,6 +299,7 @@ class DeviceContext:
         options: ScanOptions,
         network: Network,
         scan_tcp_ports: tuple[int, ...] = (),
+        lane: Lane | None = None,
     ) -> None:
         self.device = device
         self.address = address
@@ -269,6 +313,17 @@ class DeviceContext:
         self._budget_ends = time.monotonic() + options.budget
         self._family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 \
             else socket.AF_INET
+        self.lane = lane if lane is not None else _solo_lane(network)
+        """When this device's exchanges may start (probe.ratelimit); the engine gives each
+        device one of the scan's lanes."""
+        self._accepting: set[int] = set()
+        """The device's TCP ports that accepted a connection during this scan."""
+        self._refusing: set[int] = set()
+        """Those that refused one without ever accepting one."""
+        self._fastest = float("inf")
+        """The fastest bare TCP connect to the device so far, in seconds."""
+        self._vars = contextvars.copy_context()
+        self._vars.run(current_lane.set, self.lane)
 
     @property
     def timeout(self) -> float:
@@ -300,7 +355,8 @@ class DeviceContext:
         key = (collector, args, tuple(sorted(kwargs.items())))
         task: asyncio.Task[T] | None = self._cache.get(key)
         if task is None:
-            task = asyncio.ensure_future(collector(self, *args, **kwargs))
+            task = asyncio.get_running_loop().create_task(
+                _awaited(collector(self, *args, **kwargs)), context=self._vars.copy())
             self._cache[key] = task
         return task
 
@@ -327,18 +383,10 @@ class DeviceContext:
         """
         limit = self.timeout if timeout is None else timeout
         async with self._slots:
-            await self.network.rate.acquire()
-            self.connections += 1
-            handshake = limit if tls is not None else None
-            async with asyncio.timeout(limit):
-                reader, writer = await asyncio.open_connection(
-                    self.address,
-                    port,
-                    ssl=tls,
-                    server_hostname=server_hostname if tls is not None else None,
-                    ssl_handshake_timeout=handshake,
-                    limit=256 * 1024,
-                )
+            reader, writer = await self._connected(port, limit, tls is None, functools.partial(
+                asyncio.open_connection, self.address, port, ssl=tls,
+                server_hostname=server_hostname if tls is not None else None,
+                ssl_handshake_timeout=limit if tls is not None else None, limit=256 * 1024))
             try:
                 yield reader, writer
             finally:
@@ -351,12 +399,88 @@ class DeviceContext:
         OSError as the network answers."""
         limit = self.timeout if timeout is None else timeout
         async with self._slots:
-            await self.network.rate.acquire()
+            await self._connected(port, limit, True,
+                                  functools.partial(self._bare_connect, port))
+
+    async def _bare_connect(self, port: int) -> None:
+        with socket.socket(self._family, socket.SOCK_STREAM) as sock:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (self.address, port))
+
+    async def _connected(self, port: int, limit: float, bare: bool,
+                         opener: Callable[[], Awaitable[T]]) -> T:
+        """`opener()`'s connection to `port`, each attempt after a token of the device's lane
+        and within `limit` seconds in all; tells the lane what the attempt showed. In adaptive
+        mode a refusal from a port that accepted before looks like overload (a device whose
+        connection table is full): the connection is made again, up to RECONNECTS times, each
+        after the device's pace has halved and a wait that doubles (RECONNECT_WAIT), while
+        `limit` lasts. A refusal sends no data, so
+        the exchange itself is made once, as the kernel does for a lost SYN. Only a `bare` TCP
+        connect's time tells of a lost SYN (a TLS one includes the device's handshake)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        for attempt in range(RECONNECTS + 1):
+            since = await self.lane.acquire()
             self.connections += 1
-            with socket.socket(self._family, socket.SOCK_STREAM) as sock:
-                sock.setblocking(False)
-                async with asyncio.timeout(limit):
-                    await asyncio.get_running_loop().sock_connect(sock, (self.address, port))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    opened = await opener()
+            except ConnectionRefusedError:
+                wait = RECONNECT_WAIT * 2 ** attempt
+                if not self._refused(port, since) or attempt == RECONNECTS \
+                        or loop.time() + wait >= deadline:
+                    raise
+                await asyncio.sleep(wait)
+                continue
+            except (TimeoutError, OSError) as exc:
+                self._failed(port, since, exc)
+                raise
+            self._accepted(port, since, bare)
+            return opened
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _accepted(self, port: int, since: float, bare: bool) -> None:
+        took = time.monotonic() - since
+        if bare and took >= LOST_SYN and self._fastest < LOST_SYN / 3:
+            self.lane.congested(since, network=False)
+        else:
+            self.lane.succeeded()
+        if bare:
+            self._fastest = min(self._fastest, took)
+        self._accepting.add(port)
+        self._refusing.discard(port)
+
+    def _refused(self, port: int, since: float) -> bool:
+        """Whether a refusal of `port` looks like overload (the port accepted before) and the
+        connection is to be made again; an ordinary refusal is an answer like any other."""
+        if port in self._accepting:
+            self.lane.congested(since, network=False)
+            return self.lane.adaptive
+        self._refusing.add(port)
+        self.lane.succeeded()
+        return False
+
+    def _failed(self, port: int, since: float, exc: BaseException) -> None:
+        """A connection that timed out or failed: congestion if the port answered before
+        (its device and network back off), or if the kernel reports an ICMP error; a reset
+        in the handshake of a port that accepted before backs off the device."""
+        answered = port in self._accepting or port in self._refusing
+        if isinstance(exc, TimeoutError):
+            if answered:
+                self.lane.congested(since, network=True)
+        elif isinstance(exc, OSError) and exc.errno in ICMP_ERRORS:
+            self.lane.congested(since, network=True)
+        elif isinstance(exc, ConnectionResetError) and port in self._accepting:
+            self.lane.congested(since, network=False)
+
+    def heard(self, protocol: _Collecting, since: float) -> None:
+        """Tell the lane what a UDP exchange started at `since` showed: replies or a refusal
+        are answers, an ICMP unreachable is congestion; silence says nothing (many UDP
+        services ignore what they do not understand)."""
+        if protocol.unreachable and not protocol.replies:
+            self.lane.congested(since, network=True)
+        elif protocol.replies or protocol.refused:
+            self.lane.succeeded()
 
     def declared(self, address: str) -> bool:
         """Whether `address` is an IP literal that the device's inventory `monitor:` names as
@@ -395,7 +519,7 @@ class DeviceContext:
         if port in self.options.exclude_ports or not 0 < port < 65536:
             raise ValueError(f"port {port} is excluded from the scan")
         limit = self.timeout if timeout is None else timeout
-        await self.network.rate.acquire()
+        await self.network.lanes.ceiling.acquire()
         self.connections += 1
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
@@ -500,7 +624,7 @@ class DeviceContext:
         """
         loop = asyncio.get_running_loop()
         async with self._slots:
-            await self.network.rate.acquire()
+            since = await self.lane.acquire()
             self.datagrams += 1
             if any_source_port:
                 transport, proto = await loop.create_datagram_endpoint(
@@ -518,7 +642,7 @@ class DeviceContext:
             try:
                 transport.sendto(payload, destination)
                 if again_after is not None and not await _first(proto, again_after):
-                    await self.network.rate.acquire()
+                    await self.lane.acquire()
                     self.datagrams += 1
                     sent = 2
                     transport.sendto(payload, destination)
@@ -527,6 +651,7 @@ class DeviceContext:
                     await asyncio.sleep(linger)
             finally:
                 transport.close()
+            self.heard(proto, since)
         return Datagrams(tuple(proto.replies), proto.refused and not proto.replies,
                          proto.truncated, sent)
 
@@ -551,3 +676,11 @@ class DeviceContext:
         """Run a blocking library call (sslyze, scapy, paho) off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.network.threads, fn, *args)
+
+
+def _solo_lane(network: Network) -> Lane:
+    """The lane of a context made outside the engine (probe.api, tests): the device's own
+    pace in adaptive mode, no network's, and the scan's ceiling."""
+    lanes = network.lanes
+    adaptive = lanes.mode == ADAPTIVE
+    return Lane(lanes.ceiling, Pace(DEVICE, lanes.ceiling.rate) if adaptive else None, None)

@@ -36,7 +36,8 @@ from probe.model import Device, Finding, Result, Service, Severity, errored, ski
 from probe.observe.base import ObservationError
 from probe.observe.discovery import services as discover
 from probe.profile import PlannedCheck, Profile
-from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.ratelimit import Lane, starting_rate
+from probe.record.model import Pacing, ProbeInfo, ProfileRef, Record, record_of
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,16 @@ class Engine:
         plan = self._device_plan(device, started.date())
         address, problem = await _resolve(device.address, self.options.timeout)
         if problem is not None:
-            return self.failed(device, problem, reason="resolution", started=started)
-        ctx = DeviceContext(device, address, self.options, network,
-                            scan_tcp_ports=self.profile.tcp_ports)
+            return self.failed(device, problem, reason="resolution", started=started,
+                               rate=Pacing(network.lanes.mode, network.lanes.start, 0))
+        with network.lanes.lane(address, device.site) as lane:
+            ctx = DeviceContext(device, address, self.options, network,
+                                scan_tcp_ports=self.profile.tcp_ports, lane=lane)
+            return await self._scan(ctx, started, plan)
+
+    async def _scan(self, ctx: DeviceContext, started: dt.datetime,
+                    plan: list[PlannedCheck]) -> Record:
+        device, address = ctx.device, ctx.address
         view = PlanView({p.id: p.params for p in plan})
         done: dict[int, list[Result]] = {}
         found: tuple[Service, ...] = ()
@@ -106,7 +114,7 @@ class Engine:
                     finding = self._failure(exc, ctx.device.id, "discovery")
                     return self._finished(device, address, started, found, plan,
                                          {i: [self.builder.result(p, finding)]
-                                          for i, p in enumerate(plan)})
+                                          for i, p in enumerate(plan)}, _pacing(ctx.lane))
                 async with asyncio.TaskGroup() as group:
                     for index, planned in enumerate(plan):
                         group.create_task(self._run_check(ctx, view, index, planned, done))
@@ -114,16 +122,19 @@ class Engine:
             pass
         finally:
             ctx.cancel_pending()
-        return self._finished(device, address, started, found, plan, done)
+        return self._finished(device, address, started, found, plan, done, _pacing(ctx.lane))
 
     def failed(self, device: Device, message: str, *, reason: str,
-               started: dt.datetime | None = None) -> Record:
-        """The record of a device that could not be scanned: every planned check `error`."""
+               started: dt.datetime | None = None, rate: Pacing | None = None) -> Record:
+        """The record of a device that could not be scanned: every planned check `error`;
+        `rate` is the pace it would have started at (default: this engine's options')."""
         begun = _now() if started is None else started
         finding = errored(message, reason=reason)
         plan = self._device_plan(device, begun.date())
+        pacing = rate if rate is not None else Pacing(
+            self.options.rate_mode, starting_rate(self.options.rate_mode, self.options.rate), 0)
         return self._record(device, device.address, begun, (),
-                            [self.builder.result(p, finding) for p in plan])
+                            [self.builder.result(p, finding) for p in plan], pacing)
 
     def _device_plan(self, device: Device, day: dt.date) -> list[PlannedCheck]:
         """The planned checks judged on the device alone: all but the fleet checks."""
@@ -132,18 +143,18 @@ class Engine:
 
     def _finished(self, device: Device, address: str, started: dt.datetime,
                  found: tuple[Service, ...], plan: list[PlannedCheck],
-                 done: dict[int, list[Result]]) -> Record:
+                 done: dict[int, list[Result]], rate: Pacing) -> Record:
         late = errored(f"the device budget of {self.options.budget:g} s ran out before this "
                        "check finished", reason="budget")
         results: list[Result] = []
         for index, planned in enumerate(plan):
             results.extend(done.get(index) or [self.builder.result(planned, late)])
-        return self._record(device, address, started, found, results)
+        return self._record(device, address, started, found, results, rate)
 
     def _record(self, device: Device, address: str, started: dt.datetime,
-                found: tuple[Service, ...], results: list[Result]) -> Record:
+                found: tuple[Service, ...], results: list[Result], rate: Pacing) -> Record:
         return record_of(device=device, address=address, profile=self._profile_ref,
-                         probe=ProbeInfo(__version__, self.intrusive), started_at=started,
+                         probe=ProbeInfo(__version__, self.intrusive, rate), started_at=started,
                          finished_at=_now(), services=found, results=results,
                          selection=self.profile.selection)
 
@@ -188,6 +199,12 @@ async def _each(devices: Iterable[Device] | AsyncIterable[Device]) -> AsyncItera
     else:
         for device in devices:
             yield device
+
+
+def _pacing(lane: Lane) -> Pacing:
+    """What a device's record says of its pace when its scan ends."""
+    backoffs = 0 if lane.device is None else lane.device.backoffs
+    return Pacing("adaptive" if lane.adaptive else "fixed", lane.final, backoffs)
 
 
 async def _resolve(address: str, timeout: float) -> tuple[str, str | None]:

@@ -23,7 +23,7 @@ from probe.model import Device, Finding, Result, Service, Severity, Status, Waiv
 from probe.profile import Profile
 from probe.profile_loader import load_profile
 from probe.record.files import read_record, record_text, write_record
-from probe.record.model import ProbeInfo, ProfileRef, Record, record_of
+from probe.record.model import Pacing, ProbeInfo, ProfileRef, Record, record_of
 from probe.record.schema import schema, validate_record
 from probe.run import FleetStage
 from tests.record_cases import SINGLE, Case, fleet_error, fleet_pair
@@ -232,11 +232,13 @@ def test_a_value_json_cannot_write_is_still_refused(tmp_path: Path) -> None:
 
 GOLDEN = Path(__file__).parent / "golden" / "records"
 GOLDEN_PROFILE = ProfileRef("golden", "1", "sha256:" + "cd" * 32)
+GOLDEN_PACE = Pacing("adaptive", 37.5, 2)
 
 
 def _record_of(case: Case, profile: ProfileRef) -> Record:
     return record_of(device=case.device, address=case.address, profile=profile,
-                     probe=ProbeInfo(__version__, case.intrusive), started_at=case.started_at,
+                     probe=ProbeInfo(__version__, case.intrusive, GOLDEN_PACE),
+                     started_at=case.started_at,
                      finished_at=case.finished_at, services=case.services,
                      results=case.results)
 

@@ -23,6 +23,7 @@ from probe.lab.servers import (
     UdpListener,
     ports_of,
 )
+from probe.lab.servers_fragile import ConnectionTable, Fragile, FragileServer
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +120,14 @@ class Fleet:
             tls: ssl.SSLContext | None = None
             if any(isinstance(lst, TcpListener) and lst.tls for lst in spec.persona.listeners):
                 tls = pki.server_context(*pki.issue(self.ca, spec.address, spec.id))
+            table = ConnectionTable()
             for listener in spec.persona.listeners:
                 try:
                     if isinstance(listener, UdpListener):
                         await self._bind_udp(spec.address, listener)
                     else:
-                        stream = StreamServer(listener.service)
+                        stream = FragileServer(listener, table) \
+                            if isinstance(listener, Fragile) else StreamServer(listener.service)
                         await stream.start(spec.address, listener.port,
                                            tls if listener.tls else None)
                         self._streams.append(stream)

@@ -42,11 +42,35 @@ class ProfileRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Pacing:
+    """How fast the probe went at one device (probe.ratelimit, docs/rate.md)."""
+
+    mode: str
+    """`adaptive` or `fixed` (`--rate-mode`)."""
+    final: float
+    """New connections and datagrams a second the device was at when its scan ended: its own
+    adaptive rate, or the scan's fixed rate."""
+    backoffs: int
+    """How many times the device's rate was halved for congestion (0 in fixed mode)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "final": round(self.final, 2), "backoffs": self.backoffs}
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeInfo:
     """The probe that wrote a record."""
 
     version: str
     intrusive: bool
+    rate: Pacing | None = None
+    """None only in records written before the probe recorded its rate."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "intrusive": self.intrusive}
+        if self.rate is not None:
+            out["rate"] = self.rate.to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,7 +140,7 @@ class Record:
             "device": self.device_json(),
             "profile": {"id": self.profile.id, "version": self.profile.version,
                         "digest": self.profile.digest},
-            "probe": {"version": self.probe.version, "intrusive": self.probe.intrusive},
+            "probe": self.probe.to_json(),
             **({} if self.selection is None else {"selection": _selection_json(self.selection)}),
             "started_at": stamp(self.started_at),
             "finished_at": stamp(self.finished_at),
@@ -144,7 +168,7 @@ class Record:
                           site=device.get("site")),
             resolved_address=device.get("resolved_address"),
             profile=ProfileRef(profile["id"], profile["version"], profile["digest"]),
-            probe=ProbeInfo(probe["version"], probe["intrusive"]),
+            probe=ProbeInfo(probe["version"], probe["intrusive"], _pacing_of(probe.get("rate"))),
             started_at=parse_stamp(data["started_at"]),
             finished_at=parse_stamp(data["finished_at"]),
             services=tuple(Service(s["transport"], s["port"], s["protocol"], s["tls"],
@@ -171,6 +195,12 @@ def _selection_of(data: Mapping[str, Any]) -> Selection:
         checks=tuple(data["checks"]), skip_checks=tuple(data["skip_checks"]),
         severity=Severity(severity) if severity else None, controls=tuple(data["controls"]),
         deselected={row["check"]: row["reason"] for row in data["deselected"]})
+
+
+def _pacing_of(data: Mapping[str, Any] | None) -> Pacing | None:
+    if data is None:
+        return None
+    return Pacing(data["mode"], float(data["final"]), data["backoffs"])
 
 
 def _service_json(service: Service) -> dict[str, Any]:
