@@ -154,7 +154,7 @@ def test_an_icmp_unreachable_on_a_datagram_is_congestion_and_a_refusal_an_answer
     async def run() -> tuple[float, int, float]:
         network = Network(ScanOptions(rate=1000.0))
         ctx = DeviceContext(Device(id="d", address="127.167.9.1"), "127.167.9.1",
-                            network.options, network, params=lambda check: {})
+                            network.options, network)
         assert ctx.lane.device is not None
         start = ctx.lane.device.rate
         refused = _Collecting(4, 1024)
