@@ -1,9 +1,9 @@
 """Discovery: the device's open TCP ports, its answering UDP services, and what each one is.
 
 Collectors (each gathered once per device through `ctx.observe`): `tcp_ports` (connect scan,
-or SYN scan with `--syn`), `udp_services` (`probe.observe.udp`, handed the CoAP and DTLS probes)
-and `services`, which runs those, identifies every open TCP port (`identify`) and is what the
-exposure checks and the record's service list read.
+or SYN scan with `--syn`), `udp_services` (`probe.observe.udp`, handed the CoAP, DTLS and
+BACnet probes) and `services`, which runs those, identifies every open TCP port
+(`identify`) and is what the exposure checks and the record's service list read.
 
 Identification is bounded twice: each port costs about one timeout (see `probe.observe.identify`)
 and all of them together at most `IDENTIFY_SHARE` of what the device budget has left once the
@@ -32,6 +32,7 @@ from probe.observe.identify import (
 from probe.observe.syn import syn_scan
 from probe.observe.tcp import PortScan, connect_scan, port_set, service_ports
 from probe.observe.udp import UdpProbe, UdpService, answering
+from probe.protocols.bacnet import ident as bacnet
 
 __all__ = [
     "Identification", "PortScan", "Services", "UdpService", "identify", "services",
@@ -69,7 +70,8 @@ class Services:
         return out
 
 
-UDP_PROBES = (UdpProbe("coap", coap.discover), UdpProbe("dtls", dtls.discover))
+UDP_PROBES = (UdpProbe("coap", coap.discover), UdpProbe("dtls", dtls.discover),
+              UdpProbe("bacnet", bacnet.discover))
 """The UDP probes `probe.observe.udp` is handed: it imports no protocol module."""
 
 

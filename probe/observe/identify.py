@@ -7,7 +7,7 @@ per port, not one per attempt. A port is `silent` (nothing about it can be decid
 sent a byte: it hung, reset every connection, or refused the connection it had accepted
 during the port scan (the device went away).
 
-`could_serve` says which of the services the checks judge (TLS, cleartext HTTP, HTTPS, MQTT) a
+`could_serve` says which of the services the checks judge (TLS, HTTP, HTTPS, MQTT, RTSP) a
 port may carry, by the inventory's name for it or else by its number, and `undecided` which of
 those an identification left open: the checks turn each of them into an `error` on that port
 (see `probe.checks.base`), never into "not applicable".
@@ -26,29 +26,38 @@ from typing import Any
 from probe.context import DeviceContext
 from probe.observe.mqtt_codec import connack_level, meaning
 from probe.observe.tcp import RESET_AFTER_HANDSHAKE, excerpt, head_hex, service_ports
+from probe.protocols.modbus import ident as modbus
+from probe.protocols.rtsp import ident as rtsp
 
 BANNER_PORTS = frozenset({21, 22, 23, 25, 513, 514, 2323})
 HTTP_PORTS = frozenset({80, 81, 8000, 8008, 8080, 8081, 8088, 8888})
 TLS_PORTS = frozenset({443, 4443, 5443, 8443, 8883, 8884, 9001, 9443})
 MQTT_TLS_PORTS = frozenset({8883, 8884})
 RSH_PORTS = {513: "rlogin", 514: "rsh"}
-RTSP_PORTS = frozenset({554, 8554})
-SERVICES = ("tls", "http", "https", "mqtt", "mqtts")  # what `could_serve` names, in order
+RTSP_PORTS = rtsp.PORTS
+SERVICES = ("tls", "http", "https", "mqtt", "mqtts", "rtsp")  # what `could_serve` names, in order
 SERVICE_NAMES = {"tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS",
-                 "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS"}
+                 "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS", "rtsp": "RTSP"}
+ANY_PORT = frozenset(SERVICES) - {"rtsp"}
+"""What an unconventional port may carry: RTSP is judged where it is named, conventional or
+identified (a server on another port answers the HTTP probe with an RTSP status line)."""
 _NAMED_SERVES = {"http": {"http"}, "https": {"tls", "https"}, "wss": {"tls", "https"},
                  "mqtt": {"mqtt"}, "mqtts": {"tls", "mqtts"}, "tls": {"tls"}, "ssl": {"tls"},
-                 "amqps": {"tls"}, "ftps": {"tls"}}
+                 "amqps": {"tls"}, "ftps": {"tls"}, "rtsp": {"rtsp"},
+                 "rtsps": {"tls", "rtsp"}}
 _PORT_SERVES = ((MQTT_TLS_PORTS, {"tls", "mqtts"}), (TLS_PORTS, {"tls", "https"}),
-                (HTTP_PORTS, {"http"}), (frozenset({1883}), {"mqtt"}))
+                (HTTP_PORTS, {"http"}), (frozenset({1883}), {"mqtt"}), (RTSP_PORTS, {"rtsp"}),
+                (rtsp.TLS_PORTS, {"tls", "rtsp"}))
 _PLANS = {  # first attempt by hint, then the rest
     "banner": ("banner", "tls", "http", "mqtt"), "http": ("http", "tls", "mqtt"),
     "tls": ("tls", "http", "mqtt"), "mqtt": ("mqtt", "tls", "http"),
     "rtsp": ("rtsp", "tls", "http"), "other": ("banner", "tls", "http", "mqtt"),
+    "modbus": ("modbus", "tls", "http"),
 }
 _HINT_BY_NAME = {"telnet": "banner", "ftp": "banner", "ssh": "banner", "smtp": "banner",
-                 "http": "http", "https": "tls", "mqtts": "tls", "mqtt": "mqtt", "rtsp": "rtsp"}
-READ_CAP = {"banner": 1024, "http": 8192, "rtsp": 4096, "mqtt": 64}
+                 "http": "http", "https": "tls", "mqtts": "tls", "mqtt": "mqtt", "rtsp": "rtsp",
+                 "rtsps": "tls", "modbus": "modbus"}
+READ_CAP = {"banner": 1024, "http": 8192, "rtsp": 4096, "mqtt": 64, "modbus": modbus.READ_CAP}
 DISCONNECT = b"\xe0\x00"
 HANDSHAKE, CERTIFICATE_REQUEST = 22, 13
 _PROMPT = re.compile(rb"(login|username|user name|password)\s*:\s*$", re.IGNORECASE)
@@ -58,7 +67,7 @@ _STATUS = re.compile(rb"(HTTP|RTSP)/\d(\.\d)? (\d{3})[^\r\n]*")
 @dataclass(frozen=True)
 class Identification:
     port: int
-    protocol: str  # telnet ftp ssh http mqtt smtp rtsp rlogin rsh tls unknown
+    protocol: str  # telnet ftp ssh http mqtt smtp rtsp modbus rlogin rsh tls unknown
     tls: bool
     detail: str
     silent: bool
@@ -119,6 +128,8 @@ def _request(ctx: DeviceContext, port: int, kind: str, tls: bool) -> bytes:
         body = (b"\x00\x04MQTT\x04\x02\x00\x3c"  # MQTT 3.1.1, clean session, keep-alive 60 s
                 + len(client_id).to_bytes(2, "big") + client_id)
         return b"\x10" + bytes([len(body)]) + body
+    if kind == "modbus":
+        return modbus.request()
     return b""
 
 
@@ -127,6 +138,8 @@ def _complete(kind: str) -> Callable[[bytes], bool]:
         return lambda d: len(d) >= 4 and (d[1] < 0x80 or len(d) >= 5)
     if kind == "banner":
         return lambda d: b"\n" in d or _telnet(d) or bool(_PROMPT.search(d))
+    if kind == "modbus":
+        return modbus.complete
     return lambda d: b"\r\n\r\n" in d or b"\n\n" in d
 
 
@@ -142,6 +155,8 @@ def _headers(data: bytes) -> dict[str, str]:
 def classify(port: int, kind: str, data: bytes) -> tuple[str, str, dict[str, Any]] | None:
     """(protocol, detail, evidence) that the first bytes of a reply prove, or None."""
     line = excerpt(data.split(b"\n", 1)[0].rstrip(b"\r"))
+    if kind == "modbus":
+        return modbus.classify(data)
     if _telnet(data):
         return "telnet", "Telnet option negotiation", {"first_bytes": head_hex(data)}
     if data.startswith(b"SSH-"):
@@ -286,22 +301,27 @@ def _hint(ctx: DeviceContext, port: int) -> str:
     for hint, ports in (("banner", BANNER_PORTS), ("http", HTTP_PORTS), ("tls", TLS_PORTS)):
         if port in ports:
             return hint
+    if port in rtsp.TLS_PORTS:
+        return "tls"
+    if port in modbus.PORTS:
+        return "modbus"
     return "mqtt" if port == 1883 else "rtsp" if port in RTSP_PORTS else "other"
 
 
 def could_serve(port: int, name: str | None) -> frozenset[str]:
     """The judged services (`SERVICES`) `port` may carry: those of the inventory's name for it
     (none for the name of another service: the inventory said what it is); else those its
-    number conventionally carries (none for the SSH, Telnet, FTP, SMTP, r-command and RTSP
-    ports); else all of them, since nothing tells what an unconventional port serves."""
+    number conventionally carries (RTSP for 554 and 8554, TLS and RTSP for 322, none for the
+    SSH, Telnet, FTP, SMTP, r-command and Modbus ports); else all of them but RTSP
+    (`ANY_PORT`), since nothing tells what an unconventional port serves."""
     if name is not None:
         return frozenset(_NAMED_SERVES.get(name, ()))
     for ports, serves in _PORT_SERVES:
         if port in ports:
             return frozenset(serves)
-    if port in BANNER_PORTS or port in RSH_PORTS or port in RTSP_PORTS:
+    if port in BANNER_PORTS or port in RSH_PORTS or port in modbus.PORTS:
         return frozenset()
-    return frozenset(SERVICES)
+    return ANY_PORT
 
 
 def undecided(ident: Identification, serves: frozenset[str]) -> frozenset[str]:
@@ -313,7 +333,7 @@ def undecided(ident: Identification, serves: frozenset[str]) -> frozenset[str]:
     if ident.protocol == "unknown":
         return frozenset() if ident.evidence.get("spoke_first") else serves
     if ident.protocol == "tls":
-        return serves & {"https", "mqtts"}
+        return serves & {"https", "mqtts", "rtsp"}
     return frozenset()
 
 
@@ -325,8 +345,11 @@ def conventional(ctx: DeviceContext, port: int) -> bool:
 async def identify(ctx: DeviceContext, port: int) -> Identification:
     """Collector (per port): the protocol that answers on `port`, with what decided it."""
     hint = _hint(ctx, port)
-    mqtt_inside = port in MQTT_TLS_PORTS or service_ports(ctx, udp=False).get(port) == "mqtts"
+    named = service_ports(ctx, udp=False).get(port)
+    mqtt_inside = port in MQTT_TLS_PORTS or named == "mqtts"
     inner = ("mqtt", "http") if mqtt_inside else ("http", "mqtt")
+    if port in rtsp.TLS_PORTS or named == "rtsps":
+        inner = ("rtsp", "http")
     tried: list[str] = []
     seen = b""
     tls_error: str | None = None

@@ -3,8 +3,9 @@
 Each request that draws nothing (no reply, no ICMP refusal) by half the timeout is sent once
 more, unchanged, within the same wait: a lost datagram does not hide a service. SNMP, mDNS and
 TFTP messages are built and parsed with scapy's layers and the SSDP M-SEARCH is
-built by hand. The CoAP request (GET /.well-known/core) and the DTLS ClientHello are the
-`discover` probes of `probe.observe.coap` and `probe.observe.dtls`, whose collectors the CoAP
+built by hand. The CoAP request (GET /.well-known/core), the DTLS ClientHello and the BACnet/IP
+Who-Is are the `discover` probes of `probe.observe.coap`, `probe.observe.dtls` and
+`probe.protocols.bacnet.ident`, whose collectors the CoAP
 checks share, so discovery's round trips are not repeated: this module imports neither (their
 surveys read discovery in turn); `probe.observe.discovery` hands them to `answering` as
 `UdpProbe`s. A reply that does not parse as the protocol asked for is recorded as `unknown`,
@@ -29,9 +30,10 @@ from scapy.layers.tftp import TFTP, TFTP_RRQ
 from probe.context import DeviceContext
 from probe.observe.tcp import excerpt, excluded_ports, head_hex, service_ports
 
-DEFAULT_PORTS = {"coap": 5683, "dtls": 5684, "snmp": 161, "ssdp": 1900, "mdns": 5353, "tftp": 69}
+DEFAULT_PORTS = {"coap": 5683, "dtls": 5684, "snmp": 161, "ssdp": 1900, "mdns": 5353, "tftp": 69,
+                 "bacnet": 47808}
 _BY_SERVICE_NAME = {"coap": "coap", "coaps": "dtls", "dtls": "dtls", "snmp": "snmp",
-                    "ssdp": "ssdp", "mdns": "mdns", "tftp": "tftp"}
+                    "ssdp": "ssdp", "mdns": "mdns", "tftp": "tftp", "bacnet": "bacnet"}
 SYSDESCR = "1.3.6.1.2.1.1.1.0"
 COMMUNITIES = ("public", "private")
 SNMP_VERSIONS = {0: "v1", 1: "v2c"}
@@ -44,7 +46,7 @@ Parser = Callable[[bytes], Parsed]
 @dataclass(frozen=True)
 class UdpService:
     port: int
-    protocol: str  # coap, dtls, snmp, ssdp, mdns, tftp, or unknown
+    protocol: str  # coap, dtls, snmp, ssdp, mdns, tftp, bacnet, or unknown
     detail: str
     evidence: Mapping[str, Any]
 

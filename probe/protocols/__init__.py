@@ -1,0 +1,1 @@
+"""The protocols the probe judges, one package each: ports, wire format, collectors, checks."""
