@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from probe.checks import catalogue
 from probe.checks.base import Check, Observations
+from probe.checks.catalogue import catalogue
 from probe.context import DeviceContext, Network, Params, ScanOptions
 from probe.errors import InputError
 from probe.model import Device, Finding

@@ -13,8 +13,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from probe.checks import catalogue
 from probe.checks.base import MAX_PORT_FINDINGS, Check
+from probe.checks.catalogue import catalogue
 from probe.observe.identify import SERVICE_NAMES, SERVICES
 from probe.profile import CheckConfig
 from probe.profile_loader import builtin_profile_ids, load_profile

@@ -541,7 +541,7 @@ def profiles_checks(as_json: bool) -> None:
 
         click.echo(json.dumps(catalogue_data(), indent=2, sort_keys=True))
         return
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
     from probe.report.tables import catalogue_table, console
 
     console().print(catalogue_table(catalogue()))

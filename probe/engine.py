@@ -27,8 +27,8 @@ from collections.abc import (
 from typing import Any
 
 from probe import __version__
-from probe.checks import catalogue
 from probe.checks.base import Check, Observations
+from probe.checks.catalogue import catalogue
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.model import Device, Finding, Result, Service, Severity, Status, errored, skipped
 from probe.observe.base import ObservationError

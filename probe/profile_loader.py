@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, Field, PlainValidator, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from probe import checks
+from probe.checks import catalogue as registry
 from probe.checks.base import Check
 from probe.errors import InputError
 from probe.model import Severity, Waiver
@@ -66,7 +66,7 @@ def load_profile(ref: str, *, catalogue: Mapping[str, Check] | None = None) -> P
     `catalogue` is the check catalogue to validate against (default: probe.checks.catalogue()).
     """
     if catalogue is None:
-        catalogue = checks.catalogue()
+        catalogue = registry.catalogue()
     return _Resolver(catalogue).profile([_find_option(ref)])
 
 
@@ -80,7 +80,7 @@ def load_profiles(refs: Sequence[str], *,
     if not refs:
         raise InputError("name at least one profile", field="PROFILE")
     if catalogue is None:
-        catalogue = checks.catalogue()
+        catalogue = registry.catalogue()
     return _Resolver(catalogue).profile([_find_option(ref) for ref in refs])
 
 

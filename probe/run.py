@@ -21,7 +21,7 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.checks.fleet import UniqueKeys
 from probe.context import ScanOptions
 from probe.display import shown_text

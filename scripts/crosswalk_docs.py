@@ -45,7 +45,7 @@ def controls_table() -> str:
 def checks_table() -> str:
     """Each check of the default profile with its references, framework by framework, then
     the catalogue's checks that no built-in profile runs."""
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
     from probe.profile_loader import load_profile
 
     known = catalogue()

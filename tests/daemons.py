@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.context import DeviceContext, Network, ScanOptions
 from probe.lab.servers_tls import Issued, issue_certificate
 from probe.model import Device

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.checks import catalogue, coap, net
-from probe.checks.catalogue import CATALOGUE, validate
+from probe.checks import coap, net
+from probe.checks.catalogue import CATALOGUE, catalogue, validate
 
 
 def test_catalogue_is_the_modules_checks_in_order_and_cached() -> None:

@@ -179,7 +179,7 @@ def test_profiles_checks_json_is_the_catalogue_with_its_rules() -> None:
     """`profiles checks --json` prints what docs/checks.md is made from: every check of the
     catalogue, with its rule, parameters and the default profile's references."""
     from probe.catalogue_doc import catalogue_data
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
 
     shown = iotprobe("profiles", "checks", "--json")
     assert shown.returncode == 0, shown.stderr

@@ -65,7 +65,7 @@ def test_lab_docs_are_current() -> None:
 def test_a_changed_rule_makes_the_checks_docs_stale(monkeypatch: pytest.MonkeyPatch) -> None:
     """The page follows the docstring: a check whose rule changes makes the committed page
     stale."""
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
 
     script = _script("checks_docs")
     committed = script.DOC.read_text(encoding="utf-8")
@@ -135,7 +135,7 @@ def test_every_check_states_its_rule() -> None:
     rule docs/checks.md and `profiles checks --json` publish), the wrapper that turns undecided
     ports into errors included."""
     from probe.catalogue_doc import RULE_LABELS, rule
-    from probe.checks import catalogue
+    from probe.checks.catalogue import catalogue
 
     sections = {cid: rule(check).splitlines() for cid, check in sorted(catalogue().items())}
     missing = [cid for cid, lines in sections.items()

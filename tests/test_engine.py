@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from probe.checks import catalogue
 from probe.checks.base import CONTROL_COMMUNICATION, Check, Observations
+from probe.checks.catalogue import catalogue
 from probe.context import DeviceContext, ScanOptions
 from probe.engine import Engine
 from probe.lab.fleet import DeviceSpec, Fleet, plan_fleet, run_fleet

@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.cli import cli
 from probe.profile_loader import builtin_profile_ids
 

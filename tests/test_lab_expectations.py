@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from probe.checks import catalogue
 from probe.checks.base import Check
+from probe.checks.catalogue import catalogue
 from probe.lab.expectations import DEFAULT, INTRUSIVE, Declares, Scan, expected, resolve
 from probe.lab.personas import PERSONAS
 from probe.lab.real import REAL, REAL_DEVICES

@@ -37,7 +37,7 @@ from daemons import (
 from interop import brokers_mqtt
 
 from probe.api import device_context, run_check
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.context import DeviceContext, ScanOptions
 from probe.lab import pki
 from probe.lab.servers_mqtt import issue_client

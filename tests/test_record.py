@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probe import __version__
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.checks.fleet import UniqueKeys
 from probe.model import Device, Finding, Result, Service, Severity, Status, Waiver
 from probe.profile import Profile

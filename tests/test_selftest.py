@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.lab import PERSONAS
 from probe.lab.cli import lab_group
 from probe.lab.real import REAL_DEVICES

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from daemons import Listener, certificate, coap_server, scan_context, silent, snmpd, start
 
-from probe.checks import catalogue
 from probe.checks.base import Observations
+from probe.checks.catalogue import catalogue
 from probe.model import Finding, Status
 from probe.observe import dtls, udp_endpoints
 from probe.observe.discovery import services, udp_services

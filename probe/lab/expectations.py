@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
-from probe.checks import catalogue
 from probe.checks.base import Check
+from probe.checks.catalogue import catalogue
 from probe.model import Status
 
 Checks = Mapping[str, Check]

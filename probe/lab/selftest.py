@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from ruamel.yaml import YAML
 
-from probe.checks import catalogue
 from probe.checks.base import Check
+from probe.checks.catalogue import catalogue
 from probe.context import ScanOptions
 from probe.inventory import load_inventory
 from probe.lab import pki

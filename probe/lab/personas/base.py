@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.lab.expectations import statuses
 from probe.lab.servers import Listener
 from probe.model import Status, Verdict

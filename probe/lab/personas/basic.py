@@ -3,7 +3,7 @@ TLS that refuses anonymous clients, a device that never answers and one that is 
 
 from __future__ import annotations
 
-from probe.checks import catalogue
+from probe.checks.catalogue import catalogue
 from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     CLOCK_SYNC,
