@@ -4,14 +4,24 @@ server; a bacpypes3 BACnet/IP device. Each check passes on one and fails on anot
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+from conftest import load_records
 from daemons import certificate, device_context, scan_context
+from hypothesis import given
+from hypothesis import strategies as st
 from peers import bacnet_device, gst_rtsp, modbus_server
 
 from probe.api import run_check
 from probe.model import Status
 from probe.observe.discovery import services, udp_services
+from probe.protocols.bacnet import codec as bacnet_codec
+from probe.protocols.modbus import codec as modbus_codec
+from probe.protocols.rtsp import codec as rtsp_codec
 
 ACCOUNT = ("viewer", "s3cret-viewer")
 
@@ -103,3 +113,73 @@ async def test_plant_exposure_passes_where_no_plant_protocol_answers(tmp_path: P
     with gst_rtsp(tmp_path, address, 8554, "/live"), device_context(address, (502, 8554)) as ctx:
         (result,) = await run_check("plant.exposure", ctx.device, context=ctx)
     assert result.status is Status.PASS, result
+
+
+def _scan(tmp: Path, devices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The records of a scan of `devices` by the command line (default profile), by id."""
+    inventory = tmp / "inventory.yaml"
+    inventory.write_text(json.dumps({"devices": devices}))
+    done = subprocess.run(
+        [sys.executable, "-m", "probe", "scan", "-i", str(inventory), "-o", str(tmp / "out"),
+         "--exclude-ports", "2024", "--timeout", "3", "--budget", "90"],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, cwd=tmp)
+    assert done.returncode in (0, 1), done.stderr
+    return load_records(tmp / "out")
+
+
+def _status(record: dict[str, Any], check: str) -> dict[str, str]:
+    return {r["target"]: r["status"] for r in record["results"] if r["check"] == check}
+
+
+def test_the_profile_allows_plant_protocols_by_class(tmp_path: Path) -> None:
+    """The built-in profile through the command line: the same Modbus and BACnet peers fail
+    plant.exposure as a gateway and pass as the classes that allow them."""
+    modbus_at, bacnet_at = "127.172.0.8", "127.172.0.9"
+    with modbus_server(tmp_path, modbus_at), bacnet_device(tmp_path, bacnet_at, instance=77):
+        records = _scan(tmp_path, [
+            {"id": "mb-gateway", "address": modbus_at, "class": "gateway", "ports": "502"},
+            {"id": "mb-plc", "address": modbus_at, "class": "plc", "ports": "502"},
+            {"id": "bn-gateway", "address": bacnet_at, "class": "gateway", "ports": "80"},
+            {"id": "bn-bms", "address": bacnet_at, "class": "building-controller",
+             "ports": "80"},
+        ])
+    assert _status(records["mb-gateway"], "plant.exposure") == {"tcp/502": "fail"}
+    assert _status(records["mb-plc"], "plant.exposure") == {"tcp/502": "pass"}
+    assert _status(records["mb-plc"], "net.open-ports") == {"device": "pass"}
+    assert _status(records["bn-gateway"], "plant.exposure") == {"udp/47808": "fail"}
+    assert _status(records["bn-bms"], "plant.exposure") == {"udp/47808": "pass"}
+    assert _status(records["bn-bms"], "net.open-ports") == {"device": "pass"}
+    (result,) = [r for r in records["mb-gateway"]["results"] if r["check"] == "plant.exposure"]
+    assert result["evidence"]["identified_by"]["objects"]["vendor"] == "iotprobe-test"
+
+
+@given(st.binary(max_size=600))
+def test_the_parsers_take_any_bytes(data: bytes) -> None:
+    """Device data is attacker-controlled: every parser returns, and what it keeps is
+    bounded."""
+    reply = rtsp_codec.parse(data)
+    assert len(reply.line) <= rtsp_codec.EXCERPT_CHARS
+    assert len(reply.body) <= rtsp_codec.EXCERPT_CHARS
+    rtsp_codec.complete(data)
+    modbus_codec.complete(data)
+    answer = modbus_codec.parse(data)
+    if answer is not None:
+        assert all(len(v) <= modbus_codec.OBJECT_CHARS for v in answer.objects.values())
+    bacnet_codec.parse_i_am(data)
+
+
+def test_a_modbus_frame_must_echo_the_request() -> None:
+    good = modbus_codec.parse(bytes.fromhex("1a7e0000000301ab01"))
+    assert good is not None and good.exception == 1
+    assert modbus_codec.parse(bytes.fromhex("00010000000301ab01")) is None  # other id
+    assert modbus_codec.parse(bytes.fromhex("1a7e0001000301ab01")) is None  # protocol 1
+    assert modbus_codec.parse(bytes.fromhex("1a7e0000000901ab01")) is None  # short
+    assert modbus_codec.parse(b"HTTP/1.1 400 Bad Request\r\n\r\n") is None
+
+
+def test_an_i_am_must_name_a_device_object() -> None:
+    i_am = bytes.fromhex("810a001501001000c4020004d222040091002203e7")
+    assert bacnet_codec.parse_i_am(i_am) == bacnet_codec.IAm(1234, 1024, "both", 999)
+    analog_input = i_am[:9] + bytes.fromhex("000004d2") + i_am[13:]
+    assert bacnet_codec.parse_i_am(analog_input) is None
+    assert bacnet_codec.parse_i_am(i_am[:-1]) is None  # the BVLC length no longer matches
