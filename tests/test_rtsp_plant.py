@@ -4,6 +4,7 @@ server; a bacpypes3 BACnet/IP device. Each check passes on one and fails on anot
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import load_records
-from daemons import certificate, device_context, scan_context
+from daemons import Listener, certificate, device_context, scan_context
 from hypothesis import given
 from hypothesis import strategies as st
 from peers import bacnet_device, gst_rtsp, modbus_server
@@ -183,3 +184,26 @@ def test_an_i_am_must_name_a_device_object() -> None:
     analog_input = i_am[:9] + bytes.fromhex("000004d2") + i_am[13:]
     assert bacnet_codec.parse_i_am(analog_input) is None
     assert bacnet_codec.parse_i_am(i_am[:-1]) is None  # the BVLC length no longer matches
+
+
+async def _options_then_hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer OPTIONS like a camera, then hold every DESCRIBE without a byte."""
+    request = await reader.read(4096)
+    if request.startswith(b"OPTIONS"):
+        writer.write(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: OPTIONS, DESCRIBE\r\n\r\n")
+        await writer.drain()
+    while await reader.read(4096):
+        pass
+
+
+async def test_an_endpoint_that_hangs_on_describe_costs_one_timeout() -> None:
+    """Scripted (no real server behaves so): identified as RTSP by OPTIONS, then silent. The
+    survey stops at the first silent path and the check is an error, not a pass."""
+    address = "127.172.0.10"
+    async with Listener(address, 8554, _options_then_hang) as listener:
+        with device_context(address, (8554,), timeout=1.0) as ctx:
+            (result,) = await run_check("rtsp.authentication", ctx.device, context=ctx)
+    assert result.status is Status.ERROR, result
+    assert [a["path"] for a in result.evidence["answers"]] == ["/"]
+    assert result.evidence["answers"][0]["problem"] == "no byte within 1 s"
+    assert listener.accepted == 3  # the port scan, OPTIONS, one DESCRIBE

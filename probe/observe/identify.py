@@ -155,8 +155,8 @@ def _headers(data: bytes) -> dict[str, str]:
 def classify(port: int, kind: str, data: bytes) -> tuple[str, str, dict[str, Any]] | None:
     """(protocol, detail, evidence) that the first bytes of a reply prove, or None."""
     line = excerpt(data.split(b"\n", 1)[0].rstrip(b"\r"))
-    if kind == "modbus":
-        return modbus.classify(data)
+    if kind == "modbus" and (answer := modbus.classify(data)):
+        return answer
     if _telnet(data):
         return "telnet", "Telnet option negotiation", {"first_bytes": head_hex(data)}
     if data.startswith(b"SSH-"):

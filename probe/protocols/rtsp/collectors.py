@@ -3,8 +3,9 @@ credentials on each stream path of `rtsp.authentication`'s `paths` parameter.
 
 One connection per path, each bounded by the timeout and `codec.MAX_REPLY` bytes; the survey
 of an endpoint stops at the first path that serves a session description (one is enough to
-fail it). Endpoints inside TLS (RTSPS) are asked through TLS, with any certificate accepted:
-the TLS checks judge the certificate.
+fail it) and at the first that draws no answer (a hanging endpoint costs one timeout, not one
+per path, and is an `error` either way). Endpoints inside TLS (RTSPS) are asked through TLS,
+with any certificate accepted: the TLS checks judge the certificate.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ async def describe(ctx: DeviceContext, port: int, tls: bool, path: str) -> Answe
     except (OSError, ssl.SSLError) as exc:
         return Answer(path, None, f"connection failed: {type(exc).__name__}")
     if not data:
-        return Answer(path, None, "no byte before the deadline" if stalled else "closed at once")
+        why = f"no byte within {ctx.timeout:g} s" if stalled else "closed without a byte"
+        return Answer(path, None, why)
     return Answer(path, codec.parse(data))
 
 
@@ -71,8 +73,8 @@ async def _endpoint(ctx: DeviceContext, port: int, tls: bool,
     for path in paths:
         answer = await describe(ctx, port, tls, path)
         answers.append(answer)
-        if answer.reply is not None and answer.reply.sdp:
-            break
+        if answer.reply is None or answer.reply.sdp:
+            break  # served: failed already; silent or refused: the next path would cost as much
     return RtspEndpoint(port, tls, tuple(answers))
 
 
