@@ -207,3 +207,19 @@ async def test_an_endpoint_that_hangs_on_describe_costs_one_timeout() -> None:
     assert [a["path"] for a in result.evidence["answers"]] == ["/"]
     assert result.evidence["answers"][0]["problem"] == "no byte within 1 s"
     assert listener.accepted == 3  # the port scan, OPTIONS, one DESCRIBE
+
+
+async def test_rtsp_on_an_unusual_port_is_judged_where_the_inventory_names_it(
+        tmp_path: Path) -> None:
+    """GStreamer answers HTTP on its port too (RTSP over HTTP): on 9554 the HTTP probe names it
+    HTTP, and its RTSP goes unjudged; named `rtsp` in the inventory, OPTIONS goes first."""
+    address = "127.172.0.11"
+    with gst_rtsp(tmp_path, address, 9554, "/live"):
+        with scan_context(address, (9554,), udp=False) as ctx:
+            (unnamed,) = (await ctx.observe(services)).tcp
+            (unjudged,) = await run_check("rtsp.authentication", ctx.device, context=ctx)
+        with scan_context(address, (9554,), udp=False, services={"rtsp": (9554,)}) as ctx:
+            (named,) = (await ctx.observe(services)).tcp
+            (judged,) = await run_check("rtsp.authentication", ctx.device, context=ctx)
+    assert unnamed.protocol == "http" and unjudged.status is Status.NOT_APPLICABLE
+    assert named.protocol == "rtsp" and judged.status is Status.FAIL, judged

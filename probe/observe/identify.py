@@ -39,8 +39,9 @@ SERVICES = ("tls", "http", "https", "mqtt", "mqtts", "rtsp")  # what `could_serv
 SERVICE_NAMES = {"tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS",
                  "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS", "rtsp": "RTSP"}
 ANY_PORT = frozenset(SERVICES) - {"rtsp"}
-"""What an unconventional port may carry: RTSP is judged where it is named, conventional or
-identified (a server on another port answers the HTTP probe with an RTSP status line)."""
+"""What an unconventional port may carry: RTSP is judged where the inventory names it, on its
+conventional ports, or where identification recognises an RTSP status line; an unidentified
+port elsewhere does not make the RTSP checks `error` (it would make them so on every device)."""
 _NAMED_SERVES = {"http": {"http"}, "https": {"tls", "https"}, "wss": {"tls", "https"},
                  "mqtt": {"mqtt"}, "mqtts": {"tls", "mqtts"}, "tls": {"tls"}, "ssl": {"tls"},
                  "amqps": {"tls"}, "ftps": {"tls"}, "rtsp": {"rtsp"},
