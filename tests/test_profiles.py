@@ -777,6 +777,9 @@ def test_builtin_profile_digests_are_stable(profile_id: str) -> None:
          "expected true or false, got a number"),
         ("mqtt.topic-authorization", "{canary_prefix: 5}", "canary_prefix",
          "expected a string, got a number"),
+        ("plant.exposure", "{allowed: [dnp3]}", "allowed[0]", "'modbus' or 'bacnet'"),
+        ("rtsp.authentication", "{paths: [live]}", "paths[0]", "must start with /"),
+        ("rtsp.authentication", "{paths: []}", "paths", "must not be empty"),
     ],
 )
 def test_bad_parameter_is_a_load_error(tmp_path: Path, check_id: str, params: str, field: str,
