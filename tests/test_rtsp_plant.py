@@ -16,8 +16,10 @@ from daemons import Listener, certificate, device_context, scan_context
 from hypothesis import given
 from hypothesis import strategies as st
 from peers import bacnet_device, gst_rtsp, modbus_server
+from pymodbus.client import AsyncModbusTcpClient
 
 from probe.api import run_check
+from probe.lab import PERSONAS, plan_fleet, run_fleet
 from probe.model import Status
 from probe.observe.discovery import services, udp_services
 from probe.protocols.bacnet import codec as bacnet_codec
@@ -223,3 +225,20 @@ async def test_rtsp_on_an_unusual_port_is_judged_where_the_inventory_names_it(
             (judged,) = await run_check("rtsp.authentication", ctx.device, context=ctx)
     assert unnamed.protocol == "http" and unjudged.status is Status.NOT_APPLICABLE
     assert named.protocol == "rtsp" and judged.status is Status.FAIL, judged
+
+
+async def test_the_lab_plant_gateway_answers_a_real_modbus_client() -> None:
+    """The emulated plant gateway as pymodbus's client reads it: its identification objects,
+    and an illegal-function exception to a write (the lab device keeps no state)."""
+    specs = plan_fleet([PERSONAS["plant-gateway"]], 1, "127.172.2.1")
+    fleet = await run_fleet(specs)
+    client = AsyncModbusTcpClient(specs[0].address, port=502, timeout=5)
+    try:
+        assert await client.connect()
+        identity = await client.read_device_information(read_code=1, object_id=0)
+        written = await client.write_register(1, 99)
+    finally:
+        client.close()
+        await fleet.stop()
+    assert identity.information == {0: b"iotprobe lab", 1: b"PLC-GW", 2: b"1.0"}
+    assert written.isError() and written.exception_code == 1
