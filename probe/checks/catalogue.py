@@ -19,6 +19,8 @@ from probe.monitoring import http_checks as monitor_http
 from probe.protocols.coap import checks as coap
 from probe.protocols.http import checks as http
 from probe.protocols.mqtt import checks as mqtt
+from probe.protocols.plant import checks as plant
+from probe.protocols.rtsp import checks as rtsp
 from probe.protocols.tls import checks as tls
 
 CATALOGUE: tuple[Check, ...] = (
@@ -30,6 +32,8 @@ CATALOGUE: tuple[Check, ...] = (
     *mqtt.CHECKS,
     *net.CHECKS,
     *tls.CHECKS,
+    *rtsp.CHECKS,
+    *plant.CHECKS,
 )
 CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z0-9-]+")
 
