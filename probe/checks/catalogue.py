@@ -12,9 +12,12 @@ from types import MappingProxyType
 
 from probe.checks import coap, fleet, http, monitor, monitor_http, mqtt, net, tls
 from probe.checks.base import Check
+from probe.protocols.ssh import checks as ssh
+from probe.protocols.telnet import checks as telnet
 
 CATALOGUE: tuple[Check, ...] = (*coap.CHECKS, *fleet.CHECKS, *http.CHECKS, *monitor.CHECKS,
-                                *monitor_http.CHECKS, *mqtt.CHECKS, *net.CHECKS, *tls.CHECKS)
+                                *monitor_http.CHECKS, *mqtt.CHECKS, *net.CHECKS, *tls.CHECKS,
+                                *ssh.CHECKS, *telnet.CHECKS)
 CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z0-9-]+")
 
 

@@ -7,7 +7,7 @@ per port, not one per attempt. A port is `silent` (nothing about it can be decid
 sent a byte: it hung, reset every connection, or refused the connection it had accepted
 during the port scan (the device went away).
 
-`could_serve` says which of the services the checks judge (TLS, cleartext HTTP, HTTPS, MQTT) a
+`could_serve` says which of the services the checks judge (TLS, HTTP, HTTPS, MQTT, SSH, Telnet) a
 port may carry, by the inventory's name for it or else by its number, and `undecided` which of
 those an identification left open: the checks turn each of them into an `error` on that port
 (see `probe.checks.base`), never into "not applicable".
@@ -33,14 +33,16 @@ TLS_PORTS = frozenset({443, 4443, 5443, 8443, 8883, 8884, 9001, 9443})
 MQTT_TLS_PORTS = frozenset({8883, 8884})
 RSH_PORTS = {513: "rlogin", 514: "rsh"}
 RTSP_PORTS = frozenset({554, 8554})
-SERVICES = ("tls", "http", "https", "mqtt", "mqtts")  # what `could_serve` names, in order
+SERVICES = ("tls", "http", "https", "mqtt", "mqtts", "ssh", "telnet")  # `could_serve`'s names
 SERVICE_NAMES = {"tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS",
-                 "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS"}
+                 "mqtt": "cleartext MQTT", "mqtts": "MQTT over TLS", "ssh": "SSH",
+                 "telnet": "Telnet"}
 _NAMED_SERVES = {"http": {"http"}, "https": {"tls", "https"}, "wss": {"tls", "https"},
                  "mqtt": {"mqtt"}, "mqtts": {"tls", "mqtts"}, "tls": {"tls"}, "ssl": {"tls"},
-                 "amqps": {"tls"}, "ftps": {"tls"}}
+                 "amqps": {"tls"}, "ftps": {"tls"}, "ssh": {"ssh"}, "telnet": {"telnet"}}
 _PORT_SERVES = ((MQTT_TLS_PORTS, {"tls", "mqtts"}), (TLS_PORTS, {"tls", "https"}),
-                (HTTP_PORTS, {"http"}), (frozenset({1883}), {"mqtt"}))
+                (HTTP_PORTS, {"http"}), (frozenset({1883}), {"mqtt"}),
+                (frozenset({22}), {"ssh"}), (frozenset({23, 2323}), {"telnet"}))
 _PLANS = {  # first attempt by hint, then the rest
     "banner": ("banner", "tls", "http", "mqtt"), "http": ("http", "tls", "mqtt"),
     "tls": ("tls", "http", "mqtt"), "mqtt": ("mqtt", "tls", "http"),
@@ -292,8 +294,9 @@ def _hint(ctx: DeviceContext, port: int) -> str:
 def could_serve(port: int, name: str | None) -> frozenset[str]:
     """The judged services (`SERVICES`) `port` may carry: those of the inventory's name for it
     (none for the name of another service: the inventory said what it is); else those its
-    number conventionally carries (none for the SSH, Telnet, FTP, SMTP, r-command and RTSP
-    ports); else all of them, since nothing tells what an unconventional port serves."""
+    number conventionally carries (SSH on 22, Telnet on 23 and 2323; none for the FTP, SMTP,
+    r-command and RTSP ports); else all of them, since nothing tells what an unconventional
+    port serves."""
     if name is not None:
         return frozenset(_NAMED_SERVES.get(name, ()))
     for ports, serves in _PORT_SERVES:

@@ -1,0 +1,1 @@
+"""Protocol packages: each one's port identification, wire codec, collectors and checks."""

@@ -1,0 +1,372 @@
+"""SSH collectors: the server's algorithm lists and host keys, its authentication methods, and
+(intrusive) default-credential trials.
+
+What is cleartext is read here, by `probe.protocols.ssh.codec`, over `ctx.connect`: the version
+line and the server's KEXINIT (sent right after the version exchange), and each host key, which
+opens the server's reply to the first key-exchange message (KEXDH_REPLY, KEX_ECDH_REPLY or
+GEX_REPLY). One connection per host key type, offering only that type and one key exchange the
+server lists, is how a server shows every key it holds (ssh-audit asks the same way); the
+connection ends as soon as the key is read, no keys are ever derived.
+
+What needs the encrypted transport (the `none` request whose failure lists the authentication
+methods, password trials) is done by paramiko, over the socket of a connection the device
+context opened: the context's slot, rate token and count hold, the asyncio transport is paused
+while paramiko reads, and each paramiko operation is bounded by the scan's timeout. paramiko
+rather than asyncssh because it works over a given blocking socket and reports the methods a
+server lists (BadAuthenticationType.allowed_types). It negotiates only what it supports
+(no diffie-hellman-group1/group14-sha1, no SHA-1 ssh-rsa signatures): a server that offers
+nothing else cannot be asked about authentication, which the checks report as an error.
+
+Passwords are revealed only to paramiko; evidence names usernames, never passwords.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from paramiko.kex_group14 import KexGroup14SHA256
+from paramiko.kex_group16 import KexGroup16SHA512
+
+from probe.context import DeviceContext
+from probe.observe.base import default_pairs
+from probe.observe.discovery import Services, services
+from probe.observe.tcp import excerpt
+from probe.protocols.ssh import codec
+from probe.protocols.ssh.codec import HostKey, KexInit, MalformedMessage
+
+T = TypeVar("T")
+
+DEFAULT_CREDENTIALS = "ssh.default-credentials"
+PROBE_USER = "iotprobe"
+"""The user name of the `none` authentication request that asks for the methods list."""
+MAX_HOST_KEY_PROBES = 6
+KEY_FAMILIES = (("ssh-ed25519",), ("ssh-ed448",), ("ecdsa-sha2-nistp256",),
+                ("ecdsa-sha2-nistp384",), ("ecdsa-sha2-nistp521",),
+                ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"), ("ssh-dss",))
+"""Host key algorithms by the key they use: one connection reads the key of a family."""
+CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "ecdh-sha2-nistp256": ec.SECP256R1, "ecdh-sha2-nistp384": ec.SECP384R1,
+    "ecdh-sha2-nistp521": ec.SECP521R1}
+GROUPS = {"diffie-hellman-group14-sha256": KexGroup14SHA256.P,
+          "diffie-hellman-group14-sha1": KexGroup14SHA256.P,
+          "diffie-hellman-group16-sha512": KexGroup16SHA512.P}
+GEX = ("diffie-hellman-group-exchange-sha256", "diffie-hellman-group-exchange-sha1")
+GEX_BITS = (2048, 2048, 8192)
+"""The group sizes asked for: minimum, preferred, maximum."""
+X25519 = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+USABLE_KEX = (*X25519, *CURVES, *GROUPS, *GEX)
+"""The key exchanges whose first message the probe can write, in its order of preference."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    port: int
+    banner: str
+
+    @property
+    def target(self) -> str:
+        return f"tcp/{self.port}"
+
+
+async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
+    """Collector: the ports identification found speaking SSH, with their version lines."""
+    found: Services = await ctx.observe(services)
+    return tuple(Endpoint(i.port, str(i.evidence.get("banner", i.detail)))
+                 for i in found.tcp if i.protocol == "ssh")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cleartext: the version exchange, KEXINIT and host keys
+# ---------------------------------------------------------------------------------------------
+
+
+class _Wire:
+    """The unencrypted start of one SSH connection, every read bounded by the scan timeout."""
+
+    def __init__(self, ctx: DeviceContext, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.ctx, self.reader, self.writer = ctx, reader, writer
+        self.buffer = b""
+
+    async def _fill(self, done: Callable[[bytes], bool], cap: int, what: str) -> None:
+        data, stalled = await self.ctx.read(self.reader, cap, until=lambda d: done(
+            self.buffer + d))
+        self.buffer += data
+        if not done(self.buffer):
+            why = "no answer before the deadline" if stalled else (
+                "the connection closed" if len(self.buffer) < cap else "too much data")
+            raise MalformedMessage(f"{why} while waiting for {what}")
+
+    async def version(self) -> str:
+        """Send the client's version line; the server's."""
+        self.writer.write(codec.CLIENT_VERSION)
+        await self.writer.drain()
+        await self._fill(lambda d: codec.version_line(d) is not None, codec.MAX_VERSION_BYTES,
+                         "the version line")
+        found = codec.version_line(self.buffer)
+        assert found is not None
+        line, end = found
+        self.buffer = self.buffer[end:]
+        if not line.startswith(("SSH-2.0-", "SSH-1.99-")):
+            raise MalformedMessage(f"version {line!r} is not SSH 2")
+        return line
+
+    async def message(self) -> bytes:
+        await self._fill(lambda d: codec.packet_size(d) is not None, codec.MAX_PACKET,
+                         "a packet")
+        size = codec.packet_size(self.buffer)
+        assert size is not None
+        whole, self.buffer = self.buffer[:size], self.buffer[size:]
+        return codec.payload(whole)
+
+    async def send(self, message: bytes) -> None:
+        self.writer.write(codec.packet(message))
+        await self.writer.drain()
+
+
+@dataclass(frozen=True)
+class KeyProbe:
+    """What the connection that offered only `algorithm` read."""
+
+    algorithm: str
+    key: HostKey | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Algorithms:
+    """An endpoint's algorithm lists (None when unread) and the host keys behind them."""
+
+    endpoint: Endpoint
+    kexinit: KexInit | None
+    keys: tuple[KeyProbe, ...] = ()
+    problem: str = ""
+
+
+async def _server_kexinit(ctx: DeviceContext, port: int) -> KexInit:
+    async with ctx.connect(port) as (reader, writer):
+        wire = _Wire(ctx, reader, writer)
+        await wire.version()
+        return codec.parse_kexinit(await wire.message())
+
+
+def _first_message(kex: str, group: tuple[int, int] | None) -> bytes:
+    """The client's first key-exchange message for `kex` (an ephemeral key of its own: the
+    host key in the reply does not depend on it)."""
+    if kex in X25519:
+        public = x25519.X25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return bytes([codec.KEXDH_INIT]) + codec.string(public)
+    if kex in CURVES:
+        point = ec.generate_private_key(CURVES[kex]()).public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        return bytes([codec.KEXDH_INIT]) + codec.string(point)
+    prime, generator = group if group is not None else (GROUPS[kex], 2)
+    secret = int.from_bytes(secrets.token_bytes(32), "big") | 1
+    kind = codec.GEX_INIT if group is not None else codec.KEXDH_INIT
+    return bytes([kind]) + codec.mpint(pow(generator, secret, prime))
+
+
+async def _host_key(ctx: DeviceContext, port: int, kex: str, algorithm: str) -> HostKey:
+    async with ctx.connect(port) as (reader, writer):
+        wire = _Wire(ctx, reader, writer)
+        await wire.version()
+        server = codec.parse_kexinit(await wire.message())
+        await wire.send(codec.kexinit((kex,), (algorithm,), server))
+        group = None
+        if kex in GEX:
+            await wire.send(bytes([codec.GEX_REQUEST]) + struct.pack(">III", *GEX_BITS))
+            group = codec.gex_group(await wire.message())
+        await wire.send(_first_message(kex, group))
+        reply = codec.GEX_REPLY if group is not None else codec.KEXDH_REPLY
+        return codec.reply_host_key(await wire.message(), reply)
+
+
+def _probed(host_keys: tuple[str, ...]) -> list[str]:
+    """One algorithm of each key family the server lists (its first), at most
+    MAX_HOST_KEY_PROBES; certificate algorithms are not probed."""
+    out = []
+    for family in KEY_FAMILIES:
+        offered = [name for name in host_keys if name in family]
+        if offered:
+            out.append(offered[0])
+    return out[:MAX_HOST_KEY_PROBES]
+
+
+async def _endpoint_algorithms(ctx: DeviceContext, endpoint: Endpoint) -> Algorithms:
+    try:
+        server = await _server_kexinit(ctx, endpoint.port)
+    except (MalformedMessage, OSError, TimeoutError) as exc:
+        return Algorithms(endpoint, None, problem=_reason(exc))
+    kex = next((name for name in USABLE_KEX if name in server.kex), None)
+    keys = []
+    for algorithm in _probed(server.host_key):
+        if kex is None:
+            keys.append(KeyProbe(algorithm, None, "the server lists no key exchange the probe "
+                                 "can start"))
+            continue
+        try:
+            keys.append(KeyProbe(algorithm, await _host_key(ctx, endpoint.port, kex,
+                                                            algorithm)))
+        except (MalformedMessage, OSError, TimeoutError) as exc:
+            keys.append(KeyProbe(algorithm, None, _reason(exc)))
+    return Algorithms(endpoint, server, tuple(keys))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer before the deadline"
+    return excerpt((str(exc) or type(exc).__name__).encode("latin-1", "replace"), 160)
+
+
+async def algorithms(ctx: DeviceContext) -> tuple[Algorithms, ...]:
+    """Collector: each SSH endpoint's KEXINIT lists and host keys."""
+    return tuple([await _endpoint_algorithms(ctx, e) for e in await ctx.observe(endpoints)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Encrypted: authentication, by paramiko over a context connection
+# ---------------------------------------------------------------------------------------------
+
+
+def _paramiko(sock: socket.socket, timeout: float,
+              work: Callable[[paramiko.Transport], T]) -> T:
+    """`work` on a paramiko client transport over `sock`, closed after; blocking."""
+    sock.setblocking(True)
+    sock.settimeout(timeout)
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        return work(transport)
+    finally:
+        transport.close()
+
+
+async def _session(ctx: DeviceContext, port: int, work: Callable[[paramiko.Transport], T]) -> T:
+    """`work` over a connection the device context opened (its slot, rate and count). The
+    asyncio side is paused while paramiko, in the context's thread pool, owns a duplicate of
+    the socket; past the deadline the socket is shut down, which ends paramiko's reads."""
+    async with ctx.connect(port) as (_, writer):
+        transport = writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
+        raw = writer.get_extra_info("socket")
+        sock = raw.dup()
+        try:
+            async with asyncio.timeout(ctx.timeout * 3):
+                return await asyncio.shield(ctx.blocking(_paramiko, sock, ctx.timeout, work))
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@dataclass(frozen=True)
+class Methods:
+    """The authentication methods an endpoint lists to a `none` request."""
+
+    endpoint: Endpoint
+    methods: tuple[str, ...] = ()
+    none_accepted: bool = False
+    problem: str = ""
+
+
+def _list_methods(transport: paramiko.Transport) -> tuple[bool, tuple[str, ...]]:
+    try:
+        transport.auth_none(PROBE_USER)
+    except paramiko.BadAuthenticationType as exc:
+        return False, tuple(str(m)[:codec.MAX_NAME] for m in exc.allowed_types)[:codec.MAX_NAMES]
+    return True, ()
+
+
+async def _methods(ctx: DeviceContext, endpoint: Endpoint) -> Methods:
+    try:
+        accepted, listed = await _session(ctx, endpoint.port, _list_methods)
+    except (paramiko.SSHException, OSError, EOFError, TimeoutError) as exc:
+        return Methods(endpoint, problem=_reason(exc))
+    return Methods(endpoint, listed, accepted)
+
+
+async def auth_methods(ctx: DeviceContext) -> tuple[Methods, ...]:
+    """Collector: what each SSH endpoint answers to a `none` authentication request."""
+    return tuple([await _methods(ctx, e) for e in await ctx.observe(endpoints)])
+
+
+AttemptResult = Literal["accepted", "refused", "no-method", "undecided"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    username: str
+    result: AttemptResult
+    detail: str = ""
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"username": self.username, "result": self.result}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class Trial:
+    endpoint: Endpoint
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+def _password(username: str, password: str) -> Callable[[paramiko.Transport], AttemptResult]:
+    def attempt(transport: paramiko.Transport) -> AttemptResult:
+        try:
+            transport.auth_password(username, password)  # falls back to keyboard-interactive
+        except paramiko.BadAuthenticationType:
+            return "no-method"
+        except paramiko.AuthenticationException:
+            return "refused"
+        return "accepted" if transport.is_authenticated() else "refused"
+    return attempt
+
+
+async def _attempt(ctx: DeviceContext, port: int, username: str, password: str) -> Attempt:
+    try:
+        return Attempt(username, await _session(ctx, port, _password(username, password)))
+    except (paramiko.SSHException, OSError, EOFError, TimeoutError) as exc:
+        return Attempt(username, "undecided", _reason(exc))
+
+
+async def default_credentials(ctx: DeviceContext) -> tuple[Trial, ...]:
+    """Collector (intrusive): the profile's default pairs on each SSH endpoint, a connection
+    each, `pace_seconds` apart across the device, at most `max_attempts` per endpoint; the
+    trial of an endpoint stops at the first pair accepted, the first attempt without a decisive
+    answer, or when the server offers no password method."""
+    pairs = default_pairs(ctx.params_for(DEFAULT_CREDENTIALS))
+    pace = float(ctx.params_for(DEFAULT_CREDENTIALS).get("pace_seconds", 0))
+    loop = asyncio.get_running_loop()
+    last: float | None = None
+    trials = []
+    for endpoint in await ctx.observe(endpoints):
+        attempts: list[Attempt] = []
+        for username, password in pairs:
+            if last is not None:
+                await asyncio.sleep(max(0.0, last + pace - loop.time()))
+            attempt = await _attempt(ctx, endpoint.port, username, password)
+            last = loop.time()
+            attempts.append(attempt)
+            if attempt.result != "refused":
+                break
+        trials.append(Trial(endpoint, tuple(attempts)))
+    return tuple(trials)
