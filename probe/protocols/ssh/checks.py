@@ -36,8 +36,9 @@ from probe.protocols.ssh.collectors import (
 
 NO_ENDPOINT = "no SSH endpoint"
 MIN_RSA_BITS = 2048
+RSA_FAMILY = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 PASSWORD_METHODS = ("password", "keyboard-interactive")
-PSEUDO = ("kex-strict-", "ext-info-")
+PSEUDO = ("kex-strict-", "ext-info-", "kexguess2@")
 """KEXINIT names that announce extensions, not algorithms."""
 WEAK_CIPHERS = ("3des", "arcfour", "rc4", "blowfish", "cast128", "des-", "des@", "idea")
 
@@ -109,7 +110,9 @@ def weaknesses(found: Algorithms) -> dict[str, dict[str, str]]:
     for probe in found.keys:
         host = probe.key
         if host is not None and host.type == "ssh-rsa" and host.bits < MIN_RSA_BITS:
-            out.setdefault("host_key", {})[probe.algorithm] = f"a {host.bits}-bit RSA key"
+            for name in kexinit.host_key:  # every RSA signature algorithm signs with that key
+                if name in RSA_FAMILY:
+                    out.setdefault("host_key", {}).setdefault(name, f"a {host.bits}-bit RSA key")
     return out
 
 
@@ -166,7 +169,7 @@ def _judge_algorithms(found: Algorithms) -> Finding:
 )
 def ssh_algorithms(obs: Observations, params: Params) -> Iterable[Finding]:
     """Pass: the server's KEXINIT offers no key exchange, host key, cipher or MAC the policy
-    rejects (module docstring: SHA-1 or 1024-bit key exchange; DSA, SHA-1 RSA or RSA under 2048
+    rejects (SHA-1 or 1024-bit key exchange; DSA, SHA-1 RSA or RSA under 2048
     bits; CBC, 3DES, RC4 and other legacy ciphers; MD5, SHA-1 and 96-bit MACs) and every host
     key it offers was read.
     Fail: it offers one (the evidence lists each with the reason).

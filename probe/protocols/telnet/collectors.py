@@ -8,7 +8,8 @@ sent (see `LOGIN`, `PASSWORD`, `SHELL`, `REFUSED`): a refusal word or a new logi
 the password is a refusal, a closed connection too; a shell prompt is a login; anything else
 (silence, an unknown question) decides nothing and stops the trial.
 
-Passwords are written only to the connection; evidence names usernames, never passwords.
+Passwords are written only to the connection; evidence names usernames, never passwords (a
+server that echoes the password has it masked in what the evidence quotes).
 """
 
 from __future__ import annotations
@@ -149,12 +150,13 @@ async def _login(session: _Session, username: str, password: str) -> Attempt:
         return Attempt(username, "undecided", f"no password prompt ({asked})", session.seen)
     await session.say(password)
     answer = await session.wait(after_password=True)
+    said = session.seen.replace(password, "********") if password else session.seen
     if answer in ("refused", "login", "closed"):
-        return Attempt(username, "refused", answer, session.seen)
+        return Attempt(username, "refused", answer, said)
     if answer == "shell":
-        return Attempt(username, "accepted", "a shell prompt after the password", session.seen)
+        return Attempt(username, "accepted", "a shell prompt after the password", said)
     return Attempt(username, "undecided", f"no decisive answer after the password ({answer})",
-                   session.seen)
+                   said)
 
 
 async def _attempt(ctx: DeviceContext, port: int, username: str, password: str) -> Attempt:

@@ -1,0 +1,254 @@
+"""SSH and Telnet checks against real servers: OpenSSH and dropbear in a weak and a strong
+configuration, a paramiko server with a factory password, busybox telnetd with a login program
+that checks a test-only credential file, and one that gives a shell prompt without any login.
+ssh-audit judges the same SSH servers: its failing algorithms must be the probe's, but for the
+documented differences (NIST curves, CBC modes).
+
+Addresses: 127.171.1.x (SSH), 127.171.2.x (Telnet). Every server is a child process stopped by
+PID; no system account is created (the SSH logins that succeed are the paramiko server's own).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probe.api import run_check
+from probe.context import ScanOptions
+from probe.model import Finding, Status
+from probe.protocols.ssh.checks import cipher_weakness
+from probe.protocols.telnet.codec import Stream
+from tests.daemons import Daemon, start
+
+SSH_AUDIT = Path(sys.executable).with_name("ssh-audit")
+OPTIONS = ScanOptions(timeout=3.0, exclude_ports=(2024,), udp=False)
+FAST = {"pace_seconds": 0.2, "max_attempts": 5}
+DEVICE_PASSWORD = "Vq7-unlisted-0x41"
+"""The password of the servers whose only account is not a default one."""
+FACTORY = "factory-Secret-9"
+"""The paramiko server's password, the second pair its test tries."""
+
+WEAK_SSHD = """KexAlgorithms diffie-hellman-group1-sha1,diffie-hellman-group14-sha1,\
+curve25519-sha256@libssh.org
+HostKeyAlgorithms ssh-rsa,rsa-sha2-256,ssh-ed25519
+Ciphers aes128-cbc,3des-cbc,aes128-ctr
+MACs hmac-md5,hmac-sha1,hmac-sha2-256
+PasswordAuthentication yes
+"""
+STRONG_SSHD = """KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,\
+curve25519-sha256@libssh.org
+HostKeyAlgorithms ssh-ed25519
+Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com
+MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com
+PasswordAuthentication no
+"""
+
+
+def _keygen(path: Path, *args: str) -> Path:
+    if not path.exists():
+        subprocess.run(["ssh-keygen", "-q", "-N", "", "-f", str(path), *args], check=True,
+                       capture_output=True, timeout=60)
+    return path
+
+
+def sshd(tmp: Path, name: str, address: str, settings: str) -> Daemon:
+    """OpenSSH in the foreground on `address`:22 with private host keys (Ed25519, and RSA 1024
+    for the weak settings); the only user it admits does not exist, so no login succeeds."""
+    keys = [_keygen(tmp / f"{name}_ed25519", "-t", "ed25519")]
+    if "ssh-rsa" in settings:
+        keys.append(_keygen(tmp / f"{name}_rsa", "-t", "rsa", "-b", "1024"))
+    conf = tmp / f"{name}.conf"
+    conf.write_text(f"ListenAddress {address}:22\n" + "".join(f"HostKey {k}\n" for k in keys)
+                    + "UsePAM no\nPidFile none\nStrictModes no\nKbdInteractiveAuthentication no\n"
+                    "AllowUsers iotprobe-nobody\n" + settings)
+    return start(name, ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)], tmp, address,
+                 [(22, "tcp")])
+
+
+def dropbear(tmp: Path, name: str, address: str, *, weak: bool) -> Daemon:
+    """dropbear with an RSA 1024 host key and password logins (weak), or an Ed25519 key and
+    password logins off (`-s`)."""
+    key = tmp / f"{name}_key"
+    kind = ["-t", "rsa", "-s", "1024"] if weak else ["-t", "ed25519"]
+    subprocess.run(["dropbearkey", *kind, "-f", str(key)], check=True, capture_output=True,
+                   timeout=60)
+    argv = ["dropbear", "-F", "-E", "-p", f"{address}:22", "-r", str(key), "-P",
+            str(tmp / f"{name}.pid"), *([] if weak else ["-s"])]
+    return start(name, argv, tmp, address, [(22, "tcp")])
+
+
+def paramiko_server(tmp: Path, address: str, user: str, password: str) -> Daemon:
+    key = _keygen(tmp / "paramiko_ed25519", "-t", "ed25519")
+    script = Path(__file__).with_name("ssh_server.py")
+    return start("paramiko-ssh", [sys.executable, str(script), address, "22", str(key), user,
+                                  password], tmp, address, [(22, "tcp")])
+
+
+def telnetd(tmp: Path, name: str, address: str, accounts: dict[str, str] | None) -> Daemon:
+    """busybox telnetd on `address`:23 whose login program checks `accounts` (a file in
+    `tmp`) and answers a login with a prompt that reads one line and ends (no shell runs);
+    without accounts the program shows that prompt at once."""
+    fake_shell = "printf 'Welcome\\r\\n# '; IFS= read -r _"
+    program = tmp / f"{name}-login"
+    if accounts is None:
+        program.write_text(f"#!/bin/sh\n{fake_shell}\n")
+    else:
+        creds = tmp / f"{name}-accounts"
+        creds.write_text("".join(f"{user}:{password}\n" for user, password in accounts.items()))
+        program.write_text(
+            "#!/bin/sh\n"
+            "printf 'login: '; IFS= read -r user; user=$(printf %s \"$user\" | tr -d '\\r')\n"
+            "stty -echo; printf 'Password: '; IFS= read -r pass; stty echo\n"
+            "pass=$(printf %s \"$pass\" | tr -d '\\r')\n"
+            f"if grep -qxF \"$user:$pass\" {creds}; then {fake_shell}; "
+            "else printf '\\r\\nLogin incorrect\\r\\n'; fi\n")
+    program.chmod(0o755)
+    argv = ["busybox", "telnetd", "-F", "-K", "-p", "23", "-b", address, "-l", str(program)]
+    return start(name, argv, tmp, address, [(23, "tcp")])
+
+
+async def findings(check_id: str, address: str, port: int, **params: Any) -> list[Finding]:
+    return await run_check(check_id, address, ports=(port,), options=OPTIONS, **params)
+
+
+async def status(check_id: str, address: str, port: int, **params: Any) -> Status:
+    found = await findings(check_id, address, port, **params)
+    assert [f.target for f in found] == [f"tcp/{port}"], found
+    return found[0].status
+
+
+def no_secret(found: list[Finding], *secrets: str) -> None:
+    text = json.dumps([[f.summary, f.evidence] for f in found])
+    assert not any(secret in text for secret in secrets)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    tmp = tmp_path_factory.mktemp("ssh-telnet")
+    peers = {"sshd-weak": ("127.171.1.1", lambda a: sshd(tmp, "sshd-weak", a, WEAK_SSHD)),
+             "sshd-strong": ("127.171.1.2", lambda a: sshd(tmp, "sshd-strong", a, STRONG_SSHD)),
+             "dropbear-weak": ("127.171.1.3", lambda a: dropbear(tmp, "db-weak", a, weak=True)),
+             "dropbear-good": ("127.171.1.4", lambda a: dropbear(tmp, "db-good", a, weak=False)),
+             "paramiko": ("127.171.1.5", lambda a: paramiko_server(tmp, a, "admin", FACTORY)),
+             "telnet-default": ("127.171.2.1", lambda a: telnetd(tmp, "tn-default", a,
+                                                                  {"admin": "admin"})),
+             "telnet-good": ("127.171.2.2", lambda a: telnetd(tmp, "tn-good", a,
+                                                               {"operator": DEVICE_PASSWORD})),
+             "telnet-open": ("127.171.2.3", lambda a: telnetd(tmp, "tn-open", a, None))}
+    started: list[Daemon] = []
+    try:
+        for address, begin in peers.values():
+            started.append(begin(address))
+        yield {name: address for name, (address, _) in peers.items()}
+    finally:
+        for daemon in started:
+            daemon.stop()
+
+
+def ssh_audit_failures(address: str) -> set[str]:
+    """The algorithms ssh-audit marks [fail] on `address`:22 (key exchange, host keys,
+    ciphers, MACs)."""
+    run = subprocess.run([str(SSH_AUDIT), "-j", "-n", "--skip-rate-test", "-t", "5", "-p", "22",
+                          address], capture_output=True, text=True, timeout=120, check=False)
+    report = json.loads(run.stdout)
+    return {entry["algorithm"] for part in ("kex", "key", "enc", "mac")
+            for entry in report.get(part, []) if entry.get("notes", {}).get("fail")}
+
+
+def rejected(finding: Finding) -> set[str]:
+    return {name for names in finding.evidence.get("rejected", {}).values() for name in names}
+
+
+@pytest.mark.parametrize("name", ["sshd-weak", "sshd-strong", "dropbear-weak", "dropbear-good"])
+async def test_algorithms_agree_with_ssh_audit(servers: dict[str, str], name: str) -> None:
+    """The probe rejects what ssh-audit fails, except NIST curves (the probe accepts them);
+    beyond ssh-audit it rejects only CBC modes (ssh-audit warns)."""
+    address = servers[name]
+    [finding] = await findings("ssh.algorithms", address, 22)
+    ours, theirs = rejected(finding), ssh_audit_failures(address)
+    assert theirs - ours <= {n for n in theirs if "nistp" in n}, (ours, theirs)
+    assert all(cipher_weakness(n) == "CBC mode" for n in ours - theirs), (ours, theirs)
+    expected = Status.FAIL if ours or {n for n in theirs if "nistp" not in n} else Status.PASS
+    assert finding.status is expected
+
+
+async def test_algorithms_pass_on_strong_openssh_and_fail_on_weak(
+        servers: dict[str, str]) -> None:
+    assert await status("ssh.algorithms", servers["sshd-strong"], 22) is Status.PASS
+    [weak] = await findings("ssh.algorithms", servers["sshd-weak"], 22)
+    assert weak.status is Status.FAIL
+    assert weak.evidence["rejected"]["host_key"]["rsa-sha2-256"] == "a 1024-bit RSA key"
+    assert set(weak.evidence["rejected"]["kex"]) == {"diffie-hellman-group1-sha1",
+                                                     "diffie-hellman-group14-sha1"}
+    assert {"ssh-ed25519", "ssh-rsa"} == {k["type"] for k in weak.evidence["host_keys"]}
+
+
+async def test_dropbear_1024_bit_rsa_host_key_fails(servers: dict[str, str]) -> None:
+    [finding] = await findings("ssh.algorithms", servers["dropbear-weak"], 22)
+    assert finding.status is Status.FAIL
+    assert {"type": "ssh-rsa", "bits": 1024} in [
+        {"type": k.get("type"), "bits": k.get("bits")} for k in finding.evidence["host_keys"]]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("sshd-weak", Status.FAIL), ("sshd-strong", Status.PASS),
+    ("dropbear-weak", Status.FAIL), ("dropbear-good", Status.PASS)])
+async def test_password_auth(servers: dict[str, str], name: str, expected: Status) -> None:
+    assert await status("ssh.password-auth", servers[name], 22) is expected
+
+
+async def test_ssh_default_credentials_fail_on_a_factory_password(
+        servers: dict[str, str]) -> None:
+    pairs = [["root", "toor-Secret-1"], ["admin", FACTORY], ["user", "user-Secret-3"]]
+    found = await findings("ssh.default-credentials", servers["paramiko"], 22, **FAST,
+                           pairs=pairs)
+    assert [f.status for f in found] == [Status.FAIL]
+    assert found[0].evidence["accepted_username"] == "admin"
+    assert [a["result"] for a in found[0].evidence["attempts"]] == ["refused", "accepted"]
+    no_secret(found, "toor-Secret-1", FACTORY)
+
+
+async def test_ssh_default_credentials_pass_where_every_pair_is_refused(
+        servers: dict[str, str]) -> None:
+    found = await findings("ssh.default-credentials", servers["sshd-weak"], 22, **FAST)
+    assert [f.status for f in found] == [Status.PASS]
+    assert [a["result"] for a in found[0].evidence["attempts"]] == ["refused"] * 5
+
+
+async def test_ssh_default_credentials_pass_without_password_methods(
+        servers: dict[str, str]) -> None:
+    found = await findings("ssh.default-credentials", servers["sshd-strong"], 22, **FAST)
+    assert [f.status for f in found] == [Status.PASS]
+    assert [a["result"] for a in found[0].evidence["attempts"]] == ["no-method"]
+
+
+async def test_telnet_default_credentials(servers: dict[str, str]) -> None:
+    found = await findings("telnet.default-credentials", servers["telnet-default"], 23, **FAST)
+    assert [f.status for f in found] == [Status.FAIL]
+    assert found[0].evidence["accepted_username"] == "admin"
+    no_secret(found, "xc3511", "vizxv", "888888")
+    good = await findings("telnet.default-credentials", servers["telnet-good"], 23, **FAST)
+    assert [f.status for f in good] == [Status.PASS]
+    assert [a["result"] for a in good[0].evidence["attempts"]] == ["refused"] * 5
+
+
+async def test_telnet_shell_without_login_fails(servers: dict[str, str]) -> None:
+    found = await findings("telnet.default-credentials", servers["telnet-open"], 23, **FAST)
+    assert [f.status for f in found] == [Status.FAIL]
+    assert found[0].evidence["open_shell"] is True
+    assert found[0].evidence["attempts"] == []
+
+
+def test_telnet_stream_refuses_options_and_strips_commands() -> None:
+    stream = Stream()
+    text, reply = stream.feed(b"\xff\xfb\x01\xff\xfd\x18\xff\xfa\x18\x01\xff\xf0log")
+    assert (text, reply) == (b"log", b"\xff\xfe\x01\xff\xfc\x18")
+    text, reply = stream.feed(b"in: \xff")
+    assert (text, reply) == (b"in: ", b"")
+    assert stream.feed(b"\xfb\x01") == (b"", b"")  # WILL ECHO again: refused once only
