@@ -10,6 +10,7 @@ PID; no system account is created (the SSH logins that succeed are the paramiko 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 
 from probe.api import run_check
 from probe.context import ScanOptions
+from probe.lab.servers_remote import TelnetDefaultLogin
 from probe.model import Finding, Status
 from probe.protocols.ssh.checks import cipher_weakness
 from probe.protocols.telnet.codec import Stream
@@ -252,3 +254,23 @@ def test_telnet_stream_refuses_options_and_strips_commands() -> None:
     text, reply = stream.feed(b"in: \xff")
     assert (text, reply) == (b"in: ", b"")
     assert stream.feed(b"\xfb\x01") == (b"", b"")  # WILL ECHO again: refused once only
+
+
+@pytest.mark.parametrize(("account", "expected"), [
+    (("admin", "admin"), Status.FAIL), (("operator", DEVICE_PASSWORD), Status.PASS)])
+async def test_lab_telnet_persona(account: tuple[str, str], expected: Status) -> None:
+    """The lab's Telnet server with a factory account fails, with its own account passes."""
+    service = TelnetDefaultLogin(account)
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await service.serve(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(session, "127.171.3.1", 23)
+    try:
+        assert await status("telnet.default-credentials", "127.171.3.1", 23, **FAST) is expected
+    finally:
+        server.close()
+        await server.wait_closed()

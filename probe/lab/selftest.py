@@ -83,6 +83,7 @@ PERSONA_INTRUSIVE: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "mqtt-mutual-tls": {MQTT_DEFAULT: "pass"},
     "mqtt-silent": {MQTT_DEFAULT: "error"},
     "weak-webui": {HTTP_DEFAULT: "fail"},
+    "telnet-default-login": {"telnet.default-credentials": "fail"},
     "expired-broker": {MQTT_DEFAULT: "pass"},
     "selfsigned-camera": {HTTP_DEFAULT: "pass"},
     "skewed-clock": {HTTP_DEFAULT: "pass"},

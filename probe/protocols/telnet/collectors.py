@@ -56,11 +56,11 @@ async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
     return tuple(Endpoint(i.port) for i in found.tcp if i.protocol == "telnet")
 
 
-def _prompt(text: str, closed: bool, after_password: bool) -> Prompt:
-    """What the end of `text` asks for. After the password, a refusal word anywhere wins over
-    a prompt, so that "Login incorrect" followed by "login:" is one refusal."""
+def _prompt(text: str, closed: bool, answered: bool) -> Prompt:
+    """What the end of `text` asks for. In the answer to a credential (`answered`), a refusal
+    word anywhere wins over a prompt, so that "Login incorrect" then "login:" is one refusal."""
     tail = text[-TAIL:].rstrip("\x00")
-    if after_password and REFUSED.search(text):
+    if answered and REFUSED.search(text):
         return "refused"
     for name, pattern in (("password", PASSWORD), ("login", LOGIN), ("shell", SHELL)):
         if pattern.search(tail):
@@ -78,7 +78,7 @@ class _Session:
         self.text = ""
         self.closed = False
 
-    async def wait(self, after_password: bool = False) -> Prompt:
+    async def wait(self, answered: bool = False) -> Prompt:
         """Read until the text ends in a prompt, the connection closes, MAX_READ bytes or
         the timeout; what the text then asks for."""
         self.text = ""
@@ -96,9 +96,9 @@ class _Session:
                 self.writer.write(reply)
                 await self.writer.drain()
             self.closed = not data and not stalled
-            if stalled or _prompt(self.text, False, after_password) != "none":
+            if stalled or _prompt(self.text, False, answered) != "none":
                 break
-        return _prompt(self.text, self.closed, after_password)
+        return _prompt(self.text, self.closed, answered)
 
     async def say(self, text: str) -> None:
         self.writer.write(codec.line(text))
@@ -142,14 +142,16 @@ async def _login(session: _Session, username: str, password: str) -> Attempt:
     asked = await session.wait()
     if asked == "login":
         await session.say(username)
-        asked = await session.wait()
+        asked = await session.wait(answered=True)
+    if asked in ("refused", "login", "closed"):  # refused on the user name alone
+        return Attempt(username, "refused", asked, session.seen)
     if asked == "shell":
         return Attempt(username, "accepted", "a shell prompt before any password",
                        session.seen)
     if asked != "password":
         return Attempt(username, "undecided", f"no password prompt ({asked})", session.seen)
     await session.say(password)
-    answer = await session.wait(after_password=True)
+    answer = await session.wait(answered=True)
     said = session.seen.replace(password, "********") if password else session.seen
     if answer in ("refused", "login", "closed"):
         return Attempt(username, "refused", answer, said)
