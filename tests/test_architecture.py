@@ -18,7 +18,12 @@ PROBE = Path(__file__).resolve().parent.parent / "probe"
 
 Graph = Mapping[str, frozenset[str]]
 
-ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset()
+ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset({
+    # probe.checks imports its catalogue, which imports the protocol packages' checks, which
+    # import probe.checks.base: gone once probe.checks imports nothing (issue 17).
+    frozenset({"probe.checks", "probe.checks.catalogue", "probe.protocols.ssh.checks",
+               "probe.protocols.telnet.checks"}),
+})
 
 ALLOWED_CHECK_IDS: Counter[tuple[str, str]] = Counter({
     # (module, check id): how many string literals of the module name the id
