@@ -11,6 +11,7 @@ PID; no system account is created (the SSH logins that succeed are the paramiko 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -19,14 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from probe.api import run_check
 from probe.context import ScanOptions
 from probe.lab.servers_remote import TelnetDefaultLogin
 from probe.model import Finding, Status
+from probe.protocols.ssh import codec
 from probe.protocols.ssh.checks import cipher_weakness
 from probe.protocols.telnet.codec import Stream
-from tests.daemons import Daemon, start
+from tests.daemons import Daemon, Listener, greet, silent, start
 
 SSH_AUDIT = Path(sys.executable).with_name("ssh-audit")
 OPTIONS = ScanOptions(timeout=3.0, exclude_ports=(2024,), udp=False)
@@ -85,11 +89,12 @@ def dropbear(tmp: Path, name: str, address: str, *, weak: bool) -> Daemon:
     return start(name, argv, tmp, address, [(22, "tcp")])
 
 
-def paramiko_server(tmp: Path, address: str, user: str, password: str) -> Daemon:
+def paramiko_server(tmp: Path, address: str, method: str) -> Daemon:
+    """tests/ssh_server.py: the account admin/FACTORY, taken by `method` only."""
     key = _keygen(tmp / "paramiko_ed25519", "-t", "ed25519")
     script = Path(__file__).with_name("ssh_server.py")
-    return start("paramiko-ssh", [sys.executable, str(script), address, "22", str(key), user,
-                                  password], tmp, address, [(22, "tcp")])
+    return start(f"paramiko-{method}", [sys.executable, str(script), address, "22", str(key),
+                                        "admin", FACTORY, method], tmp, address, [(22, "tcp")])
 
 
 def telnetd(tmp: Path, name: str, address: str, accounts: dict[str, str] | None) -> Daemon:
@@ -137,7 +142,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
              "sshd-strong": ("127.171.1.2", lambda a: sshd(tmp, "sshd-strong", a, STRONG_SSHD)),
              "dropbear-weak": ("127.171.1.3", lambda a: dropbear(tmp, "db-weak", a, weak=True)),
              "dropbear-good": ("127.171.1.4", lambda a: dropbear(tmp, "db-good", a, weak=False)),
-             "paramiko": ("127.171.1.5", lambda a: paramiko_server(tmp, a, "admin", FACTORY)),
+             "paramiko": ("127.171.1.5", lambda a: paramiko_server(tmp, a, "password")),
+             "paramiko-kbd": ("127.171.1.6",
+                              lambda a: paramiko_server(tmp, a, "keyboard-interactive")),
              "telnet-default": ("127.171.2.1", lambda a: telnetd(tmp, "tn-default", a,
                                                                   {"admin": "admin"})),
              "telnet-good": ("127.171.2.2", lambda a: telnetd(tmp, "tn-good", a,
@@ -200,15 +207,18 @@ async def test_dropbear_1024_bit_rsa_host_key_fails(servers: dict[str, str]) -> 
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("sshd-weak", Status.FAIL), ("sshd-strong", Status.PASS),
-    ("dropbear-weak", Status.FAIL), ("dropbear-good", Status.PASS)])
+    ("dropbear-weak", Status.FAIL), ("dropbear-good", Status.PASS),
+    ("paramiko-kbd", Status.FAIL)])
 async def test_password_auth(servers: dict[str, str], name: str, expected: Status) -> None:
     assert await status("ssh.password-auth", servers[name], 22) is expected
 
 
+@pytest.mark.parametrize("name", ["paramiko", "paramiko-kbd"])
 async def test_ssh_default_credentials_fail_on_a_factory_password(
-        servers: dict[str, str]) -> None:
+        servers: dict[str, str], name: str) -> None:
+    """By password, or by keyboard-interactive where the server takes only that."""
     pairs = [["root", "toor-Secret-1"], ["admin", FACTORY], ["user", "user-Secret-3"]]
-    found = await findings("ssh.default-credentials", servers["paramiko"], 22, **FAST,
+    found = await findings("ssh.default-credentials", servers[name], 22, **FAST,
                            pairs=pairs)
     assert [f.status for f in found] == [Status.FAIL]
     assert found[0].evidence["accepted_username"] == "admin"
@@ -274,3 +284,70 @@ async def test_lab_telnet_persona(account: tuple[str, str], expected: Status) ->
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_ssh_default_credentials_refusals_by_keyboard_interactive_pass(
+        servers: dict[str, str]) -> None:
+    found = await findings("ssh.default-credentials", servers["paramiko-kbd"], 22, **FAST)
+    assert [f.status for f in found] == [Status.PASS]
+    assert [a["result"] for a in found[0].evidence["attempts"]] == ["refused"] * 5
+
+
+SSH_CHECKS = ("ssh.algorithms", "ssh.password-auth", "ssh.default-credentials")
+
+
+@pytest.mark.parametrize("handler", [
+    greet(b"SSH-2.0-stalls\r\n"),
+    greet(b"SSH-2.0-huge\r\n\x7f\xff\xff\xff\x04" + bytes(64)),
+    greet(b"SSH-2.0-notkex\r\n\x00\x00\x00\x0c\x0a\x05" + bytes(10)),
+], ids=["no-kexinit", "huge-packet", "not-kexinit"])
+@pytest.mark.parametrize("check_id", SSH_CHECKS)
+async def test_ssh_server_that_never_finishes_is_an_error(handler: Any, check_id: str) -> None:
+    """A version line, then silence, a packet length past the cap, or another message where
+    KEXINIT was due: every SSH check is an error, never a pass."""
+    async with Listener("127.171.4.1", 22, handler):
+        found = await findings(check_id, "127.171.4.1", 22, **(
+            FAST if check_id == "ssh.default-credentials" else {}))
+    assert [f.status for f in found] == [Status.ERROR], found
+
+
+@pytest.mark.parametrize("check_id", (*SSH_CHECKS, "telnet.default-credentials"))
+@pytest.mark.parametrize("port", [22, 23])
+async def test_a_silent_conventional_port_is_an_error(check_id: str, port: int) -> None:
+    """Port 22 may carry SSH and 23 Telnet: silent there, the check cannot be decided."""
+    async with Listener("127.171.4.2", port, silent):
+        found = await findings(check_id, "127.171.4.2", port)
+    serves = "ssh" if port == 22 else "telnet"
+    expected = Status.ERROR if check_id.startswith(serves) else Status.NOT_APPLICABLE
+    assert [f.status for f in found] == [expected], found
+
+
+async def test_telnet_login_prompt_then_silence_is_an_error() -> None:
+    async with Listener("127.171.4.3", 23, greet(b"\xff\xfd\x18router login: ")):
+        found = await findings("telnet.default-credentials", "127.171.4.3", 23, **FAST)
+    assert [f.status for f in found] == [Status.ERROR]
+    assert found[0].evidence["attempts"][0]["result"] == "undecided"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_ssh_codec_raises_only_malformed_message(data: bytes) -> None:
+    for parse in (codec.parse_kexinit, codec.parse_host_key, codec.gex_group,
+                  lambda d: codec.reply_host_key(d, codec.KEXDH_REPLY)):
+        with contextlib.suppress(codec.MalformedMessage):
+            parse(data)
+    with contextlib.suppress(codec.MalformedMessage):
+        size = codec.packet_size(data)
+        if size is not None:
+            codec.payload(data[:size])
+    codec.version_line(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_telnet_stream_answers_only_refusals_each_once(chunks: list[bytes]) -> None:
+    stream = Stream()
+    for chunk in chunks:
+        _, reply = stream.feed(chunk)
+        assert len(reply) % 3 == 0 and len(reply) <= 3 * 2 * 256
+        assert all(b in (0xFC, 0xFE) for b in reply[1::3])

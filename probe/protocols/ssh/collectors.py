@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import socket
 import struct
@@ -45,6 +46,10 @@ from probe.protocols.ssh import codec
 from probe.protocols.ssh.codec import HostKey, KexInit, MalformedMessage
 
 T = TypeVar("T")
+
+_PARAMIKO_LOG = logging.getLogger("paramiko")
+_PARAMIKO_LOG.addHandler(logging.NullHandler())
+_PARAMIKO_LOG.propagate = False  # its thread's tracebacks are not the scan's: evidence says why
 
 DEFAULT_CREDENTIALS = "ssh.default-credentials"
 PROBE_USER = "iotprobe"
@@ -282,12 +287,18 @@ class Methods:
     problem: str = ""
 
 
+def _names(methods: list[str]) -> tuple[str, ...]:
+    return tuple(str(m)[:codec.MAX_NAME] for m in methods)[:codec.MAX_NAMES]
+
+
 def _list_methods(transport: paramiko.Transport) -> tuple[bool, tuple[str, ...]]:
+    """(whether `none` logged in, the methods listed); a partial success with `none` lists
+    the methods still asked for and logs nobody in."""
     try:
-        transport.auth_none(PROBE_USER)
+        further = transport.auth_none(PROBE_USER)
     except paramiko.BadAuthenticationType as exc:
-        return False, tuple(str(m)[:codec.MAX_NAME] for m in exc.allowed_types)[:codec.MAX_NAMES]
-    return True, ()
+        return False, _names(exc.allowed_types)
+    return not further, _names(further)
 
 
 async def _methods(ctx: DeviceContext, endpoint: Endpoint) -> Methods:
@@ -329,21 +340,56 @@ class Trial:
         return self.attempts[-1] if self.attempts else None
 
 
-def _password(username: str, password: str) -> Callable[[paramiko.Transport], AttemptResult]:
-    def attempt(transport: paramiko.Transport) -> AttemptResult:
+REFUSAL = "Authentication failed."
+"""What paramiko raises for a USERAUTH_FAILURE without partial success: the only refusal.
+Its other authentication errors (a timeout, the transport shut down) decide nothing."""
+
+
+def _answers(username: str, password: str) -> Callable[[str, str, list[tuple[str, bool]]],
+                                                       list[str]]:
+    """A keyboard-interactive handler: the password to every prompt that hides its answer,
+    the user name to one that echoes it."""
+    def handler(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        return [username if echo else password for _, echo in prompts]
+    return handler
+
+
+def _refusal(exc: paramiko.AuthenticationException) -> tuple[AttemptResult, str]:
+    said = str(exc)
+    return ("refused", "") if said == REFUSAL else ("undecided", said[:160])
+
+
+def _accepted(further: list[str]) -> tuple[AttemptResult, str]:
+    """A login; `further` lists the methods a server that wants a second factor still asks
+    for (the password itself was right)."""
+    if not further:
+        return "accepted", ""
+    return "accepted", ("the password was accepted; the server asks for a further method "
+                        f"({', '.join(str(m)[:codec.MAX_NAME] for m in further[:8])})")
+
+
+def _password(username: str, password: str
+              ) -> Callable[[paramiko.Transport], tuple[AttemptResult, str]]:
+    """One login: `password`, or, where the server does not take that method but offers
+    keyboard-interactive, the same password through it."""
+    def attempt(transport: paramiko.Transport) -> tuple[AttemptResult, str]:
         try:
-            transport.auth_password(username, password)  # falls back to keyboard-interactive
-        except paramiko.BadAuthenticationType:
-            return "no-method"
-        except paramiko.AuthenticationException:
-            return "refused"
-        return "accepted" if transport.is_authenticated() else "refused"
+            return _accepted(transport.auth_password(username, password, fallback=False))
+        except paramiko.BadAuthenticationType as exc:
+            if "keyboard-interactive" not in exc.allowed_types:
+                return "no-method", ""
+        except paramiko.AuthenticationException as exc:
+            return _refusal(exc)
+        try:
+            return _accepted(transport.auth_interactive(username, _answers(username, password)))
+        except paramiko.AuthenticationException as exc:
+            return _refusal(exc)
     return attempt
 
 
 async def _attempt(ctx: DeviceContext, port: int, username: str, password: str) -> Attempt:
     try:
-        return Attempt(username, await _session(ctx, port, _password(username, password)))
+        return Attempt(username, *await _session(ctx, port, _password(username, password)))
     except (paramiko.SSHException, OSError, EOFError, TimeoutError) as exc:
         return Attempt(username, "undecided", _reason(exc))
 
