@@ -10,7 +10,6 @@ PID; no system account is created (the SSH logins that succeed are the paramiko 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 
 from probe.api import run_check
 from probe.context import ScanOptions
-from probe.lab.servers_remote import TelnetDefaultLogin
+from probe.lab.servers_remote import SshDaemon, TelnetDefaultLogin
 from probe.model import Finding, Status
 from probe.protocols.ssh import codec
 from probe.protocols.ssh.checks import cipher_weakness
@@ -270,20 +269,21 @@ def test_telnet_stream_refuses_options_and_strips_commands() -> None:
     (("admin", "admin"), Status.FAIL), (("operator", DEVICE_PASSWORD), Status.PASS)])
 async def test_lab_telnet_persona(account: tuple[str, str], expected: Status) -> None:
     """The lab's Telnet server with a factory account fails, with its own account passes."""
-    service = TelnetDefaultLogin(account)
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await service.serve(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(session, "127.171.3.1", 23)
-    try:
+    async with Listener("127.171.3.1", 23, TelnetDefaultLogin(account).serve):
         assert await status("telnet.default-credentials", "127.171.3.1", 23, **FAST) is expected
-    finally:
-        server.close()
-        await server.wait_closed()
+
+
+@pytest.mark.parametrize(("account", "expected"), [
+    (("admin", "admin"), Status.FAIL), (("operator", DEVICE_PASSWORD), Status.PASS)])
+async def test_lab_ssh_persona(account: tuple[str, str], expected: Status) -> None:
+    """The lab's legacy SSH server: its algorithms and password logins fail; its factory
+    account fails the credential trial, an account of its own passes it."""
+    async with Listener("127.171.3.2", 22, SshDaemon(account).serve):
+        [algorithms] = await findings("ssh.algorithms", "127.171.3.2", 22)
+        assert await status("ssh.password-auth", "127.171.3.2", 22) is Status.FAIL
+        assert await status("ssh.default-credentials", "127.171.3.2", 22, **FAST) is expected
+    assert algorithms.status is Status.FAIL
+    assert set(algorithms.evidence["rejected"]) == {"host_key", "ciphers", "macs"}
 
 
 async def test_ssh_default_credentials_refusals_by_keyboard_interactive_pass(
@@ -351,3 +351,9 @@ def test_telnet_stream_answers_only_refusals_each_once(chunks: list[bytes]) -> N
         _, reply = stream.feed(chunk)
         assert len(reply) % 3 == 0 and len(reply) <= 3 * 2 * 256
         assert all(b in (0xFC, 0xFE) for b in reply[1::3])
+
+
+async def test_lab_hardened_ssh_persona() -> None:
+    async with Listener("127.171.3.3", 22, SshDaemon().serve):
+        for check_id in ("ssh.algorithms", "ssh.password-auth", "ssh.default-credentials"):
+            assert await status(check_id, "127.171.3.3", 22) is Status.PASS, check_id

@@ -57,6 +57,7 @@ from probe.lab.personas.base import (
     web_expect,
 )
 from probe.lab.personas.coap import coap_expect
+from probe.lab.personas.remote import SSH_ALGORITHMS, SSH_DEFAULT, SSH_PASSWORD, TELNET_DEFAULT
 from probe.lab.servers import FORBIDDEN_PORT
 from probe.model import Status, Verdict
 
@@ -209,11 +210,16 @@ def monitored(event: str = "skipped", transport: str = "skipped",
 
 
 def intrusive(mqtt: str = "not_applicable", http: str = "not_applicable",
-              coap: str = "not_applicable", throttling: str = "not_applicable"
-              ) -> dict[str, str]:
+              coap: str = "not_applicable", throttling: str = "not_applicable",
+              telnet: str = "not_applicable") -> dict[str, str]:
     """The intrusive checks' statuses in a scan with --intrusive."""
     return {MQTT_DEFAULT_CREDENTIALS: mqtt, HTTP_DEFAULT_CREDENTIALS: http, COAP_WRITE: coap,
-            THROTTLING: throttling}
+            THROTTLING: throttling, SSH_DEFAULT: "not_applicable", TELNET_DEFAULT: telnet}
+
+
+NO_REMOTE = {SSH_ALGORITHMS: "not_applicable", SSH_PASSWORD: "not_applicable",
+             SSH_DEFAULT: "skipped", TELNET_DEFAULT: "skipped"}
+"""No SSH (no real device runs one) and the Telnet credential check left to --intrusive."""
 
 
 PROBE = Account("probe", "probe.password")
@@ -237,7 +243,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         listeners=(Listen("tcp", 1883),),
         expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
                 **mqtt_expect("fail", "fail", "fail", "not_applicable"), **_no_tls(),
-                **NO_WEB, **NO_COAP, **UNMONITORED},
+                **NO_WEB, **NO_COAP, **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(mqtt="fail", throttling="fail"),
         expect_verdict="nonconformant",
     ),
@@ -249,7 +256,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         listeners=(Listen("tcp", 1883),),
         expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass",
                 **mqtt_expect("fail", "pass", "pass", "not_applicable"), **_no_tls(),
-                **NO_WEB, **NO_COAP, **UNMONITORED},
+                **NO_WEB, **NO_COAP, **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(mqtt="pass", throttling="fail"),
         expect_verdict="nonconformant",
         credentials=BROKER_IDENTITIES,
@@ -260,7 +268,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "certificate asked, the vendor's admin/admin account left in",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-tls.conf",
         listeners=(Listen("tcp", 8883, tls=True),), certificate="ec",
-        expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "skipped", "fail"), **UNMONITORED},
+        expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "skipped", "fail"), **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(mqtt="fail", throttling="fail"),
         expect_verdict="nonconformant",
     ),
@@ -270,7 +279,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "lab CA, then a password per client and an ACL",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-mtls.conf",
         listeners=(Listen("tcp", 8883, tls=True),), certificate="ec",
-        expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "pass", "pass"), **UNMONITORED},
+        expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "pass", "pass"), **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(mqtt="pass", throttling="fail"),
         expect_verdict="conformant",
         credentials={**BROKER_IDENTITIES, "tls_client": CLIENT},
@@ -283,7 +293,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-logging.conf",
         listeners=(Listen("tcp", 8883, tls=True),), certificate="ec",
         expect={**TLS_BROKER, **mqtt_expect("pass", "pass", "pass", "fail"),
-                **monitored(event="fail", heartbeat="pass")},
+                **monitored(event="fail", heartbeat="pass"),
+                **NO_REMOTE},
         expect_intrusive=intrusive(mqtt="pass", throttling="fail"),
         expect_verdict="nonconformant",
         credentials=BROKER_IDENTITIES,
@@ -298,7 +309,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         listeners=(Listen("tcp", 443, tls=True),), certificate="ec",
         expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **GOOD_TLS,
                 FLEET_KEYS: "pass", **web_expect("pass", cleartext="not_applicable"),
-                **NO_COAP, **UNMONITORED},
+                **NO_COAP, **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(http="pass", throttling="pass"),
         expect_verdict="conformant",
     ),
@@ -312,7 +324,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                 **tls_expect("pass", versions="fail", suites="fail"), FLEET_KEYS: "fail",
                 **web_expect(cleartext="not_applicable", authentication="fail", hsts="fail",
                              clock="pass", disclosure="fail"),
-                **NO_COAP, **UNMONITORED},
+                **NO_COAP, **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(),
         expect_verdict="nonconformant",
     ),
@@ -327,7 +340,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                 FLEET_KEYS: "fail",
                 **web_expect(cleartext="fail", authentication="pass", hsts="fail",
                              clock="pass", disclosure="fail"),
-                **NO_COAP, **monitored(event="pass", transport="fail")},
+                **NO_COAP, **monitored(event="pass", transport="fail"),
+                **NO_REMOTE},
         expect_intrusive=intrusive(http="fail", throttling="fail"),
         expect_verdict="nonconformant",
         syslog=True,
@@ -339,7 +353,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         device_class="gateway", daemon="coap", config="coap/run.sh", args=("plain",),
         listeners=(Listen("udp", 5683),),
         expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **_no_tls(),
-                **NO_WEB, **coap_expect("fail", "fail", "fail"), **UNMONITORED},
+                **NO_WEB, **coap_expect("fail", "fail", "fail"), **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(coap="fail"),
         expect_verdict="nonconformant",
     ),
@@ -350,7 +365,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         device_class="gateway", daemon="coap", config="coap/run.sh", args=("psk",),
         listeners=(Listen("udp", 5683), Listen("udp", 5684)),
         expect={OPEN_PORTS: "pass", CLEARTEXT_MANAGEMENT: "pass", **NO_MQTT, **_no_tls(),
-                **NO_WEB, **coap_expect("fail", "pass", "fail"), **UNMONITORED},
+                **NO_WEB, **coap_expect("fail", "pass", "fail"), **UNMONITORED,
+                **NO_REMOTE},
         expect_intrusive=intrusive(coap="fail"),
         expect_verdict="nonconformant",
     ),
@@ -360,8 +376,9 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         device_class="sensor", daemon="telnetd", config="telnet/run.sh",
         listeners=(Listen("tcp", 23),),
         expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT, **_no_tls(),
-                **NO_WEB, **NO_COAP, **UNMONITORED},
-        expect_intrusive=intrusive(),
+                **NO_WEB, **NO_COAP, **UNMONITORED,
+                **NO_REMOTE},
+        expect_intrusive=intrusive(telnet="error"),  # no login prompt: undecided
         expect_verdict="nonconformant",
     ),
 )

@@ -54,7 +54,7 @@ TELNET_CAMERA = Persona(
         TcpListener(443, HttpPage(title="IP Camera"), tls=True),
     ),
     expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "fail", **NO_MQTT, **GOOD_TLS,
-            **PAGE_OVER_HTTPS},
+            **PAGE_OVER_HTTPS, "telnet.default-credentials": "skipped"},
     expect_verdict="nonconformant",
 )
 

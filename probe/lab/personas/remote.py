@@ -1,6 +1,8 @@
-"""Remote-login personas: a router whose Telnet takes a Mirai factory password.
+"""Remote-login personas: a router whose Telnet takes a Mirai factory password, and a gateway
+whose SSH offers legacy algorithms and password logins with a factory account, and one whose
+SSH is hardened.
 
-The Telnet credential check is intrusive: without --intrusive it is `skipped` (the self-test's
+The credential checks are intrusive: without --intrusive they are `skipped` (the self-test's
 intrusive scan expects `fail`, `probe.lab.selftest.PERSONA_INTRUSIVE`).
 """
 
@@ -8,11 +10,14 @@ from __future__ import annotations
 
 from probe.lab.personas.base import CLEARTEXT_MANAGEMENT, OPEN_PORTS, Persona
 from probe.lab.servers import TcpListener
-from probe.lab.servers_remote import TelnetDefaultLogin
+from probe.lab.servers_remote import SshDaemon, TelnetDefaultLogin
 
 TELNET_DEFAULT = "telnet.default-credentials"
+SSH_ALGORITHMS = "ssh.algorithms"
+SSH_PASSWORD = "ssh.password-auth"
+SSH_DEFAULT = "ssh.default-credentials"
 FACTORY_ACCOUNT = ("admin", "admin")
-"""The persona's account: the fourth pair of the Mirai table (lab data, not a secret)."""
+"""The personas' account: in both default lists (lab data, not a secret)."""
 
 TELNET_DEFAULT_LOGIN = Persona(
     name="telnet-default-login",
@@ -24,5 +29,27 @@ TELNET_DEFAULT_LOGIN = Persona(
     expect_verdict="nonconformant",
 )
 
-PERSONAS = (TELNET_DEFAULT_LOGIN,)
+SSH_LEGACY_GATEWAY = Persona(
+    name="ssh-legacy-gateway",
+    description="SSH on 22 with CBC and 3DES ciphers, MD5 and SHA-1 MACs, a 1024-bit RSA host "
+                "key, and password logins that take admin/admin",
+    device_class="gateway",
+    listeners=(TcpListener(22, SshDaemon(FACTORY_ACCOUNT)),),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", SSH_ALGORITHMS: "fail",
+            SSH_PASSWORD: "fail", SSH_DEFAULT: "skipped"},
+    expect_verdict="nonconformant",
+)
+
+SSH_HARDENED_GATEWAY = Persona(
+    name="ssh-hardened-gateway",
+    description="SSH on 22 with curve25519, AEAD ciphers, SHA-2 ETM MACs, an Ed25519 host key "
+                "and public-key logins only",
+    device_class="gateway",
+    listeners=(TcpListener(22, SshDaemon()),),
+    expect={OPEN_PORTS: "fail", CLEARTEXT_MANAGEMENT: "pass", SSH_ALGORITHMS: "pass",
+            SSH_PASSWORD: "pass", SSH_DEFAULT: "skipped"},
+    expect_verdict="nonconformant",
+)
+
+PERSONAS = (TELNET_DEFAULT_LOGIN, SSH_LEGACY_GATEWAY, SSH_HARDENED_GATEWAY)
 """This module's personas, in lab order (`probe.lab.personas.ALL`)."""
