@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from probe.api import run_check
 from probe.context import ScanOptions
+from probe.lab.servers import TelnetLogin
 from probe.lab.servers_remote import SshDaemon, TelnetDefaultLogin
 from probe.model import Finding, Status
 from probe.protocols.ssh import codec
@@ -357,3 +358,12 @@ async def test_lab_hardened_ssh_persona() -> None:
     async with Listener("127.171.3.3", 22, SshDaemon().serve):
         for check_id in ("ssh.algorithms", "ssh.password-auth", "ssh.default-credentials"):
             assert await status(check_id, "127.171.3.3", 22) is Status.PASS, check_id
+
+
+async def test_lab_telnet_that_refuses_on_the_user_name_passes() -> None:
+    """The telnet-camera persona says "Login incorrect" to the user name alone and closes:
+    each attempt is a refusal, not an undecided one."""
+    async with Listener("127.171.3.4", 23, TelnetLogin(banner="\r\nIP Camera\r\n").serve):
+        found = await findings("telnet.default-credentials", "127.171.3.4", 23, **FAST)
+    assert [f.status for f in found] == [Status.PASS]
+    assert [a["result"] for a in found[0].evidence["attempts"]] == ["refused"] * 5

@@ -40,10 +40,10 @@ from paramiko.kex_group16 import KexGroup16SHA512
 
 from probe.context import DeviceContext
 from probe.observe.base import default_pairs
-from probe.observe.discovery import Services, services
 from probe.observe.tcp import excerpt
 from probe.protocols.ssh import codec
 from probe.protocols.ssh.codec import HostKey, KexInit, MalformedMessage
+from probe.protocols.ssh.ident import Endpoint, endpoints
 
 T = TypeVar("T")
 
@@ -71,23 +71,6 @@ GEX_BITS = (2048, 2048, 8192)
 X25519 = ("curve25519-sha256", "curve25519-sha256@libssh.org")
 USABLE_KEX = (*X25519, *CURVES, *GROUPS, *GEX)
 """The key exchanges whose first message the probe can write, in its order of preference."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    port: int
-    banner: str
-
-    @property
-    def target(self) -> str:
-        return f"tcp/{self.port}"
-
-
-async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
-    """Collector: the ports identification found speaking SSH, with their version lines."""
-    found: Services = await ctx.observe(services)
-    return tuple(Endpoint(i.port, str(i.evidence.get("banner", i.detail)))
-                 for i in found.tcp if i.protocol == "ssh")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from probe.context import DeviceContext
 from probe.observe.base import default_pairs
-from probe.observe.discovery import Services, services
 from probe.observe.tcp import excerpt
 from probe.protocols.telnet import codec
+from probe.protocols.telnet.ident import Endpoint, endpoints
 
 DEFAULT_CREDENTIALS = "telnet.default-credentials"
 MAX_READ = 8192
@@ -38,22 +38,6 @@ REFUSED = re.compile(r"incorrect|invalid|fail|denied|wrong|bad password|not allo
 
 Prompt = Literal["login", "password", "shell", "refused", "closed", "none"]
 Result = Literal["accepted", "refused", "undecided"]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    port: int
-
-    @property
-    def target(self) -> str:
-        return f"tcp/{self.port}"
-
-
-async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
-    """Collector: the ports identification found speaking Telnet (option negotiation, or a
-    login prompt on a banner port)."""
-    found: Services = await ctx.observe(services)
-    return tuple(Endpoint(i.port) for i in found.tcp if i.protocol == "telnet")
 
 
 def _prompt(text: str, closed: bool, answered: bool) -> Prompt:
