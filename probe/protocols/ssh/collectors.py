@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import socket
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -241,10 +243,40 @@ def _paramiko(sock: socket.socket, timeout: float,
         transport.close()
 
 
+def _in_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """`fn()` in a thread of its own, as a future of the running loop. Not the context's
+    shared pool: a session's connection is already open, so its deadline must not include
+    a wait for a thread that sslyze holds."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast(T, value))
+
+    def run() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:  # handed to the loop: raised where the future is awaited
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=run, name="iotprobe-ssh", daemon=True).start()
+    return future
+
+
 async def _session(ctx: DeviceContext, port: int, work: Callable[[paramiko.Transport], T]) -> T:
     """`work` over a connection the device context opened (its slot, rate and count). The
-    asyncio side is paused while paramiko, in the context's thread pool, owns a duplicate of
-    the socket; past the deadline the socket is shut down, which ends paramiko's reads."""
+    asyncio side is paused while paramiko, in a thread, owns a duplicate of the socket; past
+    three timeouts (the handshake's, authentication's, and slack) the socket is shut down,
+    which ends paramiko's reads."""
     async with ctx.connect(port) as (_, writer):
         transport = writer.transport
         assert isinstance(transport, asyncio.ReadTransport)
@@ -253,7 +285,8 @@ async def _session(ctx: DeviceContext, port: int, work: Callable[[paramiko.Trans
         sock = raw.dup()
         try:
             async with asyncio.timeout(ctx.timeout * 3):
-                return await asyncio.shield(ctx.blocking(_paramiko, sock, ctx.timeout, work))
+                return await asyncio.shield(_in_thread(
+                    functools.partial(_paramiko, sock, ctx.timeout, work)))
         finally:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
