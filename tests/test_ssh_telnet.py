@@ -10,6 +10,7 @@ PID; no system account is created (the SSH logins that succeed are the paramiko 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -29,6 +30,8 @@ from probe.lab.servers_remote import SshDaemon, TelnetDefaultLogin
 from probe.model import Finding, Status
 from probe.protocols.ssh import codec
 from probe.protocols.ssh.checks import cipher_weakness
+from probe.protocols.ssh.codec import KexInit
+from probe.protocols.ssh.collectors import _Wire
 from probe.protocols.telnet.codec import Stream
 from tests.daemons import Daemon, Listener, greet, silent, start
 
@@ -367,3 +370,36 @@ async def test_lab_telnet_that_refuses_on_the_user_name_passes() -> None:
         found = await findings("telnet.default-credentials", "127.171.3.4", 23, **FAST)
     assert [f.status for f in found] == [Status.PASS]
     assert [a["result"] for a in found[0].evidence["attempts"]] == ["refused"] * 5
+
+
+class _OneRead:
+    """A context whose first read returns `data` and whose every later read fails the test."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data: bytes | None = data
+
+    async def read(self, reader: object, max_bytes: int, **_: object) -> tuple[bytes, bool]:
+        assert self.data is not None, "read again though the buffer held what was asked"
+        data, self.data = self.data, None
+        return data, False
+
+
+async def test_a_kexinit_that_came_with_the_version_line_is_read_without_waiting() -> None:
+    """OpenSSH sends its KEXINIT in the segment of its version line: the packet is taken from
+    what was read, not waited for (that wait was a whole timeout per connection)."""
+    server = KexInit(("curve25519-sha256",), ("ssh-ed25519",), ("aes128-ctr",),
+                     ("aes128-ctr",), ("hmac-sha2-256",), ("hmac-sha2-256",), ("none",),
+                     ("none",))
+    kexinit = codec.kexinit(server.kex, server.host_key, server)
+    wire = _Wire(_OneRead(b"SSH-2.0-OpenSSH_9.2\r\n" + codec.packet(kexinit)),
+                 asyncio.StreamReader(), _Sink())
+    assert await wire.version() == "SSH-2.0-OpenSSH_9.2"
+    assert codec.parse_kexinit(await wire.message()) == server
+
+
+class _Sink:
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass

@@ -89,6 +89,10 @@ class _Wire:
         self.buffer = b""
 
     async def _fill(self, done: Callable[[bytes], bool], cap: int, what: str) -> None:
+        """Read until `done(buffer)`; at once when what came with an earlier read is enough
+        (a server often sends its KEXINIT in the same segment as its version line)."""
+        if done(self.buffer):
+            return
         data, stalled = await self.ctx.read(self.reader, cap, until=lambda d: done(
             self.buffer + d))
         self.buffer += data
