@@ -403,3 +403,25 @@ class _Sink:
 
     async def drain(self) -> None:
         pass
+
+
+async def _echoing_login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A Telnet login that echoes what is typed, password included, and refuses it a moment
+    later (the moment only orders the two writes)."""
+    for prompt in (b"login: ", b"Password: "):
+        writer.write(prompt)
+        await writer.drain()
+        typed = await reader.readline()
+        writer.write(typed)
+        await writer.drain()
+    await asyncio.sleep(0.5)
+    writer.write(b"Login incorrect\r\nlogin: ")
+    await writer.drain()
+
+
+async def test_a_password_echoed_back_is_not_read_as_a_shell_prompt() -> None:
+    async with Listener("127.171.4.4", 23, _echoing_login):
+        found = await findings("telnet.default-credentials", "127.171.4.4", 23,
+                               pairs=[["admin", "Secret-9#"]], pace_seconds=0.0)
+    assert [f.status for f in found] == [Status.PASS], found
+    no_secret(found, "Secret-9#")

@@ -62,9 +62,11 @@ class _Session:
         self.text = ""
         self.closed = False
 
-    async def wait(self, answered: bool = False) -> Prompt:
+    async def wait(self, answered: bool = False, echo: str = "") -> Prompt:
         """Read until the text ends in a prompt, the connection closes, MAX_READ bytes or
-        the timeout; what the text then asks for."""
+        the timeout; what the text then asks for. `echo`, what the probe just typed, is not
+        read as part of the server's answer (a password echoed back that ends in "#" is no
+        shell prompt)."""
         self.text = ""
         got = 0
         loop = asyncio.get_running_loop()
@@ -80,9 +82,12 @@ class _Session:
                 self.writer.write(reply)
                 await self.writer.drain()
             self.closed = not data and not stalled
-            if stalled or _prompt(self.text, False, answered) != "none":
+            if stalled or _prompt(self._answer(echo), False, answered) != "none":
                 break
-        return _prompt(self.text, self.closed, answered)
+        return _prompt(self._answer(echo), self.closed, answered)
+
+    def _answer(self, echo: str) -> str:
+        return self.text.replace(echo, "", 1) if echo else self.text
 
     async def say(self, text: str) -> None:
         self.writer.write(codec.line(text))
@@ -126,7 +131,7 @@ async def _login(session: _Session, username: str, password: str) -> Attempt:
     asked = await session.wait()
     if asked == "login":
         await session.say(username)
-        asked = await session.wait(answered=True)
+        asked = await session.wait(answered=True, echo=username)
     if asked in ("refused", "login", "closed"):  # refused on the user name alone
         return Attempt(username, "refused", asked, session.seen)
     if asked == "shell":
@@ -135,7 +140,7 @@ async def _login(session: _Session, username: str, password: str) -> Attempt:
     if asked != "password":
         return Attempt(username, "undecided", f"no password prompt ({asked})", session.seen)
     await session.say(password)
-    answer = await session.wait(answered=True)
+    answer = await session.wait(answered=True, echo=password)
     said = session.seen.replace(password, "********") if password else session.seen
     if answer in ("refused", "login", "closed"):
         return Attempt(username, "refused", answer, said)
