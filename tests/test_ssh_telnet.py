@@ -50,8 +50,7 @@ Ciphers aes128-cbc,3des-cbc,aes128-ctr
 MACs hmac-md5,hmac-sha1,hmac-sha2-256
 PasswordAuthentication yes
 """
-STRONG_SSHD = """KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,\
-curve25519-sha256@libssh.org
+STRONG_SSHD = """KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256
 HostKeyAlgorithms ssh-ed25519
 Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com
 MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com

@@ -14,8 +14,9 @@ context opened: the context's slot, rate token and count hold, the asyncio trans
 while paramiko reads, and each paramiko operation is bounded by the scan's timeout. paramiko
 rather than asyncssh because it works over a given blocking socket and reports the methods a
 server lists (BadAuthenticationType.allowed_types). It negotiates only what it supports
-(no diffie-hellman-group1/group14-sha1, no SHA-1 ssh-rsa signatures): a server that offers
-nothing else cannot be asked about authentication, which the checks report as an error.
+(no diffie-hellman-group1/group14-sha1, no SHA-1 ssh-rsa signatures, no post-quantum hybrid
+key exchange; curve25519-sha256 is taught under its RFC 8731 name): a server that offers nothing
+else cannot be asked about authentication, which the checks report as an error.
 
 Passwords are revealed only to paramiko; evidence names usernames, never passwords.
 """
@@ -37,6 +38,7 @@ from typing import Any, Literal, TypeVar, cast
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from paramiko.kex_curve25519 import KexCurve25519
 from paramiko.kex_group14 import KexGroup14SHA256
 from paramiko.kex_group16 import KexGroup16SHA512
 
@@ -240,6 +242,10 @@ def _paramiko(sock: socket.socket, timeout: float,
     sock.settimeout(timeout)
     transport = paramiko.Transport(sock)
     transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = timeout
+    # RFC 8731's name for the key exchange paramiko knows only as curve25519-sha256@libssh.org
+    # (the same exchange): hardened servers may list only it.
+    transport._kex_info = {**transport._kex_info, "curve25519-sha256": KexCurve25519}
+    transport._preferred_kex = ("curve25519-sha256", *transport._preferred_kex)
     try:
         transport.start_client(timeout=timeout)
         return work(transport)
