@@ -424,3 +424,20 @@ async def test_a_password_echoed_back_is_not_read_as_a_shell_prompt() -> None:
                                pairs=[["admin", "Secret-9#"]], pace_seconds=0.0)
     assert [f.status for f in found] == [Status.PASS], found
     no_secret(found, "Secret-9#")
+
+
+async def _password_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A console that asks only for a password, and asks again after a wrong one (three
+    times at most)."""
+    for _ in range(3):
+        writer.write(b"\r\nPassword: ")
+        await writer.drain()
+        if not await reader.readline():
+            return
+
+
+async def test_a_password_asked_again_is_a_refusal() -> None:
+    async with Listener("127.171.4.5", 23, _password_only):
+        found = await findings("telnet.default-credentials", "127.171.4.5", 23, **FAST)
+    assert [f.status for f in found] == [Status.PASS], found
+    assert [a["result"] for a in found[0].evidence["attempts"]] == ["refused"] * 5

@@ -4,9 +4,9 @@ out a shell before asking for anything.
 Each attempt is one connection through `ctx.connect`: the server's options are refused
 (`probe.protocols.telnet.codec`), then the probe waits for a prompt, each wait bounded by the
 scan's timeout and `MAX_READ` bytes. What the prompts are is read from the last line the server
-sent (see `LOGIN`, `PASSWORD`, `SHELL`, `REFUSED`): a refusal word or a new login prompt after
-the password is a refusal, a closed connection too; a shell prompt is a login; anything else
-(silence, an unknown question) decides nothing and stops the trial.
+sent (see `LOGIN`, `PASSWORD`, `SHELL`, `REFUSED`): a refusal word, a new login or password
+prompt after the password is a refusal, a closed connection too; a shell prompt is a login;
+anything else (silence, an unknown question) decides nothing and stops the trial.
 
 Passwords are written only to the connection; evidence names usernames, never passwords (a
 server that echoes the password has it masked in what the evidence quotes).
@@ -142,7 +142,7 @@ async def _login(session: _Session, username: str, password: str) -> Attempt:
     await session.say(password)
     answer = await session.wait(answered=True, echo=password)
     said = session.seen.replace(password, "********") if password else session.seen
-    if answer in ("refused", "login", "closed"):
+    if answer in ("refused", "login", "password", "closed"):  # asked again: refused
         return Attempt(username, "refused", answer, said)
     if answer == "shell":
         return Attempt(username, "accepted", "a shell prompt after the password", said)
