@@ -93,7 +93,8 @@ def telnet_default_credentials(obs: Observations, params: Params) -> Iterable[Fi
     Fail: a pair does, or the server shows a shell prompt before asking for any credential.
     Not applicable: no Telnet endpoint.
     Error: the server showed no login prompt, or an attempt got no decisive answer (neither a
-    refusal, a new login prompt, a closed connection nor a shell prompt).
+    refusal, a new login or password prompt, a closed connection nor a shell
+    prompt).
     Skipped: the profile lists no pairs."""
     found = obs[default_credentials]
     if not found:
