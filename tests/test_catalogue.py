@@ -16,7 +16,7 @@ def test_catalogue_is_the_modules_checks_in_order_and_cached() -> None:
     assert catalogue() is catalogue()
     assert list(catalogue().values()) == list(CATALOGUE)
     assert list(catalogue())[:4] == [c.id for c in coap.CHECKS]
-    assert len(catalogue()) == 31
+    assert len(catalogue()) == 35  # 28, RTSP (2) and plant (1), SSH (3) and Telnet (1)
 
 
 def test_no_package_scan_finds_checks() -> None:

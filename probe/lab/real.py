@@ -52,6 +52,7 @@ from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     CLOCK_SYNC,
     DISCLOSURE,
+    ERROR,
     FAIL,
     GOOD_TLS,
     HTTP_AUTHENTICATION,
@@ -81,6 +82,7 @@ from probe.lab.personas.coap import (
     NO_COAP,
 )
 from probe.lab.personas.plant import PLANT_EXPOSURE
+from probe.lab.personas.remote import TELNET_DEFAULT
 from probe.lab.servers import FORBIDDEN_PORT, speaking
 from probe.model import Status, Verdict
 
@@ -384,7 +386,7 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, PLANT_EXPOSURE: PASS,
                 FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
                 **UNMONITORED},
-        expect_intrusive={THROTTLING: NOT_APPLICABLE},
+        expect_intrusive={THROTTLING: NOT_APPLICABLE, TELNET_DEFAULT: ERROR},
         expect_verdict=Verdict.NONCONFORMANT,
     ),
 )

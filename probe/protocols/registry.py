@@ -22,6 +22,8 @@ from probe.protocols.mqtt import ident as mqtt
 from probe.protocols.rtsp import ident as rtsp
 from probe.protocols.snmp import ident as snmp
 from probe.protocols.ssdp import ident as ssdp
+from probe.protocols.ssh import ident as ssh
+from probe.protocols.telnet import ident as telnet
 from probe.protocols.tftp import ident as tftp
 from probe.protocols.tls import ident as tls
 
@@ -32,6 +34,8 @@ TCP: tuple[TcpIdent, ...] = (
     mqtt.TCP,
     rtsp.TCP,
     modbus.TCP,
+    ssh.TCP,
+    telnet.TCP,
 )
 """The TCP protocols identification knows; their judged services are listed in this order."""
 

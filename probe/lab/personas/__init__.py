@@ -27,12 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from probe.lab.personas import basic, bench, coap, hostile, monitor, mqtt, plant, tls
+from probe.lab.personas import basic, bench, coap, hostile, monitor, mqtt, plant, remote, tls
 from probe.lab.personas.base import Persona
 
 ALL: tuple[Persona, ...] = (*basic.PERSONAS, *coap.PERSONAS, *bench.PERSONAS,
                             *hostile.PERSONAS, *mqtt.PERSONAS, *monitor.PERSONAS,
-                            *tls.PERSONAS, *plant.PERSONAS)
+                            *tls.PERSONAS, *plant.PERSONAS,
+                            *remote.PERSONAS)
 
 
 def _by_name(personas: Iterable[Persona]) -> Mapping[str, Persona]:
