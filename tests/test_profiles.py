@@ -611,7 +611,9 @@ def test_iso27400_6_1_and_6_4_group_checks_iso27400_runs() -> None:
                 same.severity, same.params, same.class_params, same.references), check.id
     assert {"rtsp.authentication", "mqtt.anonymous-access", "http.default-credentials",
             "fleet.unique-keys"} <= {c.id for c in one.checks}
-    assert {"net.open-ports", "plant.exposure", "tls.protocol-versions"} <= {
+    assert {"ssh.password-auth", "ssh.default-credentials",
+            "telnet.default-credentials"} <= {c.id for c in one.checks}
+    assert {"net.open-ports", "plant.exposure", "tls.protocol-versions", "ssh.algorithms"} <= {
         c.id for c in four.checks}
     assert not {c.id for c in one.checks} & {c.id for c in four.checks}
     both = load_profiles(["iso27400-6.1", "iso27400-6.4"])
@@ -737,9 +739,9 @@ def test_unbuildable_yaml_value_is_located(tmp_path: Path) -> None:
 BUILTIN_DIGESTS = {
     "acceptance": "sha256:9c1813e434db52c1a55bc01fcbcdef6868d99310702ba87d46d3d5b624d8ce92",
     "iso27400": "sha256:342bf6eb7a980f1e2a2c93d473d8396b1e2c556517ea7112bf0369861410f64d",
-    "iso27400-6.1": "sha256:bd6cbdfb9dccdc6527c78cd6b1150d903136def2c3d0842e5e0b5fb0cebbe085",
+    "iso27400-6.1": "sha256:66282bb16113b96c3b7211a0b344a2eaf464142e67efa2568794329c5dca1c78",
     "iso27400-6.2": "sha256:57b9c78e27d73e7acfc5fc10b1723c5cb31725491b5d8a1d8875bff964e8cfe6",
-    "iso27400-6.4": "sha256:1fd8a260705bcd96b37633d9a12ca3ae59369f68074ecbd011f25ac28381e620",
+    "iso27400-6.4": "sha256:c0433629a5001b111c2f29cc981921517606c8e6de9b8f7d749362edd3c2efcc",
     "iso27400-6.5": "sha256:cc1cdf42f250aad084f3163c4a6350f2dabd3daff9d6ccb9130471e55a3a50b4",
 }
 """The built-in profiles' digests: records carry them, so a refactoring must not move them."""
