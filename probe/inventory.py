@@ -185,7 +185,7 @@ def _refuse_overlap(block: Network, items: Sequence[Device | _Block],
 
 
 ServiceName = Literal["mqtt", "mqtts", "coap", "coaps", "http", "https", "telnet", "ftp", "ssh",
-                      "snmp"]
+                      "snmp", "rtsp", "rtsps", "modbus", "bacnet"]
 Name = Annotated[str, AfterValidator(token("name"))]
 
 

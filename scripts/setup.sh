@@ -33,6 +33,8 @@ DEBIAN_PACKAGES=(
                                 # HTTPS over the TLS stacks of embedded devices (interop matrix)
   gnutls-bin                    # gnutls-serv / gnutls-cli: a GnuTLS peer and reference client
   zsh                           # the shell completion script, run in a real zsh
+  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+                                # GStreamer's RTSP server, a real RTSP(S) peer (tests/peers/gst_rtsp.py)
   autoconf automake             # build PyPI DTLSSocket's tinydtls (aiocoap's CoAPS server peer)
   libivykis0 libnet1 libjson-c5 libpcre3 libwrap0 libglib2.0-0 libcap2 libssl3
                                 # the libraries of syslog-ng, unpacked below (never installed)

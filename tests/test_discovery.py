@@ -59,29 +59,40 @@ def test_the_udp_names_of_the_inventory_are_the_registry_s() -> None:
 
 def test_the_registry_gives_identification_its_former_tables() -> None:
     """The tables identification built from the protocol packages, as they were written out in
-    identification.py before the registry (issue 17): hints, plans, read caps, judged services."""
+    identification.py before the registry (issue 17), with what issue 21 added (RTSP judged,
+    RTSPS on 322, Modbus/TCP, SSH and Telnet judged): hints, plans, read caps, judged
+    services."""
     assert identification._PLANS == {
         "banner": ("banner", "tls", "http", "mqtt"), "http": ("http", "tls", "mqtt"),
         "tls": ("tls", "http", "mqtt"), "mqtt": ("mqtt", "tls", "http"),
-        "rtsp": ("rtsp", "tls", "http"), "other": ("banner", "tls", "http", "mqtt")}
+        "rtsp": ("rtsp", "tls", "http"), "modbus": ("modbus", "tls", "http"),
+        "other": ("banner", "tls", "http", "mqtt")}
     assert identification._HINT_BY_NAME == {
         "telnet": "banner", "ftp": "banner", "ssh": "banner", "smtp": "banner", "http": "http",
-        "https": "tls", "mqtts": "tls", "mqtt": "mqtt", "rtsp": "rtsp"}
-    assert identification.READ_CAP == {"banner": 1024, "http": 8192, "rtsp": 4096, "mqtt": 64}
-    assert identification.SERVICES == ("tls", "http", "https", "mqtt", "mqtts")
+        "https": "tls", "mqtts": "tls", "rtsps": "tls", "mqtt": "mqtt", "rtsp": "rtsp",
+        "modbus": "modbus"}
+    assert identification.READ_CAP == {"banner": 1024, "http": 8192, "rtsp": 4096, "mqtt": 64,
+                                       "modbus": 260}
+    assert identification.SERVICES == ("tls", "http", "https", "mqtt", "mqtts", "rtsp", "ssh",
+                                       "telnet")
     assert identification.SERVICE_NAMES == {
         "tls": "TLS", "http": "cleartext HTTP", "https": "HTTPS", "mqtt": "cleartext MQTT",
-        "mqtts": "MQTT over TLS"}
-    assert [rule.priority for rule in identification._CLASSIFIERS] == [10, 20, 30, 40, 50, 90]
+        "mqtts": "MQTT over TLS", "rtsp": "RTSP", "ssh": "SSH", "telnet": "Telnet"}
+    assert [rule.priority for rule in identification._CLASSIFIERS] == [5, 10, 20, 30, 40, 50, 90]
     assert could_serve(8883, None) == {"tls", "mqtts"}  # MQTT over TLS before TLS
+    assert could_serve(322, None) == {"tls", "rtsp"}  # RTSPS before TLS
     assert could_serve(443, None) == {"tls", "https"} and could_serve(8080, None) == {"http"}
-    assert could_serve(1883, None) == {"mqtt"}
-    assert could_serve(23, None) == could_serve(514, None) == could_serve(554, None) == set()
-    assert could_serve(4000, None) == set(identification.SERVICES)
-    assert could_serve(4000, "wss") == {"tls", "https"} and could_serve(4000, "ssh") == set()
+    assert could_serve(1883, None) == {"mqtt"} and could_serve(554, None) == {"rtsp"}
+    assert could_serve(22, None) == {"ssh"} and could_serve(2323, None) == {"telnet"}
+    assert could_serve(21, None) == could_serve(514, None) == could_serve(502, None) == set()
+    assert could_serve(4000, None) == set(identification.SERVICES) - {"rtsp"}
+    assert could_serve(4000, "wss") == {"tls", "https"} and could_serve(4000, "ssh") == {"ssh"}
+    assert could_serve(4000, "ftp") == set()
     assert identification._inside_tls(8884, None) == identification._inside_tls(4000, "mqtts") == (
         "mqtt", "http")
     assert identification._inside_tls(443, "https") == ("http", "mqtt")
+    assert identification._inside_tls(322, None) == identification._inside_tls(4000, "rtsps") == (
+        "rtsp", "http", "mqtt")
 
 
 def test_port_set_merges_sources_and_never_holds_2024() -> None:

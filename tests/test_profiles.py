@@ -516,7 +516,7 @@ def test_profile_file_errors(tmp_path: Path) -> None:
 # Built-in profiles, with the real catalogue
 # ---------------------------------------------------------------------------------------------
 
-DEFAULT_TCP_PORTS = (21, 22, 23, 25, 53, 80, 81, 102, 443, 445, 502, 513, 514, 554, 1883, 1911,
+DEFAULT_TCP_PORTS = (21, 22, 23, 25, 53, 80, 81, 102, 322, 443, 445, 502, 513, 514, 554, 1883, 1911,
                      2323, 4840, 5000, 5001, 5900, 7547, 8000, 8008, 8080, 8081, 8088, 8443,
                      8554, 8883, 8888, 9000, 9001, 9100, 20000, 44818)
 OPEN_PORTS_REFERENCES = {
@@ -537,7 +537,8 @@ CLEARTEXT_REFERENCES = {
 
 def test_builtin_ids_and_dir() -> None:
     assert builtin_dir() == Path(__file__).resolve().parent.parent / "profiles"
-    assert builtin_profile_ids() == ["acceptance", "iso27400", "iso27400-6.2", "iso27400-6.5"]
+    assert builtin_profile_ids() == ["acceptance", "iso27400", "iso27400-6.1", "iso27400-6.2",
+                                     "iso27400-6.4", "iso27400-6.5"]
 
 
 def test_every_builtin_profile_loads_with_the_real_catalogue() -> None:
@@ -571,7 +572,13 @@ def test_iso27400_6_2() -> None:
         "camera": {"allowed_tcp": [443, 554, 8883], "allowed_udp": [5684]},
         "gateway": {"allowed_tcp": [443, 8443, 8883], "allowed_udp": [5683, 5684]},
         "broker": {"allowed_tcp": [8883], "allowed_udp": []},
+        "plc": {"allowed_tcp": [443, 502], "allowed_udp": []},
+        "building-controller": {"allowed_tcp": [443], "allowed_udp": [47808]},
     }
+    plant = by_id["plant.exposure"]
+    assert plant.params == {"allowed": []}
+    assert plant.class_params == {"plc": {"allowed": ["modbus"]},
+                                  "building-controller": {"allowed": ["bacnet"]}}
     assert ports.references == OPEN_PORTS_REFERENCES
     assert (cleartext.id, cleartext.severity, cleartext.params) == (
         "net.cleartext-management", Severity.HIGH, {})
@@ -584,6 +591,35 @@ def test_iso27400_6_5() -> None:
     assert [(c.id, c.title) for c in profile.controls] == [
         ("27400-6.5", "Security monitoring and incident response")]
     assert profile.controls[0].references == {"iso-27400-2022": ("7.1.2.12", "7.1.2.13")}
+
+
+def test_iso27400_6_1_and_6_4_group_checks_iso27400_runs() -> None:
+    """6.1 and 6.4 group checks under their own control, with the parameters and references
+    iso27400 gives them; they share no check, so they combine with each other (and, a check
+    sitting under one control, not with iso27400)."""
+    full = {c.id: c for c in load_profile("iso27400").checks}
+    one, four = load_profile("iso27400-6.1"), load_profile("iso27400-6.4")
+    assert [(c.id, c.title) for c in one.controls] == [
+        ("27400-6.1", "Device identity and authentication")]
+    assert [(c.id, c.title) for c in four.controls] == [
+        ("27400-6.4", "Secure configuration and hardening")]
+    for profile in (one, four):
+        assert profile.tcp_ports == DEFAULT_TCP_PORTS
+        for check in profile.checks:
+            same = full[check.id]
+            assert (check.severity, check.params, check.class_params, check.references) == (
+                same.severity, same.params, same.class_params, same.references), check.id
+    assert {"rtsp.authentication", "mqtt.anonymous-access", "http.default-credentials",
+            "fleet.unique-keys"} <= {c.id for c in one.checks}
+    assert {"ssh.password-auth", "ssh.default-credentials",
+            "telnet.default-credentials"} <= {c.id for c in one.checks}
+    assert {"net.open-ports", "plant.exposure", "tls.protocol-versions", "ssh.algorithms"} <= {
+        c.id for c in four.checks}
+    assert not {c.id for c in one.checks} & {c.id for c in four.checks}
+    both = load_profiles(["iso27400-6.1", "iso27400-6.4"])
+    assert [c.id for c in both.controls] == ["27400-6.1", "27400-6.4"]
+    with pytest.raises(InputError, match=r"a profile cannot move it to 27400-6\.2"):
+        load_profiles(["iso27400-6.1", "iso27400-6.2"])
 
 
 def test_iso27400_and_acceptance() -> None:
@@ -701,9 +737,11 @@ def test_unbuildable_yaml_value_is_located(tmp_path: Path) -> None:
 
 
 BUILTIN_DIGESTS = {
-    "acceptance": "sha256:b7c7f617fd3b7e10a6b72e385bc46d625313adac10677aa99a181e3219097911",
-    "iso27400": "sha256:e4c0ad2e87b958a857e718c3b543c5b7e3e2728c324d9273a814c10fe5006e8c",
-    "iso27400-6.2": "sha256:b4a8deb7eeb1592930018ff39aae0a0faf779dd726da6fe14089eb3365f29f15",
+    "acceptance": "sha256:9c1813e434db52c1a55bc01fcbcdef6868d99310702ba87d46d3d5b624d8ce92",
+    "iso27400": "sha256:342bf6eb7a980f1e2a2c93d473d8396b1e2c556517ea7112bf0369861410f64d",
+    "iso27400-6.1": "sha256:66282bb16113b96c3b7211a0b344a2eaf464142e67efa2568794329c5dca1c78",
+    "iso27400-6.2": "sha256:57b9c78e27d73e7acfc5fc10b1723c5cb31725491b5d8a1d8875bff964e8cfe6",
+    "iso27400-6.4": "sha256:c0433629a5001b111c2f29cc981921517606c8e6de9b8f7d749362edd3c2efcc",
     "iso27400-6.5": "sha256:cc1cdf42f250aad084f3163c4a6350f2dabd3daff9d6ccb9130471e55a3a50b4",
 }
 """The built-in profiles' digests: records carry them, so a refactoring must not move them."""
@@ -747,6 +785,9 @@ def test_builtin_profile_digests_are_stable(profile_id: str) -> None:
          "expected true or false, got a number"),
         ("mqtt.topic-authorization", "{canary_prefix: 5}", "canary_prefix",
          "expected a string, got a number"),
+        ("plant.exposure", "{allowed: [dnp3]}", "allowed[0]", "'modbus' or 'bacnet'"),
+        ("rtsp.authentication", "{paths: [live]}", "paths[0]", "must start with /"),
+        ("rtsp.authentication", "{paths: []}", "paths", "must not be empty"),
     ],
 )
 def test_bad_parameter_is_a_load_error(tmp_path: Path, check_id: str, params: str, field: str,

@@ -19,6 +19,10 @@ from probe.monitoring import http_checks as monitor_http
 from probe.protocols.coap import checks as coap
 from probe.protocols.http import checks as http
 from probe.protocols.mqtt import checks as mqtt
+from probe.protocols.plant import checks as plant
+from probe.protocols.rtsp import checks as rtsp
+from probe.protocols.ssh import checks as ssh
+from probe.protocols.telnet import checks as telnet
 from probe.protocols.tls import checks as tls
 
 CATALOGUE: tuple[Check, ...] = (
@@ -30,6 +34,10 @@ CATALOGUE: tuple[Check, ...] = (
     *mqtt.CHECKS,
     *net.CHECKS,
     *tls.CHECKS,
+    *rtsp.CHECKS,
+    *plant.CHECKS,
+    *ssh.CHECKS,
+    *telnet.CHECKS,
 )
 CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z0-9-]+")
 

@@ -56,7 +56,7 @@ def _ports(ports: tuple[int, ...]) -> list[int]:
 )
 def open_ports(obs: Observations, params: OpenPortsParams) -> Iterable[Finding]:
     """Pass: every TCP port the port scan found open, and every UDP service that answered
-    discovery (CoAP, SNMP, SSDP, mDNS, TFTP), is on the allow-list (`allowed_tcp`,
+    discovery (CoAP, SNMP, SSDP, mDNS, TFTP, BACnet), is on the allow-list (`allowed_tcp`,
     `allowed_udp`).
     Fail: any one is not, whether or not its service could be identified; the finding names
     them. Decided from the scan alone, so it is never not applicable."""

@@ -52,6 +52,7 @@ from probe.lab.personas.base import (
     CLEARTEXT_MANAGEMENT,
     CLOCK_SYNC,
     DISCLOSURE,
+    ERROR,
     FAIL,
     GOOD_TLS,
     HTTP_AUTHENTICATION,
@@ -80,6 +81,8 @@ from probe.lab.personas.coap import (
     COAP_WRITE,
     NO_COAP,
 )
+from probe.lab.personas.plant import PLANT_EXPOSURE
+from probe.lab.personas.remote import TELNET_DEFAULT
 from probe.lab.servers import FORBIDDEN_PORT, speaking
 from probe.model import Status, Verdict
 
@@ -239,7 +242,8 @@ BROKER_IDENTITIES: dict[str, Account | CertificateFiles] = {"mqtt": PROBE,
 """The probe's low-privilege identity and its canary on the password brokers."""
 CLIENT = CertificateFiles("client.crt", "client.key")
 
-TLS_BROKER = {OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, FLEET_KEYS: PASS,
+TLS_BROKER = {OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+              **GOOD_TLS, FLEET_KEYS: PASS,
               **NO_COAP}
 WEB_UI = {HTTP_AUTHENTICATION: PASS, HTTP_HSTS: PASS, CLOCK_SYNC: PASS, DISCLOSURE: PASS}
 """A web interface over HTTPS done right (cleartext HTTP: not applicable, by rule)."""
@@ -252,7 +256,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "delivered",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-open.conf",
         listeners=(Listen("tcp", 1883),),
-        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, MQTT_CLEARTEXT: FAIL,
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+                MQTT_CLEARTEXT: FAIL,
                 MQTT_ANONYMOUS: FAIL, MQTT_TOPICS: FAIL, FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
                 **UNMONITORED},
         expect_intrusive={MQTT_DEFAULT_CREDENTIALS: FAIL, THROTTLING: FAIL},
@@ -264,7 +269,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "confining each to its own topics",
         device_class="broker", daemon="mosquitto", config="mosquitto/broker-acl.conf",
         listeners=(Listen("tcp", 1883),),
-        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, MQTT_CLEARTEXT: FAIL,
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+                MQTT_CLEARTEXT: FAIL,
                 MQTT_ANONYMOUS: PASS, MQTT_TOPICS: PASS, FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
                 **UNMONITORED},
         expect_intrusive={MQTT_DEFAULT_CREDENTIALS: PASS, THROTTLING: FAIL},
@@ -313,7 +319,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "attempts rate-limited",
         device_class="camera", daemon="nginx", config="nginx/web-strong.conf",
         listeners=(Listen("tcp", 443, tls=True),), certificate="ec",
-        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, FLEET_KEYS: PASS,
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+                **GOOD_TLS, FLEET_KEYS: PASS,
                 **WEB_UI, **NO_COAP, **UNMONITORED},
         expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS, THROTTLING: PASS},
         expect_verdict=Verdict.CONFORMANT,
@@ -324,7 +331,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "/admin without login, no HSTS, no security.txt, the vendor's shared key",
         device_class="camera", daemon="nginx", config="nginx/web-weak.conf",
         listeners=(Listen("tcp", 443, tls=True),), certificate="vendor",
-        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, TLS_VERSIONS: FAIL,
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+                **GOOD_TLS, TLS_VERSIONS: FAIL,
                 TLS_SUITES: FAIL, FLEET_KEYS: FAIL, HTTP_AUTHENTICATION: FAIL, HTTP_HSTS: FAIL,
                 CLOCK_SYNC: PASS, DISCLOSURE: FAIL, **NO_COAP, **UNMONITORED},
         expect_intrusive={HTTP_DEFAULT_CREDENTIALS: NOT_APPLICABLE, THROTTLING: NOT_APPLICABLE},
@@ -337,7 +345,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "shared key; its access log goes to the probe's syslog over UDP",
         device_class="gateway", daemon="nginx", config="nginx/web-basic.conf",
         listeners=(Listen("tcp", 80), Listen("tcp", 8443, tls=True)), certificate="vendor",
-        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, **GOOD_TLS, FLEET_KEYS: FAIL,
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+                **GOOD_TLS, FLEET_KEYS: FAIL,
                 HTTP_CLEARTEXT: FAIL, HTTP_AUTHENTICATION: PASS, HTTP_HSTS: FAIL, CLOCK_SYNC: PASS,
                 DISCLOSURE: FAIL, **NO_COAP, **UNMONITORED, AUTH_FAILURE_EVENT: PASS,
                 EVENT_TRANSPORT: FAIL},
@@ -351,7 +360,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "by anyone, a discovery answer far larger than the request",
         device_class="gateway", daemon="coap", config="coap/run.sh", args=("plain",),
         listeners=(Listen("udp", 5683),),
-        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, FLEET_KEYS: NOT_APPLICABLE,
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+                FLEET_KEYS: NOT_APPLICABLE,
                 COAP_CLEARTEXT: FAIL, COAP_DTLS: FAIL, COAP_AMPLIFICATION: FAIL, **UNMONITORED},
         expect_intrusive={COAP_WRITE: FAIL, THROTTLING: NOT_APPLICABLE},
         expect_verdict=Verdict.NONCONFORMANT,
@@ -362,7 +372,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
                     "(DTLS 1.0 refused), but the same resources in cleartext on udp/5683",
         device_class="gateway", daemon="coap", config="coap/run.sh", args=("psk",),
         listeners=(Listen("udp", 5683), Listen("udp", 5684)),
-        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, FLEET_KEYS: NOT_APPLICABLE,
+        expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
+                FLEET_KEYS: NOT_APPLICABLE,
                 COAP_CLEARTEXT: FAIL, COAP_DTLS: PASS, COAP_AMPLIFICATION: FAIL, **UNMONITORED},
         expect_intrusive={COAP_WRITE: FAIL, THROTTLING: NOT_APPLICABLE},
         expect_verdict=Verdict.NONCONFORMANT,
@@ -372,9 +383,10 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         description="busybox telnetd on 23 (the login program is /bin/false)",
         device_class="sensor", daemon="telnetd", config="telnet/run.sh",
         listeners=(Listen("tcp", 23),),
-        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
+        expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, PLANT_EXPOSURE: PASS,
+                FLEET_KEYS: NOT_APPLICABLE, **NO_COAP,
                 **UNMONITORED},
-        expect_intrusive={THROTTLING: NOT_APPLICABLE},
+        expect_intrusive={THROTTLING: NOT_APPLICABLE, TELNET_DEFAULT: ERROR},
         expect_verdict=Verdict.NONCONFORMANT,
     ),
 )

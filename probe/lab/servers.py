@@ -66,7 +66,7 @@ def speaking(protocol: Literal["http", "mqtt"], tls: bool) -> frozenset[str]:
 
 def offered(service: object, tls: bool) -> frozenset[str]:
     """What `service` offers (`Offering`); nothing for a service that speaks no judged protocol
-    (Telnet, FTP, VNC, silence, noise)."""
+    (FTP, VNC, silence, noise)."""
     return service.offers(tls) if isinstance(service, Offering) else frozenset()
 
 
@@ -156,6 +156,10 @@ class TelnetLogin:
     """A Telnet daemon that negotiates, prompts for a login and refuses whatever it gets."""
 
     banner: str = ""
+
+    def offers(self, tls: bool) -> frozenset[str]:
+        """Telnet (the catalogue's `telnet`), in clear: the lab never wraps it in TLS."""
+        return frozenset({"telnet"})
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         negotiation = bytes([

@@ -7,10 +7,10 @@ per port, not one per attempt. A port is `silent` (nothing about it can be decid
 sent a byte: it hung, reset every connection, or refused the connection it had accepted
 during the port scan (the device went away).
 
-`could_serve` says which of the services the checks judge (TLS, cleartext HTTP, HTTPS, MQTT) a
-port may carry, by the inventory's name for it or else by its number, and `undecided` which of
-those an identification left open: the checks turn each of them into an `error` on that port
-(see `probe.checks.base`), never into "not applicable".
+`could_serve` says which of the services the checks judge (TLS, HTTP, HTTPS, MQTT, RTSP, SSH,
+Telnet) a port may carry, by the inventory's name for it or else by its number, and
+`undecided` which of those an identification left open: the checks turn each of them into an
+`error` on that port (see `probe.checks.base`), never into "not applicable".
 
 What each protocol contributes (its ports and names, the request it sends, the rules that read
 an answer, the services it defines) is in its package's `ident.py`, listed by
@@ -35,7 +35,9 @@ UNHINTED = ("banner", "tls", "http", "mqtt")
 """The attempts on a port that neither the inventory nor convention names."""
 INSIDE_TLS = ("http", "mqtt")
 """The protocols tried inside TLS, in this order unless one claims the port (`inside_tls`)."""
-_PLANS = {ident.name: ident.plan for ident in TCP} | {"other": UNHINTED}
+CARRIED_IN_TLS = frozenset({"https", "mqtts", "rtsp"})
+"""The judged services TLS may carry: left open when TLS answered and nothing inside did."""
+_PLANS = {ident.name: ident.plan for ident in TCP if ident.plan} | {"other": UNHINTED}
 _HINT_BY_NAME = {name: ident.name for ident in TCP for name in ident.names}
 _PROBES = {ident.probe.kind: ident.probe for ident in TCP if ident.probe is not None}
 READ_CAP = {kind: probe.read_cap for kind, probe in _PROBES.items()}
@@ -43,6 +45,8 @@ _CLASSIFIERS = sorted((rule for ident in TCP for rule in ident.classifiers),
                       key=lambda rule: rule.priority)
 SERVICE_NAMES = {service: name for ident in TCP for service, name in ident.judged.items()}
 SERVICES = tuple(SERVICE_NAMES)  # what `could_serve` names, in order
+ANY_PORT = frozenset(service for ident in TCP if ident.anywhere for service in ident.judged)
+"""What a port nothing names may carry (see `TcpIdent.anywhere`)."""
 _NAMED_SERVES = {name: serves for ident in TCP for name, serves in ident.serves_by_name.items()}
 _PORT_SERVES = tuple((ports, serves) for _, ports, serves in sorted(
     (entry for ident in TCP for entry in ident.serves_by_port), key=lambda entry: entry[0]))
@@ -54,7 +58,7 @@ HANDSHAKE, CERTIFICATE_REQUEST = 22, 13
 @dataclass(frozen=True)
 class Identification:
     port: int
-    protocol: str  # telnet ftp ssh http mqtt smtp rtsp rlogin rsh tls unknown
+    protocol: str  # telnet ftp ssh http mqtt smtp rtsp modbus rlogin rsh tls unknown
     tls: bool
     detail: str
     silent: bool
@@ -215,14 +219,15 @@ def _hint(ctx: DeviceContext, port: int) -> str:
 def could_serve(port: int, name: str | None) -> frozenset[str]:
     """The judged services (`SERVICES`) `port` may carry: those of the inventory's name for it
     (none for the name of another service: the inventory said what it is); else those its
-    number conventionally carries (none for the SSH, Telnet, FTP, SMTP, r-command and RTSP
-    ports); else all of them, since nothing tells what an unconventional port serves."""
+    number conventionally carries (SSH on 22, Telnet on 23 and 2323; none for the FTP, SMTP,
+    r-command and Modbus ports); else all of those that may sit anywhere (`ANY_PORT`: not
+    RTSP), since nothing tells what an unconventional port serves."""
     if name is not None:
         return _NAMED_SERVES.get(name, frozenset())
     for ports, serves in _PORT_SERVES:
         if port in ports:
             return serves
-    return frozenset(SERVICES)
+    return ANY_PORT
 
 
 def undecided(ident: Identification, serves: frozenset[str]) -> frozenset[str]:
@@ -234,7 +239,7 @@ def undecided(ident: Identification, serves: frozenset[str]) -> frozenset[str]:
     if ident.protocol == "unknown":
         return frozenset() if ident.evidence.get("spoke_first") else serves
     if ident.protocol == "tls":
-        return serves & {"https", "mqtts"}
+        return serves & CARRIED_IN_TLS
     return frozenset()
 
 

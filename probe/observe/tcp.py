@@ -16,7 +16,7 @@ from probe.context import DeviceContext
 RESERVED_LOOPBACK_PORTS = frozenset({2024})
 
 # Inventory service names that are UDP; every other name in `device.services` is TCP.
-UDP_SERVICE_NAMES = frozenset({"coap", "coaps", "dtls", "snmp", "ssdp", "mdns", "tftp"})
+UDP_SERVICE_NAMES = frozenset({"coap", "coaps", "dtls", "snmp", "ssdp", "mdns", "tftp", "bacnet"})
 
 RESET_AFTER_HANDSHAKE = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED,
                                    errno.EPIPE})

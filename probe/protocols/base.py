@@ -62,3 +62,6 @@ class TcpIdent:
     names_inside_tls: frozenset[str] = frozenset()
     by_convention: Mapping[int, str] = field(default_factory=dict)
     """Ports whose protocol is this name when nothing answered otherwise."""
+    anywhere: bool = True
+    """Whether a port that neither the inventory nor convention names may carry its judged
+    services (False: they are judged only where named, conventional or identified)."""

@@ -10,16 +10,20 @@ line here.
 from __future__ import annotations
 
 from probe.observe.udp import UdpProbe
+from probe.protocols.bacnet import ident as bacnet
 from probe.protocols.banner import ident as banner
 from probe.protocols.base import TcpIdent
 from probe.protocols.coap import ident as coap
 from probe.protocols.dtls import ident as dtls
 from probe.protocols.http import ident as http
 from probe.protocols.mdns import ident as mdns
+from probe.protocols.modbus import ident as modbus
 from probe.protocols.mqtt import ident as mqtt
 from probe.protocols.rtsp import ident as rtsp
 from probe.protocols.snmp import ident as snmp
 from probe.protocols.ssdp import ident as ssdp
+from probe.protocols.ssh import ident as ssh
+from probe.protocols.telnet import ident as telnet
 from probe.protocols.tftp import ident as tftp
 from probe.protocols.tls import ident as tls
 
@@ -29,6 +33,9 @@ TCP: tuple[TcpIdent, ...] = (
     http.TCP,
     mqtt.TCP,
     rtsp.TCP,
+    modbus.TCP,
+    ssh.TCP,
+    telnet.TCP,
 )
 """The TCP protocols identification knows; their judged services are listed in this order."""
 
@@ -39,5 +46,6 @@ UDP: tuple[UdpProbe, ...] = (
     ssdp.UDP,
     mdns.UDP,
     tftp.UDP,
+    bacnet.UDP,
 )
 """The UDP protocols discovery asks for (in the order of the previous port table)."""

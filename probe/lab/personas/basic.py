@@ -24,6 +24,7 @@ from probe.lab.personas.base import (
     Persona,
     every,
 )
+from probe.lab.personas.remote import TELNET_DEFAULT
 from probe.lab.servers import (
     FtpLogin,
     HttpPage,
@@ -64,7 +65,7 @@ TELNET_CAMERA = Persona(
     ),
     expect={OPEN_PORTS: FAIL, CLEARTEXT_MANAGEMENT: FAIL, **GOOD_TLS, **PAGE_OVER_HTTPS},
     expect_verdict=Verdict.NONCONFORMANT,
-    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: NOT_APPLICABLE},
+    expect_intrusive={HTTP_DEFAULT_CREDENTIALS: NOT_APPLICABLE, TELNET_DEFAULT: PASS},
 )
 
 FTP_GATEWAY = Persona(

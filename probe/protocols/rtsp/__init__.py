@@ -1,1 +1,1 @@
-"""RTSP: how identification recognises it (`ident.py`); no check judges it yet."""
+"""RTSP (RFC 2326): whether a camera's stream description needs credentials and TLS."""

@@ -1,5 +1,6 @@
-"""Identification of RTSP: OPTIONS on the conventional ports; its status line is read by the
-HTTP classifier. No judged service: the checks do not look at RTSP ports."""
+"""Identification of RTSP: OPTIONS on the conventional ports, in clear on 554 and 8554 and
+first inside TLS on 322 (RTSPS) or a port named `rtsps`; its status line is read by the HTTP
+classifier. The judged service `rtsp` is what the RTSP checks apply to."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from probe.protocols.base import TcpIdent, TcpProbe
 from probe.protocols.http.ident import headers_end, host
 
 PORTS = frozenset({554, 8554})
+TLS_PORTS = frozenset({322})
+SERVICE = "rtsp"
 
 
 def _options(address: str, port: int, tls: bool) -> bytes:
@@ -15,8 +18,17 @@ def _options(address: str, port: int, tls: bool) -> bytes:
 
 
 TCP = TcpIdent(
-    "rtsp", PORTS, frozenset({"rtsp"}),
+    SERVICE, PORTS, frozenset({"rtsp"}),
     plan=("rtsp", "tls", "http"),
     probe=TcpProbe("rtsp", 4096, _options, headers_end),
-    serves_by_port=((90, PORTS, frozenset()),),
+    judged={SERVICE: "RTSP"},
+    serves_by_name={"rtsp": frozenset({SERVICE}), "rtsps": frozenset({"tls", SERVICE})},
+    serves_by_port=((10, TLS_PORTS, frozenset({"tls", SERVICE})),
+                    (50, PORTS, frozenset({SERVICE}))),
+    inside_tls=TLS_PORTS,
+    names_inside_tls=frozenset({"rtsps"}),
+    anywhere=False,
 )
+"""RTSP is judged where the inventory names it, on its conventional ports, or where an RTSP
+status line answers: an unidentified port elsewhere leaves the RTSP checks alone (`anywhere`),
+or every device with an odd open port would make them `error`."""

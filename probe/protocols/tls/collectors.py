@@ -77,7 +77,7 @@ MAX_REPLY = 32 * 1024
 MAX_ROUNDS = 64
 """At most this many handshakes per elimination (a server that keeps picking is cut off)."""
 PROTOCOL_VERSION_ALERT = 70
-TLS_SERVICE_NAMES = frozenset({"https", "mqtts", "tls", "ssl", "amqps", "wss", "ftps"})
+TLS_SERVICE_NAMES = frozenset({"https", "mqtts", "rtsps", "tls", "ssl", "amqps", "wss", "ftps"})
 CLASSIC = (SSL3, TLS10, TLS11, TLS12)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from probe.protocols.base import TcpIdent
 
-PORTS = frozenset({443, 4443, 5443, 8443, 8883, 8884, 9001, 9443})
+PORTS = frozenset({322, 443, 4443, 5443, 8443, 8883, 8884, 9001, 9443})
 
 TCP = TcpIdent(
-    "tls", PORTS, frozenset({"https", "mqtts"}),
+    "tls", PORTS, frozenset({"https", "mqtts", "rtsps"}),
     plan=("tls", "http", "mqtt"),
     judged={"tls": "TLS"},
     serves_by_name={"https": frozenset({"tls", "https"}), "wss": frozenset({"tls", "https"}),

@@ -1,0 +1,1 @@
+"""BACnet/IP: identified by a unicast Who-Is and the I-Am it draws, never a write."""

@@ -1,0 +1,1 @@
+"""Plant protocols (Modbus/TCP, BACnet/IP): unauthenticated control off the allow-list."""

@@ -1,0 +1,1 @@
+"""SSH: the server's algorithms, host keys and authentication methods, and credential trials."""

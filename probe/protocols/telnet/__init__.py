@@ -1,0 +1,1 @@
+"""Telnet: default-credential trials and logins that need no credentials at all."""
