@@ -182,3 +182,14 @@ def test_the_selftest_counts_what_it_does_not_compare_and_why() -> None:
     assert any(line.endswith("no status written for a scan with --intrusive") for line in lines)
     assert render_unjudged([]) == [
         "not compared: 0 (device, check) pair(s) without a declared status in a scan"]
+
+
+def test_a_device_that_bursts_break_is_compared_on_its_intrusive_checks_only() -> None:
+    fragile = PERSONAS["fragile-camera"]
+    default, intrusive = resolve(fragile), resolve(fragile, INTRUSIVE)
+    assert default.statuses["http.cleartext"] is Status.FAIL
+    assert "http.cleartext" not in intrusive.statuses
+    assert "bursts" in intrusive.unjudged["http.cleartext"]
+    assert all(catalogue()[c].intrusive for c in intrusive.statuses)
+    steady = dataclasses.replace(fragile, bursts_break_it=False)
+    assert resolve(steady, INTRUSIVE).statuses["http.cleartext"] is Status.FAIL

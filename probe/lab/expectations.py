@@ -62,6 +62,13 @@ class Declares(Protocol):
     @property
     def offers(self) -> frozenset[str]: ...
 
+    @property
+    def bursts_break_it(self) -> bool:
+        """Whether the device stops answering under the bursts an intrusive scan sends on
+        purpose (rapid failed logins): then, with --intrusive, only its intrusive checks are
+        compared, since what else answers depends on when the burst came."""
+        ...
+
 
 @dataclass(frozen=True)
 class Scan:
@@ -167,6 +174,12 @@ def _intrusive(device: Declares, checks: Checks, default: Resolved) -> Resolved:
         else:
             del found[check_id]
             unjudged[check_id] = "no status written for a scan with --intrusive"
+    if device.bursts_break_it:
+        for check_id, check in checks.items():
+            if not check.intrusive and check_id in found:
+                del found[check_id]
+                unjudged[check_id] = ("the device breaks under the intrusive scan's "
+                                      "deliberate bursts")
     ordered = {c: found[c] for c in checks if c in found}
     return Resolved(MappingProxyType(ordered), MappingProxyType(unjudged))
 

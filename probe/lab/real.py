@@ -197,6 +197,8 @@ class RealDevice:
     monitor: RealMqttSink | None = None
     syslog: bool = False
     """The device sends its log to the probe's syslog listener (UDP, SYSLOG_PORT)."""
+    bursts_break_it: bool = False
+    """It stops answering under an intrusive scan's bursts (probe.lab.expectations)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.expect_verdict, Verdict):

@@ -89,6 +89,8 @@ class Persona:
     expect_verdict: Verdict
     expect_intrusive: Mapping[str, Status] = field(default_factory=dict, hash=False)
     expect_monitored: Mapping[str, Status] = field(default_factory=dict, hash=False)
+    bursts_break_it: bool = False
+    """It stops answering under an intrusive scan's bursts (probe.lab.expectations)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.expect_verdict, Verdict):
