@@ -423,7 +423,7 @@ def zsh_completions(tmp_path: Path, words: list[str]) -> list[str]:
 
 def test_bash_completes_profile_ids_and_check_ids(tmp_path: Path) -> None:
     assert completions(tmp_path, ["iotprobe", "scan", "-p", "iso"]) == [
-        "iso27400", "iso27400-6.2", "iso27400-6.5"]
+        "iso27400", "iso27400-6.1", "iso27400-6.2", "iso27400-6.4", "iso27400-6.5"]
     assert completions(tmp_path, ["iotprobe", "profiles", "show", "acc"]) == ["acceptance"]
     assert completions(tmp_path, ["iotprobe", "profiles", "checks", "mqtt.d"]) == [
         "mqtt.default-credentials"]
@@ -434,7 +434,7 @@ def test_zsh_completes_check_ids_with_their_titles_and_profile_ids(tmp_path: Pat
     assert zsh_completions(tmp_path, ["iotprobe", "profiles", "checks", "mqtt.d"]) == [
         "mqtt.default-credentials:MQTT accepts no default credentials"]
     assert zsh_completions(tmp_path, ["iotprobe", "sweep", "--profile", "iso27400-"]) == [
-        "iso27400-6.2", "iso27400-6.5"]
+        "iso27400-6.1", "iso27400-6.2", "iso27400-6.4", "iso27400-6.5"]
     assert iotprobe("completion", "tcsh").returncode == 2
 
 

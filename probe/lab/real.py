@@ -324,7 +324,8 @@ REAL_DEVICES: tuple[RealDevice, ...] = (
         expect={OPEN_PORTS: PASS, CLEARTEXT_MANAGEMENT: PASS, PLANT_EXPOSURE: PASS,
                 **GOOD_TLS, FLEET_KEYS: PASS,
                 **WEB_UI, **NO_COAP, **UNMONITORED},
-        expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS, THROTTLING: PASS},
+        expect_intrusive={HTTP_DEFAULT_CREDENTIALS: PASS, THROTTLING: PASS,
+                          TELNET_DEFAULT: NOT_APPLICABLE},
         expect_verdict=Verdict.CONFORMANT,
     ),
     RealDevice(
