@@ -108,8 +108,14 @@ def results(record: dict[str, Any], check_id: str) -> list[dict[str, Any]]:
 
 
 def tls_personas() -> list[Persona]:
-    """The personas that write a status for a TLS or web check."""
-    return [p for p in PERSONAS.values() if set(p.expect) & MINE]
+    """The personas that write a status for a TLS or web check and that this profile's port
+    list reaches (an RTSPS camera on 322 only is judged by the self-test's full profile). The
+    fragile camera is left to tests/test_rate.py, which gives it the timeout its back-off needs
+    (its 2 s refusals outlast this test's 2 s timeout)."""
+    ports = {21, 22, 23, 80, 443, 1883, 5900, 8080, 8443, 8883}  # the profile's tcp_ports
+    return [p for p in PERSONAS.values() if set(p.expect) & MINE and not p.bursts_break_it
+            and (not p.listeners or any(listener.transport == "udp" or listener.port in ports
+                    for listener in p.listeners))]
 
 
 async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> None:
