@@ -105,13 +105,11 @@ def implied_verdict(expected: Sequence[str]) -> str:
 async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> None:
     """Each persona's expectations for the checks of this profile hold, and so does the verdict
     they imply (the persona's own verdict wherever it declares no check outside the profile)."""
-    ports = set(profile(tmp_path).tcp_ports or ())
+    ports = profile(tmp_path).tcp_ports
     # A persona this profile's port list cannot reach (an RTSP camera on 554 and 322 only) is
     # unreachable here by construction: the self-test judges it with the full profile. The
     # fragile camera needs a timeout longer than its 2 s refusals: tests/test_rate.py.
-    personas = [p for p in PERSONAS.values() if not p.bursts_break_it
-                and (not p.listeners or any(listener.transport == "udp" or listener.port in ports
-                        for listener in p.listeners))]
+    personas = [p for p in PERSONAS.values() if not p.bursts_break_it and p.reached_by(ports)]
     records = await scan(tmp_path, personas, BASE)
     checks = {c.id for c in profile(tmp_path).checks}
     mismatches = []

@@ -112,10 +112,9 @@ def tls_personas() -> list[Persona]:
     list reaches (an RTSPS camera on 322 only is judged by the self-test's full profile). The
     fragile camera is left to tests/test_rate.py, which gives it the timeout its back-off needs
     (its 2 s refusals outlast this test's 2 s timeout)."""
-    ports = {21, 22, 23, 80, 443, 1883, 5900, 8080, 8443, 8883}  # the profile's tcp_ports
+    ports = (21, 22, 23, 80, 443, 1883, 5900, 8080, 8443, 8883)  # the profile's tcp_ports
     return [p for p in PERSONAS.values() if set(p.expect) & MINE and not p.bursts_break_it
-            and (not p.listeners or any(listener.transport == "udp" or listener.port in ports
-                    for listener in p.listeners))]
+            and p.reached_by(ports)]
 
 
 async def test_every_persona_meets_its_declared_expectations(tmp_path: Path) -> None:

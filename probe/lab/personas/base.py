@@ -22,7 +22,7 @@ in one module per family, listed in `probe.lab.personas.ALL`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from probe.checks.catalogue import catalogue
@@ -109,5 +109,12 @@ class Persona:
     def offers(self) -> frozenset[str]:
         """The catalogue's services its listeners offer."""
         return frozenset[str]().union(*(listener.offers for listener in self.listeners))
+
+    def reached_by(self, tcp_ports: Iterable[int]) -> bool:
+        """Whether a scan of `tcp_ports` (UDP discovery included) finds any listener of it; a
+        persona without listeners (unreachable on purpose) counts as reached."""
+        ports = set(tcp_ports)
+        return not self.listeners or any(
+            listener.transport == "udp" or listener.port in ports for listener in self.listeners)
 
 
