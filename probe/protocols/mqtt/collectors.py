@@ -48,6 +48,7 @@ from probe.observe.base import ObservationError
 from probe.observe.discovery import Identification, Services, services
 from probe.observe.identify import TlsClient
 from probe.observe.tcp import head_hex, service_ports
+from probe.protocols.mqtt import websocket
 from probe.protocols.mqtt.codec import (
     ANONYMOUS,
     CONNACK,
@@ -97,7 +98,7 @@ class ClientCertificate:
 
 
 ConnectOutcome = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
-                         "timeout", "tcp-refused", "network-error"]
+                         "timeout", "tcp-refused", "network-error", "no-websocket"]
 
 DESCRIPTION = {
     "certificate-required": "the TLS layer requires a client certificate",
@@ -106,6 +107,7 @@ DESCRIPTION = {
     "tcp-refused": "the port refused the connection",
     "tls-error": "TLS failed",
     "network-error": "network error",
+    "no-websocket": "the WebSocket upgrade to MQTT was refused",
 }
 
 
@@ -193,10 +195,22 @@ class Endpoint:
     mqtt5: Outcome | None = None
     """The anonymous MQTT 5 CONNACK of an endpoint that left the 3.1.1 CONNECT unanswered: it
     speaks MQTT 5 only (mqttools ignores 3.1.1)."""
+    ws_path: str | None = None
+    """MQTT over WebSockets: the request path the listener upgraded on (None: MQTT on TCP)."""
+
+    @property
+    def transport(self) -> str:
+        """`tcp`, or `ws` / `wss` (WebSockets in cleartext / inside TLS)."""
+        if self.ws_path is None:
+            return "tcp"
+        return "wss" if self.tls else "ws"
 
     @property
     def target(self) -> str:
-        return f"tcp/{self.port}"
+        """`tcp/<port>`, with the transport and path for WebSockets (`tcp/8080 ws /mqtt`)."""
+        if self.ws_path is None:
+            return f"tcp/{self.port}"
+        return f"tcp/{self.port} {self.transport} {self.ws_path}"
 
     @property
     def answer(self) -> Outcome:
@@ -208,7 +222,10 @@ class Endpoint:
         return self.hello.result == "certificate-required"
 
     def evidence(self) -> dict[str, Any]:
-        return {"port": self.port, "tls": self.tls, **self.tls_info}
+        out: dict[str, Any] = {"port": self.port, "tls": self.tls, **self.tls_info}
+        if self.ws_path is not None:
+            out.update(transport=self.transport, path=self.ws_path)
+        return out
 
 
 def _hello(ident: Identification, silent: bool) -> Outcome:
@@ -250,7 +267,31 @@ async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
                     if k in ident.evidence}
         endpoint = Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info)
         out.append(await _mqtt5_only(ctx, endpoint) if silent else endpoint)
+    for ident in found.tcp:
+        if ident.protocol == "http":
+            websocket = await _websocket(ctx, ident)
+            out += [websocket] if websocket is not None else []
     return tuple(out)
+
+
+async def _websocket(ctx: DeviceContext, ident: Identification) -> Endpoint | None:
+    """The MQTT-over-WebSockets listener of an HTTP port (`ws`, or `wss` inside TLS): an
+    anonymous 3.1.1 CONNECT after an upgrade offering the `mqtt` subprotocol, on each of
+    `websocket.PATHS` until one upgrades. Only an upgrade that agrees on `mqtt` (101 with
+    `Sec-WebSocket-Protocol: mqtt`, as MQTT requires of a broker) makes the port an MQTT
+    endpoint, whatever follows (garbage or silence: an error for that listener alone). A port
+    that does not answer an upgrade in time, or fails below HTTP, is asked no further path."""
+    tls_info = {k: ident.evidence[k] for k in ("tls_version", "cipher") if k in ident.evidence}
+    for path in websocket.PATHS:
+        endpoint = Endpoint(ident.port, ident.tls, False, Outcome(4, "timeout"), tls_info,
+                            ws_path=path)
+        hello, _ = await login(ctx, endpoint, 4, None)
+        if hello.result in ("tcp-refused", "tls-error", "network-error") or (
+                hello.result == "no-websocket" and hello.source == "identification"):
+            return None
+        if hello.result != "no-websocket":
+            return replace(endpoint, hello=hello)
+    return None
 
 
 async def _mqtt5_only(ctx: DeviceContext, endpoint: Endpoint) -> Endpoint:
@@ -276,8 +317,11 @@ class _Link:
     """An open MQTT connection: packets framed out of `ctx.read`, each read deadline-bound."""
 
     def __init__(self, ctx: DeviceContext, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, level: int) -> None:
+                 writer: asyncio.StreamWriter, level: int,
+                 stream: websocket.WsStream | None = None) -> None:
         self.ctx, self.reader, self.writer, self.level = ctx, reader, writer, level
+        self.stream = stream
+        """The WebSocket that carries the packets, if any."""
         self.buffer = b""
         self.seen = b""
         self.received = 0
@@ -285,6 +329,9 @@ class _Link:
         """The QoS to publish at: 1, or 0 where the broker allows no more."""
 
     async def send(self, data: bytes) -> None:
+        if self.stream is not None:
+            await self.stream.send(data)
+            return
         self.writer.write(data)
         await self.writer.drain()
 
@@ -301,9 +348,18 @@ class _Link:
         packet = self._pop()
         if packet is not None:
             return packet
-        data, stalled = await self.ctx.read(
-            self.reader, MAX_PACKET, deadline=max(seconds, 0.0),
-            until=lambda d: frame(self.buffer + d) is not None)
+        def until(data: bytes) -> bool:
+            return frame(self.buffer + data) is not None
+
+        try:
+            if self.stream is not None:
+                data, stalled = await self.stream.read(MAX_PACKET, deadline=max(seconds, 0.0),
+                                                       until=until)
+            else:
+                data, stalled = await self.ctx.read(self.reader, MAX_PACKET,
+                                                    deadline=max(seconds, 0.0), until=until)
+        except websocket.WebSocketError as exc:
+            raise MalformedPacket(f"WebSocket: {exc}") from None
         self.buffer += data
         self.received += len(data)
         self.seen = self.seen or self.buffer
@@ -392,7 +448,13 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
     try:
         async with ctx.connect(endpoint.port, tls=client.context if client else None,
                                server_hostname=ctx.device.hostname) as (reader, writer):
-            link = _Link(ctx, reader, writer, level)
+            stream = None
+            if endpoint.ws_path is not None:
+                stream = websocket.WsStream(ctx, reader, writer)
+                refused = await _upgrade(stream, ctx, endpoint, level)
+                if refused is not None:
+                    return refused, None
+            link = _Link(ctx, reader, writer, level, stream)
             try:
                 await link.send(connect_packet(level, _client_id(), identity))
                 packet = await link.receive(ctx.timeout)
@@ -427,6 +489,30 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
                        detail=f"the {what} did not complete within {ctx.timeout:g} s"), None
     except OSError as exc:
         return _broken(level, exc, client, presented, handshake=True), None
+
+
+async def _upgrade(stream: websocket.WsStream, ctx: DeviceContext, endpoint: Endpoint,
+                   level: int) -> Outcome | None:
+    """The WebSocket upgrade on `endpoint.ws_path`; None when it agreed on `mqtt`, otherwise
+    the `no-websocket` outcome (`source` "identification" when the port did not answer the
+    upgrade at all: no other path is worth asking)."""
+    path = endpoint.ws_path or "/"
+    try:
+        await stream.upgrade(websocket.host_header(ctx.address, endpoint.port), path)
+    except websocket.Refused as exc:
+        return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
+    except websocket.WebSocketError as exc:
+        return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
+    except TimeoutError:
+        return Outcome(level, "no-websocket", source="identification",
+                       detail=f"no answer to the upgrade on {path} within {ctx.timeout:g} s")
+    except ConnectionError:
+        return Outcome(level, "no-websocket", source="identification",
+                       detail=f"the connection closed before an answer to the upgrade on {path}")
+    if stream.subprotocol != websocket.SUBPROTOCOL:
+        return Outcome(level, "no-websocket", detail=f"{path}: the upgrade did not agree on "
+                       "the mqtt subprotocol")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
