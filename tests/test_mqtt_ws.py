@@ -74,6 +74,16 @@ async def test_open_amqtt_fails_every_check_on_ws_and_wss(tmp_path: Path) -> Non
     assert topics.evidence["received"]["canary_received"] is True
 
 
+async def test_bruteforce_throttling_logs_in_over_the_websocket(tmp_path: Path) -> None:
+    address = "127.177.0.7"
+    with amqtt_ws(tmp_path, address, {8080: False}), \
+            device(address, (8080,), timeout=2.0) as ctx:
+        findings = await run("monitor.bruteforce-throttling", ctx)
+    (mqtt,) = [f for f in findings if f.target == "tcp/8080 ws /mqtt"]
+    assert mqtt.status is Status.FAIL  # the open broker accepts the random password
+    assert "accepted a random password" in mqtt.summary
+
+
 async def test_locked_amqtt_over_wss_passes(tmp_path: Path) -> None:
     address = "127.177.0.2"
     tls = brokers_mqtt.broker_tls(tmp_path, address)

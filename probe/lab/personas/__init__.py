@@ -27,12 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from probe.lab.personas import basic, bench, coap, hostile, monitor, mqtt, tls
+from probe.lab.personas import basic, bench, coap, hostile, monitor, mqtt, mqtt_ws, tls
 from probe.lab.personas.base import Persona
 
 ALL: tuple[Persona, ...] = (*basic.PERSONAS, *coap.PERSONAS, *bench.PERSONAS,
                             *hostile.PERSONAS, *mqtt.PERSONAS, *monitor.PERSONAS,
-                            *tls.PERSONAS)
+                            *tls.PERSONAS, *mqtt_ws.PERSONAS)
 
 
 def _by_name(personas: Iterable[Persona]) -> Mapping[str, Persona]:

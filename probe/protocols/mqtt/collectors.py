@@ -450,10 +450,11 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
                                server_hostname=ctx.device.hostname) as (reader, writer):
             stream = None
             if endpoint.ws_path is not None:
-                stream = websocket.WsStream(ctx, reader, writer)
-                refused = await _upgrade(stream, ctx, endpoint, level)
-                if refused is not None:
-                    return refused, None
+                upgraded = await upgrade(ctx, reader, writer, endpoint.port, endpoint.ws_path,
+                                         level)
+                if isinstance(upgraded, Outcome):
+                    return upgraded, None
+                stream = upgraded
             link = _Link(ctx, reader, writer, level, stream)
             try:
                 await link.send(connect_packet(level, _client_id(), identity))
@@ -491,14 +492,15 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
         return _broken(level, exc, client, presented, handshake=True), None
 
 
-async def _upgrade(stream: websocket.WsStream, ctx: DeviceContext, endpoint: Endpoint,
-                   level: int) -> Outcome | None:
-    """The WebSocket upgrade on `endpoint.ws_path`; None when it agreed on `mqtt`, otherwise
-    the `no-websocket` outcome (`source` "identification" when the port did not answer the
-    upgrade at all: no other path is worth asking)."""
-    path = endpoint.ws_path or "/"
+async def upgrade(ctx: DeviceContext, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter, port: int, path: str, level: int
+                  ) -> websocket.WsStream | Outcome:
+    """The WebSocket upgrade on `path` of an open connection: the stream when it agreed on
+    `mqtt`, otherwise the `no-websocket` outcome (`source` "identification" when the port did
+    not answer the upgrade at all: no other path is worth asking)."""
+    stream = websocket.WsStream(ctx, reader, writer)
     try:
-        await stream.upgrade(websocket.host_header(ctx.address, endpoint.port), path)
+        await stream.upgrade(websocket.host_header(ctx.address, port), path)
     except websocket.Refused as exc:
         return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
     except websocket.WebSocketError as exc:
@@ -512,7 +514,7 @@ async def _upgrade(stream: websocket.WsStream, ctx: DeviceContext, endpoint: End
     if stream.subprotocol != websocket.SUBPROTOCOL:
         return Outcome(level, "no-websocket", detail=f"{path}: the upgrade did not agree on "
                        "the mqtt subprotocol")
-    return None
+    return stream
 
 
 # ---------------------------------------------------------------------------------------------
