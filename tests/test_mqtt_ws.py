@@ -1,11 +1,12 @@
-"""MQTT over WebSockets (`ws` and `wss`) against real amqtt brokers on 127.177.x.y.
+"""MQTT over WebSockets (`ws` and `wss`) against real amqtt and aedes brokers on 127.177.x.y.
 
-amqtt (PyPI) serves its `ws` listeners with the `websockets` library: open (anonymous, no ACL,
-`ws` and `wss`) it fails every MQTT check, locked (passwords and a topic ACL, `wss` only) it
-passes them, except `mqtt.client-certificate`, which amqtt cannot require. What no broker does
-on purpose (an upgrade to `mqtt` followed by garbage or silence, an upgrade that omits the
-subprotocol) comes from listeners on the test's own loop; an HTTP server that knows no
-WebSockets is real nginx.
+amqtt (PyPI) serves its `ws` listeners with the `websockets` library, aedes (npm) with the `ws`
+package: open (anonymous, no ACL) they fail every MQTT check, locked (passwords and a topic
+ACL, `wss` only) they pass them, except `mqtt.client-certificate`, which amqtt cannot require
+and which a `wss` listener that requires one hides from discovery (docs/mqtt-websockets.md).
+What no broker does on purpose (an upgrade to `mqtt` followed by garbage or silence, an
+upgrade that omits the subprotocol) comes from listeners on the test's own loop; an HTTP
+server that knows no WebSockets is real nginx.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from conftest import load_records
 from daemons import Listener, nginx, silent
 from interop import brokers_mqtt
-from interop.brokers_mqtt_ws import amqtt_ws
+from interop.brokers_mqtt_ws import aedes_ws, amqtt_ws
 from test_mqtt import (
     MQTT_CHECKS,
     credentials,
@@ -101,6 +102,32 @@ async def test_locked_amqtt_over_wss_passes(tmp_path: Path) -> None:
         "#": True, "$SYS/#": True}
     (certificate,) = results["mqtt.client-certificate"]
     assert certificate.status is Status.FAIL  # amqtt never requires a client certificate
+    for findings in results.values():
+        no_secret_in(findings)
+
+
+async def test_aedes_open_on_ws_fails_and_locked_on_wss_passes(tmp_path: Path) -> None:
+    address = "127.177.0.8"
+    tls = brokers_mqtt.broker_tls(tmp_path, address)
+    with aedes_ws(tmp_path / "open", address, {8080: ("/ws", False)}), \
+            aedes_ws(tmp_path / "locked", address, {8443: ("/mqtt", True)}, users=ACCOUNTS,
+                     acl=ACL, tls=tls), \
+            device(address, (8080, 8443), creds=credentials(canary=True), **FAST) as ctx:
+        results = await _all(ctx)
+    ws, wss = "tcp/8080 ws /ws", "tcp/8443 wss /mqtt"  # aedes upgrades on its own path only
+    assert {f.target: f.status for f in results["mqtt.cleartext-listener"]} == {
+        ws: Status.FAIL, wss: Status.PASS}
+    assert {f.target: f.status for f in results["mqtt.anonymous-access"]} == {
+        ws: Status.FAIL, wss: Status.PASS}
+    assert {f.target: f.status for f in results["mqtt.default-credentials"]} == {
+        ws: Status.FAIL, wss: Status.PASS}
+    topics = {f.target: f for f in results["mqtt.topic-authorization"]}
+    assert topics[wss].status is Status.PASS
+    # the open broker admits the probe identity too: it is granted # and gets the canary's nonce
+    assert topics[ws].status is Status.FAIL
+    assert topics[ws].evidence["received"]["canary_received"] is True
+    assert {f.target: f.status for f in results["mqtt.client-certificate"]} == {
+        wss: Status.FAIL}
     for findings in results.values():
         no_secret_in(findings)
 
