@@ -132,6 +132,26 @@ async def test_aedes_open_on_ws_fails_and_locked_on_wss_passes(tmp_path: Path) -
         no_secret_in(findings)
 
 
+async def test_a_wss_listener_that_requires_a_client_certificate(tmp_path: Path) -> None:
+    """Found only with the inventory's certificate: TLS refuses identification without one."""
+    address = "127.177.0.9"
+    tls = brokers_mqtt.broker_tls(tmp_path, address)
+    tls_client = credentials(probe=False, tls=tls)
+    with aedes_ws(tmp_path, address, {8443: ("/mqtt", True)}, users=ACCOUNTS, tls=tls,
+                  require_certificate=True):
+        with device(address, (8443,), creds=tls_client, **FAST) as ctx:
+            results = await _all(ctx)
+        with device(address, (8443,), **FAST) as ctx:
+            unseen = await ctx.observe(endpoints)
+    wss = "tcp/8443 wss /mqtt"
+    for check_id in ("mqtt.client-certificate", "mqtt.anonymous-access",
+                     "mqtt.cleartext-listener", "mqtt.default-credentials"):
+        assert {f.target: f.status for f in results[check_id]} == {wss: Status.PASS}, check_id
+    (certificate,) = results["mqtt.client-certificate"]
+    assert "certificate required" in certificate.summary
+    assert unseen == ()
+
+
 def _accept(request: bytes, protocol: bool = True) -> bytes | None:
     """The 101 to a WebSocket upgrade; None for any other request."""
     key = next((line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")

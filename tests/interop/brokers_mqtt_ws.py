@@ -54,10 +54,11 @@ def amqtt_ws(tmp: Path, address: str, listeners: Mapping[int, bool], *,
 def aedes_ws(tmp: Path, address: str, listeners: Mapping[int, tuple[str, bool]], *,
              users: Mapping[str, str] | None = None,
              acl: Mapping[str, Sequence[str]] | None = None,
-             tls: BrokerTls | None = None) -> Daemon:
+             tls: BrokerTls | None = None, require_certificate: bool = False) -> Daemon:
     """aedes under node with only WebSocket listeners: `listeners` maps each port to (the path
     it upgrades on, whether it is `wss` with `tls`). `users` and `acl` as in
-    `brokers_mqtt.aedes`."""
+    `brokers_mqtt.aedes`; `require_certificate`: a `wss` listener requires a client
+    certificate from the test CA."""
     node = shutil.which("node")
     if node is None:
         raise FileNotFoundError("node is not installed (scripts/setup.sh installs it)")
@@ -67,6 +68,8 @@ def aedes_ws(tmp: Path, address: str, listeners: Mapping[int, tuple[str, bool]],
         entry: dict[str, object] = {"port": port, "ws": path}
         if secure and tls is not None:
             entry.update(cert=str(tls.cert), key=str(tls.key))
+            if require_certificate:
+                entry["ca"] = str(tls.ca)
         entries.append(entry)
     config = tmp / "aedes-ws.json"
     config.write_text(json.dumps({

@@ -267,30 +267,45 @@ async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
                     if k in ident.evidence}
         endpoint = Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info)
         out.append(await _mqtt5_only(ctx, endpoint) if silent else endpoint)
+    certificate = client_certificate(ctx.device)
     for ident in found.tcp:
-        if ident.protocol == "http":
-            websocket = await _websocket(ctx, ident)
+        if ident.protocol == "http" or (_refused_without_certificate(ident)
+                                        and certificate is not None):
+            websocket = await _websocket(ctx, ident, certificate)
             out += [websocket] if websocket is not None else []
     return tuple(out)
 
 
-async def _websocket(ctx: DeviceContext, ident: Identification) -> Endpoint | None:
+def _refused_without_certificate(ident: Identification) -> bool:
+    """A TLS port whose TLS layer refused identification for want of a client certificate,
+    with nothing identified inside: it may carry MQTT over `wss`."""
+    return ident.protocol == "tls" and bool(ident.evidence.get("client_certificate_required"))
+
+
+async def _websocket(ctx: DeviceContext, ident: Identification,
+                     certificate: ClientCertificate | None) -> Endpoint | None:
     """The MQTT-over-WebSockets listener of an HTTP port (`ws`, or `wss` inside TLS): an
     anonymous 3.1.1 CONNECT after an upgrade offering the `mqtt` subprotocol, on each of
     `websocket.PATHS` until one upgrades. Only an upgrade that agrees on `mqtt` (101 with
     `Sec-WebSocket-Protocol: mqtt`, as MQTT requires of a broker) makes the port an MQTT
     endpoint, whatever follows (garbage or silence: an error for that listener alone). A port
-    that does not answer an upgrade in time, or fails below HTTP, is asked no further path."""
+    that does not answer an upgrade in time, or fails below HTTP, is asked no further path.
+
+    A TLS port that refused identification for want of a client certificate is asked with the
+    inventory's (`credentials.tls_client`); its anonymous answer stays identification's
+    refusal at the TLS layer, as on an MQTT-over-TLS port that requires one."""
     tls_info = {k: ident.evidence[k] for k in ("tls_version", "cipher") if k in ident.evidence}
+    required = _refused_without_certificate(ident)
     for path in websocket.PATHS:
         endpoint = Endpoint(ident.port, ident.tls, False, Outcome(4, "timeout"), tls_info,
                             ws_path=path)
-        hello, _ = await login(ctx, endpoint, 4, None)
-        if hello.result in ("tcp-refused", "tls-error", "network-error") or (
+        hello, _ = await login(ctx, endpoint, 4, None, certificate if required else None)
+        if hello.result in ("tcp-refused", "tls-error", "network-error",
+                            "certificate-required") or (
                 hello.result == "no-websocket" and hello.source == "identification"):
             return None
         if hello.result != "no-websocket":
-            return replace(endpoint, hello=hello)
+            return replace(endpoint, hello=_hello(ident, False) if required else hello)
     return None
 
 
