@@ -204,8 +204,16 @@ async def text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     await silent(reader, writer)
 
 
+async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One binary message that claims 2**40 bytes, sent 64 KiB at a time (bounded here too)."""
+    writer.write(b"\x82\x7f" + (1 << 40).to_bytes(8, "big") + b"\x30\xff\xff\xff\x7f")
+    for _ in range(256):  # 16 MiB at most, far past the probe's read limit
+        writer.write(b"\x00" * 65536)
+        await writer.drain()
+
+
 @pytest.mark.parametrize("then, reason", [(garbage, "not-mqtt"), (text, "not-mqtt"),
-                                          (silent, "timeout")])
+                                          (silent, "timeout"), (flood, "not-mqtt")])
 async def test_an_upgraded_listener_that_answers_garbage_or_hangs_is_an_error_for_it_only(
         tmp_path: Path, then: Then, reason: str) -> None:
     address = "127.177.0.3"
