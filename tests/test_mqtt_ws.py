@@ -246,6 +246,30 @@ async def test_an_upgrade_without_the_mqtt_subprotocol_is_no_mqtt_endpoint(
     assert listener.accepted - identified == len(PATHS)  # each path asked once
 
 
+async def _hangs_on_upgrades(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                             ) -> None:
+    request = await reader.readuntil(b"\r\n\r\n")
+    if _accept(request) is None:
+        writer.write(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        return
+    await silent(reader, writer)
+
+
+async def test_a_port_that_hangs_on_the_upgrade_is_asked_one_path_and_is_no_endpoint(
+        tmp_path: Path) -> None:
+    address = "127.177.0.10"
+    async with Listener(address, 8081, _hangs_on_upgrades) as listener:
+        with device(address, (8081,), timeout=1.0) as ctx:
+            await ctx.observe(services)
+            identified = listener.accepted
+            found = await ctx.observe(endpoints)
+            (finding,) = await run("mqtt.cleartext-listener", ctx)
+    assert found == ()
+    assert finding.status is Status.NOT_APPLICABLE  # never MQTT without an `mqtt` upgrade
+    assert listener.accepted - identified == 1
+
+
 async def test_http_without_websockets_is_no_mqtt_endpoint(tmp_path: Path) -> None:
     address = "127.177.0.5"
     with nginx(tmp_path, address, 8080), device(address, (8080,)) as ctx:

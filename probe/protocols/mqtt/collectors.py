@@ -98,7 +98,8 @@ class ClientCertificate:
 
 
 ConnectOutcome = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
-                         "timeout", "tcp-refused", "network-error", "no-websocket"]
+                         "timeout", "tcp-refused", "network-error", "no-websocket",
+                         "websocket-silent"]
 
 DESCRIPTION = {
     "certificate-required": "the TLS layer requires a client certificate",
@@ -108,6 +109,7 @@ DESCRIPTION = {
     "tls-error": "TLS failed",
     "network-error": "network error",
     "no-websocket": "the WebSocket upgrade to MQTT was refused",
+    "websocket-silent": "the WebSocket upgrade got no answer",
 }
 
 
@@ -301,8 +303,7 @@ async def _websocket(ctx: DeviceContext, ident: Identification,
                             ws_path=path)
         hello, _ = await login(ctx, endpoint, 4, None, certificate if required else None)
         if hello.result in ("tcp-refused", "tls-error", "network-error",
-                            "certificate-required") or (
-                hello.result == "no-websocket" and hello.source == "identification"):
+                            "certificate-required", "websocket-silent"):
             return None
         if hello.result != "no-websocket":
             return replace(endpoint, hello=_hello(ident, False) if required else hello)
@@ -511,8 +512,8 @@ async def upgrade(ctx: DeviceContext, reader: asyncio.StreamReader,
                   writer: asyncio.StreamWriter, port: int, path: str, level: int
                   ) -> websocket.WsStream | Outcome:
     """The WebSocket upgrade on `path` of an open connection: the stream when it agreed on
-    `mqtt`, otherwise the `no-websocket` outcome (`source` "identification" when the port did
-    not answer the upgrade at all: no other path is worth asking)."""
+    `mqtt`; otherwise `no-websocket` (another answer) or `websocket-silent` (none: no other
+    path is worth asking), neither of them a refusal of the client."""
     stream = websocket.WsStream(ctx, reader, writer)
     try:
         await stream.upgrade(websocket.host_header(ctx.address, port), path)
@@ -521,10 +522,10 @@ async def upgrade(ctx: DeviceContext, reader: asyncio.StreamReader,
     except websocket.WebSocketError as exc:
         return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
     except TimeoutError:
-        return Outcome(level, "no-websocket", source="identification",
+        return Outcome(level, "websocket-silent",
                        detail=f"no answer to the upgrade on {path} within {ctx.timeout:g} s")
     except ConnectionError:
-        return Outcome(level, "no-websocket", source="identification",
+        return Outcome(level, "websocket-silent",
                        detail=f"the connection closed before an answer to the upgrade on {path}")
     if stream.subprotocol != websocket.SUBPROTOCOL:
         return Outcome(level, "no-websocket", detail=f"{path}: the upgrade did not agree on "
