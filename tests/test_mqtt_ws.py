@@ -167,11 +167,12 @@ def _accept(request: bytes, protocol: bool = True) -> bytes | None:
 Then = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def upgrading(then: Then, protocol: bool = True, masks: list[bool] | None = None
+def upgrading(then: Then, protocol: bool = True, masks: list[bool] | None = None,
+              with_101: bytes = b""
               ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-    """Answer the upgrade with 101 (naming `mqtt` when `protocol`), note whether the client's
-    first frame is masked, then `then`; answer any other HTTP request 426, as `websockets`
-    does, and anything else not at all."""
+    """Answer the upgrade with 101 (naming `mqtt` when `protocol`) and `with_101` in the same
+    write, note whether the client's first frame is masked, then `then`; answer any other HTTP
+    request 426, as `websockets` does, and anything else not at all."""
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError):
             await answer(reader, writer)
@@ -183,7 +184,7 @@ def upgrading(then: Then, protocol: bool = True, masks: list[bool] | None = None
             writer.write(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
             return
-        writer.write(upgraded)
+        writer.write(upgraded + with_101)
         await writer.drain()
         head = await reader.readexactly(2)
         if masks is not None:
@@ -212,14 +213,16 @@ async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await writer.drain()
 
 
-@pytest.mark.parametrize("then, reason", [(garbage, "not-mqtt"), (text, "not-mqtt"),
-                                          (silent, "timeout"), (flood, "not-mqtt")])
+@pytest.mark.parametrize("then, with_101, reason", [
+    (garbage, b"", "not-mqtt"), (text, b"", "not-mqtt"), (silent, b"", "timeout"),
+    (flood, b"", "not-mqtt"),
+    (silent, b"\xff" * 8, "not-mqtt")])  # garbage in the 101's own segment is not lost
 async def test_an_upgraded_listener_that_answers_garbage_or_hangs_is_an_error_for_it_only(
-        tmp_path: Path, then: Then, reason: str) -> None:
+        tmp_path: Path, then: Then, with_101: bytes, reason: str) -> None:
     address = "127.177.0.3"
     masks: list[bool] = []
     with amqtt_ws(tmp_path, address, {8080: False}):
-        async with Listener(address, 8081, upgrading(then, masks=masks)):
+        async with Listener(address, 8081, upgrading(then, masks=masks, with_101=with_101)):
             with device(address, (8080, 8081), creds=credentials(probe=False),
                         timeout=1.0, **FAST) as ctx:
                 found = await ctx.observe(endpoints)

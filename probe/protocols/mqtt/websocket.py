@@ -77,6 +77,7 @@ class WsStream:
         self.payload = bytearray()
         self.closed = False
         self.subprotocol: str | None = None
+        self.early: list[Event] = []
 
     async def _write(self, data: bytes) -> None:
         self.writer.write(data)
@@ -96,17 +97,19 @@ class WsStream:
                                                 deadline=max(end - loop.time(), 0.0),
                                                 until=lambda d: b"\r\n\r\n" in d)
             received += len(data)
-            self._feed(data or None)
-            for event in self._events():
+            if not data:  # the deadline, or EOF, before a whole answer: no answer at all
+                raise TimeoutError if stalled else ConnectionResetError
+            self._feed(data)
+            events = self._events()
+            for index, event in enumerate(events):
                 if isinstance(event, AcceptConnection):
                     self.subprotocol = event.subprotocol
+                    self.early = events[index + 1:]  # frames sent with the 101
                     return
                 if isinstance(event, RejectConnection):
                     raise Refused(event.status_code)
             if stalled:
                 raise TimeoutError
-            if not data:
-                raise ConnectionResetError
         raise WebSocketError(f"no end of the upgrade's answer within {MAX_HANDSHAKE} bytes")
 
     def _feed(self, data: bytes | None) -> None:
@@ -120,8 +123,9 @@ class WsStream:
         await self._write(self.ws.send(Message(data=data)))
 
     def _events(self) -> list[Event]:
+        early, self.early = self.early, []
         try:
-            return list(self.ws.events())
+            return early + list(self.ws.events())
         except ProtocolError as exc:
             raise WebSocketError(str(exc)[:120]) from None
 
