@@ -235,6 +235,26 @@ async def test_an_upgraded_listener_that_answers_garbage_or_hangs_is_an_error_fo
     assert masks and all(masks)  # RFC 6455 5.3: every client frame is masked
 
 
+async def accept_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                            ) -> None:
+    """CONNACK 0 in a binary message, then a close frame (1000) in the same segment."""
+    await reader.read(4096)  # the rest of the CONNECT's frame
+    writer.write(b"\x82\x04\x20\x02\x00\x00" + b"\x88\x02\x03\xe8")
+    await writer.drain()
+    await silent(reader, writer)
+
+
+async def test_a_websocket_closed_after_the_connack_ends_the_exchange_as_an_error(
+        tmp_path: Path) -> None:
+    address = "127.177.0.12"
+    async with Listener(address, 8081, upgrading(accept_then_close)):
+        with device(address, (8081,), timeout=1.0, **FAST) as ctx:
+            (topics,) = await run("mqtt.topic-authorization", ctx)
+    assert topics.target == "tcp/8081 ws /mqtt"
+    assert topics.status is Status.ERROR, topics.summary
+    assert "the broker closed the websocket" in topics.summary
+
+
 async def test_an_upgrade_without_the_mqtt_subprotocol_is_no_mqtt_endpoint(
         tmp_path: Path) -> None:
     address = "127.177.0.4"

@@ -119,7 +119,10 @@ class WsStream:
             raise WebSocketError(str(exc)[:120]) from None
 
     async def send(self, data: bytes) -> None:
-        """`data` in one binary message (masked by the client, as RFC 6455 requires)."""
+        """`data` in one binary message (masked by the client, as RFC 6455 requires). Raises
+        ConnectionResetError once the broker closed the WebSocket, like a closed socket."""
+        if self.ws.state is not ConnectionState.OPEN:
+            raise ConnectionResetError("the broker closed the WebSocket")
         await self._write(self.ws.send(Message(data=data)))
 
     def _events(self) -> list[Event]:
@@ -136,7 +139,7 @@ class WsStream:
                 self.payload += event.data
             elif isinstance(event, TextMessage):
                 raise WebSocketError("a text message where MQTT needs binary ones")
-            elif isinstance(event, Ping):
+            elif isinstance(event, Ping) and self.ws.state is ConnectionState.OPEN:
                 await self._write(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 if self.ws.state is ConnectionState.OPEN:  # wsproto's word for a bad frame
