@@ -19,6 +19,13 @@ does): a CONNACK makes it an MQTT 5 endpoint, logged into at level 5 (its 3.1.1 
 undecided: it may be a login that hangs); after that second timeout no collector talks to a
 silent endpoint again.
 
+MQTT over WebSockets is one more transport of the same endpoints: an HTTP or HTTPS port (or a
+TLS port that refused identification for want of the inventory's client certificate) whose
+upgrade on one of `websocket.PATHS` agrees on the `mqtt` subprotocol is an endpoint with a
+`ws_path`, and every connection to it (`login`) upgrades first, then speaks the same packets in
+binary WebSocket messages. Its anonymous level-4 CONNECT is sent here, since discovery never
+upgrades.
+
 A code is read in the table of the packet and the level it came in: a broker that speaks only
 3.1.1 (aedes, amqtt) answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 1, which says
 "unacceptable protocol version", not MQTT 5's reason code 1. A refused or ignored protocol
