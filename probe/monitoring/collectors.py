@@ -67,6 +67,7 @@ from probe.monitoring.sinks import (
     subscribed,
 )
 from probe.monitoring.syslog import Network, Received, listening
+from probe.observe.identify import TlsClient
 from probe.observe.tcp import excerpt
 from probe.protocols.http.collectors import authenticated_paths, http_protected, http_roots, request
 from probe.protocols.mqtt.codec import (
@@ -85,6 +86,7 @@ from probe.protocols.mqtt.collectors import (
     _tls_client,
     client_certificate,
     endpoints,
+    upgrade,
 )
 
 MEDIAN_WINDOW = 3
@@ -158,10 +160,13 @@ class LoginTarget:
     scheme: str = ""
     certificate: ClientCertificate | None = None
     not_tried: str = ""
+    ws_target: str = ""
+    """MQTT over WebSockets: the endpoint's target (`tcp/8080 ws /mqtt`)."""
+    ws_path: str | None = None
 
     @property
     def target(self) -> str:
-        return f"tcp/{self.port}"
+        return self.ws_target or f"tcp/{self.port}"
 
     def evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {"protocol": self.kind, "port": self.port, "tls": self.tls}
@@ -191,7 +196,9 @@ async def login_targets(ctx: DeviceContext, *, paths: tuple[str, ...]
                    "credentials.tls_client")
         found.append(LoginTarget("mqtt", endpoint.port, endpoint.tls, level,
                                  certificate=certificate if endpoint.needs_certificate
-                                 else None, not_tried=why))
+                                 else None, not_tried=why,
+                                 ws_target=endpoint.target if endpoint.ws_path else "",
+                                 ws_path=endpoint.ws_path))
     roots, protected = await asyncio.gather(ctx.observe(http_roots),
                                             ctx.observe(http_protected, paths=paths))
     for listener, path, scheme in authenticated_paths([*roots, *protected]):
@@ -239,6 +246,30 @@ def _mqtt_kind(outcome: Outcome) -> Kind:
     return "undecided"
 
 
+async def _mqtt_exchange(link: _Link, tag: str, password: str, client: TlsClient | None,
+                         presented: bool) -> tuple[Outcome, float | None]:
+    """One tagged CONNECT on an open link: its outcome and the seconds until the CONNACK."""
+    level, timeout = link.level, link.ctx.timeout
+    sent = time.monotonic()
+    try:
+        await link.send(connect_packet(level, tag, Identity(tag, tag, password)))
+        packet = await link.receive(timeout)
+    except MalformedPacket as exc:
+        return Outcome(level, "not-mqtt", detail=str(exc)), None
+    except _Closed:
+        return Outcome(level, "closed"), None
+    except OSError as exc:
+        return _broken(level, exc, client, presented), None
+    if packet is None:
+        return Outcome(level, "timeout", detail=f"no CONNACK within {timeout:g} s"), None
+    wait = time.monotonic() - sent
+    outcome = _connack(level, packet, link.seen)
+    if outcome.accepted:
+        with contextlib.suppress(OSError):
+            await link.send(DISCONNECT_PACKET)
+    return outcome, wait
+
+
 async def _mqtt_attempt(ctx: DeviceContext, target: LoginTarget, tag: str, password: str,
                         on_source: Callable[[str], None]) -> LoginAttempt:
     level = target.level
@@ -254,27 +285,13 @@ async def _mqtt_attempt(ctx: DeviceContext, target: LoginTarget, tag: str, passw
             if isinstance(name, tuple):
                 source = f"{name[0]}:{name[1]}"
                 on_source(source)
-            link = _Link(ctx, reader, writer, level)
-            sent = time.monotonic()
-            try:
-                await link.send(connect_packet(level, tag, Identity(tag, tag, password)))
-                packet = await link.receive(ctx.timeout)
-            except MalformedPacket as exc:
-                outcome = Outcome(level, "not-mqtt", detail=str(exc))
-            except _Closed:
-                outcome = Outcome(level, "closed")
-            except OSError as exc:
-                outcome = _broken(level, exc, client, presented)
+            upgraded = None if target.ws_path is None else await upgrade(
+                ctx, reader, writer, target.port, target.ws_path, level)
+            if isinstance(upgraded, Outcome):
+                outcome = upgraded
             else:
-                if packet is None:
-                    outcome = Outcome(level, "timeout",
-                                      detail=f"no CONNACK within {ctx.timeout:g} s")
-                else:
-                    wait = time.monotonic() - sent
-                    outcome = _connack(level, packet, link.seen)
-                    if outcome.accepted:
-                        with contextlib.suppress(OSError):
-                            await link.send(DISCONNECT_PACKET)
+                link = _Link(ctx, reader, writer, level, upgraded)
+                outcome, wait = await _mqtt_exchange(link, tag, password, client, presented)
     except ConnectionRefusedError:
         outcome = Outcome(level, "tcp-refused")
     except TimeoutError:

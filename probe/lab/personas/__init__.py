@@ -35,6 +35,7 @@ from probe.lab.personas import (
     hostile,
     monitor,
     mqtt,
+    mqtt_ws,
     plant,
     remote,
     tls,
@@ -44,7 +45,7 @@ from probe.lab.personas.base import Persona
 ALL: tuple[Persona, ...] = (*basic.PERSONAS, *coap.PERSONAS, *bench.PERSONAS,
                             *hostile.PERSONAS, *mqtt.PERSONAS, *monitor.PERSONAS,
                             *tls.PERSONAS, *fragile.PERSONAS, *plant.PERSONAS,
-                            *remote.PERSONAS)
+                            *remote.PERSONAS, *mqtt_ws.PERSONAS)
 
 
 def _by_name(personas: Iterable[Persona]) -> Mapping[str, Persona]:

@@ -1,7 +1,8 @@
 """MQTT checks (27400-6.2): encryption, authentication and authorization of MQTT endpoints.
 
-Every check judges each MQTT endpoint (3.1.1 and 5, cleartext and TLS) on its own and yields one
-result per endpoint (`tcp/<port>`); a device without MQTT endpoint gets `not_applicable`. The
+Every check judges each MQTT endpoint (3.1.1 and 5, cleartext and TLS, on TCP or over WebSockets)
+on its own and yields one result per endpoint (`tcp/<port>`, or `tcp/<port> ws <path>` and
+`tcp/<port> wss <path>`); a device without MQTT endpoint gets `not_applicable`. The
 evidence is what was sent and what came back: CONNACK return codes (3.1.1) and reason codes (5),
 SUBACK codes, which messages reached the probe. Passwords never appear, usernames may.
 """

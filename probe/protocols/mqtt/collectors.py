@@ -19,6 +19,13 @@ does): a CONNACK makes it an MQTT 5 endpoint, logged into at level 5 (its 3.1.1 
 undecided: it may be a login that hangs); after that second timeout no collector talks to a
 silent endpoint again.
 
+MQTT over WebSockets is one more transport of the same endpoints: an HTTP or HTTPS port (or a
+TLS port that refused identification for want of the inventory's client certificate) whose
+upgrade on one of `websocket.PATHS` agrees on the `mqtt` subprotocol is an endpoint with a
+`ws_path`, and every connection to it (`login`) upgrades first, then speaks the same packets in
+binary WebSocket messages. Its anonymous level-4 CONNECT is sent here, since discovery never
+upgrades.
+
 A code is read in the table of the packet and the level it came in: a broker that speaks only
 3.1.1 (aedes, amqtt) answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 1, which says
 "unacceptable protocol version", not MQTT 5's reason code 1. A refused or ignored protocol
@@ -48,6 +55,7 @@ from probe.observe.base import ObservationError
 from probe.observe.discovery import Identification, Services, services
 from probe.observe.identify import TlsClient
 from probe.observe.tcp import head_hex, service_ports
+from probe.protocols.mqtt import websocket
 from probe.protocols.mqtt.codec import (
     ANONYMOUS,
     CONNACK,
@@ -97,7 +105,8 @@ class ClientCertificate:
 
 
 ConnectOutcome = Literal["connack", "certificate-required", "tls-error", "closed", "not-mqtt",
-                         "timeout", "tcp-refused", "network-error"]
+                         "timeout", "tcp-refused", "network-error", "no-websocket",
+                         "websocket-silent"]
 
 DESCRIPTION = {
     "certificate-required": "the TLS layer requires a client certificate",
@@ -106,6 +115,8 @@ DESCRIPTION = {
     "tcp-refused": "the port refused the connection",
     "tls-error": "TLS failed",
     "network-error": "network error",
+    "no-websocket": "the WebSocket upgrade to MQTT was refused",
+    "websocket-silent": "the WebSocket upgrade got no answer",
 }
 
 
@@ -193,10 +204,22 @@ class Endpoint:
     mqtt5: Outcome | None = None
     """The anonymous MQTT 5 CONNACK of an endpoint that left the 3.1.1 CONNECT unanswered: it
     speaks MQTT 5 only (mqttools ignores 3.1.1)."""
+    ws_path: str | None = None
+    """MQTT over WebSockets: the request path the listener upgraded on (None: MQTT on TCP)."""
+
+    @property
+    def transport(self) -> str:
+        """`tcp`, or `ws` / `wss` (WebSockets in cleartext / inside TLS)."""
+        if self.ws_path is None:
+            return "tcp"
+        return "wss" if self.tls else "ws"
 
     @property
     def target(self) -> str:
-        return f"tcp/{self.port}"
+        """`tcp/<port>`, with the transport and path for WebSockets (`tcp/8080 ws /mqtt`)."""
+        if self.ws_path is None:
+            return f"tcp/{self.port}"
+        return f"tcp/{self.port} {self.transport} {self.ws_path}"
 
     @property
     def answer(self) -> Outcome:
@@ -208,7 +231,10 @@ class Endpoint:
         return self.hello.result == "certificate-required"
 
     def evidence(self) -> dict[str, Any]:
-        return {"port": self.port, "tls": self.tls, **self.tls_info}
+        out: dict[str, Any] = {"port": self.port, "tls": self.tls, **self.tls_info}
+        if self.ws_path is not None:
+            out.update(transport=self.transport, path=self.ws_path)
+        return out
 
 
 def _hello(ident: Identification, silent: bool) -> Outcome:
@@ -250,7 +276,45 @@ async def endpoints(ctx: DeviceContext) -> tuple[Endpoint, ...]:
                     if k in ident.evidence}
         endpoint = Endpoint(ident.port, tls, silent, _hello(ident, silent), tls_info)
         out.append(await _mqtt5_only(ctx, endpoint) if silent else endpoint)
+    certificate = client_certificate(ctx.device)
+    for ident in found.tcp:
+        if ident.protocol == "http" or (_refused_without_certificate(ident)
+                                        and certificate is not None):
+            websocket = await _websocket(ctx, ident, certificate)
+            out += [websocket] if websocket is not None else []
     return tuple(out)
+
+
+def _refused_without_certificate(ident: Identification) -> bool:
+    """A TLS port whose TLS layer refused identification for want of a client certificate,
+    with nothing identified inside: it may carry MQTT over `wss`."""
+    return ident.protocol == "tls" and bool(ident.evidence.get("client_certificate_required"))
+
+
+async def _websocket(ctx: DeviceContext, ident: Identification,
+                     certificate: ClientCertificate | None) -> Endpoint | None:
+    """The MQTT-over-WebSockets listener of an HTTP port (`ws`, or `wss` inside TLS): an
+    anonymous 3.1.1 CONNECT after an upgrade offering the `mqtt` subprotocol, on each of
+    `websocket.PATHS` until one upgrades. Only an upgrade that agrees on `mqtt` (101 with
+    `Sec-WebSocket-Protocol: mqtt`, as MQTT requires of a broker) makes the port an MQTT
+    endpoint, whatever follows (garbage or silence: an error for that listener alone). A port
+    that does not answer an upgrade in time, or fails below HTTP, is asked no further path.
+
+    A TLS port that refused identification for want of a client certificate is asked with the
+    inventory's (`credentials.tls_client`); its anonymous answer stays identification's
+    refusal at the TLS layer, as on an MQTT-over-TLS port that requires one."""
+    tls_info = {k: ident.evidence[k] for k in ("tls_version", "cipher") if k in ident.evidence}
+    required = _refused_without_certificate(ident)
+    for path in websocket.PATHS:
+        endpoint = Endpoint(ident.port, ident.tls, False, Outcome(4, "timeout"), tls_info,
+                            ws_path=path)
+        hello, _ = await login(ctx, endpoint, 4, None, certificate if required else None)
+        if hello.result in ("tcp-refused", "tls-error", "network-error",
+                            "certificate-required", "websocket-silent"):
+            return None
+        if hello.result != "no-websocket":
+            return replace(endpoint, hello=_hello(ident, False) if required else hello)
+    return None
 
 
 async def _mqtt5_only(ctx: DeviceContext, endpoint: Endpoint) -> Endpoint:
@@ -276,8 +340,11 @@ class _Link:
     """An open MQTT connection: packets framed out of `ctx.read`, each read deadline-bound."""
 
     def __init__(self, ctx: DeviceContext, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, level: int) -> None:
+                 writer: asyncio.StreamWriter, level: int,
+                 stream: websocket.WsStream | None = None) -> None:
         self.ctx, self.reader, self.writer, self.level = ctx, reader, writer, level
+        self.stream = stream
+        """The WebSocket that carries the packets, if any."""
         self.buffer = b""
         self.seen = b""
         self.received = 0
@@ -285,6 +352,9 @@ class _Link:
         """The QoS to publish at: 1, or 0 where the broker allows no more."""
 
     async def send(self, data: bytes) -> None:
+        if self.stream is not None:
+            await self.stream.send(data)
+            return
         self.writer.write(data)
         await self.writer.drain()
 
@@ -301,9 +371,18 @@ class _Link:
         packet = self._pop()
         if packet is not None:
             return packet
-        data, stalled = await self.ctx.read(
-            self.reader, MAX_PACKET, deadline=max(seconds, 0.0),
-            until=lambda d: frame(self.buffer + d) is not None)
+        def until(data: bytes) -> bool:
+            return frame(self.buffer + data) is not None
+
+        try:
+            if self.stream is not None:
+                data, stalled = await self.stream.read(MAX_PACKET, deadline=max(seconds, 0.0),
+                                                       until=until)
+            else:
+                data, stalled = await self.ctx.read(self.reader, MAX_PACKET,
+                                                    deadline=max(seconds, 0.0), until=until)
+        except websocket.WebSocketError as exc:
+            raise MalformedPacket(f"WebSocket: {exc}") from None
         self.buffer += data
         self.received += len(data)
         self.seen = self.seen or self.buffer
@@ -392,7 +471,14 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
     try:
         async with ctx.connect(endpoint.port, tls=client.context if client else None,
                                server_hostname=ctx.device.hostname) as (reader, writer):
-            link = _Link(ctx, reader, writer, level)
+            stream = None
+            if endpoint.ws_path is not None:
+                upgraded = await upgrade(ctx, reader, writer, endpoint.port, endpoint.ws_path,
+                                         level)
+                if isinstance(upgraded, Outcome):
+                    return upgraded, None
+                stream = upgraded
+            link = _Link(ctx, reader, writer, level, stream)
             try:
                 await link.send(connect_packet(level, _client_id(), identity))
                 packet = await link.receive(ctx.timeout)
@@ -427,6 +513,31 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
                        detail=f"the {what} did not complete within {ctx.timeout:g} s"), None
     except OSError as exc:
         return _broken(level, exc, client, presented, handshake=True), None
+
+
+async def upgrade(ctx: DeviceContext, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter, port: int, path: str, level: int
+                  ) -> websocket.WsStream | Outcome:
+    """The WebSocket upgrade on `path` of an open connection: the stream when it agreed on
+    `mqtt`; otherwise `no-websocket` (another answer) or `websocket-silent` (none: no other
+    path is worth asking), neither of them a refusal of the client."""
+    stream = websocket.WsStream(ctx, reader, writer)
+    try:
+        await stream.upgrade(websocket.host_header(ctx.address, port), path)
+    except websocket.Refused as exc:
+        return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
+    except websocket.WebSocketError as exc:
+        return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
+    except TimeoutError:
+        return Outcome(level, "websocket-silent",
+                       detail=f"no answer to the upgrade on {path} within {ctx.timeout:g} s")
+    except ConnectionError:
+        return Outcome(level, "websocket-silent",
+                       detail=f"the connection closed before an answer to the upgrade on {path}")
+    if stream.subprotocol != websocket.SUBPROTOCOL:
+        return Outcome(level, "no-websocket", detail=f"{path}: the upgrade did not agree on "
+                       "the mqtt subprotocol")
+    return stream
 
 
 # ---------------------------------------------------------------------------------------------
