@@ -16,8 +16,10 @@ import base64
 import contextlib
 import hashlib
 import json
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -291,6 +293,84 @@ async def test_a_port_that_hangs_on_the_upgrade_is_asked_one_path_and_is_no_endp
     assert found == ()
     assert finding.status is Status.NOT_APPLICABLE  # never MQTT without an `mqtt` upgrade
     assert listener.accepted - identified == 1
+
+
+BACKLOG = 4
+
+
+class Saturating:
+    """A real listening socket that answers HTTP on threads while `serving`, then stops
+    accepting: filler connections fill its accept queue and the kernel drops further SYNs, so
+    a connection the probe opens later never completes (a device past what it can take)."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.sock = socket.create_server((address, port), backlog=BACKLOG)
+        self.sock.settimeout(0.05)
+        self.serving = threading.Event()
+        self.serving.set()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.fillers: list[socket.socket] = []
+
+    def _accept(self) -> None:
+        while self.serving.is_set() and not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(3.0)
+            with contextlib.suppress(OSError):
+                if conn.recv(4096):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                                 b"Content-Type: text/plain\r\n\r\nhello")
+
+    def saturate(self) -> None:
+        """Stop accepting and fill the queue: Linux queues `BACKLOG + 1` connections; the
+        first connect past that is left unanswered (bounded: one more than that at most)."""
+        self.serving.clear()
+        self.thread.join(timeout=5)
+        for _ in range(BACKLOG + 2):
+            filler = socket.socket()
+            self.fillers.append(filler)
+            filler.settimeout(0.5)
+            try:
+                filler.connect(self.sock.getsockname()[:2])
+            except TimeoutError:
+                return
+        raise AssertionError("the accept queue never filled")
+
+    def __enter__(self) -> Saturating:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        for filler in self.fillers:
+            filler.close()
+        self.sock.close()
+
+
+async def test_an_http_port_whose_connections_stop_completing_is_no_mqtt_endpoint(
+        tmp_path: Path) -> None:
+    """The fragile camera's case: identified as HTTP, then past its capacity. A connection that
+    never completes asked no upgrade, so it makes no `ws` endpoint (it once did: a `timeout` of
+    the MQTT layer was taken for a listener that upgraded, and every MQTT check erred)."""
+    address = "127.177.0.13"
+    with Saturating(address, 8080) as listener, \
+            device(address, (8080,), timeout=1.0) as ctx:
+        (http,) = (await ctx.observe(services)).tcp
+        listener.saturate()
+        found = await ctx.observe(endpoints)
+        (finding,) = await run("mqtt.cleartext-listener", ctx)
+    assert http.protocol == "http"
+    assert found == ()
+    assert finding.status is Status.NOT_APPLICABLE
 
 
 async def test_http_without_websockets_is_no_mqtt_endpoint(tmp_path: Path) -> None:

@@ -463,7 +463,9 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
     `then` on the live connection (it handles its own I/O errors) and DISCONNECT.
 
     `certificate` is presented only over TLS. Costs one connection and at most one read
-    deadline for the CONNACK.
+    deadline for the CONNACK. On a WebSocket endpoint a connection that fails before the
+    upgrade is `websocket-silent`, never the MQTT layer's `timeout` or `closed`: discovery counts
+    an endpoint only where an upgrade agreed on `mqtt`, and no broker refused anything.
     """
     client = _tls_client(certificate) if endpoint.tls else None
     presented = certificate is not None
@@ -509,10 +511,16 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
         return Outcome(level, "tcp-refused"), None
     except TimeoutError:
         what = "TLS handshake" if endpoint.tls else "connection"
-        return Outcome(level, "timeout",
-                       detail=f"the {what} did not complete within {ctx.timeout:g} s"), None
+        detail = f"the {what} did not complete within {ctx.timeout:g} s"
+        # on a WebSocket listener nothing was asked yet: no upgrade, no MQTT answer
+        result: ConnectOutcome = "timeout" if endpoint.ws_path is None else "websocket-silent"
+        return Outcome(level, result, detail=detail), None
     except OSError as exc:
-        return _broken(level, exc, client, presented, handshake=True), None
+        broken = _broken(level, exc, client, presented, handshake=True)
+        if endpoint.ws_path is not None and broken.result == "closed":
+            return Outcome(level, "websocket-silent", detail="the connection closed before "
+                           "the upgrade was sent"), None
+        return broken, None
 
 
 async def upgrade(ctx: DeviceContext, reader: asyncio.StreamReader,
