@@ -134,6 +134,24 @@ async def test_aedes_open_on_ws_fails_and_locked_on_wss_passes(tmp_path: Path) -
         no_secret_in(findings)
 
 
+async def test_a_websocket_only_listener_refuses_plain_gets_with_426(tmp_path: Path) -> None:
+    """amqtt (`websockets`) and aedes (`ws`) answer a GET without an upgrade 426 Upgrade
+    Required: no resource served, so http.authentication passes there instead of erring on
+    every path; the listener's MQTT is judged by the MQTT checks (they fail: open brokers)."""
+    address = "127.177.0.14"
+    with amqtt_ws(tmp_path / "amqtt", address, {8080: False}), \
+            aedes_ws(tmp_path / "aedes", address, {8081: ("/ws", False)}), \
+            device(address, (8080, 8081)) as ctx:
+        authentication = {f.target: f for f in await run("http.authentication", ctx)}
+        anonymous = await statuses(ctx, "mqtt.anonymous-access")
+    assert {t: f.status for t, f in authentication.items()} == {
+        "tcp/8080": Status.PASS, "tcp/8081": Status.PASS}
+    for finding in authentication.values():
+        whys = {p["why"] for p in finding.evidence["paths"]}
+        assert all(w.startswith("426: served only after a protocol upgrade") for w in whys), whys
+    assert anonymous == {"tcp/8080 ws /mqtt": Status.FAIL, "tcp/8081 ws /ws": Status.FAIL}
+
+
 async def test_a_wss_listener_that_requires_a_client_certificate(tmp_path: Path) -> None:
     """Found only with the inventory's certificate: TLS refuses identification without one."""
     address = "127.177.0.9"

@@ -17,6 +17,7 @@ from probe.observe.tcp import excerpt
 from probe.protocols.http.collectors import (
     CredentialTrial,
     HttpEndpoint,
+    Response,
     Visit,
     default_credentials,
     http_endpoints,
@@ -26,6 +27,10 @@ from probe.protocols.http.collectors import (
 )
 
 PROTECTED = frozenset({401, 403, 404})
+UPGRADE_REQUIRED = 426
+"""The answer of a listener that serves only another protocol on its port (RFC 9110 15.5.22),
+as WebSocket-only MQTT brokers do to a plain GET: it serves no resource, so the path is not
+exposed; what the upgrade carries is judged by that protocol's checks."""
 _MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:;|$)", re.IGNORECASE)
 
 
@@ -115,6 +120,12 @@ def _cleartext(item: Visit) -> Finding:
                   target, **evidence)
 
 
+def _upgrade(response: Response) -> str:
+    """The protocol a 426 asks for, in the device's words (bounded)."""
+    offered = response.header("upgrade")
+    return f"Upgrade: {offered[:40]}" if offered else "no Upgrade header"
+
+
 def _outcome(item: Visit) -> tuple[str, str]:
     """(exposed | protected | undecided, why) for one path visited without credentials. Only
     what the catalogue names counts as protected: 401, 403 or 404, a redirect to a login page,
@@ -135,6 +146,9 @@ def _outcome(item: Visit) -> tuple[str, str]:
     where = f" at {final.path}" if len(item.hops) > 1 else ""
     if final.status in PROTECTED:
         return "protected", f"{final.status}{where}"
+    if final.status == UPGRADE_REQUIRED:
+        return "protected", (f"{final.status}{where}: served only after a protocol upgrade "
+                             f"({_upgrade(final)})")
     if final.success:
         if looks_like_login(item):
             return "protected", f"a login page ({final.path})"
@@ -162,7 +176,8 @@ def _outcome(item: Visit) -> tuple[str, str]:
 def authentication(obs: Observations, params: AuthenticationParams) -> Iterable[Finding]:
     """Pass: on every HTTP(S) listener, each path of `protected_paths`, asked without
     credentials, answers 401, 403 or 404, redirects to a login page, or (on cleartext HTTP)
-    redirects to HTTPS.
+    redirects to HTTPS; or answers 426 Upgrade Required, serving nothing without another
+    protocol (a WebSocket-only MQTT listener, whose MQTT checks judge what it serves).
     Fail: a path serves a 2xx that is not a login page.
     Not applicable: no HTTP(S) listener.
     Error (reason `undecided`): any other answer (a 5xx, an unknown status, a redirect that
