@@ -392,11 +392,16 @@ async def test_an_http_port_whose_connections_stop_completing_is_no_mqtt_endpoin
 
 
 async def test_http_without_websockets_is_no_mqtt_endpoint(tmp_path: Path) -> None:
+    """nginx answers each upgrade 404 and keeps the connection: every path is asked on one."""
     address = "127.177.0.5"
     with nginx(tmp_path, address, 8080), device(address, (8080,)) as ctx:
+        await ctx.observe(services)
+        identified = ctx.connections
         found = await ctx.observe(endpoints)
+        asked = ctx.connections - identified
         results = await _all(ctx)
     assert found == ()
+    assert asked == 1
     assert {f.status for findings in results.values() for f in findings} == {
         Status.NOT_APPLICABLE}
 

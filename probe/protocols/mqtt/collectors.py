@@ -300,20 +300,45 @@ async def _websocket(ctx: DeviceContext, ident: Identification,
     endpoint, whatever follows (garbage or silence: an error for that listener alone). A port
     that does not answer an upgrade in time, or fails below HTTP, is asked no further path.
 
+    The paths share one connection while the listener keeps it open after a refusal (an
+    HTTP/1.1 answer of known length, without `Connection: close`), as web servers do: one
+    connection, and one TLS handshake, for the whole list. A kept connection that ends without
+    an answer is no verdict on the path: it is asked again on a new connection.
+
     A TLS port that refused identification for want of a client certificate is asked with the
     inventory's (`credentials.tls_client`); its anonymous answer stays identification's
     refusal at the TLS layer, as on an MQTT-over-TLS port that requires one."""
     tls_info = {k: ident.evidence[k] for k in ("tls_version", "cipher") if k in ident.evidence}
     required = _refused_without_certificate(ident)
-    for path in websocket.PATHS:
-        endpoint = Endpoint(ident.port, ident.tls, False, Outcome(4, "timeout"), tls_info,
-                            ws_path=path)
-        hello, _ = await login(ctx, endpoint, 4, None, certificate if required else None)
-        if hello.result in ("tcp-refused", "tls-error", "network-error",
-                            "certificate-required", "websocket-silent"):
-            return None
+    base = Endpoint(ident.port, ident.tls, False, Outcome(4, "timeout"), tls_info,
+                    ws_path=websocket.PATHS[0])
+    left = list(websocket.PATHS)
+
+    async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  client: TlsClient | None) -> tuple[Outcome, Endpoint | None]:
+        kept = False
+        while True:
+            upgraded = await _upgrade(ctx, reader, writer, ident.port, left[0], 4)
+            if isinstance(upgraded, websocket.WsStream):
+                hello, _ = await _exchange(_Link(ctx, reader, writer, 4, upgraded), None,
+                                           client, required and certificate is not None, None)
+                return hello, replace(base, ws_path=left[0])
+            outcome, reusable = upgraded
+            if kept and outcome.result == "websocket-silent":
+                return Outcome(4, "no-websocket", detail="the kept connection ended"), None
+            if outcome.result == "no-websocket":
+                left.pop(0)
+            if not (reusable and left):
+                return outcome, None
+            kept = True
+
+    while left:  # every connection asks at least one path, or ends the search
+        hello, found = await _connected(ctx, replace(base, ws_path=left[0]), 4,
+                                        certificate if required else None, ask)
+        if found is not None:
+            return replace(found, hello=_hello(ident, False) if required else hello)
         if hello.result != "no-websocket":
-            return replace(endpoint, hello=_hello(ident, False) if required else hello)
+            return None
     return None
 
 
@@ -455,6 +480,11 @@ def _tls_client(certificate: ClientCertificate | None) -> TlsClient:
     return client
 
 
+Session = Callable[[asyncio.StreamReader, asyncio.StreamWriter, TlsClient | None],
+                   Awaitable[tuple[Outcome, T | None]]]
+"""What runs on one open connection to an endpoint (its TLS client, if any, given)."""
+
+
 async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Identity | None,
                 certificate: ClientCertificate | None = None,
                 then: Callable[[_Link], Awaitable[T]] | None = None
@@ -463,56 +493,41 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
     `then` on the live connection (it handles its own I/O errors) and DISCONNECT.
 
     `certificate` is presented only over TLS. Costs one connection and at most one read
-    deadline for the CONNACK. On a WebSocket endpoint a connection that fails before the
-    upgrade is `websocket-silent`, never the MQTT layer's `timeout` or `closed`: discovery counts
-    an endpoint only where an upgrade agreed on `mqtt`, and no broker refused anything.
+    deadline for the CONNACK.
     """
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      client: TlsClient | None) -> tuple[Outcome, T | None]:
+        stream = None
+        if endpoint.ws_path is not None:
+            upgraded = await upgrade(ctx, reader, writer, endpoint.port, endpoint.ws_path,
+                                     level)
+            if isinstance(upgraded, Outcome):
+                return upgraded, None
+            stream = upgraded
+        return await _exchange(_Link(ctx, reader, writer, level, stream), identity, client,
+                               certificate is not None, then)
+    return await _connected(ctx, endpoint, level, certificate, session)
+
+
+async def _connected(ctx: DeviceContext, endpoint: Endpoint, level: int,
+                     certificate: ClientCertificate | None, session: Session[T]
+                     ) -> tuple[Outcome, T | None]:
+    """`session` on one new connection to `endpoint`, or what stopped the connection.
+
+    On a WebSocket endpoint a connection that fails before the upgrade is `websocket-silent`,
+    never the MQTT layer's `timeout` or `closed`: discovery counts an endpoint only where an
+    upgrade agreed on `mqtt`, and no broker refused anything."""
     client = _tls_client(certificate) if endpoint.tls else None
     presented = certificate is not None
-    extra: T | None = None
     try:
         async with ctx.connect(endpoint.port, tls=client.context if client else None,
                                server_hostname=ctx.device.hostname) as (reader, writer):
-            stream = None
-            if endpoint.ws_path is not None:
-                upgraded = await upgrade(ctx, reader, writer, endpoint.port, endpoint.ws_path,
-                                         level)
-                if isinstance(upgraded, Outcome):
-                    return upgraded, None
-                stream = upgraded
-            link = _Link(ctx, reader, writer, level, stream)
-            try:
-                await link.send(connect_packet(level, _client_id(), identity))
-                packet = await link.receive(ctx.timeout)
-            except MalformedPacket as exc:
-                return Outcome(level, "not-mqtt", detail=str(exc)), None
-            except _Closed:
-                if link.seen:
-                    return Outcome(level, "not-mqtt", detail="closed after the bytes "
-                                   f"{head_hex(link.seen)}"), None
-                return _broken(level, ConnectionResetError(), client, presented), None
-            except OSError as exc:
-                return _broken(level, exc, client, presented), None
-            if packet is None:
-                if link.seen:
-                    return Outcome(level, "not-mqtt",
-                                   detail=f"first bytes {head_hex(link.seen)}"), None
-                return Outcome(level, "timeout",
-                               detail=f"no CONNACK within {ctx.timeout:g} s"), None
-            outcome = _connack(level, packet, link.seen)
-            if outcome.accepted:
-                link.qos = min(1, outcome.qos)
-                if then is not None:
-                    extra = await then(link)
-                with contextlib.suppress(OSError):
-                    await link.send(DISCONNECT_PACKET)
-            return outcome, extra
+            return await session(reader, writer, client)
     except ConnectionRefusedError:
         return Outcome(level, "tcp-refused"), None
     except TimeoutError:
         what = "TLS handshake" if endpoint.tls else "connection"
         detail = f"the {what} did not complete within {ctx.timeout:g} s"
-        # on a WebSocket listener nothing was asked yet: no upgrade, no MQTT answer
         result: ConnectOutcome = "timeout" if endpoint.ws_path is None else "websocket-silent"
         return Outcome(level, result, detail=detail), None
     except OSError as exc:
@@ -523,28 +538,69 @@ async def login(ctx: DeviceContext, endpoint: Endpoint, level: int, identity: Id
         return broken, None
 
 
+async def _exchange(link: _Link, identity: Identity | None, client: TlsClient | None,
+                    presented: bool, then: Callable[[_Link], Awaitable[T]] | None
+                    ) -> tuple[Outcome, T | None]:
+    """The CONNECT and its CONNACK on an open link; `then` and DISCONNECT when accepted."""
+    level, timeout = link.level, link.ctx.timeout
+    try:
+        await link.send(connect_packet(level, _client_id(), identity))
+        packet = await link.receive(timeout)
+    except MalformedPacket as exc:
+        return Outcome(level, "not-mqtt", detail=str(exc)), None
+    except _Closed:
+        if link.seen:
+            return Outcome(level, "not-mqtt", detail="closed after the bytes "
+                           f"{head_hex(link.seen)}"), None
+        return _broken(level, ConnectionResetError(), client, presented), None
+    except OSError as exc:
+        return _broken(level, exc, client, presented), None
+    if packet is None:
+        if link.seen:
+            return Outcome(level, "not-mqtt", detail=f"first bytes {head_hex(link.seen)}"), None
+        return Outcome(level, "timeout", detail=f"no CONNACK within {timeout:g} s"), None
+    outcome = _connack(level, packet, link.seen)
+    extra: T | None = None
+    if outcome.accepted:
+        link.qos = min(1, outcome.qos)
+        if then is not None:
+            extra = await then(link)
+        with contextlib.suppress(OSError):
+            await link.send(DISCONNECT_PACKET)
+    return outcome, extra
+
+
 async def upgrade(ctx: DeviceContext, reader: asyncio.StreamReader,
                   writer: asyncio.StreamWriter, port: int, path: str, level: int
                   ) -> websocket.WsStream | Outcome:
     """The WebSocket upgrade on `path` of an open connection: the stream when it agreed on
     `mqtt`; otherwise `no-websocket` (another answer) or `websocket-silent` (none: no other
     path is worth asking), neither of them a refusal of the client."""
+    upgraded = await _upgrade(ctx, reader, writer, port, path, level)
+    return upgraded if isinstance(upgraded, websocket.WsStream) else upgraded[0]
+
+
+async def _upgrade(ctx: DeviceContext, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter, port: int, path: str, level: int
+                   ) -> websocket.WsStream | tuple[Outcome, bool]:
+    """`upgrade`, with whether a refused upgrade left the connection fit for another."""
     stream = websocket.WsStream(ctx, reader, writer)
     try:
         await stream.upgrade(websocket.host_header(ctx.address, port), path)
     except websocket.Refused as exc:
-        return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
+        return Outcome(level, "no-websocket", detail=f"{path}: {exc}"), exc.reusable
     except websocket.WebSocketError as exc:
-        return Outcome(level, "no-websocket", detail=f"{path}: {exc}")
+        return Outcome(level, "no-websocket", detail=f"{path}: {exc}"), False
     except TimeoutError:
         return Outcome(level, "websocket-silent",
-                       detail=f"no answer to the upgrade on {path} within {ctx.timeout:g} s")
+                       detail=f"no answer to the upgrade on {path} within {ctx.timeout:g} s"
+                       ), False
     except ConnectionError:
-        return Outcome(level, "websocket-silent",
-                       detail=f"the connection closed before an answer to the upgrade on {path}")
+        return Outcome(level, "websocket-silent", detail="the connection closed before an "
+                       f"answer to the upgrade on {path}"), False
     if stream.subprotocol != websocket.SUBPROTOCOL:
         return Outcome(level, "no-websocket", detail=f"{path}: the upgrade did not agree on "
-                       "the mqtt subprotocol")
+                       "the mqtt subprotocol"), False
     return stream
 
 

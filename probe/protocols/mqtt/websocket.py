@@ -31,6 +31,7 @@ from wsproto.events import (
     Message,
     Ping,
     RejectConnection,
+    RejectData,
     Request,
     TextMessage,
 )
@@ -54,11 +55,23 @@ class WebSocketError(Exception):
 
 
 class Refused(Exception):
-    """The HTTP listener answered the upgrade with something other than 101."""
+    """The HTTP listener answered the upgrade with something other than 101. `reusable`: the
+    whole answer was read, framed by its length (or empty), and the listener did not say
+    `Connection: close`, so the connection may carry the next upgrade (HTTP/1.1 keep-alive)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, reusable: bool = False) -> None:
         super().__init__(f"HTTP {status} to the WebSocket upgrade")
-        self.status = status
+        self.status, self.reusable = status, reusable
+
+
+def _framed(answer: RejectConnection) -> bool:
+    """The answer's end can be found without the connection closing: no body, a length, or
+    chunks; and the listener keeps the connection open."""
+    headers = {name.lower(): value.lower() for name, value in answer.headers}
+    if b"close" in headers.get(b"connection", b""):
+        return False
+    return (not answer.has_body or b"content-length" in headers
+            or b"chunked" in headers.get(b"transfer-encoding", b""))
 
 
 def host_header(address: str, port: int) -> str:
@@ -92,11 +105,14 @@ class WsStream:
         loop = asyncio.get_running_loop()
         end = loop.time() + self.ctx.timeout
         received = 0
+        rejected: RejectConnection | None = None
         while received < MAX_HANDSHAKE:
-            data, stalled = await self.ctx.read(self.reader, MAX_HANDSHAKE - received,
-                                                deadline=max(end - loop.time(), 0.0),
-                                                until=lambda d: b"\r\n\r\n" in d)
+            data, stalled = await self.ctx.read(
+                self.reader, MAX_HANDSHAKE - received, deadline=max(end - loop.time(), 0.0),
+                until=(lambda d: b"\r\n\r\n" in d) if rejected is None else (lambda d: True))
             received += len(data)
+            if rejected is not None and (stalled or not data):
+                raise Refused(rejected.status_code)  # a body that never ended: closed
             if not data:  # the deadline, or EOF, before a whole answer: no answer at all
                 raise TimeoutError if stalled else ConnectionResetError
             self._feed(data)
@@ -107,9 +123,17 @@ class WsStream:
                     self.early = events[index + 1:]  # frames sent with the 101
                     return
                 if isinstance(event, RejectConnection):
-                    raise Refused(event.status_code)
+                    if not _framed(event):
+                        raise Refused(event.status_code)
+                    rejected = event
+                    if not event.has_body:
+                        raise Refused(event.status_code, reusable=True)
+                if isinstance(event, RejectData) and event.body_finished and rejected:
+                    raise Refused(rejected.status_code, reusable=True)
             if stalled:
                 raise TimeoutError
+        if rejected is not None:
+            raise Refused(rejected.status_code)
         raise WebSocketError(f"no end of the upgrade's answer within {MAX_HANDSHAKE} bytes")
 
     def _feed(self, data: bytes | None) -> None:
