@@ -52,7 +52,7 @@ ICMP_ERRORS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
 a link or router that gave up) on the way to the device."""
 RECONNECTS = 4
 """In adaptive mode, how many times a connection refused by a port that accepted one before is
-made again (each after the device's pace has halved), within the operation's timeout."""
+made again (each after the device's pace has halved)."""
 RECONNECT_WAIT = 0.25
 """Seconds before the first of those; each later one waits twice as long as the one before
 (0.25, 0.5, 1, 2: 3.75 s in all), as a client's SYN retransmissions do."""
@@ -413,24 +413,22 @@ class DeviceContext:
         and within `limit` seconds in all; tells the lane what the attempt showed. In adaptive
         mode a refusal from a port that accepted before looks like overload (a device whose
         connection table is full): the connection is made again, up to RECONNECTS times, each
-        after the device's pace has halved and a wait that doubles (RECONNECT_WAIT), while
-        `limit` lasts. A refusal sends no data, so
+        after the device's pace has halved and a wait that doubles (RECONNECT_WAIT). The waits
+        are not taken from `limit`, which bounds each attempt: a device that refuses for as
+        long as the timeout would otherwise have every retry land inside its pause (the
+        scan's budget bounds the device in all). A refusal sends no data, so
         the exchange itself is made once, as the kernel does for a lost SYN. Only a `bare` TCP
         connect's time tells of a lost SYN (a TLS one includes the device's handshake)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
         for attempt in range(RECONNECTS + 1):
             since = await self.lane.acquire()
             self.connections += 1
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout(limit):
                     opened = await opener()
             except ConnectionRefusedError:
-                wait = RECONNECT_WAIT * 2 ** attempt
-                if not self._refused(port, since) or attempt == RECONNECTS \
-                        or loop.time() + wait >= deadline:
+                if not self._refused(port, since) or attempt == RECONNECTS:
                     raise
-                await asyncio.sleep(wait)
+                await asyncio.sleep(RECONNECT_WAIT * 2 ** attempt)
                 continue
             except (TimeoutError, OSError) as exc:
                 self._failed(port, since, exc)

@@ -79,12 +79,16 @@ def _statuses(record: dict[str, Any]) -> dict[str, list[str]]:
 def test_a_fragile_device_gets_the_slow_scans_results_at_the_default_rate(
         lab: ThreadLab, tmp_path: Path) -> None:
     fleets = {name: _fragile(lab, f"127.167.0.{i}")
-              for i, name in enumerate(("slow", "default", "fast"), start=1)}
+              for i, name in enumerate(("slow", "default", "fast", "short"), start=1)}
     scans = {"slow": _scan(tmp_path, "slow", "127.167.0.1", *SLOW),
              "default": _scan(tmp_path, "default", "127.167.0.2"),
-             "fast": _scan(tmp_path, "fast", "127.167.0.3", *FAST)}
+             "fast": _scan(tmp_path, "fast", "127.167.0.3", *FAST),
+             # a timeout as long as the camera's pause: the retries of a refused connection
+             # must outlast the pause, or every one of them lands inside it
+             "short": _scan(tmp_path, "short", "127.167.0.4", "--timeout", "2")}
     records = {name: _record(tmp_path, name, process) for name, process in scans.items()}
     slow, default, fast = records["slow"], records["default"], records["fast"]
+    assert _statuses(records["short"]) == _statuses(slow)
 
     assert _overloads(fleets["slow"]) == 0, "the reference scan must not overload the device"
     assert slow["probe"]["rate"] == {"mode": "fixed", "final": 2.0, "backoffs": 0}
