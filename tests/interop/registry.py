@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from interop import Peer, peers_coap, peers_http, peers_mqtt, peers_syslog, peers_tls
+from interop import (
+    Peer,
+    peers_coap,
+    peers_http,
+    peers_mqtt,
+    peers_mqtt_ws,
+    peers_syslog,
+    peers_tls,
+)
 
 ALL: tuple[Peer, ...] = (*peers_tls.PEERS, *peers_http.PEERS, *peers_mqtt.PEERS,
+                         *peers_mqtt_ws.PEERS,
                          *peers_coap.PEERS, *peers_syslog.PEERS)
