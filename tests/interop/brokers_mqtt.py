@@ -141,15 +141,16 @@ def aedes(tmp: Path, address: str, listeners: Mapping[int, bool], *,
 def amqtt(tmp: Path, address: str, listeners: Mapping[int, bool], *,
           users: Mapping[str, str] | None = None,
           acl: Mapping[str, Sequence[str]] | None = None, tls: BrokerTls | None = None,
-          request_certificate: bool = False) -> Daemon:
+          request_certificate: bool = False, transport: str = "tcp") -> Daemon:
     """amqtt's broker. `users`: the password file plugin (argon2 hashes) and anonymous
     clients refused; `acl`: the topic ACL plugin for subscriptions and publications.
     `request_certificate`: the TLS listener asks for a client certificate from the test CA,
-    which amqtt never requires (its TLS verify mode is CERT_OPTIONAL)."""
+    which amqtt never requires (its TLS verify mode is CERT_OPTIONAL). `transport`: `tcp`, or
+    `ws` for MQTT over WebSockets on every listener (`wss` with TLS)."""
     ports = _ports(tmp, listeners)
     bound: dict[str, dict[str, object]] = {}
     for port, secure in listeners.items():
-        entry: dict[str, object] = {"type": "tcp", "bind": f"{address}:{port}"}
+        entry: dict[str, object] = {"type": transport, "bind": f"{address}:{port}"}
         if secure and tls is not None:
             entry.update(ssl=True, certfile=str(tls.cert), keyfile=str(tls.key))
             if request_certificate:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from daemons import Daemon, start
 
-from interop.brokers_mqtt import AEDES_SCRIPT, AMQTT, BrokerTls, _amqtt_passwords, _ports
+from interop.brokers_mqtt import AEDES_SCRIPT, BrokerTls, _ports, amqtt
 
 
 def amqtt_ws(tmp: Path, address: str, listeners: Mapping[int, bool], *,
@@ -31,24 +31,7 @@ def amqtt_ws(tmp: Path, address: str, listeners: Mapping[int, bool], *,
     (with `tls`). `users` None: every client is accepted, with or without credentials;
     otherwise only these accounts. `acl`: the topic ACL plugin for subscriptions and
     publications."""
-    ports = _ports(tmp, listeners)
-    bound: dict[str, dict[str, object]] = {}
-    for port, secure in listeners.items():
-        entry: dict[str, object] = {"type": "ws", "bind": f"{address}:{port}"}
-        if secure and tls is not None:
-            entry.update(ssl=True, certfile=str(tls.cert), keyfile=str(tls.key))
-        bound["default" if not bound else f"listener-{port}"] = entry
-    auth = "amqtt.plugins.authentication."
-    plugins: dict[str, object] = {f"{auth}AnonymousAuthPlugin": {"allow_anonymous": users is None}}
-    if users is not None:
-        plugins[f"{auth}FileAuthPlugin"] = {"password_file": str(_amqtt_passwords(tmp, users))}
-    if acl is not None:
-        table = {user: list(topics) for user, topics in acl.items()}
-        plugins["amqtt.plugins.topic_checking.TopicAccessControlListPlugin"] = {
-            "acl": table, "publish_acl": table}
-    config = tmp / "amqtt-ws.yaml"  # JSON is YAML
-    config.write_text(json.dumps({"listeners": bound, "plugins": plugins}))
-    return start("amqtt-ws", [str(AMQTT), "-c", str(config)], tmp, address, ports)
+    return amqtt(tmp, address, listeners, users=users, acl=acl, tls=tls, transport="ws")
 
 
 def aedes_ws(tmp: Path, address: str, listeners: Mapping[int, tuple[str, bool]], *,

@@ -87,9 +87,15 @@ def _starter(broker: Callable[..., Any], config: Config
 
 
 def _inventory(config: Config, tls: brokers.BrokerTls | None) -> dict[str, Any]:
-    inventory: dict[str, Any] = {"ports": str(TLS if config.tls else CLEARTEXT)}
+    return inventory(TLS if config.tls else CLEARTEXT, config.users, tls)
+
+
+def inventory(port: int, users: bool, tls: brokers.BrokerTls | None) -> dict[str, Any]:
+    """A broker's inventory entry: its port, the accounts' passwords by variable when it has
+    `users`, and with `tls` the CA as trust anchor and the client certificate."""
+    inventory: dict[str, Any] = {"ports": str(port)}
     credentials: dict[str, Any] = {}
-    if config.users:
+    if users:
         credentials["mqtt"] = {"username": brokers.PROBE, "password_env": PROBE_ENV}
         credentials["mqtt_canary"] = {"username": brokers.CANARY, "password_env": CANARY_ENV}
     if tls is not None:

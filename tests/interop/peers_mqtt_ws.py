@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from interop import REPO, Peer, Protocol, Reading, Setup, npm_version, pypi_version
 from interop import brokers_mqtt as brokers
 from interop.brokers_mqtt_ws import aedes_ws, amqtt_ws
-from interop.peers_mqtt import CANARY_ENV, CHECKS, PROBE_ENV
+from interop.peers_mqtt import CANARY_ENV, CHECKS, PROBE_ENV, inventory
 from probe.model import Status
 
 WS, WSS = 8080, 8443
@@ -85,19 +85,8 @@ def _aedes(config: Config) -> Callable[[Path, str], contextlib.AbstractContextMa
 
 
 def _setup(config: Config, tls: brokers.BrokerTls | None) -> Setup:
-    inventory: dict[str, Any] = {"ports": str(config.port)}
-    credentials: dict[str, Any] = {}
-    if config.users:
-        credentials["mqtt"] = {"username": brokers.PROBE, "password_env": PROBE_ENV}
-        credentials["mqtt_canary"] = {"username": brokers.CANARY, "password_env": CANARY_ENV}
-    if tls is not None:
-        inventory["trust_anchor"] = str(tls.ca)
-        credentials["tls_client"] = {"cert_file": str(tls.client_cert),
-                                     "key_file": str(tls.client_key)}
-    if credentials:
-        inventory["credentials"] = credentials
-    return Setup(inventory, {PROBE_ENV: brokers.PROBE_PASSWORD,
-                             CANARY_ENV: brokers.CANARY_PASSWORD})
+    return Setup(inventory(config.port, config.users, tls),
+                 {PROBE_ENV: brokers.PROBE_PASSWORD, CANARY_ENV: brokers.CANARY_PASSWORD})
 
 
 # ---------------------------------------------------------------------------------------------
