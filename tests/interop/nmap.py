@@ -5,7 +5,10 @@ in time. The probe's reserved port is never named, so never scanned."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from interop import RESERVED_PORT
 
@@ -26,3 +29,33 @@ def script(address: str, port: int, name: str, *, udp: bool = False,
     done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT,
                           check=False)
     return [line[2:] for line in done.stdout.splitlines() if line.startswith(("| ", "|_"))]
+
+
+@dataclass(frozen=True)
+class Guesses:
+    """What one of nmap's `*-brute` scripts said: the first user it found valid credentials
+    for, and its statistics line (`Performed N guesses in ...`)."""
+
+    said: list[str]
+    user: str | None
+    statistics: str | None
+
+    @property
+    def no_valid_account(self) -> bool:
+        return any("No valid accounts found" in line for line in self.said)
+
+
+def brute(address: str, port: int, name: str, pairs: Sequence[tuple[str, str]],
+          args: Sequence[str] = ()) -> Guesses:
+    """NSE script `name` (`ssh-brute`, `telnet-brute`) trying exactly `pairs`, in order, one
+    guess at a time a second apart, stopping at the first valid one."""
+    with tempfile.TemporaryDirectory(prefix="iotprobe-brute-") as tmp:
+        creds = Path(tmp) / "creds"
+        creds.write_text("".join(f"{user}/{password}\n" for user, password in pairs))
+        said = script(address, port, name, args=(
+            "brute.mode=creds", f"brute.credfile={creds}", "brute.threads=1", "brute.delay=1",
+            "brute.firstonly=true", *args))
+    valid = [line.strip() for line in said if "Valid credentials" in line]
+    statistics = [line.strip() for line in said if line.strip().startswith("Statistics:")]
+    return Guesses(said, valid[0].split(":", 1)[0] if valid else None,
+                   statistics[0] if statistics else None)

@@ -19,7 +19,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -102,23 +101,14 @@ def auth_methods(address: str) -> Reading:
     return Reading(FAIL if offered else PASS, "methods: " + ", ".join(methods))
 
 
-def brute(tmp: Path, address: str) -> Reading:
-    """ssh.default-credentials from nmap's ssh-brute, given the probe's own default pairs in
-    its order, one guess at a time."""
-    pairs = DefaultCredentialsParams().attempts
-    creds = tmp / "ssh-brute.creds"
-    creds.write_text("".join(f"{user}/{password}\n" for user, password in pairs))
-    said = nmap.script(address, PORT, "ssh-brute", args=(
-        "brute.mode=creds", f"brute.credfile={creds}", "brute.threads=1", "brute.delay=1",
-        "brute.firstonly=true"))
-    found = [line.strip() for line in said if "Valid credentials" in line]
-    if found:
-        user = found[0].split(":", 1)[0]
-        return Reading(FAIL, f"valid credentials for user {user!r}")
-    tried = [line.strip() for line in said if "Statistics" in line]
-    if not tried or "No valid accounts found" not in " ".join(said):
-        return Reading(ERROR, " ".join(said) or "no output")
-    return Reading(PASS, f"no valid account ({tried[0]})")
+def brute(address: str) -> Reading:
+    """ssh.default-credentials from nmap's ssh-brute, given the probe's own default pairs."""
+    guesses = nmap.brute(address, PORT, "ssh-brute", DefaultCredentialsParams().attempts)
+    if guesses.user is not None:
+        return Reading(FAIL, f"valid credentials for user {guesses.user!r}")
+    if guesses.statistics is None or not guesses.no_valid_account:
+        return Reading(ERROR, " ".join(guesses.said) or "no output")
+    return Reading(PASS, f"no valid account ({guesses.statistics})")
 
 
 def reference(*, trial: bool) -> Callable[[str, Setup], Mapping[str, Reading]]:
@@ -126,8 +116,7 @@ def reference(*, trial: bool) -> Callable[[str, Setup], Mapping[str, Reading]]:
     def read(address: str, setup: Setup) -> Mapping[str, Reading]:
         out = {ALGORITHMS: audit(address), PASSWORD: auth_methods(address)}
         if trial:
-            with tempfile.TemporaryDirectory(prefix="iotprobe-ssh-brute-") as tmp:
-                out[DEFAULT] = brute(Path(tmp), address)
+            out[DEFAULT] = brute(address)
         return out
 
     return read

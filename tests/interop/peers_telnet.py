@@ -10,7 +10,6 @@ The reference tool is nmap's `telnet-brute`, given the pairs the probe tries (th
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -45,23 +44,15 @@ def _started(accounts: dict[str, str] | None
 
 def brute(address: str, setup: Setup) -> Mapping[str, Reading]:
     """telnet.default-credentials from nmap's telnet-brute with the probe's pairs."""
-    pairs = DefaultCredentialsParams().attempts
-    with tempfile.TemporaryDirectory(prefix="iotprobe-telnet-brute-") as tmp:
-        creds = Path(tmp) / "creds"
-        creds.write_text("".join(f"{user}/{password}\n" for user, password in pairs))
-        said = nmap.script(address, PORT, "telnet-brute", args=(
-            "brute.mode=creds", f"brute.credfile={creds}", "brute.threads=1", "brute.delay=1",
-            "brute.firstonly=true", "telnet-brute.timeout=5s"))
-    found = [line.strip() for line in said if "Valid credentials" in line]
-    stats = [line.strip() for line in said if "Statistics" in line]
-    if found:
-        return {DEFAULT: Reading(FAIL, f"valid credentials for user "
-                                       f"{found[0].split(':', 1)[0]!r}")}
-    if not stats or "No valid accounts found" not in " ".join(said):
-        return {DEFAULT: Reading(ERROR, " ".join(said) or "no output")}
-    if "Performed 0 guesses" in stats[0]:
-        return {DEFAULT: Reading(ERROR, f"no guess made ({stats[0]})")}
-    return {DEFAULT: Reading(PASS, f"no valid account ({stats[0]})")}
+    guesses = nmap.brute(address, PORT, "telnet-brute", DefaultCredentialsParams().attempts,
+                         ("telnet-brute.timeout=5s",))
+    if guesses.user is not None:
+        return {DEFAULT: Reading(FAIL, f"valid credentials for user {guesses.user!r}")}
+    if guesses.statistics is None or not guesses.no_valid_account:
+        return {DEFAULT: Reading(ERROR, " ".join(guesses.said) or "no output")}
+    if "Performed 0 guesses" in guesses.statistics:
+        return {DEFAULT: Reading(ERROR, f"no guess made ({guesses.statistics})")}
+    return {DEFAULT: Reading(PASS, f"no valid account ({guesses.statistics})")}
 
 
 def _peer(configuration: str, accounts: dict[str, str] | None, expect: Status,
