@@ -4,7 +4,7 @@ account of its own) or that gives a shell prompt without asking. `telnet.default
 is intrusive, so every Telnet peer is scanned with `--intrusive`; no system account is tried.
 
 The reference tool is nmap's `telnet-brute`, given the pairs the probe tries (the first
-`max_attempts` of its default list, in order), one guess at a time.
+`max_attempts` of its default list, in order), without its auto-sizing, which gives up pairs.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def _started(accounts: dict[str, str] | None
 
 def brute(address: str, setup: Setup) -> Mapping[str, Reading]:
     """telnet.default-credentials from nmap's telnet-brute with the probe's pairs."""
+    # autosize (on by default) drops worker threads whose guesses it reads as incomplete, and
+    # their pairs with them, when the login program closes after a refusal as busybox's does
     guesses = nmap.brute(address, PORT, "telnet-brute", DefaultCredentialsParams().attempts,
-                         ("telnet-brute.timeout=5s",))
+                         ("telnet-brute.timeout=5s", "telnet-brute.autosize=false"))
     if guesses.user is not None:
         return {DEFAULT: Reading(FAIL, f"valid credentials for user {guesses.user!r}")}
     if guesses.statistics is None or not guesses.no_valid_account:
