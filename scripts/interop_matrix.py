@@ -4,7 +4,7 @@ scan them once through the command line, ask each reference tool, and render the
     .venv/bin/python scripts/interop_matrix.py            # writes docs/interop.md
     .venv/bin/python scripts/interop_matrix.py --check    # exit 1 if the file is stale
 
-The peers are real daemons on 127.121-125.0.x (never port 2024), started as children and
+The peers are real daemons on 127.121-130.0.x (never port 2024), started as children and
 stopped by PID; `make test` installs them.
 """
 

@@ -23,7 +23,8 @@ DEBIAN_PACKAGES=(
   dropbear-bin                  # a real SSH daemon (identification)
   openssh-server                # sshd: its real failed-login line for the monitoring rule
   curl                          # the HTTP matrix's reference tool
-  nmap                          # the benchmark anchor
+  nmap                          # the benchmark anchor; its NSE scripts are the reference tools
+                                # of the SSH, Telnet, RTSP, Modbus and BACnet matrix rows
   postgresql                    # the sweep store on PostgreSQL, tested for real
   chromium                      # the HTML report, rendered headless in a test
   redis-server                  # the Celery broker of distributed sweeps, tested for real

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemons import Daemon, Listener, greet, silent
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from peers.ssh_telnet import STRONG_SSHD, WEAK_SSHD, dropbear, paramiko_server, sshd, telnetd
 
 from probe.api import run_check
 from probe.context import ScanOptions
@@ -33,7 +35,6 @@ from probe.protocols.ssh.checks import cipher_weakness
 from probe.protocols.ssh.codec import KexInit
 from probe.protocols.ssh.collectors import _Wire
 from probe.protocols.telnet.codec import Stream
-from tests.daemons import Daemon, Listener, greet, silent, start
 
 SSH_AUDIT = Path(sys.executable).with_name("ssh-audit")
 OPTIONS = ScanOptions(timeout=3.0, exclude_ports=(2024,), udp=False)
@@ -42,85 +43,6 @@ DEVICE_PASSWORD = "Vq7-unlisted-0x41"
 """The password of the servers whose only account is not a default one."""
 FACTORY = "factory-Secret-9"
 """The paramiko server's password, the second pair its test tries."""
-
-WEAK_SSHD = """KexAlgorithms diffie-hellman-group1-sha1,diffie-hellman-group14-sha1,\
-curve25519-sha256@libssh.org
-HostKeyAlgorithms ssh-rsa,rsa-sha2-256,ssh-ed25519
-Ciphers aes128-cbc,3des-cbc,aes128-ctr
-MACs hmac-md5,hmac-sha1,hmac-sha2-256
-PasswordAuthentication yes
-"""
-STRONG_SSHD = """KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256
-HostKeyAlgorithms ssh-ed25519
-Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com
-MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com
-PasswordAuthentication no
-"""
-
-
-def _keygen(path: Path, *args: str) -> Path:
-    if not path.exists():
-        subprocess.run(["ssh-keygen", "-q", "-N", "", "-f", str(path), *args], check=True,
-                       capture_output=True, timeout=60)
-    return path
-
-
-def sshd(tmp: Path, name: str, address: str, settings: str) -> Daemon:
-    """OpenSSH in the foreground on `address`:22 with private host keys (Ed25519, and RSA 1024
-    for the weak settings); the only user it admits does not exist, so no login succeeds."""
-    keys = [_keygen(tmp / f"{name}_ed25519", "-t", "ed25519")]
-    if "ssh-rsa" in settings:
-        keys.append(_keygen(tmp / f"{name}_rsa", "-t", "rsa", "-b", "1024"))
-    conf = tmp / f"{name}.conf"
-    conf.write_text(f"ListenAddress {address}:22\n" + "".join(f"HostKey {k}\n" for k in keys)
-                    + "UsePAM no\nPidFile none\nStrictModes no\nKbdInteractiveAuthentication no\n"
-                    "AllowUsers iotprobe-nobody\n" + settings)
-    return start(name, ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)], tmp, address,
-                 [(22, "tcp")])
-
-
-def dropbear(tmp: Path, name: str, address: str, *, weak: bool) -> Daemon:
-    """dropbear with an RSA 1024 host key and password logins (weak), or an Ed25519 key and
-    password logins off (`-s`)."""
-    key = tmp / f"{name}_key"
-    kind = ["-t", "rsa", "-s", "1024"] if weak else ["-t", "ed25519"]
-    subprocess.run(["dropbearkey", *kind, "-f", str(key)], check=True, capture_output=True,
-                   timeout=60)
-    argv = ["dropbear", "-F", "-E", "-p", f"{address}:22", "-r", str(key), "-P",
-            str(tmp / f"{name}.pid"), *([] if weak else ["-s"])]
-    return start(name, argv, tmp, address, [(22, "tcp")])
-
-
-def paramiko_server(tmp: Path, address: str, method: str) -> Daemon:
-    """tests/ssh_server.py: the account admin/FACTORY, taken by `method` only."""
-    key = _keygen(tmp / "paramiko_ed25519", "-t", "ed25519")
-    script = Path(__file__).with_name("ssh_server.py")
-    return start(f"paramiko-{method}", [sys.executable, str(script), address, "22", str(key),
-                                        "admin", FACTORY, method], tmp, address, [(22, "tcp")])
-
-
-def telnetd(tmp: Path, name: str, address: str, accounts: dict[str, str] | None) -> Daemon:
-    """busybox telnetd on `address`:23 whose login program checks `accounts` (a file in
-    `tmp`) and answers a login with a prompt that reads one line and ends (no shell runs);
-    without accounts the program shows that prompt at once."""
-    fake_shell = "printf 'Welcome\\r\\n# '; IFS= read -r _"
-    program = tmp / f"{name}-login"
-    if accounts is None:
-        program.write_text(f"#!/bin/sh\n{fake_shell}\n")
-    else:
-        creds = tmp / f"{name}-accounts"
-        creds.write_text("".join(f"{user}:{password}\n" for user, password in accounts.items()))
-        program.write_text(
-            "#!/bin/sh\n"
-            "printf 'login: '; IFS= read -r user; user=$(printf %s \"$user\" | tr -d '\\r')\n"
-            "stty -echo; printf 'Password: '; IFS= read -r pass; stty echo\n"
-            "pass=$(printf %s \"$pass\" | tr -d '\\r')\n"
-            f"if grep -qxF \"$user:$pass\" {creds}; then {fake_shell}; "
-            "else printf '\\r\\nLogin incorrect\\r\\n'; fi\n")
-    program.chmod(0o755)
-    argv = ["busybox", "telnetd", "-F", "-K", "-p", "23", "-b", address, "-l", str(program)]
-    return start(name, argv, tmp, address, [(23, "tcp")])
-
 
 async def findings(check_id: str, address: str, port: int, **params: Any) -> list[Finding]:
     return await run_check(check_id, address, ports=(port,), options=OPTIONS, **params)
@@ -144,9 +66,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
              "sshd-strong": ("127.174.21.2", lambda a: sshd(tmp, "sshd-strong", a, STRONG_SSHD)),
              "dropbear-weak": ("127.174.21.3", lambda a: dropbear(tmp, "db-weak", a, weak=True)),
              "dropbear-good": ("127.174.21.4", lambda a: dropbear(tmp, "db-good", a, weak=False)),
-             "paramiko": ("127.174.21.5", lambda a: paramiko_server(tmp, a, "password")),
+             "paramiko": ("127.174.21.5",
+                          lambda a: paramiko_server(tmp, a, "password", ("admin", FACTORY))),
              "paramiko-kbd": ("127.174.21.6",
-                              lambda a: paramiko_server(tmp, a, "keyboard-interactive")),
+                              lambda a: paramiko_server(tmp, a, "keyboard-interactive",
+                                                              ("admin", FACTORY))),
              "telnet-default": ("127.174.22.1", lambda a: telnetd(tmp, "tn-default", a,
                                                                   {"admin": "admin"})),
              "telnet-good": ("127.174.22.2", lambda a: telnetd(tmp, "tn-good", a,

@@ -1,16 +1,19 @@
 """The interoperability matrix: the probe against independent implementations, side by side
 with a reference tool.
 
-Each protocol module (`peers_tls`, `peers_http`, `peers_mqtt`, `peers_coap`, `peers_syslog`)
-lists `Peer`s: a real implementation (a Debian, PyPI or npm package started as a child process
-on its own loopback address) in one configuration, the statuses the probe must report for the
-checks that configuration decides, and optionally a reference tool's reading of the same peer.
+Each protocol module (`peers_tls`, `peers_http`, `peers_mqtt`, `peers_coap`, `peers_syslog`,
+`peers_ssh`, `peers_telnet`, `peers_rtsp`, `peers_plant`) lists `Peer`s: a real implementation
+(a Debian, PyPI or npm package started as a child process on its own loopback address) in one
+configuration, the statuses the probe must report for the checks that configuration decides,
+and optionally a reference tool's reading of the same peer.
 
 `run_matrix` starts every peer, writes one inventory for all of them, scans that fleet with the
-real command line (`iotprobe scan -i ... -o ...`) as often as asked, and returns what each scan
-said per device and check. `tests/test_interop.py` holds the probe to the expectations, to the
-reference tools and to itself (every scan identical); `scripts/interop_matrix.py` writes the
-table into `docs/interop.md`. Nothing in the table is typed by hand.
+real command line (`iotprobe scan -i ... -o ...`) as often as asked (the peers marked
+`intrusive` by a second run with `--intrusive`, so that their credential trials run), and
+returns what each scan said per device and check. `tests/test_interop.py` holds the probe to
+the expectations, to the reference tools and to itself (every scan identical);
+`scripts/interop_matrix.py` writes the table into `docs/interop.md`. Nothing in the table is
+typed by hand.
 
 Network safety: peers bind only 127.x addresses handed out here (one /24 per protocol), never
 port 2024; every scan excludes 2024; reference tools are given IP literals.
@@ -45,10 +48,16 @@ class Protocol(enum.Enum):
     MQTT = 123
     COAP = 124
     SYSLOG = 125
+    SSH = 126
+    TELNET = 127
+    RTSP = 128
+    MODBUS = 129
+    BACNET = 130
 
     @property
     def title(self) -> str:
-        return {"COAP": "CoAP", "SYSLOG": "syslog"}.get(self.name, self.name)
+        return {"COAP": "CoAP", "SYSLOG": "syslog", "TELNET": "Telnet", "MODBUS": "Modbus/TCP",
+                "BACNET": "BACnet/IP"}.get(self.name, self.name)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,8 @@ class Peer:
     reference: ReadPeer | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
     """Check id -> why the reference tool's answer differs from the probe's, where it does."""
+    intrusive: bool = False
+    """Scanned with `--intrusive`: its intrusive checks (credential trials) run."""
 
     @property
     def key(self) -> str:
@@ -170,10 +181,30 @@ def inventory(peers: Sequence[Peer], setups: Mapping[str, Setup]) -> dict[str, A
 def scan(peers: Sequence[Peer], setups: Mapping[str, Setup], workdir: Path, *,
          extra: Sequence[str] = (), timeout: float = 900.0) -> Scan:
     """Scan the matrix fleet once through the command line, as a user would; read the
-    records back. Exit codes 0, 1 and 3 are verdicts; anything else fails loudly."""
+    records back. The intrusive peers are scanned by a second run, with `--intrusive`, whose
+    records land in workdir/intrusive."""
+    devices = inventory(peers, setups)["devices"]
+    intrusive = {peer.key for peer in peers if peer.intrusive}
+    cells: dict[str, Mapping[str, Status]] = {}
+    records: dict[str, Mapping[str, Any]] = {}
+    for where, flags, fleet in (
+            (workdir, (), [d for d in devices if d["id"] not in intrusive]),
+            (workdir / "intrusive", ("--intrusive",),
+             [d for d in devices if d["id"] in intrusive])):
+        if fleet:
+            part = _scan_fleet(fleet, setups, where, (*extra, *flags), timeout)
+            cells.update(part.cells)
+            records.update(part.records)
+    return Scan(cells, records)
+
+
+def _scan_fleet(devices: Sequence[Mapping[str, Any]], setups: Mapping[str, Setup],
+                workdir: Path, extra: Sequence[str], timeout: float) -> Scan:
+    """One run of the command line over `devices`. Exit codes 0, 1 and 3 are verdicts;
+    anything else fails loudly."""
     workdir.mkdir(parents=True, exist_ok=True)
     inv = workdir / "matrix.inventory.yaml"  # JSON is YAML
-    inv.write_text(json.dumps(inventory(peers, setups), indent=1))
+    inv.write_text(json.dumps({"devices": list(devices)}, indent=1))
     out = workdir / "records"
     env = {**os.environ}
     for setup in setups.values():
@@ -186,7 +217,7 @@ def scan(peers: Sequence[Peer], setups: Mapping[str, Setup], workdir: Path, *,
     if done.returncode not in (0, 1, 3):
         raise AssertionError(f"scan exited {done.returncode}: {done.stderr[-4000:]}")
     records: dict[str, Mapping[str, Any]] = {}
-    cells: dict[str, dict[str, Status]] = {}
+    cells: dict[str, Mapping[str, Status]] = {}
     for path in sorted(out.glob("*.record.json")):
         record = json.loads(path.read_text())
         typed = Record.from_json(record)
