@@ -40,13 +40,13 @@ from daemons import (  # noqa: E402
     Certificate,
     Daemon,
     device_context,
-    evaluate,
     issue,
     make_ca,
     nginx_site,
     openssl_server,
 )
 
+from probe.api import run_check  # noqa: E402
 from probe.observe.discovery import services  # noqa: E402
 from probe.protocols.tls.codec import catalogue  # noqa: E402
 
@@ -195,7 +195,7 @@ async def iotprobe(endpoint: Endpoint, anchor: Path, counter: Counter) -> tuple[
         counter.take(endpoint.key)
         before = ctx.connections
         begin = time.perf_counter()
-        findings = {cid: await evaluate(ctx, cid) for cid in CHECKS}
+        findings = {cid: await run_check(cid, ctx.device, context=ctx) for cid in CHECKS}
         seconds = time.perf_counter() - begin
         own = ctx.connections - before
     verdicts = {cid: "/".join(sorted({f.status.value for f in found}))
