@@ -8,7 +8,7 @@ one raw ClientHello with a ServerHello; and ports that are TLS by convention or 
 (those already cost discovery a timeout and are not probed again).
 
 Versions and cipher classes (`tls_handshakes`) are decided by raw ClientHellos
-(`probe.protocols.tls.codec`) over `ctx.connect`, one connection each, none offering more than
+(`probe.protocols.tls.codec`) over `ctx.ask`, one bare connection each, none offering more than
 `MAX_OFFER` suites (`offer`: a larger offer is asked in chunks, until one is accepted; it is
 refused only when every chunk is): one offer per version; then, at
 the highest accepted version below TLS 1.3, the whole class of weak suites, minus whatever the
@@ -135,10 +135,7 @@ async def hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[in
     read the first answer."""
     payload = client_hello(version, suites, ctx.device.hostname, compression)
     try:
-        async with ctx.connect(port) as (reader, writer):
-            writer.write(payload)
-            await writer.drain()
-            data, stalled = await ctx.read(reader, MAX_REPLY, until=reply_complete)
+        data, stalled = await ctx.ask(port, payload, MAX_REPLY, until=reply_complete)
     except ConnectionRefusedError:
         return ServerReply("refused")
     except (ConnectionError, EOFError):
