@@ -13,7 +13,7 @@ PATHS = ["/", "/index.html", "/a/../b/./c", "/%7Euser/a b", "/x?y=1&z=%", "/Ã©/Ã
          "//double/slash", "/@host:99/x", "/#fragment", "/a?b#c", "/.well-known/core"]
 
 
-@pytest.mark.parametrize("address", ["127.178.2.1", "::1"])
+@pytest.mark.parametrize("address", ["127.187.2.1", "::1"])
 @pytest.mark.parametrize(("port", "tls"), [(80, False), (443, True), (8080, False)])
 def test_the_cached_target_is_httpx_s_for_the_whole_url(address: str, port: int,
                                                          tls: bool) -> None:
