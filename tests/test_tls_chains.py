@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from scapy.layers.tls.extensions import TLS_Ext_ServerName
+from scapy.layers.tls.record import TLS
 from test_tls_ask import _padding_chain
 
 from probe.api import run_check
@@ -26,8 +28,11 @@ from probe.protocols.tls.codec import (
     HANDSHAKE,
     MAX_CHAIN,
     SERVER_HELLO,
+    SSL3,
     TLS12,
+    TLS13,
     chain_complete,
+    client_hello,
     served_certificates,
 )
 from probe.protocols.tls.collectors import endpoint_handshakes, served_chains
@@ -181,3 +186,18 @@ def test_a_certificate_message_that_does_not_frame_gives_no_chain(message: bytes
 def test_a_server_hello_without_certificate_serves_none() -> None:
     data = _records(SERVER_HELLO_MESSAGE + _message(14, b""))  # ServerHelloDone: anonymous
     assert chain_complete(data) and served_certificates(data) == ()
+
+
+@pytest.mark.parametrize("version", [SSL3, TLS12, TLS13])
+@pytest.mark.parametrize("name", ["camera.test", DUAL, "bücher.example"])
+def test_the_spliced_server_name_is_the_one_scapy_reads(version: int, name: str) -> None:
+    """The server name is spliced into a template without one (a fleet's names cost no scapy
+    build): scapy reads it back as the first extension, and every length around it frames."""
+    data = client_hello(version, (0xC02F, 0x009C), name)
+    hello = TLS(data).msg[0]
+    first = hello.ext[0]
+    assert isinstance(first, TLS_Ext_ServerName)
+    assert first.servernames[0].servername == name.encode("idna")
+    assert bytes(TLS(data)) == data
+    assert hello.ciphers == [0xC02F, 0x009C]
+    assert client_hello(version, (0xC02F,), None) != client_hello(version, (0xC02F,), name)

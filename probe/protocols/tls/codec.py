@@ -272,39 +272,51 @@ def _scapy() -> Any:
 def client_hello(version: int, suites: Sequence[int], server_name: str | None = None,
                  compression: Sequence[int] = (NULL_COMPRESSION,)) -> bytes:
     """One TLS record holding a ClientHello for `version` that offers exactly `suites` and the
-    `compression` methods (by default only null).
+    `compression` methods (by default only null), naming `server_name` if given.
 
     TLS 1.3 is offered through supported_versions with x25519 and secp256r1 key shares (real
     public keys, `_key_shares`); earlier versions through the legacy version field. Every
     hello offers an empty renegotiation_info extension (RFC 5746). scapy builds one hello per
-    version, server name and compression list (a few milliseconds each); the suite list of each
-    hello sent is spliced into that template, so an elimination of k suites costs no scapy
-    work. Random, session id and key shares repeat: no handshake is ever completed.
+    version and compression list (a few milliseconds each); the suite list of each hello sent,
+    and the server name, are spliced into that template, so an elimination of k suites, or a
+    fleet of devices with their own names, costs no scapy work. Random, session id and key
+    shares repeat: no handshake is ever completed.
     """
     if version == SSL2:
         return sslv2_client_hello(suites)
-    body, at = _template(version, server_name, tuple(compression))
+    body, at = _template(version, tuple(compression))
     offer = b"".join(code.to_bytes(2, "big") for code in suites)
+    extensions = at + 2 + len(offer) + 1 + len(compression)
     body = body[:at] + len(offer).to_bytes(2, "big") + offer + body[at + 2:]
+    if server_name:
+        name = _server_name(server_name)
+        size = int.from_bytes(body[extensions:extensions + 2], "big") + len(name)
+        body = body[:extensions] + size.to_bytes(2, "big") + name + body[extensions + 2:]
     message = bytes([body[0]]) + (len(body) - 4).to_bytes(3, "big") + body[4:]
     record_version = SSL3 if version == SSL3 else TLS10
     return bytes([HANDSHAKE]) + record_version.to_bytes(2, "big") + len(message).to_bytes(
         2, "big") + message
 
 
+def _server_name(name: str) -> bytes:
+    """The server_name extension (RFC 6066) naming `name` (one host_name entry), as scapy
+    builds it: the first extension of a hello that sends one."""
+    host = name.encode("idna")
+    entry = b"\x00" + len(host).to_bytes(2, "big") + host
+    listed = len(entry).to_bytes(2, "big") + entry
+    return b"\x00\x00" + len(listed).to_bytes(2, "big") + listed
+
+
 @functools.lru_cache(maxsize=64)
-def _template(version: int, server_name: str | None,
-              compression: tuple[int, ...]) -> tuple[bytes, int]:
-    """A ClientHello message for `version` with an empty suite list, built by scapy, and the
-    offset of that list's length field (the compression methods follow the suites)."""
+def _template(version: int, compression: tuple[int, ...]) -> tuple[bytes, int]:
+    """A ClientHello message for `version` with an empty suite list and no server name, built
+    by scapy, and the offset of that list's length field (the compression methods follow the
+    suites, then the extensions). The server name, which differs from device to device, is
+    spliced in by `client_hello`."""
     s = _scapy()
-    ext: list[Any] = []
-    if server_name:
-        ext.append(s.ext.TLS_Ext_ServerName(
-            servernames=[s.ext.ServerName(servername=server_name.encode("idna"))]))
-    ext += [s.ext.TLS_Ext_SupportedGroups(groups=_GROUPS),
-            s.ext.TLS_Ext_SupportedPointFormat(ecpl=[0]),
-            s.ext.TLS_Ext_RenegotiationInfo()]
+    ext: list[Any] = [s.ext.TLS_Ext_SupportedGroups(groups=_GROUPS),
+                      s.ext.TLS_Ext_SupportedPointFormat(ecpl=[0]),
+                      s.ext.TLS_Ext_RenegotiationInfo()]
     if version >= TLS12:
         ext.append(s.ext.TLS_Ext_SignatureAlgorithms(sig_algs=_SIGNATURE_SCHEMES))
     if version == TLS13:
