@@ -485,13 +485,11 @@ async def served_chains(ctx: DeviceContext, port: int) -> tuple[ServedChain, ...
     of the default hello's suite first; and to a client offering every suite without a
     server name. A chain is kept once (by its leaf), marked served with a server name if
     either of the first two got it. None where these hellos cannot stand for sslyze's
-    handshakes: an endpoint whose highest version is TLS 1.3 without TLS 1.2 or below TLS 1.2
-    without TLS 1.3 accepted, any of the three answers undecided or cut short, or no chain at
-    all."""
+    handshakes: an endpoint that accepts TLS 1.3 but not TLS 1.2 (sslyze asks at TLS 1.3 and
+    1.2 there), any of the three answers undecided or cut short, or no chain at all."""
     found: Handshakes = await ctx.observe(endpoint_handshakes, port)
     version = found.classic
-    if version is None or found.highest not in (version, TLS13) or (
-            found.highest == TLS13 and version != TLS12):
+    if version is None or (found.highest == TLS13 and version != TLS12):
         return None
     default = catalogue().get(found.versions[version].suite or 0)
     order = [rsa_authenticated_suites(), other_certificate_suites()]
