@@ -268,6 +268,40 @@ async def _close(writer: asyncio.StreamWriter, limit: float) -> None:
         raise
 
 
+async def _receive(sock: socket.socket, max_bytes: int, limit: float,
+                   until: Callable[[bytes], bool]) -> tuple[bytes, bool]:
+    """`DeviceContext.read`'s loop over a bare socket."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    end = loop.time() + limit
+    while len(data) < max_bytes:
+        left = end - loop.time()
+        if left <= 0:
+            return bytes(data), True
+        try:
+            async with asyncio.timeout(left):
+                chunk = await loop.sock_recv(sock, max_bytes - len(data))
+        except TimeoutError:
+            return bytes(data), True
+        if not chunk:
+            break
+        data += chunk
+        if until(bytes(data)):
+            break
+    return bytes(data), False
+
+
+def _drain(sock: socket.socket) -> None:
+    """Read what the peer has already sent (at most 1 MiB) and drop it, so that closing the
+    socket ends the connection with a FIN rather than a reset for unread data, as asyncio's
+    transport (which reads whatever arrives) does; what arrives after the close gets a reset
+    in both."""
+    with contextlib.suppress(OSError):
+        for _ in range(16):
+            if not sock.recv(64 * 1024):
+                return
+
+
 class _Share:
     """One shared resource of a device context (see `DeviceContext.shared`): the task that
     opens it, the stack that closes it and how many users hold it."""
@@ -403,9 +437,19 @@ class DeviceContext:
                                   functools.partial(self._bare_connect, port))
 
     async def _bare_connect(self, port: int) -> None:
-        with socket.socket(self._family, socket.SOCK_STREAM) as sock:
+        (await self._bare_socket(port)).close()
+
+    async def _bare_socket(self, port: int) -> socket.socket:
+        """A non-blocking TCP socket connected to the device's `port` (closed if the connect
+        fails or is cancelled)."""
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        try:
             sock.setblocking(False)
             await asyncio.get_running_loop().sock_connect(sock, (self.address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def _connected(self, port: int, limit: float, bare: bool,
                          opener: Callable[[], Awaitable[T]]) -> T:
@@ -479,6 +523,29 @@ class DeviceContext:
             self.lane.congested(since, network=True)
         elif protocol.replies or protocol.refused:
             self.lane.succeeded()
+
+    async def ask(self, port: int, payload: bytes, max_bytes: int, *,
+                  until: Callable[[bytes], bool]) -> tuple[bytes, bool]:
+        """Send `payload` on a fresh TCP connection and read the answer as `read` does (until
+        `max_bytes`, EOF, `until(data)` holds or the timeout passes; the bytes and whether the
+        timeout cut the read short), over a bare non-blocking socket: `connect`, `write` and
+        `read` without the transport and streams asyncio builds for `connect`, for the twenty
+        or so one-question connections of a TLS endpoint's raw hellos. The connection is made
+        as `connect` makes it (`_connected`: slot, the lane's token, count, what it tells the
+        lane, the retries of an overload refusal, the timeout); raises ConnectionRefusedError,
+        TimeoutError or OSError as the network answers."""
+        limit = self.timeout
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            sock = await self._connected(port, limit, True,
+                                         functools.partial(self._bare_socket, port))
+            with sock:
+                async with asyncio.timeout(limit):
+                    await loop.sock_sendall(sock, payload)
+                try:
+                    return await _receive(sock, max_bytes, limit, until)
+                finally:
+                    _drain(sock)
 
     def declared(self, address: str) -> bool:
         """Whether `address` is an IP literal that the device's inventory `monitor:` names as

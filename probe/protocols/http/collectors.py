@@ -146,6 +146,15 @@ def host_header(ctx: DeviceContext, port: int, tls: bool) -> str:
     return name if port == (443 if tls else 80) else f"{name}:{port}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _target(tls: bool, path: str) -> bytes:
+    """The request target httpx sends for `path`, a path that starts with "/" (its parsing, dot
+    segments removed, percent-encoded), once per path: after the device's address and port
+    (always valid) that "/" ends the authority, so the target does not depend on them, and
+    every device of a fleet asks for the same few paths."""
+    return httpx.URL(f"{'https' if tls else 'http'}://host{path}").raw_path
+
+
 async def request(ctx: DeviceContext, port: int, tls: bool, path: str,
                   auth: httpx.Auth | None = None) -> Response:
     """One GET of `path` (with `auth` if given), capped in time and size; never raises for
@@ -161,7 +170,8 @@ async def _fetch(ctx: DeviceContext, port: int, tls: bool, path: str) -> Respons
     """A GET without credentials, through h11 over the listener's shared connection; the
     request line and headers are those httpx sent (its normalised target, then Host,
     Connection: keep-alive, User-Agent, Accept, Accept-Encoding)."""
-    get = Get(httpx.URL(url_of(ctx, port, tls, path)).raw_path,
+    get = Get(_target(tls, path) if path.startswith("/")
+              else httpx.URL(url_of(ctx, port, tls, path)).raw_path,
                [("Host", host_header(ctx, port, tls)), ("Connection", "keep-alive"),
                 ("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Accept-Encoding", "identity")],
                time.time())

@@ -43,7 +43,7 @@ LEGACY_VERSIONS = (SSL2, SSL3, TLS10, TLS11)
 """The versions every TLS endpoint must refuse."""
 
 HANDSHAKE, ALERT = 22, 21
-SERVER_HELLO = 2
+SERVER_HELLO, CERTIFICATE = 2, 11
 SUPPORTED_VERSIONS = 43  # the extension that carries a TLS 1.3 ServerHello's version
 RENEGOTIATION_INFO = 0xFF01  # RFC 5746: a server that supports secure renegotiation answers it
 NULL_COMPRESSION, DEFLATE = 0, 1
@@ -65,6 +65,18 @@ INTERNAL_ERROR = 80
 """close_notify, handshake_failure, protocol_version, insufficient_security: the alerts that
 refuse what a hello offered. Any other alert is a complaint about the hello (decode_error,
 illegal_parameter, internal_error, unrecognized_name...) and decides nothing."""
+
+MAX_CHAIN = 100 * 1024
+"""The largest Certificate message read from a hello's answer: OpenSSL's default
+max_cert_list, beyond which sslyze's client (nassl) gives up on the handshake."""
+RSA_AUTHENTICATED = frozenset({"RSA", "RSA_EXPORT", "RSA_EXPORT1024", "DHE_RSA",
+                               "DHE_RSA_EXPORT", "ECDHE_RSA", "SRP_SHA_RSA", "RSA_PSK"})
+"""The key exchanges whose server proves itself with an RSA certificate (OpenSSL's aRSA)."""
+OTHER_CERTIFICATES = frozenset({"ECDHE_ECDSA", "ECDH_ECDSA", "ECDH_RSA", "DHE_DSS",
+                                "DHE_DSS_EXPORT", "DH_DSS", "DH_DSS_EXPORT", "DH_RSA",
+                                "DH_RSA_EXPORT", "SRP_SHA_DSS"})
+"""The other key exchanges with a server certificate (ECDSA, DSA, static DH and ECDH): a
+server with more than one certificate serves the one the suite it picks needs."""
 
 WEAK_CLASSES = ("NULL", "anonymous", "EXPORT", "RC4", "DES", "3DES", "MD5-MAC")
 
@@ -196,6 +208,17 @@ def non_forward_secret_suites() -> tuple[int, ...]:
     return tuple(c for c in classic_suites() if not catalogue()[c].forward_secret)
 
 
+@functools.cache
+def rsa_authenticated_suites() -> tuple[int, ...]:
+    return tuple(c for c in classic_suites() if catalogue()[c].key_exchange in RSA_AUTHENTICATED)
+
+
+@functools.cache
+def other_certificate_suites() -> tuple[int, ...]:
+    return tuple(c for c in classic_suites()
+                 if catalogue()[c].key_exchange in OTHER_CERTIFICATES)
+
+
 def chunks(suites: Sequence[int], most: int = MAX_OFFER) -> list[tuple[int, ...]]:
     """`suites` in hellos of at most `most` suites, of near-equal sizes: those with a common
     key exchange (`COMMON_KEY_EXCHANGES`) first, so that a server that takes the version
@@ -249,39 +272,51 @@ def _scapy() -> Any:
 def client_hello(version: int, suites: Sequence[int], server_name: str | None = None,
                  compression: Sequence[int] = (NULL_COMPRESSION,)) -> bytes:
     """One TLS record holding a ClientHello for `version` that offers exactly `suites` and the
-    `compression` methods (by default only null).
+    `compression` methods (by default only null), naming `server_name` if given.
 
     TLS 1.3 is offered through supported_versions with x25519 and secp256r1 key shares (real
     public keys, `_key_shares`); earlier versions through the legacy version field. Every
     hello offers an empty renegotiation_info extension (RFC 5746). scapy builds one hello per
-    version, server name and compression list (a few milliseconds each); the suite list of each
-    hello sent is spliced into that template, so an elimination of k suites costs no scapy
-    work. Random, session id and key shares repeat: no handshake is ever completed.
+    version and compression list (a few milliseconds each); the suite list of each hello sent,
+    and the server name, are spliced into that template, so an elimination of k suites, or a
+    fleet of devices with their own names, costs no scapy work. Random, session id and key
+    shares repeat: no handshake is ever completed.
     """
     if version == SSL2:
         return sslv2_client_hello(suites)
-    body, at = _template(version, server_name, tuple(compression))
+    body, at = _template(version, tuple(compression))
     offer = b"".join(code.to_bytes(2, "big") for code in suites)
+    extensions = at + 2 + len(offer) + 1 + len(compression)
     body = body[:at] + len(offer).to_bytes(2, "big") + offer + body[at + 2:]
+    if server_name:
+        name = _server_name(server_name)
+        size = int.from_bytes(body[extensions:extensions + 2], "big") + len(name)
+        body = body[:extensions] + size.to_bytes(2, "big") + name + body[extensions + 2:]
     message = bytes([body[0]]) + (len(body) - 4).to_bytes(3, "big") + body[4:]
     record_version = SSL3 if version == SSL3 else TLS10
     return bytes([HANDSHAKE]) + record_version.to_bytes(2, "big") + len(message).to_bytes(
         2, "big") + message
 
 
+def _server_name(name: str) -> bytes:
+    """The server_name extension (RFC 6066) naming `name` (one host_name entry), as scapy
+    builds it: the first extension of a hello that sends one."""
+    host = name.encode("idna")
+    entry = b"\x00" + len(host).to_bytes(2, "big") + host
+    listed = len(entry).to_bytes(2, "big") + entry
+    return b"\x00\x00" + len(listed).to_bytes(2, "big") + listed
+
+
 @functools.lru_cache(maxsize=64)
-def _template(version: int, server_name: str | None,
-              compression: tuple[int, ...]) -> tuple[bytes, int]:
-    """A ClientHello message for `version` with an empty suite list, built by scapy, and the
-    offset of that list's length field (the compression methods follow the suites)."""
+def _template(version: int, compression: tuple[int, ...]) -> tuple[bytes, int]:
+    """A ClientHello message for `version` with an empty suite list and no server name, built
+    by scapy, and the offset of that list's length field (the compression methods follow the
+    suites, then the extensions). The server name, which differs from device to device, is
+    spliced in by `client_hello`."""
     s = _scapy()
-    ext: list[Any] = []
-    if server_name:
-        ext.append(s.ext.TLS_Ext_ServerName(
-            servernames=[s.ext.ServerName(servername=server_name.encode("idna"))]))
-    ext += [s.ext.TLS_Ext_SupportedGroups(groups=_GROUPS),
-            s.ext.TLS_Ext_SupportedPointFormat(ecpl=[0]),
-            s.ext.TLS_Ext_RenegotiationInfo()]
+    ext: list[Any] = [s.ext.TLS_Ext_SupportedGroups(groups=_GROUPS),
+                      s.ext.TLS_Ext_SupportedPointFormat(ecpl=[0]),
+                      s.ext.TLS_Ext_RenegotiationInfo()]
     if version >= TLS12:
         ext.append(s.ext.TLS_Ext_SignatureAlgorithms(sig_algs=_SIGNATURE_SCHEMES))
     if version == TLS13:
@@ -479,3 +514,64 @@ def _parse_sslv2(data: bytes) -> ServerReply:
     specs = tuple(int(c) for c in (message.ciphers or []))
     return ServerReply("hello", version=SSL2, suite=specs[0] if specs else None,
                        sslv2_suites=specs)
+
+
+def _messages(data: bytes) -> tuple[list[bytes], bool]:
+    """The complete handshake messages (headers included) that open `data`'s records, and
+    whether the handshake stream has ended there (another record type follows, or the rest is
+    not TLS)."""
+    records, tls = _records(data)
+    stream = bytearray()
+    ended = not tls
+    for kind, body in records:
+        if kind != HANDSHAKE:
+            ended = True
+            break
+        stream += body
+    out = []
+    at = 0
+    while len(stream) - at >= 4:
+        size = int.from_bytes(stream[at + 1:at + 4], "big")
+        if len(stream) - at - 4 < size:
+            break
+        out.append(bytes(stream[at:at + 4 + size]))
+        at += 4 + size
+    return out, ended
+
+
+def chain_complete(data: bytes) -> bool:
+    """Whether `data` holds the answer and, after a ServerHello below TLS 1.3, the message
+    that follows it (the Certificate, when the suite has one): `until` for a hello whose
+    certificate chain is kept."""
+    if _sslv2(data):
+        return reply_complete(data)
+    messages, ended = _messages(data)
+    if ended or len(messages) >= 2:
+        return True
+    return bool(messages) and (messages[0][0] != SERVER_HELLO
+                               or _parse_server_hello(messages[0]).version == TLS13)
+
+
+def served_certificates(data: bytes) -> tuple[bytes, ...] | None:
+    """The certificates (DER, as served: leaf first) of the Certificate message that follows
+    the ServerHello in `data`; () when the server sent none (the next message is another one:
+    an anonymous or PSK suite); None when that is not known: no complete message after the
+    ServerHello (cut short, too long, a silence), a list that does not frame exactly or a
+    message over `MAX_CHAIN`."""
+    messages, _ = _messages(data)
+    if len(messages) < 2 or messages[0][0] != SERVER_HELLO:
+        return None
+    if messages[1][0] != CERTIFICATE:
+        return ()
+    body = messages[1][4:]
+    if len(body) > MAX_CHAIN or len(body) < 3 or int.from_bytes(body[:3], "big") != len(body) - 3:
+        return None
+    certificates = []
+    at = 3
+    while at < len(body):
+        size = int.from_bytes(body[at:at + 3], "big") if len(body) - at >= 3 else 0
+        if size == 0 or len(body) - at - 3 < size:
+            return None
+        certificates.append(body[at + 3:at + 3 + size])
+        at += 3 + size
+    return tuple(certificates)

@@ -8,7 +8,7 @@ one raw ClientHello with a ServerHello; and ports that are TLS by convention or 
 (those already cost discovery a timeout and are not probed again).
 
 Versions and cipher classes (`tls_handshakes`) are decided by raw ClientHellos
-(`probe.protocols.tls.codec`) over `ctx.connect`, one connection each, none offering more than
+(`probe.protocols.tls.codec`) over `ctx.ask`, one bare connection each, none offering more than
 `MAX_OFFER` suites (`offer`: a larger offer is asked in chunks, until one is accepted; it is
 refused only when every chunk is): one offer per version; then, at
 the highest accepted version below TLS 1.3, the whole class of weak suites, minus whatever the
@@ -20,9 +20,12 @@ before null. Two
 known flaws are read from these hellos: secure renegotiation (RFC 5746) from whether the
 ServerHello to that version's hello (every hello offers renegotiation_info) answers with the
 renegotiation_info extension, and TLS compression from the method the DEFLATE hello got.
-Certificates (`tls_certificates`) and the other known vulnerabilities (`tls_vulnerabilities`)
-come from sslyze (`probe.protocols.tls.sslyze_scan`), which runs only on endpoints whose
-handshakes showed a TLS server, so a silent listener costs no sslyze time.
+The certificate chains (`served_chains`) come from three more hellos at the highest version up
+to TLS 1.2, read on to the Certificate message (in clear below TLS 1.3), as sslyze's
+certificate jobs ask for them. Their validation (`tls_certificates`), and the other known
+vulnerabilities (`tls_vulnerabilities`), are `probe.protocols.tls.sslyze_scan`'s: sslyze
+runs only on endpoints whose handshakes showed a TLS server, so a silent listener costs no
+sslyze time, and gets the certificates only where the hellos cannot (TLS 1.3 only).
 
 The server name sent is the device's `hostname` when the inventory gives one, else none;
 connections always go to the device's address.
@@ -35,7 +38,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +52,7 @@ from probe.observe.tcp import service_ports
 from probe.protocols.tls.codec import (
     DEFLATE,
     NULL_COMPRESSION,
+    RSA_AUTHENTICATED,
     SMALL_OFFER,
     SSL2,
     SSL3,
@@ -59,12 +63,16 @@ from probe.protocols.tls.codec import (
     VERSION_NAMES,
     ServerReply,
     catalogue,
+    chain_complete,
     chunks,
     classic_suites,
     client_hello,
     non_forward_secret_suites,
+    other_certificate_suites,
     parse_reply,
     reply_complete,
+    rsa_authenticated_suites,
+    served_certificates,
     sslv2_suites,
     suite_name,
     tls13_suites,
@@ -74,6 +82,9 @@ from probe.protocols.tls.ident import PORTS as TLS_PORTS
 from probe.stamps import stamp
 
 MAX_REPLY = 32 * 1024
+MAX_CHAIN_REPLY = 128 * 1024
+"""What a hello whose certificate chain is kept reads at most: the ServerHello and a
+Certificate message of up to `MAX_CHAIN`."""
 MAX_ROUNDS = 64
 """At most this many handshakes per elimination (a server that keeps picking is cut off)."""
 PROTOCOL_VERSION_ALERT = 70
@@ -134,11 +145,19 @@ async def hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[in
     """Offer `suites` (and the `compression` methods) at `version` on a fresh connection and
     read the first answer."""
     payload = client_hello(version, suites, ctx.device.hostname, compression)
+    answer = await _exchange(ctx, port, payload, MAX_REPLY, reply_complete)
+    if isinstance(answer, ServerReply):
+        return answer
+    data, stalled = answer
+    return dataclasses.replace(parse_reply(data, timed_out=stalled), offered=len(suites))
+
+
+async def _exchange(ctx: DeviceContext, port: int, payload: bytes, max_bytes: int,
+                    until: Callable[[bytes], bool]) -> tuple[bytes, bool] | ServerReply:
+    """`payload` sent on a fresh connection (`ctx.ask`): what came back and whether the
+    timeout cut it short, or the answer a failed connection is."""
     try:
-        async with ctx.connect(port) as (reader, writer):
-            writer.write(payload)
-            await writer.drain()
-            data, stalled = await ctx.read(reader, MAX_REPLY, until=reply_complete)
+        return await ctx.ask(port, payload, max_bytes, until=until)
     except ConnectionRefusedError:
         return ServerReply("refused")
     except (ConnectionError, EOFError):
@@ -147,7 +166,6 @@ async def hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[in
         return ServerReply("timeout")
     except OSError:
         return ServerReply("refused")
-    return dataclasses.replace(parse_reply(data, timed_out=stalled), offered=len(suites))
 
 
 async def offer(ctx: DeviceContext, port: int, version: int,
@@ -409,6 +427,86 @@ def pick_evidence(picks: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
             entry["classes"] = list(suite.weak_classes)
         out.append(entry)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificate chains from raw hellos
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedChain:
+    """One certificate chain a hello got, as served (DER, leaf first)."""
+
+    certificates: tuple[bytes, ...]
+    server_name: bool  # the hello sent a server name
+
+
+async def chain_hello(ctx: DeviceContext, port: int, version: int, suites: Sequence[int],
+                      server_name: str | None) -> tuple[ServerReply, tuple[bytes, ...] | None]:
+    """`hello` with `server_name` (or none), read on past the ServerHello to the message that
+    follows it: the answer, and the certificates it served (see `served_certificates`; None
+    but for a ServerHello)."""
+    payload = client_hello(version, suites, server_name)
+    answer = await _exchange(ctx, port, payload, MAX_CHAIN_REPLY, chain_complete)
+    if isinstance(answer, ServerReply):
+        return answer, None
+    data, stalled = answer
+    reply = dataclasses.replace(parse_reply(data, timed_out=stalled), offered=len(suites))
+    return reply, served_certificates(data) if reply.outcome == "hello" else None
+
+
+async def _chain_offer(ctx: DeviceContext, port: int, version: int, suites: Sequence[int],
+                       server_name: str | None) -> ServedChain | bool | None:
+    """`suites` offered at `version` in `chunks` until a ServerHello: its chain; False when
+    every chunk was refused or the suite has no certificate (the server serves none to such
+    a client); None when the answers decide nothing (an undecided answer, a ServerHello at
+    another version or for a suite not offered, a chain cut short)."""
+    for chunk in chunks(suites):
+        reply, certificates = await chain_hello(ctx, port, version, chunk, server_name)
+        if reply.outcome == "hello":
+            if reply.version != version or reply.suite not in chunk or certificates is None:
+                return None
+            return ServedChain(certificates, server_name is not None) if certificates \
+                else False
+        if reply.undecided:
+            return None
+        if reply.alert_code == PROTOCOL_VERSION_ALERT:
+            return False
+    return False
+
+
+async def served_chains(ctx: DeviceContext, port: int) -> tuple[ServedChain, ...] | None:
+    """Collector (per port): the certificate chains the endpoint serves, read from raw hellos
+    at the highest version up to TLS 1.2 it accepts (there the Certificate message is in
+    clear), as sslyze's certificate jobs ask for them: to a client offering only suites with
+    RSA authentication and to one offering only the other suites with a certificate, both
+    sending the server name sslyze sends (the device's hostname, else its address), the one
+    of the default hello's suite first; and to a client offering every suite without a
+    server name. A chain is kept once (by its leaf), marked served with a server name if
+    either of the first two got it. None where these hellos cannot stand for sslyze's
+    handshakes: an endpoint that accepts TLS 1.3 but not TLS 1.2 (sslyze asks at TLS 1.3 and
+    1.2 there), any of the three answers undecided or cut short, or no chain at all."""
+    found: Handshakes = await ctx.observe(endpoint_handshakes, port)
+    version = found.classic
+    if version is None or (found.highest == TLS13 and version != TLS12):
+        return None
+    default = catalogue().get(found.versions[version].suite or 0)
+    order = [rsa_authenticated_suites(), other_certificate_suites()]
+    if default is not None and default.key_exchange not in RSA_AUTHENTICATED:
+        order.reverse()
+    name = device_identity(ctx)
+    answers = await asyncio.gather(*(_chain_offer(ctx, port, version, suites, name)
+                                     for suites in order),
+                                   _chain_offer(ctx, port, version, classic_suites(), None))
+    if any(answer is None for answer in answers):
+        return None
+    chains: dict[bytes, ServedChain] = {}
+    for answer in answers:
+        if isinstance(answer, ServedChain):
+            leaf = answer.certificates[0]
+            chains.setdefault(leaf, answer)
+    return tuple(chains.values()) or None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,16 @@
-"""sslyze for what it does best: certificate chains validated against the trust anchor, and the
-known implementation flaws that need more than a ServerHello (Heartbleed, OpenSSL CCS
-injection, ROBOT, client-initiated renegotiation).
+"""sslyze for what it does best: the known implementation flaws that need more than a
+ServerHello (Heartbleed, OpenSSL CCS injection, ROBOT, client-initiated renegotiation); and the
+certificate chains, validated against the trust anchor by cryptography's X.509 verifier, as
+sslyze validates them.
+
+The chains come from the probe's own raw hellos (`collectors.served_chains`: below TLS 1.3 the
+Certificate message is in clear) wherever those stand for sslyze's four certificate jobs;
+sslyze's jobs still run on TLS 1.3-only endpoints (the certificate is encrypted there), and
+wherever the hellos' answers were undecided, cut short or not parseable by cryptography, so
+that what sslyze would have said stays what the record says. A TLS 1.3 endpoint that also
+accepts TLS 1.2 is read at TLS 1.2: sslyze's TLS 1.3 job is taken to get one of the
+certificates the TLS 1.2 hellos get (a server picks a certificate by its key type, for the
+suite or the signature scheme, whatever the version).
 
 Two flaws in the record are not sslyze's: secure renegotiation (RFC 5746) and TLS compression
 are read from the probe's raw hellos (`Handshakes.secure_renegotiation`,
@@ -12,14 +22,14 @@ sslyze is driven one scan job at a time rather than through its `Scanner`: the p
 handshakes (`probe.protocols.tls.collectors`) already know the highest version and whether RSA
 key exchange is accepted, so sslyze's connectivity test (several handshakes) is replaced by a
 `ServerConnectivityInfo` built from those facts, and ROBOT is not run at all when no RSA key
-exchange is accepted (ROBOT needs one). Per endpoint that leaves four certificate jobs,
-Heartbleed and CCS injection (none on a TLS 1.3 server: sslyze skips both there), one client
-renegotiation job and ROBOT's. A job opens at most one connection (sslyze's own three-attempt
-ROBOT test, run only to confirm a possible oracle, up to seven); before each job is handed to
-sslyze the probe takes a rate token per connection and one of the device's slots, counts the
-connections, and runs the job in the blocking-call pool under a cap shared by every device of
-the scan (`gate`). Name lookups never happen: sslyze gets the device's address as
-`ip_address`.
+exchange is accepted (ROBOT needs one). Per endpoint that leaves (besides the four certificate
+jobs, where they still run) Heartbleed and CCS injection (none on a TLS 1.3 server: sslyze
+skips both there), one client renegotiation job and ROBOT's. A job opens at most one connection
+(sslyze's own three-attempt ROBOT test, run only to confirm a possible oracle, up to seven);
+before each job is handed to sslyze the probe takes a rate token per connection and one of the
+device's slots, counts the connections, and runs the job in the blocking-call pool under a cap
+shared by every device of the scan (`gate`). Name lookups never happen: sslyze gets the
+device's address as `ip_address`.
 
 The certificate jobs are sslyze's, minus the OCSP stapling request (`_received_chain`): a
 stack that cannot staple may drop a handshake that asks for it.
@@ -31,6 +41,7 @@ the address itself (and the certificate is then validated against that IP addres
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import ipaddress
 import math
@@ -43,15 +54,19 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from probe.context import DeviceContext
 from probe.protocols.tls.codec import SSL2, SSL3, TLS10, TLS11, TLS12, TLS13, catalogue
 from probe.protocols.tls.collectors import (
     Handshakes,
     LeafFacts,
+    ServedChain,
     device_identity,
     endpoint_handshakes,
     leaf_facts,
+    served_chains,
     tls_endpoints,
 )
 from probe.secrets import Secret
@@ -229,28 +244,34 @@ class CertificateScan:
 
 
 @functools.lru_cache(maxsize=16)
-def _store(path: str, stamp: tuple[int, int]) -> Any:
-    """sslyze's trust store for the CA bundle at `path` (`stamp`: its mtime and size, so an
-    edited file is read again)."""
+def _store(path: str, stamp: tuple[int, int]) -> Store:
+    """The trust store of the CA bundle at `path` (`stamp`: its mtime and size, so an edited
+    file is read again), as sslyze's `TrustStore` builds it."""
     from cryptography.utils import CryptographyDeprecationWarning
-    from sslyze.plugins.certificate_info.trust_stores.trust_store import TrustStore
 
     with warnings.catch_warnings():  # system bundles hold a few pre-RFC 5280 roots
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return TrustStore(Path(path), "trust anchor", "n/a")
+        return Store(x509.load_pem_x509_certificates(Path(path).read_bytes()))
 
 
-def _subject(ctx: DeviceContext) -> x509.GeneralName:
+def _subject(ctx: DeviceContext) -> x509.DNSName | x509.IPAddress:
     if ctx.device.hostname:
         return x509.DNSName(ctx.device.hostname)
     return x509.IPAddress(ipaddress.ip_address(ctx.address))
 
 
-def _validate(store: Any, chain: list[str], subject: x509.GeneralName) -> str | None:
-    result = store.verify_certificate_chain(chain, subject)
-    if result.was_validation_successful:
-        return None
-    return str(result.validation_error or "validation failed")
+def _validate(store: Store, chain: Sequence[x509.Certificate],
+              subject: x509.DNSName | x509.IPAddress) -> str | None:
+    """Why `chain` (leaf first, as served) does not validate to `store` for `subject` now
+    (None: it does): cryptography's X.509 verifier, exactly as sslyze's
+    `TrustStore.verify_certificate_chain` runs it."""
+    verifier = PolicyBuilder().store(store).time(dt.datetime.now(dt.UTC)).build_server_verifier(
+        subject)
+    try:
+        verifier.verify(chain[0], list(chain[1:]))
+    except VerificationError as exc:
+        return str(exc.args[0] if exc.args else "validation failed")
+    return None
 
 
 def _received_chain(info: Any, custom_ca_file: Path | None, version: Any,
@@ -276,16 +297,25 @@ def _received_chain(info: Any, custom_ca_file: Path | None, version: Any,
     return chain, None, custom_ca_file, server_name
 
 
-async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
-    """Collector (per port): every chain the endpoint serves (sslyze's certificate jobs: with
-    and without a server name, RSA and non-RSA authentication; `_received_chain`, without
-    OCSP stapling), each validated by sslyze against the trust anchor and the device identity
-    (its hostname, else its address)."""
-    found = await ctx.observe(endpoint_handshakes, port)
-    anchor, source = trust_anchor(ctx)
-    problem = _unusable(found)
-    if problem is not None:
-        return CertificateScan(port, anchor, source, error=problem)
+Chains = dict[bytes, tuple[list[x509.Certificate], bool]]
+"""Every chain an endpoint serves by its leaf (DER): the chain, leaf first, and whether it
+was served to a client that sent a server name."""
+
+
+def _parsed(served: Sequence[ServedChain]) -> Chains | None:
+    """The raw hellos' chains parsed (None if a certificate does not parse: sslyze's own
+    handshakes then decide what the endpoint serves, as before)."""
+    try:
+        return {chain.certificates[0]: ([x509.load_der_x509_certificate(der)
+                                          for der in chain.certificates], chain.server_name)
+                for chain in served}
+    except ValueError:
+        return None
+
+
+async def _sslyze_chains(ctx: DeviceContext, found: Handshakes) -> Chains | str:
+    """The chains of sslyze's certificate jobs (with and without a server name, RSA and
+    non-RSA authentication; `_received_chain`, without OCSP stapling), or why there are none."""
     api = _sslyze()
     try:
         info = server_info(ctx, found)
@@ -295,7 +325,7 @@ async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
                 for job in implementation.scan_jobs_for_scan_command(info, None)]
         results = await run_jobs(ctx, jobs)
     except Exception as exc:
-        return CertificateScan(port, anchor, source, error=describe_error(exc))
+        return describe_error(exc)
     chains: dict[str, tuple[list[str], bool]] = {}
     failures: list[BaseException] = []
     for result in results:
@@ -308,8 +338,32 @@ async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
             known = chains.get(chain[0])
             chains[chain[0]] = (chain, sni or (known is not None and known[1]))
     if not chains:
-        reason = describe_error(failures[0]) if failures else "the server sent no certificate"
-        return CertificateScan(port, anchor, source, error=reason)
+        return describe_error(failures[0]) if failures else "the server sent no certificate"
+    parsed = {}
+    for chain, sni in chains.values():
+        certificates = [x509.load_pem_x509_certificate(pem.encode("ascii")) for pem in chain]
+        parsed[certificates[0].public_bytes(serialization.Encoding.DER)] = (certificates, sni)
+    return parsed
+
+
+async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
+    """Collector (per port): every chain the endpoint serves, each validated against the trust
+    anchor and the device identity (its hostname, else its address). The chains come from the
+    probe's raw hellos (`served_chains`: the Certificate message of TLS 1.2 and below is in
+    clear) where those stand for sslyze's certificate jobs, else from those jobs (TLS 1.3-only
+    endpoints, chains cut short, certificates cryptography cannot parse, undecided answers)."""
+    found = await ctx.observe(endpoint_handshakes, port)
+    anchor, source = trust_anchor(ctx)
+    problem = _unusable(found)
+    if problem is not None:
+        return CertificateScan(port, anchor, source, error=problem)
+    served = await ctx.observe(served_chains, port)
+    chains = _parsed(served) if served is not None else None
+    if chains is None:
+        from_sslyze = await _sslyze_chains(ctx, found)
+        if isinstance(from_sslyze, str):
+            return CertificateScan(port, anchor, source, error=from_sslyze)
+        chains = from_sslyze
     store = None
     if anchor is not None:
         try:
@@ -321,9 +375,8 @@ async def certificate_scan(ctx: DeviceContext, port: int) -> CertificateScan:
     identity, subject = device_identity(ctx), _subject(ctx)
     deployments = []
     for chain, sni in chains.values():
-        leaf = x509.load_pem_x509_certificate(chain[0].encode("ascii"))
         error = _validate(store, chain, subject) if store is not None else source
-        deployments.append(Deployment(leaf_facts(leaf, identity), len(chain), sni, error))
+        deployments.append(Deployment(leaf_facts(chain[0], identity), len(chain), sni, error))
     return CertificateScan(port, anchor if store is not None else None, source,
                            tuple(deployments))
 
