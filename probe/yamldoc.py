@@ -6,6 +6,7 @@ the field, and never quotes a value (it may be a secret).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
@@ -153,9 +154,11 @@ def load_yaml_mapping(path: Path, file: str, expected: str) -> YamlDocument:
     whose events are the same, and whose errors are the ones reported.
     """
     text = read_text(path, file)
-    try:
-        builder = _build(file, text, yaml.parse(text, Loader=yaml.CSafeLoader))
-    except yaml.YAMLError:
+    builder: _Builder | None = None
+    if _LIBYAML is not None:
+        with contextlib.suppress(yaml.YAMLError):
+            builder = _build(file, text, yaml.parse(text, Loader=_LIBYAML))
+    if builder is None:
         builder = _build(file, text, _ruamel_events(file, text))
     root, lines = builder.root
     if root is None:
@@ -165,6 +168,10 @@ def load_yaml_mapping(path: Path, file: str, expected: str) -> YamlDocument:
         raise InputError(f"the top level must be a mapping with {expected}, not "
                          f"{describe(root)}", file=file, line=1)
     return YamlDocument(file=file, path=path, lines=lines, data=root)
+
+
+_LIBYAML = getattr(yaml, "CSafeLoader", None)
+"""libyaml's parser, or None where PyYAML was built without it (ruamel's parser reads all)."""
 
 
 def _build(file: str, text: str, events: Iterable[Any]) -> _Builder:
