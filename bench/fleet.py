@@ -143,7 +143,7 @@ def run_measured(argv: Sequence[str], deadline: float, stdout: Any = subprocess.
               file=sys.stderr)
     return Usage(seconds, usage.ru_utime + usage.ru_stime, max(peak[0], usage.ru_maxrss / 1024),
                  proc.returncode,
-                 "\n".join(errors.decode(errors="replace").strip().splitlines()[-20:]))
+                 "\n".join(errors.decode(errors="replace").strip().splitlines()[-80:]))
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

@@ -293,6 +293,9 @@ class _Loader:
         self.base = path.expanduser().absolute().parent
         self.items: list[Device | _Block] = []
         self.ids: dict[str, tuple[int | None, str]] = {}
+        self.blocks: list[_Block] = []
+        """The blocks among `items`, which each device id is checked against (the devices
+        alone would make a large inventory's load quadratic)."""
 
     def from_yaml(self) -> Inventory:
         doc = load_yaml_mapping(self.path, self.file, "`devices` (and optionally `defaults`)")
@@ -380,7 +383,8 @@ class _Loader:
                                       f"cannot have one {per_device}", per_device)
             _refuse_overlap(target, self.items, lambda message: where.error(message, key))
             template = Device(id=str(target), address=str(target), source=source, **fields)
-            self.items.append(_Block(target, template))
+            self.blocks.append(_Block(target, template))
+            self.items.append(self.blocks[-1])
             return
         address = str(target)
         device_id = entry.id or address
@@ -392,8 +396,8 @@ class _Loader:
         if first is not None:
             raise where.error(f"duplicate device id {show(device_id)} (first at {first[1]})",
                               "id" if entry.id else key)
-        for item in self.items:
-            if isinstance(item, _Block) and block_holds(item.network, device_id):
+        for item in self.blocks:
+            if block_holds(item.network, device_id):
                 raise where.error(f"device id {show(device_id)} is also the id of a device of "
                                   f"the block {item.network} ({item.template.source})",
                                   "id" if entry.id else key)

@@ -26,6 +26,7 @@ import contextlib
 import copyreg
 import dataclasses
 import io
+import itertools
 import logging
 import math
 import multiprocessing
@@ -122,7 +123,7 @@ class ProcessPool:
     async def _dispatch(self, devices: Any, workers: list[_Worker],
                         inbox: asyncio.Queue[tuple[_Worker, bytes | None]],
                         on_record: OnRecord) -> None:
-        serial = 0
+        serials = itertools.count(1)  # a device's number while a worker holds it, never reused
         pending = True
         while True:
             while pending:
@@ -137,7 +138,7 @@ class ProcessPool:
                             _send(worker, None)
                     break
                 worker = min(free, key=lambda w: len(w.held))
-                serial += 1
+                serial = next(serials)
                 worker.held[serial] = device
                 _send(worker, (serial, device))
             if not any(w.held for w in workers):
@@ -151,8 +152,8 @@ class ProcessPool:
             if message is None:
                 await self._bury(worker, on_record)
                 continue
-            serial, record = pickle.loads(message)
-            worker.held.pop(serial)
+            finished, record = pickle.loads(message)
+            worker.held.pop(finished)
             await _deliver(on_record, record)
 
     async def _bury(self, worker: _Worker, on_record: OnRecord) -> None:

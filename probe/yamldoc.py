@@ -6,18 +6,18 @@ the field, and never quotes a value (it may be a secret).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
 import math
 import re
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,10 +27,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.util import create_timestamp, timestamp_regexp
 
 from probe.errors import InputError
 from probe.portspec import parse_port_spec
@@ -106,27 +105,36 @@ def read_text(path: Path, file: str) -> str:
         raise InputError("is not UTF-8 text", file=file, line=line) from None
 
 
+class Lines:
+    """Where the values of one mapping or list were written: the line of each key (of each
+    item in a list), and the same for every value that is itself a mapping or a list."""
+
+    __slots__ = ("inner", "line", "steps")
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+        self.steps: dict[str | int, int] = {}
+        self.inner: dict[str | int, Lines] = {}
+
+
 @dataclass(frozen=True)
 class YamlDocument:
     """A YAML file whose top level is a mapping: its plain data and the line of every value."""
 
     file: str
     path: Path
-    root: CommentedMap
+    lines: Lines
     data: dict[str, Any]
 
     def line(self, path: DocPath) -> int:
         """The line of the value at `path`, or of its closest existing ancestor."""
-        node: Any = self.root
-        line = _start_line(self.root)
+        node: Lines | None = self.lines
+        line = self.lines.line
         for step in path:
-            in_mapping = isinstance(node, CommentedMap) and step in node
-            in_list = isinstance(node, CommentedSeq) and isinstance(step, int) \
-                and 0 <= step < len(node)
-            if not (in_mapping or in_list):
+            if node is None or isinstance(step, bool) or step not in node.steps:
                 break
-            line = _line_at(node, step) or line
-            node = node[step]
+            line = node.steps[step]
+            node = node.inner.get(step)
         return line
 
     def error(self, message: str, path: DocPath = ()) -> InputError:
@@ -138,22 +146,45 @@ def load_yaml_mapping(path: Path, file: str, expected: str) -> YamlDocument:
     """Parse `path` as one YAML document whose top level is a mapping.
 
     `file` is how messages name the file; `expected` says what the top level should hold.
+    The text is read by libyaml's parser, event by event, into plain dicts, lists, strings,
+    numbers and booleans (scalars resolved by the YAML 1.2 core schema, see `_resolve`), with
+    the line of every key beside them: no node tree is ever built, so a large inventory costs
+    little more than its data. libyaml's syntax is YAML 1.1's: a text it refuses (a YAML 1.2
+    form such as `{address: ::1}`, or an error) is read again by ruamel's YAML 1.2 parser,
+    whose events are the same, and whose errors are the ones reported.
     """
     text = read_text(path, file)
-    yaml = YAML(typ="rt")
-    yaml.Constructor = _Constructor
+    builder: _Builder | None = None
+    if _LIBYAML is not None:
+        with contextlib.suppress(yaml.YAMLError):
+            builder = _build(file, text, yaml.parse(text, Loader=_LIBYAML))
+    if builder is None:
+        builder = _build(file, text, _ruamel_events(file, text))
+    root, lines = builder.root
+    if root is None:
+        raise InputError(f"the file is empty; expected a mapping with {expected}",
+                         file=file, line=1)
+    if not isinstance(root, dict) or lines is None:
+        raise InputError(f"the top level must be a mapping with {expected}, not "
+                         f"{describe(root)}", file=file, line=1)
+    return YamlDocument(file=file, path=path, lines=lines, data=root)
+
+
+_LIBYAML = getattr(yaml, "CSafeLoader", None)
+"""libyaml's parser, or None where PyYAML was built without it (ruamel's parser reads all)."""
+
+
+def _build(file: str, text: str, events: Iterable[Any]) -> _Builder:
+    builder = _Builder(file, text)
+    for event in events:
+        builder.take(event)
+    return builder
+
+
+def _ruamel_events(file: str, text: str) -> Iterator[Any]:
+    """ruamel's parser events of `text`; its errors as InputErrors that never quote a value."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            root = yaml.load(text)
-    except DuplicateKeyError as exc:
-        # ruamel's message quotes both values, which may be secrets: name only the key.
-        key = _DUPLICATE_KEY.match(exc.problem or "")
-        mark = exc.problem_mark
-        raise InputError(f"YAML syntax error: duplicate key {show(key.group(1)) if key else ''}"
-                         .rstrip(), file=file,
-                         line=mark.line + 1 if mark is not None else None,
-                         field=key.group(1) if key else None) from None
+        yield from YAML(typ="rt").parse(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "cannot parse"
@@ -170,17 +201,8 @@ def load_yaml_mapping(path: Path, file: str, expected: str) -> YamlDocument:
     except RecursionError:
         raise InputError("YAML syntax error: the document is nested too deeply",
                          file=file) from None
-    if root is None:
-        raise InputError(f"the file is empty; expected a mapping with {expected}",
-                         file=file, line=1)
-    if not isinstance(root, CommentedMap):
-        raise InputError(f"the top level must be a mapping with {expected}, not "
-                         f"{describe(_Plain(file).convert(root, 1))}", file=file, line=1)
-    data = _Plain(file).convert(root, _start_line(root))
-    return YamlDocument(file=file, path=path, root=root, data=data)
 
 
-_DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value')
 _KEY = re.compile(r"""([A-Za-z_][\w.-]*)["']?\s*:(?=\s|$)""")
 
 
@@ -194,104 +216,325 @@ def _key_before(text: str, line: int, column: int) -> str | None:
     return keys[-1] if keys else None
 
 
-class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor; a value it cannot build (`2027-02-30`) is located.
+MAX_DEPTH = 100
+"""The deepest nesting of mappings and lists a document may have (inputs need a handful)."""
 
-    The message names the kind of value only: the value itself may be a secret.
+_CORE = "tag:yaml.org,2002:"
+_MERGE = "<<"
+_NULL = re.compile(r"~|null|Null|NULL|")
+_BOOL = {"true": True, "True": True, "TRUE": True,
+         "false": False, "False": False, "FALSE": False}
+_NUMBER_START = frozenset("-+0123456789.")
+_INT = re.compile(r"[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?[0-9_]+|[-+]?0x[0-9a-fA-F_]+")
+_FLOAT = re.compile(r"""[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                       |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                       |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+                       |[-+]?\.(?:inf|Inf|INF)
+                       |\.(?:nan|NaN|NAN)""", re.X)
+_TIMESTAMP = re.compile(r"""[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+                           |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?
+                            (?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?
+                            (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?""", re.X)
+
+
+
+class _Unbuildable(Exception):
+    """A scalar its tag (written or resolved) cannot be built from, e.g. `2027-02-30`."""
+
+
+def _int(text: str) -> int:
+    """An integer as YAML 1.2 writes it: `_` separators, 0b, 0o and 0x; a leading zero is
+    not octal."""
+    digits = text.replace("_", "")
+    sign = -1 if digits[:1] == "-" else 1
+    digits = digits[1:] if digits[:1] in ("-", "+") else digits
+    for prefix, base in (("0b", 2), ("0x", 16), ("0o", 8)):
+        if digits.startswith(prefix):
+            return sign * int(digits[2:], base)
+    return sign * int(digits)
+
+
+def _float(text: str) -> float:
+    digits = text.replace("_", "").lower()
+    sign = -1 if digits[:1] == "-" else 1
+    digits = digits[1:] if digits[:1] in ("-", "+") else digits
+    if digits == ".inf":
+        return sign * math.inf
+    if digits == ".nan":
+        return math.nan
+    return sign * float(digits)
+
+
+def _timestamp(text: str) -> str:
+    """A YAML timestamp as ISO 8601 text (`2027-01-31`, `2027-01-31T10:00:00+02:00`), built
+    by ruamel's function as it always was (its rounding of the seventh fractional digit
+    included)."""
+    found = timestamp_regexp.match(text)
+    if found is None:
+        raise _Unbuildable
+    return create_timestamp(**found.groupdict()).isoformat()
+
+
+_BUILD: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": _int,
+    "float": _float,
+    "bool": lambda text: {"true": True, "false": False, "yes": True, "no": False, "y": True,
+                          "n": False, "on": True, "off": False}[text.lower()],
+    "null": lambda text: None,
+    "timestamp": _timestamp,
+}
+"""How each core tag builds its value; a tag written explicitly (`!!bool yes`) builds as it
+always did with this tag, which is what the writer asked for."""
+
+
+def _resolve(text: str) -> str:
+    """The core tag of a plain scalar under YAML 1.2 (so `yes`, `on` and `0777` stay what
+    they look like: a string and a decimal number); `<<` is a merge key, and `=` the value key
+    of YAML 1.1, refused as it always was."""
+    if text == _MERGE:
+        return "merge"
+    if text == "=":
+        return "value"
+    if _NULL.fullmatch(text):
+        return "null"
+    if text in _BOOL:
+        return "bool"
+    if text[:1] not in _NUMBER_START:
+        return "str"  # the resolvers below apply by first character, as ruamel's did
+    if _FLOAT.fullmatch(text):
+        return "float"
+    if text[:1] != "." and _INT.fullmatch(text):
+        return "int"
+    if _TIMESTAMP.fullmatch(text):
+        return "timestamp"
+    return "str"
+
+
+@dataclass
+class _Frame:
+    """A mapping or a list being read: its value, its lines and, in a mapping, the key read
+    last (whose value comes next)."""
+
+    value: dict[str | int, Any] | list[Any]
+    lines: Lines
+    anchor: str | None
+    count: int
+    """Values read before this one (the size of an anchored value is the difference)."""
+    key: str | int | None = None
+    key_line: int = 0
+    merging: bool = False
+    """The key read last is a merge key (`<<`)."""
+    merges: list[tuple[Any, Lines | None, int]] = dataclasses.field(default_factory=list)
+
+
+class _Builder:
+    """Plain values and their lines from libyaml's events, one document only.
+
+    An alias is a copy of its anchor's value, counted whole against MAX_VALUES; merge keys
+    (`<<: *defaults`) add the keys the mapping does not set itself; a key written twice is
+    an error, as it always was.
     """
 
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except (YAMLError, RecursionError):
-            raise
-        except Exception:
-            kind = str(getattr(node, "tag", "")).rpartition(":")[2] or "YAML"
-            raise ConstructorError(problem=f"not a valid {kind} value; quote it to keep it as "
-                                   "text", problem_mark=node.start_mark) from None
-
-
-class _Plain:
-    """Converts ruamel's round-trip nodes into plain dicts, lists, strings, numbers, booleans."""
-
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, text: str) -> None:
         self.file = file
+        self.text = text
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, Lines | None, int]] = {}
         self.count = 0
-        self.open: set[int] = set()
+        self.documents = 0
+        self.mark = (0, 0)
+        """Where the event being read starts: line and column, from 0."""
+        self.root: tuple[Any, Lines | None] = (None, None)
 
-    def convert(self, node: Any, line: int) -> Any:
-        self.count += 1
+    def take(self, event: Any) -> None:
+        """Read one event of libyaml's or ruamel's parser (the same classes, by name)."""
+        mark = event.start_mark
+        self.mark = (mark.line, mark.column) if mark is not None else (0, 0)
+        line = self.mark[0] + 1
+        kind = type(event).__name__
+        if kind == "ScalarEvent":
+            self._scalar(event, line)
+        elif kind in ("MappingStartEvent", "SequenceStartEvent"):
+            self._open(event, kind == "MappingStartEvent", line)
+        elif kind in ("MappingEndEvent", "SequenceEndEvent"):
+            self._close()
+        elif kind == "AliasEvent":
+            self._alias(event, line)
+        elif kind == "DocumentStartEvent":
+            self._document(event, line)
+
+    def _document(self, event: Any, line: int) -> None:
+        self.documents += 1
+        if self.documents > 1:
+            raise InputError("YAML syntax error: expected a single document in the stream",
+                             file=self.file, line=line)
+        if event.version not in (None, (1, 2)):
+            raise InputError("YAML syntax error: only YAML 1.2 is read; remove the %YAML "
+                             "directive", file=self.file, line=line)
+
+    def _scalar(self, event: Any, line: int) -> None:
+        tag = None if event.tag is None else str(event.tag)
+        if tag is None or tag == "!":
+            kind = _resolve(event.value) if event.implicit[0] or tag == "!" else "str"
+        elif tag.startswith(_CORE) and tag[len(_CORE):] in _BUILD:
+            kind = tag[len(_CORE):]
+        else:
+            raise self._fail(f"unsupported YAML value (tagged {show(tag)}); use strings, "
+                             "numbers, true/false, lists and mappings", line)
+        if kind == "merge" and self._awaits_key():
+            self._count(1, line)
+            frame = self.stack[-1]
+            if frame.merges:
+                raise InputError(f"YAML syntax error: duplicate key {show(_MERGE)}",
+                                 file=self.file, line=line, field=_MERGE)
+            frame.key, frame.key_line, frame.merging = _MERGE, line, True
+            return
+        if kind == "timestamp" and self._awaits_key():
+            raise self._fail("a mapping key must be a name, not a date", line)
+        if kind not in _BUILD:
+            raise self._fail(f"unsupported YAML value ({show(event.value)} unquoted); use "
+                             "strings, numbers, true/false, lists and mappings", line)
+        try:
+            value = _BUILD[kind](event.value)
+        except (_Unbuildable, ValueError, KeyError, OverflowError):
+            raise InputError(f"YAML syntax error: not a valid {kind} value; quote it to keep "
+                             "it as text", file=self.file, line=line,
+                             field=_key_before(self.text, *self.mark)) from None
+        self._add(self._checked(value, line), None, line, event.anchor, 1)
+
+    def _checked(self, value: Any, line: int) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+            raise self._fail(f"integers outside {-MAX_INTEGER - 1}..{MAX_INTEGER} (64 bits) "
+                             "are not supported", line)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self._fail("infinite and not-a-number values are not supported", line)
+        return value
+
+    def _open(self, event: Any, mapping: bool, line: int) -> None:
+        tag = None if event.tag is None else str(event.tag)
+        if tag is not None and tag not in (f"{_CORE}map", f"{_CORE}seq", "!"):
+            raise self._fail(f"unsupported YAML value (tagged {show(tag)}); use strings, "
+                             "numbers, true/false, lists and mappings", line)
+        if self._awaits_key():
+            raise self._fail(f"a mapping key must be a name, not "
+                             f"{describe({} if mapping else [])}", line)
+        if len(self.stack) >= MAX_DEPTH:
+            raise InputError("YAML syntax error: the document is nested too deeply",
+                             file=self.file, line=line)
+        self._count(1, line)
+        self.stack.append(_Frame({} if mapping else [], Lines(line), event.anchor,
+                                 self.count))
+        if event.anchor is not None:
+            self.anchors.pop(event.anchor, None)  # open: an alias to it now is a loop
+
+    def _close(self) -> None:
+        frame = self.stack.pop()
+        if isinstance(frame.value, dict):
+            self._merge(frame)
+        self._add(frame.value, frame.lines, frame.lines.line, frame.anchor,
+                  self.count - frame.count + 1, counted=True)
+
+    def _alias(self, event: Any, line: int) -> None:
+        name = event.anchor or ""
+        if name not in self.anchors:
+            if any(frame.anchor == name for frame in self.stack):
+                raise self._fail("a YAML alias refers to a value that contains it", line)
+            raise InputError(f"YAML syntax error: found undefined alias {show(name)}",
+                             file=self.file, line=line)
+        value, lines, size = self.anchors[name]
+        if self._awaits_key() and isinstance(value, dict | list):
+            raise self._fail(f"a mapping key must be a name, not {describe(value)}", line)
+        self._count(size, line)
+        self._add(copy.deepcopy(value), lines, line, None, size, counted=True)
+
+    def _count(self, size: int, line: int) -> None:
+        self.count += size
         if self.count > MAX_VALUES:
             raise InputError(f"the document is too large (more than {MAX_VALUES} values once "
                              "its aliases are expanded)", file=self.file, line=line)
-        if isinstance(node, dict | list):
-            if id(node) in self.open:
-                raise InputError("a YAML alias refers to a value that contains it",
-                                 file=self.file, line=line)
-            self.open.add(id(node))
-            try:
-                if isinstance(node, dict):
-                    return self._mapping(node, line)
-                return [self.convert(item, _line_at(node, index) or line)
-                        for index, item in enumerate(node)]
-            finally:
-                self.open.discard(id(node))
-        if node is None or isinstance(node, bool):
-            return node
-        if isinstance(node, str):
-            return str(node)
-        if isinstance(node, int):
-            if not -MAX_INTEGER - 1 <= node <= MAX_INTEGER:
-                raise InputError(f"integers outside {-MAX_INTEGER - 1}..{MAX_INTEGER} (64 bits) "
-                                 "are not supported",
-                                 file=self.file, line=line)
-            return int(node)
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                raise InputError("infinite and not-a-number values are not supported",
-                                 file=self.file, line=line)
-            return float(node)
-        if isinstance(node, datetime):
-            return datetime.isoformat(node)
-        if isinstance(node, date):
-            return date.isoformat(node)
-        raise InputError(f"unsupported YAML value ({type(node).__name__}); use strings, numbers, "
-                         "true/false, lists and mappings", file=self.file, line=line)
 
-    def _mapping(self, node: dict[Any, Any], line: int) -> dict[str | int, Any]:
-        out: dict[str | int, Any] = {}
-        for key, value in node.items():
-            key_line = _line_at(node, key) or line
-            if isinstance(key, bool) or not isinstance(key, str | int):
-                raise InputError(f"a mapping key must be a name, not {describe(key)}",
-                                 file=self.file, line=key_line)
-            try:
-                out[str(key) if isinstance(key, str) else int(key)] = self.convert(value,
-                                                                                   key_line)
-            except InputError as exc:
-                if exc.field is None:
-                    exc.field = str(key)  # the innermost key names the field
-                raise
-        return out
+    def _awaits_key(self) -> bool:
+        return bool(self.stack) and isinstance(self.stack[-1].value, dict) \
+            and self.stack[-1].key is None
 
+    def _add(self, value: Any, lines: Lines | None, line: int, anchor: str | None, size: int,
+             *, counted: bool = False) -> None:
+        """Put a value read whole where it belongs: the document, the next item of a list,
+        the next key of a mapping, or the value of the key read last."""
+        if not counted:
+            self._count(size, line)
+        if anchor is not None:
+            self.anchors[anchor] = (value, lines, size)
+        if not self.stack:
+            self.root = (value, lines)
+            return
+        frame = self.stack[-1]
+        if isinstance(frame.value, list):
+            index = len(frame.value)
+            frame.value.append(value)
+            frame.lines.steps[index] = line
+            if lines is not None:
+                frame.lines.inner[index] = lines
+        elif frame.key is None:
+            self._key(frame, value, line)
+        else:
+            self._set(frame, value, lines)
 
-def _start_line(node: CommentedMap | CommentedSeq) -> int:
-    line = node.lc.line
-    return line + 1 if isinstance(line, int) else 1
+    def _key(self, frame: _Frame, key: Any, line: int) -> None:
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise self._fail(f"a mapping key must be a name, not {describe(key)}", line)
+        if key in frame.lines.steps:
+            raise InputError(f"YAML syntax error: duplicate key {show(str(key))}",
+                             file=self.file, line=line, field=str(key))
+        frame.key, frame.key_line = key, line
 
+    def _set(self, frame: _Frame, value: Any, lines: Lines | None) -> None:
+        assert isinstance(frame.value, dict) and frame.key is not None
+        key, line = frame.key, frame.key_line
+        frame.key = None
+        if frame.merging:
+            frame.merging = False
+            sources = value if isinstance(value, list) else [value]
+            inner = [lines.inner.get(i) for i in range(len(sources))] \
+                if isinstance(value, list) and lines is not None else [lines]
+            for source, source_lines in zip(sources, inner, strict=True):
+                if not isinstance(source, dict):
+                    raise InputError("YAML syntax error: expected a mapping or list of "
+                                     "mappings for merging", file=self.file, line=line)
+                frame.merges.append((source, source_lines, line))
+            return
+        frame.value[key] = value
+        frame.lines.steps[key] = line
+        if lines is not None:
+            frame.lines.inner[key] = lines
 
-def _line_at(node: Any, step: Any) -> int | None:
-    """The line of a key or an item of a ruamel mapping or list, if ruamel recorded it."""
-    data = getattr(getattr(node, "lc", None), "data", None)
-    if not isinstance(data, dict):
-        return None
-    try:
-        position = data.get(step)
-    except TypeError:
-        return None
-    if isinstance(position, list | tuple) and position and isinstance(position[0], int):
-        return position[0] + 1
-    return None
+    def _merge(self, frame: _Frame) -> None:
+        """The keys of the merged mappings that the mapping does not set itself, the first
+        merged mapping first."""
+        assert isinstance(frame.value, dict)
+        for source, lines, line in frame.merges:
+            for key, value in source.items():
+                if key not in frame.value:
+                    frame.value[key] = value
+                    frame.lines.steps[key] = line
+                    if lines is not None and key in lines.inner:
+                        frame.lines.inner[key] = lines.inner[key]
+
+    def _fail(self, message: str, line: int) -> InputError:
+        """An error about the value being read, named by the innermost key it sits under."""
+        key = next((frame.key for frame in reversed(self.stack)
+                    if isinstance(frame.value, dict) and frame.key is not None), None)
+        return InputError(message, file=self.file,
+                          line=self._value_line(line), field=None if key is None else str(key))
+
+    def _value_line(self, line: int) -> int:
+        """The line an error about a value names: its key's, or its own in a list."""
+        if self.stack and isinstance(self.stack[-1].value, dict) \
+                and self.stack[-1].key is not None:
+            return self.stack[-1].key_line
+        return line
 
 
 # --------------------------------------------------------------------------------------------

@@ -94,6 +94,28 @@ async def test_a_dead_worker_costs_its_devices_errors_not_the_scan(
     validate_record(hang.to_json())
 
 
+async def test_every_device_of_a_long_scan_gets_its_record(tmp_path: Path) -> None:
+    """Issue 20: the number the pool gives each device it hands a worker was overwritten by
+    the number of each record coming back, so numbers were given again to devices while a
+    worker still held the first ones; once a worker held two devices under one number, the
+    second record raised KeyError and ended the scan (2,517 records of 10,000). One worker
+    scanning one device at a time hands its records back in order, so from the first record
+    on every number was given again while still held: every device must get its record."""
+    specs = plan_fleet([PERSONAS["clean-sensor"]] * 12, 12, "127.190.3.1")
+    running: Fleet = await run_fleet(specs)
+    try:
+        profile = write_profile(tmp_path, NET_ONLY)
+        devices = devices_of(specs)
+        engine = Engine(profile, ScanOptions(timeout=2.0, budget=60.0, concurrency=1))
+        outcomes: list[Record] = []
+        await ProcessPool(engine, 1).run(devices, outcomes.append)
+    finally:
+        await running.stop()
+    assert sorted(o.device.id for o in outcomes) == sorted(d.id for d in devices)
+    for outcome in outcomes:
+        assert {r.status for r in outcome.results} == {Status.PASS}, outcome.device.id
+
+
 def test_worker_count() -> None:
     assert worker_count(3, 1) == 3
     assert worker_count(None, 10) == 1
