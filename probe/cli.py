@@ -2,7 +2,7 @@
 
 Exit codes (docs/cli.md): 0 every device conformant (failures below --fail-on tolerated),
 1 at least one device nonconformant, 2 usage or input error, 3 no failure but at least one
-device inconclusive. Each command's help states its own.
+device inconclusive, 4 an internal error of the probe. Each command's help states its own.
 
 Outputs are named alike everywhere: `-o/--output-dir` is the directory of a scan's many files,
 `-o/--output` the one file of a report (`-` for stdout).
@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,9 +27,11 @@ from probe import __version__
 from probe.completion import SHELLS, complete_checks, complete_profiles, completion_script
 from probe.display import install_log_filter, shown_text
 from probe.errors import InputError
-from probe.exits import EXIT_INPUT
+from probe.escaping import shown
+from probe.exits import EXIT_INPUT, EXIT_INTERNAL
 from probe.numbers import MAX_BUDGET, MAX_RATE, MAX_TIMEOUT, Finite
 from probe.ratelimit import ADAPTIVE, CEILING, FIXED, FIXED_RATE, RATE_MODES
+from probe.secrets import redact
 
 if TYPE_CHECKING:
     from probe.context import ScanOptions
@@ -742,4 +745,15 @@ def completion(shell: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    return cli.main(args=argv, prog_name="iotprobe")
+    """The command line. An exception nothing handled is a bug of the probe: it exits
+    EXIT_INTERNAL with the traceback, never 1 or 3, which are verdicts on the devices."""
+    try:
+        return cli.main(args=argv, prog_name="iotprobe")
+    except Exception:
+        # the traceback may quote device data: redacted and escaped like every log line
+        for line in traceback.format_exc().splitlines():
+            click.echo(shown(redact(line)), err=True)
+        click.echo("iotprobe: internal error (a bug of the probe, not a verdict on any "
+                   f"device): exit {EXIT_INTERNAL}; the records already written stand",
+                   err=True)
+        sys.exit(EXIT_INTERNAL)

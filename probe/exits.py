@@ -8,3 +8,5 @@ EXIT_INPUT = 2
 """A usage or input error."""
 EXIT_INCONCLUSIVE = 3
 """No failure, but at least one device inconclusive."""
+EXIT_INTERNAL = 4
+"""The probe itself failed (a bug): never a verdict on the devices."""

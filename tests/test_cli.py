@@ -196,3 +196,25 @@ def test_profiles_checks_json_is_the_catalogue_with_its_rules() -> None:
     throttling = next(e for e in entries if e["id"] == "monitor.bruteforce-throttling")
     assert throttling["intrusive"]
     assert {"name": "attempts", "default": 10} in throttling["parameters"]
+
+
+def test_an_internal_error_exits_4_escaped_never_as_a_verdict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug (here: the scan itself raising, with a device's escape sequence in its message)
+    is exit 4, never 1 or 3 (verdicts); the traceback is escaped and redacted like every
+    other line the probe prints."""
+    import probe.run
+    from probe.cli import main
+    from probe.exits import EXIT_INTERNAL
+
+    async def broken(*args: Any, **kwargs: Any) -> int:
+        raise KeyError("device \x1b[2J said")
+
+    monkeypatch.setattr(probe.run, "run_scan", broken)
+    with pytest.raises(SystemExit) as exited:
+        main(["scan", "127.0.0.1", "--ports", "1", "--no-udp", "-o", str(tmp_path / "o")])
+    assert exited.value.code == EXIT_INTERNAL == 4
+    err = capsys.readouterr().err
+    assert "KeyError" in err and "internal error" in err
+    assert "\x1b" not in err, repr(err)
