@@ -86,7 +86,8 @@ def cli(verbose: int) -> None:
     """Live network conformance probe for IoT fleets (ISO/IEC 27400 6.2 and 6.5).
 
     Exit codes of scan and sweep: 0 every device conformant, 1 at least one nonconformant,
-    2 usage or input error, 3 inconclusive; each command's --help gives its own.
+    2 usage or input error, 3 inconclusive; each command's --help gives its own. Any command
+    exits 4 on an internal error of the probe (a bug, never a verdict).
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
