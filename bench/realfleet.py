@@ -2,7 +2,7 @@
 daemons, at the probe's default settings and with its rate lifted, in the same run.
 
 Run as root from the repository: `.venv/bin/python bench/realfleet.py` (options: `--devices`,
-`--base`, `--runs`, `--profile`, `--no-write`). The fleet:
+`--base`, `--runs`, `--profile RAW`, `--no-write`). The fleet:
 
 - N devices (default 200), device i on its own address, `--base` + i - 1 (default 127.185.0.1);
 - each device runs one real mosquitto (Debian `mosquitto`: cleartext MQTT on 1883, MQTT over
@@ -250,8 +250,9 @@ class Anchor:
         return all(done == expected for _, done, expected in self.checks)
 
     def said(self) -> str:
-        return "; ".join(f"{what} {done}/{expected}" for what, done, expected in self.checks) + (
-            f" ({self.extra})" if self.extra else "")
+        return (f"{self.usage.cpu:.1f} CPU s; " + "; ".join(
+            f"{what} {done}/{expected}" for what, done, expected in self.checks)
+            + (f" ({self.extra})" if self.extra else ""))
 
 
 def probe_argv(inventory: Path, outdir: Path, options: Sequence[str]) -> list[str]:
@@ -343,7 +344,7 @@ class Run:
     nmap: Anchor | None = None
 
 
-def measure(fleet: Fleet, tmp: Path, index: int, profile: bool) -> Run:
+def measure(fleet: Fleet, tmp: Path, index: int) -> Run:
     """One run: the probe at each setting, then sslyze, then nmap, one at a time."""
     inventory = tmp / "inventory.yaml"
     run = Run(dt.datetime.now(dt.UTC), os.getloadavg()[0])
@@ -360,15 +361,13 @@ def measure(fleet: Fleet, tmp: Path, index: int, profile: bool) -> Run:
     run.nmap = nmap(fleet, tmp)
     print(f"  nmap: {run.nmap.usage.seconds:.1f} s, {run.nmap.said()}", flush=True)
     run.load_end = os.getloadavg()[0]
-    if profile:
-        profiled(fleet, inventory, tmp)
     return run
 
 
-def profiled(fleet: Fleet, inventory: Path, tmp: Path) -> None:
-    """One more scan at the defaults under py-spy (`--gil --subprocesses`); its top printed."""
+def profiled(fleet: Fleet, inventory: Path, tmp: Path, raw: Path) -> None:
+    """One more scan at the defaults under py-spy (`--gil --subprocesses`, raw samples into
+    `raw`); its top printed."""
     spy = Path(sys.executable).parent / "py-spy"
-    raw = tmp / "profile.txt"
     time.sleep(QUIET)
     run_measured([str(spy), "record", "--gil", "--subprocesses", "-r", "100", "-f", "raw",
                   "-o", str(raw), "--", *probe_argv(inventory, tmp / "profiled", ())],
@@ -495,9 +494,11 @@ def main() -> int:
     parser.add_argument("--base", default=BASE,
                         help=f"address of the first device (default {BASE})")
     parser.add_argument("--runs", type=int, default=1,
-                        help="runs on the same fleet, each with its anchors (default 1)")
-    parser.add_argument("--profile", action="store_true",
-                        help="after each run, one more scan at the defaults under py-spy")
+                        help="runs on the same fleet, each with its anchors (default 1; 0: "
+                        "none, for --profile alone)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="RAW",
+                        help="after the runs, one more scan at the defaults under py-spy: its "
+                        "raw samples into RAW, its top functions printed")
     parser.add_argument("--no-write", action="store_true",
                         help=f"print the section instead of writing it into {README.name}")
     args = parser.parse_args()
@@ -514,9 +515,13 @@ def main() -> int:
             print(f"{len(fleet.devices)} devices up, {len(fleet.daemons)} daemons", flush=True)
             for index in range(1, args.runs + 1):
                 print(f"run {index}", flush=True)
-                runs.append(measure(fleet, tmp, index, args.profile))
+                runs.append(measure(fleet, tmp, index))
+            if args.profile:
+                profiled(fleet, tmp / "inventory.yaml", tmp, args.profile.resolve())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if not runs:
+        return 0
     wrong = failures(runs, args.devices)
     text = section(runs, args.devices, command, wrong)
     print(text)
