@@ -479,11 +479,13 @@ def section(runs: Sequence[Run], count: int, command: str, wrong: Sequence[str])
 
 
 def rewrite(readme: Path, text: str) -> None:
-    """Replace the section between the markers of `readme` with `text` (markers included)."""
+    """Replace the section between the markers of `readme` with `text` (markers included);
+    everything outside them stays as it is. A file without exactly one pair, in order, is
+    refused and left alone."""
     old = readme.read_text()
     start, end = old.find(BEGIN), old.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"{readme} has no {BEGIN} ... {END} section")
+    if old.count(BEGIN) != 1 or old.count(END) != 1 or end < start:
+        raise SystemExit(f"{readme} needs exactly one {BEGIN} ... {END} section")
     readme.write_text(old[:start] + text + old[end + len(END):])
 
 
