@@ -268,9 +268,11 @@ async def _close(writer: asyncio.StreamWriter, limit: float) -> None:
         raise
 
 
-async def _receive(sock: socket.socket, max_bytes: int, limit: float,
-                   until: Callable[[bytes], bool]) -> tuple[bytes, bool]:
-    """`DeviceContext.read`'s loop over a bare socket."""
+async def _receive(fetch: Callable[[int], Awaitable[bytes]], max_bytes: int, limit: float,
+                   until: Callable[[bytes], bool] | None) -> tuple[bytes, bool]:
+    """Chunks from `fetch(n)` (a stream's `read`, a bare socket's `sock_recv`) until
+    `max_bytes`, EOF, `until(data)` holds or `limit` seconds pass: the bytes, and whether the
+    deadline cut them short."""
     loop = asyncio.get_running_loop()
     data = bytearray()
     end = loop.time() + limit
@@ -280,13 +282,13 @@ async def _receive(sock: socket.socket, max_bytes: int, limit: float,
             return bytes(data), True
         try:
             async with asyncio.timeout(left):
-                chunk = await loop.sock_recv(sock, max_bytes - len(data))
+                chunk = await fetch(max_bytes - len(data))
         except TimeoutError:
             return bytes(data), True
         if not chunk:
             break
         data += chunk
-        if until(bytes(data)):
+        if until is not None and until(bytes(data)):
             break
     return bytes(data), False
 
@@ -543,7 +545,8 @@ class DeviceContext:
                 async with asyncio.timeout(limit):
                     await loop.sock_sendall(sock, payload)
                 try:
-                    return await _receive(sock, max_bytes, limit, until)
+                    fetch = functools.partial(loop.sock_recv, sock)
+                    return await _receive(fetch, max_bytes, limit, until)
                 finally:
                     _drain(sock)
 
@@ -644,25 +647,8 @@ class DeviceContext:
         Returns the bytes and whether the deadline cut the read short. A peer that drips a byte
         a second, or sends without end, costs at most the deadline and `max_bytes` of memory.
         """
-        limit = self.timeout if deadline is None else deadline
-        data = bytearray()
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limit
-        while len(data) < max_bytes:
-            left = end - loop.time()
-            if left <= 0:
-                return bytes(data), True
-            try:
-                async with asyncio.timeout(left):
-                    chunk = await reader.read(max_bytes - len(data))
-            except TimeoutError:
-                return bytes(data), True
-            if not chunk:
-                break
-            data += chunk
-            if until is not None and until(bytes(data)):
-                break
-        return bytes(data), False
+        return await _receive(reader.read, max_bytes,
+                              self.timeout if deadline is None else deadline, until)
 
     async def exchange_udp(
         self,
