@@ -34,7 +34,7 @@ def fails(tmp_path: Path, text: str) -> InputError:
     ("1e3", 1000.0), ("2027-01-31", "2027-01-31"), ("2027-1-31", "2027-1-31"),
     ("2027-01-31T10:00:00+02:00", "2027-01-31T10:00:00+02:00"),
     ("2027-01-31 10:00:00", "2027-01-31T10:00:00"),
-    ("10.0.0.1", "10.0.0.1"), ("'0o17'", "0o17"), ('"yes"', "yes"), ("!!int 5", 5),
+    ("127.0.0.9", "127.0.0.9"), ("'0o17'", "0o17"), ('"yes"', "yes"), ("!!int 5", 5),
     ("!!str 5", "5"), ("! 5", 5), ("!!bool yes", True),
 ])
 def test_scalars_resolve_as_yaml_1_2(tmp_path: Path, written: str, value: Any) -> None:
@@ -45,8 +45,8 @@ def test_scalars_resolve_as_yaml_1_2(tmp_path: Path, written: str, value: Any) -
 
 def test_yaml_1_2_syntax_that_libyaml_refuses_is_read(tmp_path: Path) -> None:
     """An IPv6 address that starts with a colon in a flow mapping is YAML 1.2, not 1.1."""
-    doc = load(tmp_path, "devices:\n  - {id: lo, address: ::1}\n  - [::ffff:10.0.0.1]\n")
-    assert doc.data == {"devices": [{"id": "lo", "address": "::1"}, ["::ffff:10.0.0.1"]]}
+    doc = load(tmp_path, "devices:\n  - {id: lo, address: ::1}\n  - [::ffff:127.0.0.9]\n")
+    assert doc.data == {"devices": [{"id": "lo", "address": "::1"}, ["::ffff:127.0.0.9"]]}
     assert doc.line(("devices", 1, 0)) == 3
 
 
