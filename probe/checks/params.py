@@ -64,3 +64,21 @@ Wait = Annotated[float, Field(gt=0.0, le=MAX_SECONDS)]
 """A duration that must be positive."""
 Paths = Annotated[tuple[Annotated[str, AfterValidator(_path)], ...], LIST]
 Pairs = Annotated[tuple[Annotated[tuple[str, str], PlainValidator(_pair)], ...], LIST]
+
+
+class CredentialTrialParams(CheckParams):
+    """The parameters of a default-credential trial; each protocol's check gives its own
+    `pairs` (and, where it differs, `max_attempts`)."""
+
+    pairs: Pairs = ()
+    """The [username, password] (or {username, password}) pairs tried, in order."""
+    pace_seconds: Seconds = 1.0
+    """The least time between two attempts on the device."""
+    max_attempts: Annotated[int, Field(ge=0)] = 10
+    """At most this many pairs are tried per endpoint."""
+
+    @property
+    def attempts(self) -> tuple[tuple[str, str], ...]:
+        """The pairs tried: the first `max_attempts`."""
+        return self.pairs[:self.max_attempts]
+

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, PlanView, check
-from probe.checks.params import CheckParams, NoParams, Pairs, Paths, Seconds
+from probe.checks.params import CheckParams, CredentialTrialParams, NoParams, Pairs, Paths
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.base import Need, need
 from probe.observe.tcp import excerpt
@@ -40,20 +40,10 @@ class AuthenticationParams(CheckParams):
     """The paths that must not answer without credentials (each starts with /)."""
 
 
-class DefaultCredentialsParams(CheckParams):
+class DefaultCredentialsParams(CredentialTrialParams):
     pairs: Pairs = (("admin", "admin"), ("admin", "password"), ("admin", "1234"),
                     ("admin", "12345"), ("admin", ""), ("root", "root"), ("root", "admin"),
                     ("user", "user"), ("support", "support"), ("admin", "admin123"))
-    """The [username, password] (or {username, password}) pairs tried, in order."""
-    pace_seconds: Seconds = 1.0
-    """The least time between two attempts on the device."""
-    max_attempts: Annotated[int, Field(ge=0)] = 10
-    """At most this many pairs are tried."""
-
-    @property
-    def attempts(self) -> tuple[tuple[str, str], ...]:
-        """The pairs tried: the first `max_attempts`."""
-        return self.pairs[:self.max_attempts]
 
 
 class HstsParams(CheckParams):

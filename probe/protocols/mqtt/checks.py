@@ -10,12 +10,10 @@ SUBACK codes, which messages reached the probe. Passwords never appear, username
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams, NoParams, Pairs, Seconds
+from probe.checks.params import CheckParams, CredentialTrialParams, NoParams, Pairs, Seconds
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.base import need
 from probe.protocols.mqtt.codec import PROTOCOL, SUBACK, meaning
@@ -33,20 +31,10 @@ from probe.protocols.mqtt.collectors import (
 NO_ENDPOINT = "no MQTT endpoint on the device"
 
 
-class DefaultCredentialsParams(CheckParams):
+class DefaultCredentialsParams(CredentialTrialParams):
     pairs: Pairs = (("admin", "admin"), ("admin", "password"), ("admin", "public"),
                     ("root", "root"), ("user", "user"), ("mqtt", "mqtt"), ("guest", "guest"),
                     ("test", "test"), ("admin", "1234"), ("pi", "raspberry"))
-    """The [username, password] (or {username, password}) pairs tried, in order."""
-    pace_seconds: Seconds = 1.0
-    """The least time between two attempts on the device."""
-    max_attempts: Annotated[int, Field(ge=0)] = 10
-    """At most this many pairs are tried per endpoint."""
-
-    @property
-    def attempts(self) -> tuple[tuple[str, str], ...]:
-        """The pairs tried: the first `max_attempts`."""
-        return self.pairs[:self.max_attempts]
 
 
 class TopicAuthorizationParams(CheckParams):

@@ -17,12 +17,10 @@ them (ssh-audit fails them, see docs/ssh-telnet.md). Names the policy does not k
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams, NoParams, Pairs, Seconds
+from probe.checks.params import CredentialTrialParams, NoParams, Pairs
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.base import need
 from probe.protocols.ssh.collectors import (
@@ -43,20 +41,10 @@ PSEUDO = ("kex-strict-", "ext-info-", "kexguess2@")
 WEAK_CIPHERS = ("3des", "arcfour", "rc4", "blowfish", "cast128", "des-", "des@", "idea")
 
 
-class DefaultCredentialsParams(CheckParams):
+class DefaultCredentialsParams(CredentialTrialParams):
     pairs: Pairs = (("root", "root"), ("admin", "admin"), ("root", "admin"), ("root", ""),
                     ("admin", "password"), ("root", "123456"), ("user", "user"),
                     ("pi", "raspberry"), ("ubnt", "ubnt"), ("support", "support"))
-    """The [username, password] (or {username, password}) pairs tried, in order."""
-    pace_seconds: Seconds = 1.0
-    """The least time between two attempts on the device."""
-    max_attempts: Annotated[int, Field(ge=0)] = 10
-    """At most this many pairs are tried per endpoint."""
-
-    @property
-    def attempts(self) -> tuple[tuple[str, str], ...]:
-        """The pairs tried: the first `max_attempts`."""
-        return self.pairs[:self.max_attempts]
 
 
 def kex_weakness(name: str) -> str | None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
-from probe.checks.params import CheckParams, Pairs, Seconds
+from probe.checks.params import CredentialTrialParams, Pairs
 from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
 from probe.observe.base import need
 from probe.protocols.telnet.collectors import Trial, default_credentials
@@ -39,18 +39,9 @@ MIRAI = (("root", "xc3511"), ("root", "vizxv"), ("root", "admin"), ("admin", "ad
 """The Telnet credential table of Mirai's scanner (scanner.c, 2016), in its order."""
 
 
-class DefaultCredentialsParams(CheckParams):
+class DefaultCredentialsParams(CredentialTrialParams):
     pairs: Pairs = MIRAI
-    """The [username, password] (or {username, password}) pairs tried, in order."""
-    pace_seconds: Seconds = 1.0
-    """The least time between two attempts on the device."""
     max_attempts: Annotated[int, Field(ge=0)] = 20
-    """At most this many pairs are tried per endpoint."""
-
-    @property
-    def attempts(self) -> tuple[tuple[str, str], ...]:
-        """The pairs tried: the first `max_attempts`."""
-        return self.pairs[:self.max_attempts]
 
 
 def _judge(trial: Trial) -> Finding:
