@@ -21,7 +21,8 @@ from typing import Any
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
 from probe.checks.params import CredentialTrialParams, NoParams, Pairs
-from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
+from probe.checks.trials import trial_verdict
+from probe.model import Finding, Severity, errored, failed, not_applicable, passed
 from probe.observe.base import need
 from probe.protocols.ssh.collectors import (
     Algorithms,
@@ -224,22 +225,11 @@ def _judge_trial(trial: Trial) -> Finding:
     evidence: dict[str, Any] = {"port": trial.endpoint.port,
                                 "attempts": [a.evidence() for a in trial.attempts]}
     last = trial.last
-    if last is None:
-        return skipped("the profile lists no default credentials to try", target, **evidence,
-                       reason="no-pairs")
-    if last.result == "accepted":
-        return failed(f"the default credentials of user {last.username!r} were accepted on "
-                      f"{target} (attempt {len(trial.attempts)})", target, **evidence,
-                      accepted_username=last.username)
-    if last.result == "no-method":
+    if last is not None and last.result == "no-method":
         return passed(f"{target} offers no password method, so no default pair can log in",
                       target, **evidence)
-    if last.result == "undecided":
-        return errored(f"attempt {len(trial.attempts)} (user {last.username!r}) on {target} "
-                       f"got no decisive answer: {last.detail}; stopped there", target,
-                       **evidence, reason="undecided")
-    return passed(f"none of {len(trial.attempts)} default pairs was accepted on {target}",
-                  target, **evidence)
+    return trial_verdict(target, trial.attempts, evidence, logged_in="were accepted on",
+                         none_logged_in="was accepted on")
 
 
 @check(

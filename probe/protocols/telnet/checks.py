@@ -15,7 +15,8 @@ from pydantic import Field
 
 from probe.checks.base import CONTROL_COMMUNICATION, Observations, check
 from probe.checks.params import CredentialTrialParams, Pairs
-from probe.model import Finding, Severity, errored, failed, not_applicable, passed, skipped
+from probe.checks.trials import trial_verdict
+from probe.model import Finding, Severity, errored, failed, not_applicable
 from probe.observe.base import need
 from probe.protocols.telnet.collectors import Trial, default_credentials
 
@@ -54,20 +55,8 @@ def _judge(trial: Trial) -> Finding:
     if trial.problem:
         return errored(f"{target} showed no login prompt: {trial.problem}", target,
                        **evidence, reason="no-prompt")
-    last = trial.attempts[-1] if trial.attempts else None
-    if last is None:
-        return skipped("the profile lists no default credentials to try", target, **evidence,
-                       reason="no-pairs")
-    if last.result == "accepted":
-        return failed(f"the default credentials of user {last.username!r} logged in on "
-                      f"{target} (attempt {len(trial.attempts)}: {last.detail})", target,
-                      **evidence, accepted_username=last.username)
-    if last.result == "undecided":
-        return errored(f"attempt {len(trial.attempts)} (user {last.username!r}) on {target} "
-                       f"got no decisive answer: {last.detail}; stopped there", target,
-                       **evidence, reason="undecided")
-    return passed(f"none of {len(trial.attempts)} default pairs logged in on {target}",
-                  target, **evidence)
+    return trial_verdict(target, trial.attempts, evidence, logged_in="logged in on",
+                         none_logged_in="logged in on", show_detail=True)
 
 
 @check(
